@@ -1,0 +1,1 @@
+"""Composition root: the ``paddock`` command, the embedded stack and the demo, service files."""

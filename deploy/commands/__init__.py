@@ -1,0 +1,1 @@
+"""One module per room's subcommands; each defines ``register(app: typer.Typer)``."""

@@ -1,0 +1,375 @@
+"""JSON payloads of the topic tree (ARCHITECTURE §3), one model per payload.
+
+Conventions: ``ts`` is wall-clock seconds since the epoch; steering and throttle are in [-1, 1]
+(steering -1 is full left, +1 full right, as in DonkeyCar; throttle > 0 drives forward); ``seq``
+counts the messages of one stream (frames, telemetry, events) from 0 at each car boot and never wraps.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from schemas.base import WireModel, _summary, now
+from schemas.errors import ContractError
+from schemas.ids import JobId, Name, SessionId
+
+Mode = Literal["manual", "autopilot", "stop"]
+Unit = Annotated[float, Field(ge=-1.0, le=1.0)]
+Seq = Annotated[int, Field(ge=0)]
+Timestamp = Annotated[float, Field(default_factory=now, ge=0)]
+
+
+# --- presence ------------------------------------------------------------------------------------
+class HubStatus(WireModel):
+    """Retained on ``hub/status``; the offline form is the hub's last will."""
+
+    state: Literal["online", "offline"]
+    version: str = ""
+    ts: Timestamp
+    api_url: str | None = None
+
+
+class CameraInfo(WireModel):
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    fps: float = Field(gt=0)
+    kind: str = ""
+
+
+class CarStatus(WireModel):
+    """Birth (online) and death (offline, the last will) on ``cars/{car}/status``.
+
+    ``bdseq`` increases with every connection of the car; a death whose ``bdseq`` is older than the
+    current birth is stale and must be ignored.
+    """
+
+    state: Literal["online", "offline"]
+    bdseq: Seq
+    ts: Timestamp
+    sw_version: str = ""
+    mode: Mode | None = None
+    model: str | None = None
+    capabilities: list[str] = Field(default_factory=list)
+    camera: CameraInfo | None = None
+
+
+# --- telemetry -----------------------------------------------------------------------------------
+class Telemetry(WireModel):
+    """Periodic state of one car (QoS 0). Every numeric field becomes an InfluxDB field."""
+
+    seq: Seq
+    ts: Timestamp
+    mode: Mode
+    session: SessionId | None = None
+    model: str | None = None
+    recording: bool = False
+    steering: Unit = 0.0
+    throttle: Unit = 0.0
+    speed: float | None = Field(default=None, description="m/s, measured or simulated")
+    loop_hz: float | None = Field(default=None, ge=0, description="configured control rate")
+    loop_period_ms: float | None = Field(default=None, ge=0, description="mean tick period since last report")
+    loop_late_p50_ms: float | None = Field(default=None, ge=0)
+    loop_late_p99_ms: float | None = Field(default=None, ge=0)
+    missed_ticks: int | None = Field(default=None, ge=0, description="ticks skipped since boot")
+    inference_ms: float | None = Field(default=None, ge=0)
+    battery_v: float | None = None
+    cpu_temp_c: float | None = None
+    lap: int | None = Field(default=None, ge=0)
+    progress: float | None = Field(default=None, ge=0, le=100, description="lap progress % (sim)")
+    off_track: bool | None = None
+    frames_dropped: int | None = Field(default=None, ge=0, description="publish drops since boot")
+    spool_frames: int | None = Field(default=None, ge=0, description="frames waiting in the car's spool")
+
+
+# --- frames --------------------------------------------------------------------------------------
+class FrameRecord(WireModel):
+    """Header of a frame envelope: one training record (the action travels with its image).
+
+    Extra keys are kept (sensors, sim ground truth) so a recorder can add what it knows.
+    """
+
+    model_config = WireModel.model_config | {"extra": "allow"}
+
+    car: str
+    session: SessionId
+    seq: Seq
+    t_capture_ns: int = Field(ge=0)
+    steering: Unit
+    throttle: Unit
+    mode: Mode
+    model: str | None = None
+    speed: float | None = None
+    width: int | None = Field(default=None, gt=0)
+    height: int | None = Field(default=None, gt=0)
+
+
+# --- events --------------------------------------------------------------------------------------
+class _Event(WireModel):
+    seq: Seq = 0
+    ts: Timestamp
+
+
+class LapEvent(_Event):
+    type: Literal["lap"] = "lap"
+    lap: int = Field(ge=1)
+    lap_time_s: float = Field(gt=0)
+    off_track_count: int = Field(default=0, ge=0)
+    model: str | None = None
+    mode: Mode | None = None
+
+
+class OffTrackEvent(_Event):
+    type: Literal["off_track"] = "off_track"
+    progress: float | None = Field(default=None, ge=0, le=100)
+    lap: int | None = Field(default=None, ge=0)
+
+
+class InterventionEvent(_Event):
+    type: Literal["intervention"] = "intervention"
+    reason: str
+
+
+class ModelSwappedEvent(_Event):
+    type: Literal["model_swapped"] = "model_swapped"
+    name: str
+    version: str
+    sha256: str
+    previous: str | None = None
+    load_ms: float = Field(ge=0)
+    swap_ms: float = Field(ge=0, description="message arrival to first tick on the new model")
+
+
+class ModelRejectedEvent(_Event):
+    type: Literal["model_rejected"] = "model_rejected"
+    reason: str
+    name: str | None = None
+    version: str | None = None
+    sha256: str | None = None
+
+
+class RecordingEvent(_Event):
+    type: Literal["recording_started", "recording_stopped"]
+    session: SessionId
+    frames: int = Field(default=0, ge=0)
+    reason: str | None = None
+
+
+class EstopEvent(_Event):
+    type: Literal["estop"] = "estop"
+    active: bool
+    reason: str = ""
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    message: str
+    component: str = ""
+
+
+Event = Annotated[
+    LapEvent
+    | OffTrackEvent
+    | InterventionEvent
+    | ModelSwappedEvent
+    | ModelRejectedEvent
+    | RecordingEvent
+    | EstopEvent
+    | ErrorEvent,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Parse any event by its ``type``."""
+    try:
+        return EVENT_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise ContractError(f"invalid event: {_summary(exc)}") from None
+
+
+# --- commands ------------------------------------------------------------------------------------
+class _Command(WireModel):
+    transaction: str | None = Field(default=None, max_length=128, description="echoed in the response")
+
+
+class DriveCommand(_Command):
+    """Manual drive (QoS 0). The car zeroes throttle if none arrives within its deadman time."""
+
+    steering: Unit
+    throttle: Unit
+    ts: float | None = None
+
+
+class ModeCommand(_Command):
+    mode: Mode
+
+
+class RecordCommand(_Command):
+    action: Literal["start", "stop"]
+    session: SessionId | None = Field(default=None, description="chosen by the car when omitted")
+
+
+class ConfigCommand(_Command):
+    """Runtime settings to change, e.g. ``{"telemetry_hz": 5}``; the car validates each key."""
+
+    values: dict[str, Any]
+
+
+class RebirthCommand(_Command):
+    """Ask the car to publish its birth again."""
+
+
+COMMAND_MODELS: dict[str, type[_Command]] = {
+    "drive": DriveCommand,
+    "mode": ModeCommand,
+    "record": RecordCommand,
+    "config": ConfigCommand,
+    "rebirth": RebirthCommand,
+}
+
+
+def parse_command(name: str, data: bytes | str) -> _Command:
+    """Parse the payload of ``cmd/{name}``."""
+    try:
+        model = COMMAND_MODELS[name]
+    except KeyError:
+        raise ContractError(f"unknown command {name!r}") from None
+    return model.from_json(data)
+
+
+class CommandResponse(WireModel):
+    status: Literal["ok", "error"]
+    data: dict[str, Any] | None = None
+    error: str | None = None
+    transaction: str | None = None
+    ts: Timestamp
+
+
+class EStop(WireModel):
+    """Retained on ``fleet/estop``; a car obeys it on (re)connect and within one tick."""
+
+    active: bool
+    reason: str = ""
+    ts: Timestamp
+
+
+class ModelState(WireModel):
+    """Retained on ``cars/{car}/model/state``: what the car drives now."""
+
+    active: str | None = Field(default=None, description="name:version of the running model")
+    sha256: str | None = None
+    loaded_ms: float | None = Field(default=None, ge=0)
+    previous: str | None = None
+    last_error: str | None = None
+    ts: Timestamp
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+class SessionRef(WireModel):
+    car: str
+    session: SessionId
+
+
+class TrainParams(WireModel):
+    """What to learn from and how. Either a named ``dataset`` or explicit ``sessions``."""
+
+    dataset: Name | None = None
+    sessions: list[SessionRef] = Field(default_factory=list)
+    architecture: str = "linear"
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1)
+    seed: int = 0
+    model_name: Name = "pilot"
+    model_version: Name | None = None
+    workers: int = Field(default=1, ge=1, description="processes for distributed training")
+    launcher: Literal["local", "torchrun", "horovod"] = "local"
+    evaluate_track: str | None = None
+    evaluate_laps: int = Field(default=0, ge=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluateParams(WireModel):
+    model_name: Name
+    model_version: Name
+    track: str
+    laps: int = Field(default=3, ge=1, le=1000)
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizeParams(WireModel):
+    track: str
+    generations: int = Field(default=20, ge=1)
+    population: int = Field(default=32, ge=2)
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Job(WireModel):
+    job: JobId
+    ts: Timestamp
+    requested_by: str | None = None
+
+
+class TrainJob(_Job):
+    kind: Literal["train"] = "train"
+    params: TrainParams
+
+
+class EvaluateJob(_Job):
+    kind: Literal["evaluate"] = "evaluate"
+    params: EvaluateParams
+
+
+class OptimizeJob(_Job):
+    kind: Literal["optimize"] = "optimize"
+    params: OptimizeParams
+
+
+JobRequest = Annotated[TrainJob | EvaluateJob | OptimizeJob, Field(discriminator="kind")]
+JOB_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
+
+
+def parse_job(data: bytes | str) -> JobRequest:
+    try:
+        return JOB_ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise ContractError(f"invalid job request: {_summary(exc)}") from None
+
+
+JobState = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobProgress(WireModel):
+    job: JobId
+    kind: Literal["train", "evaluate", "optimize"]
+    state: JobState
+    ts: Timestamp
+    stage: str = ""
+    epoch: int | None = Field(default=None, ge=0)
+    epochs: int | None = Field(default=None, ge=0)
+    step: int | None = Field(default=None, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    loss: float | None = None
+    val_loss: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    message: str | None = None
+
+
+class ModelRef(WireModel):
+    name: Name
+    version: Name
+
+
+class JobResult(WireModel):
+    job: JobId
+    kind: Literal["train", "evaluate", "optimize"]
+    status: Literal["succeeded", "failed"]
+    ts: Timestamp
+    error: str | None = None
+    model: ModelRef | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict, description="name → object-store key or URL")
+    metrics: dict[str, float] = Field(default_factory=dict)
+    duration_s: float | None = Field(default=None, ge=0)

@@ -1,0 +1,209 @@
+"""Model manifest and card: what a model expects and produces, so the car preprocesses exactly as
+the trainer did.
+
+A model is exported with one named output tensor per :class:`OutputSpec`:
+
+* ``linear`` outputs have shape ``[batch, 1]`` (or ``[batch]``) and are clipped to ``range``;
+* ``categorical`` outputs have shape ``[batch, len(bins)]`` (logits); the value is the centre of the
+  most likely bin.
+
+:func:`preprocess` is the single implementation of the card's input pipeline, used by both the
+car's runtimes and the trainer's datasets.
+"""
+
+import hashlib
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, model_validator
+
+from schemas.base import WireModel, now
+from schemas.errors import ContractError
+from schemas.ids import Name
+
+Colour = Literal["rgb", "bgr", "gray"]
+
+
+class Crop(WireModel):
+    """Pixels removed from each edge of the camera image before resizing."""
+
+    top: int = Field(default=0, ge=0)
+    bottom: int = Field(default=0, ge=0)
+    left: int = Field(default=0, ge=0)
+    right: int = Field(default=0, ge=0)
+
+
+class Normalisation(WireModel):
+    """``x = (pixel * scale - mean) / std``, per channel."""
+
+    scale: float = Field(default=1.0 / 255.0, gt=0)
+    mean: list[float] = Field(default_factory=lambda: [0.0])
+    std: list[float] = Field(default_factory=lambda: [1.0])
+
+    @model_validator(mode="after")
+    def _check(self) -> "Normalisation":
+        if len(self.mean) != len(self.std):
+            raise ValueError("mean and std must have the same length")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std must be positive")
+        return self
+
+
+class InputSpec(WireModel):
+    """The image tensor the model takes: ``[batch, channels, height, width]`` float32 for ``nchw``."""
+
+    name: str = "image"
+    width: int = Field(gt=0, le=4096)
+    height: int = Field(gt=0, le=4096)
+    colour: Colour = "rgb"
+    crop: Crop = Field(default_factory=Crop)
+    normalisation: Normalisation = Field(default_factory=Normalisation)
+    layout: Literal["nchw", "nhwc"] = "nchw"
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.colour == "gray" else 3
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of one preprocessed sample (without the batch axis)."""
+        if self.layout == "nchw":
+            return (self.channels, self.height, self.width)
+        return (self.height, self.width, self.channels)
+
+
+class OutputSpec(WireModel):
+    name: Literal["steering", "throttle"]
+    kind: Literal["linear", "categorical"] = "linear"
+    tensor: str = Field(default="", description="output tensor name; defaults to `name`")
+    range: tuple[float, float] = (-1.0, 1.0)
+    bins: list[float] = Field(default_factory=list, description="bin centres for categorical outputs")
+
+    @model_validator(mode="after")
+    def _check(self) -> "OutputSpec":
+        if not self.tensor:
+            self.tensor = self.name
+        lo, hi = self.range
+        if lo >= hi:
+            raise ValueError(f"range {self.range} is empty")
+        if self.kind == "categorical" and len(self.bins) < 2:
+            raise ValueError("a categorical output needs at least two bins")
+        if self.kind == "linear" and self.bins:
+            raise ValueError("a linear output has no bins")
+        return self
+
+
+class ModelCard(WireModel):
+    """What the model is, what it takes and what it gives."""
+
+    architecture: str
+    input: InputSpec
+    outputs: list[OutputSpec] = Field(min_length=1)
+    description: str = ""
+    training: dict[str, Any] = Field(default_factory=dict, description="dataset, run, metrics")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelCard":
+        names = [o.name for o in self.outputs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate outputs {names}")
+        n = len(self.input.normalisation.mean)
+        if n not in (1, self.input.channels):
+            raise ValueError(f"normalisation has {n} channels, the input has {self.input.channels}")
+        return self
+
+    def output(self, name: str) -> OutputSpec | None:
+        return next((o for o in self.outputs if o.name == name), None)
+
+
+class ModelManifest(WireModel):
+    """Header of a model envelope. ``signature`` is Ed25519 over :meth:`signing_bytes`."""
+
+    name: Name
+    version: Name
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    format: Literal["onnx", "tflite"]
+    card: ModelCard
+    created: float = Field(default_factory=now, ge=0)
+    url: str | None = Field(default=None, description="where to download the bytes when not inline")
+    key_id: str | None = None
+    signature: str | None = Field(default=None, description="base64 Ed25519 signature")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def signing_bytes(self) -> bytes:
+        """The canonical bytes that are signed: sorted-key compact JSON without ``signature``."""
+        import json
+
+        data = self.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def preprocess(image: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]:
+    """Turn one camera image (``H×W×3`` RGB uint8, or ``H×W`` gray) into the model's input sample.
+
+    Steps, in order: crop, colour conversion, resize (area interpolation), normalisation, layout.
+    Returns one sample without the batch axis.
+    """
+    import cv2
+
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ContractError(f"expected an H×W×3 or H×W uint8 image, got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    c = spec.crop
+    if c.top + c.bottom >= h or c.left + c.right >= w:
+        raise ContractError(f"crop {c.to_dict()} leaves nothing of a {w}×{h} image")
+    img: NDArray[Any] = image[c.top : h - c.bottom, c.left : w - c.right]
+    if img.ndim == 2:
+        if spec.colour != "gray":
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif spec.colour == "gray":
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    elif spec.colour == "bgr":
+        img = img[:, :, ::-1]
+    if img.shape[0] != spec.height or img.shape[1] != spec.width:
+        img = cv2.resize(img, (spec.width, spec.height), interpolation=cv2.INTER_AREA)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    norm = spec.normalisation
+    x = img.astype(np.float32) * np.float32(norm.scale)
+    mean = np.asarray(norm.mean, dtype=np.float32)
+    std = np.asarray(norm.std, dtype=np.float32)
+    x = (x - mean) / std
+    if spec.layout == "nchw":
+        x = np.ascontiguousarray(x.transpose(2, 0, 1))
+    return x.astype(np.float32, copy=False)
+
+
+def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> dict[str, float]:
+    """Turn raw output tensors of one sample into ``{"steering": .., "throttle": ..}``.
+
+    Raises :class:`ContractError` if a tensor is missing, has the wrong shape or is not finite.
+    """
+    result: dict[str, float] = {}
+    for out in card.outputs:
+        if out.tensor not in values:
+            raise ContractError(f"model has no output tensor {out.tensor!r}")
+        arr = np.asarray(values[out.tensor], dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(arr)):
+            raise ContractError(f"output {out.tensor!r} is not finite")
+        if out.kind == "linear":
+            if arr.size != 1:
+                raise ContractError(f"linear output {out.tensor!r} has {arr.size} values, expected 1")
+            lo, hi = out.range
+            result[out.name] = float(np.clip(arr[0], lo, hi))
+        else:
+            if arr.size != len(out.bins):
+                raise ContractError(
+                    f"categorical output {out.tensor!r} has {arr.size} values, expected {len(out.bins)}"
+                )
+            result[out.name] = float(out.bins[int(np.argmax(arr))])
+    return result

@@ -1,0 +1,42 @@
+"""Typed envelopes: frames (frame record + JPEG) and models (manifest + model bytes)."""
+
+from schemas.envelope import DEFAULT_MAX_HEADER, DEFAULT_MAX_TOTAL, decode, encode
+from schemas.errors import ContractError
+from schemas.messages import FrameRecord
+from schemas.model_card import ModelManifest, sha256_hex
+
+
+def encode_frame(record: FrameRecord, jpeg: bytes) -> bytes:
+    return encode(record.to_dict(), jpeg)
+
+
+def decode_frame(
+    data: bytes | bytearray | memoryview, *, max_total: int = 16 * 1024 * 1024
+) -> tuple[FrameRecord, bytes]:
+    env = decode(data, max_header=DEFAULT_MAX_HEADER, max_total=max_total)
+    return FrameRecord.from_dict(env.header), env.payload
+
+
+def encode_model(manifest: ModelManifest, model: bytes) -> bytes:
+    """Encode a model envelope. An empty payload means the manifest's ``url`` carries the bytes."""
+    if model and (manifest.size != len(model) or manifest.sha256 != sha256_hex(model)):
+        raise ContractError(f"manifest of {manifest.ref} does not match the model bytes")
+    return encode(manifest.to_dict(), model)
+
+
+def decode_model(
+    data: bytes | bytearray | memoryview, *, max_total: int = DEFAULT_MAX_TOTAL
+) -> tuple[ModelManifest, bytes]:
+    """Decode a model envelope and check size and sha256 of inline bytes (not the signature)."""
+    env = decode(data, max_header=DEFAULT_MAX_HEADER, max_total=max_total)
+    manifest = ModelManifest.from_dict(env.header)
+    if env.payload:
+        if len(env.payload) != manifest.size:
+            raise ContractError(
+                f"model {manifest.ref}: {len(env.payload)} bytes received, manifest says {manifest.size}"
+            )
+        if sha256_hex(env.payload) != manifest.sha256:
+            raise ContractError(f"model {manifest.ref}: sha256 does not match the manifest")
+    elif not manifest.url:
+        raise ContractError(f"model {manifest.ref} carries neither bytes nor a url")
+    return manifest, env.payload

@@ -1,0 +1,103 @@
+"""Real servers on free loopback ports for tests: started here, stopped by PID.
+
+A test that needs a server binary that is not installed skips with a message saying what to
+install — except under ``CI=true``, where it fails, so CI never passes by skipping.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from deploy.broker import free_port
+
+
+def require_binary(name: str, debian_package: str) -> str:
+    """Path of ``name``; skip (or fail under CI) with an install hint when it is missing."""
+    path = shutil.which(name) or next(
+        (str(p) for p in (Path("/usr/sbin") / name, Path("/usr/bin") / name) if p.exists()), None
+    )
+    if path:
+        return path
+    message = f"{name} is not installed: apt-get install {debian_package}"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+class ServerProcess:
+    """A server subprocess with a fixed port, so it can be stopped and started again at the same address."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "server.log"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready_timeout(self) -> float:
+        return 20.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc and self.proc.poll() is None else None
+
+    def start(self) -> "ServerProcess":
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, self.ready_timeout(), self.proc)
+            self.wait_ready()
+        except Exception as exc:
+            self.stop()
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{type(self).__name__} did not start: {exc}\n{tail}") from exc
+        return self
+
+    def wait_ready(self) -> None:
+        """Extra readiness check after the port opens (HTTP health, ...)."""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        """Stop the server by PID: ``sig`` first, SIGKILL if it has not exited within ``timeout``."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -1,0 +1,73 @@
+"""The rooms' import rules (docs/architecture.md), checked on the source itself."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ROOMS = ("schemas", "firmware", "edge", "hub", "trainer", "deploy")
+ALLOWED: dict[str, set[str]] = {
+    "schemas": set(),
+    "firmware": {"schemas"},
+    "edge": {"schemas", "firmware"},
+    "hub": {"schemas"},
+    "trainer": {"schemas", "firmware"},
+    "deploy": {"schemas", "firmware", "edge", "hub", "trainer"},
+}
+# Heavy third-party packages a room must never import (even lazily).
+FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
+    "edge": {"torch", "fastapi", "uvicorn"},
+    "firmware": {"torch", "fastapi", "uvicorn"},
+    "hub": {"torch", "picamera2", "onnxruntime"},
+    "schemas": {"torch", "fastapi", "aiomqtt", "paho"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _room_files(room: str) -> list[Path]:
+    return sorted((ROOT / room).rglob("*.py"))
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_rooms_import_only_what_they_may(room: str) -> None:
+    bad = []
+    for path in _room_files(room):
+        imported = _imports(path)
+        for other in (imported & set(ROOMS)) - ALLOWED[room] - {room}:
+            bad.append(f"{path.relative_to(ROOT)} imports {other}")
+        for heavy in imported & FORBIDDEN_THIRD_PARTY.get(room, set()):
+            bad.append(f"{path.relative_to(ROOT)} imports {heavy}")
+    assert not bad, "\n".join(bad)
+
+
+def test_trainer_uses_only_the_simulator_from_firmware() -> None:
+    bad = []
+    for path in _room_files("trainer"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            mods = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            for mod in mods:
+                if mod.split(".")[0] == "firmware" and not mod.startswith("firmware.sim"):
+                    bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    f = tmp_path / "x.py"
+    f.write_text("import hub.api\nfrom edge import loop\n")
+    assert _imports(f) == {"hub", "edge"}

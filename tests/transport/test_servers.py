@@ -1,0 +1,75 @@
+"""The test servers themselves: a broker stopped and restarted by PID keeps retained messages."""
+
+import os
+import queue
+import signal
+
+import paho.mqtt.client as paho
+import pytest
+
+from tests.servers.mosquitto import Mosquitto
+
+
+def _retained(server: Mosquitto, topic: str, timeout: float = 5.0) -> bytes | None:
+    """The retained payload on ``topic``, or None if none arrives within ``timeout``."""
+    got: queue.Queue[bytes] = queue.Queue()
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    c.on_message = lambda _c, _u, msg: got.put(bytes(msg.payload))
+    c.connect(server.host, server.port)
+    c.subscribe(topic, qos=1)
+    c.loop_start()
+    try:
+        return got.get(timeout=timeout)
+    except queue.Empty:
+        return None
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_mosquitto_restart_by_pid_keeps_retained_messages(mosquitto_factory: type[Mosquitto]) -> None:
+    server = mosquitto_factory().start()
+    pid = server.pid
+    assert pid is not None
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    c.connect(server.host, server.port)
+    c.loop_start()
+    c.publish("keep/me", b"still here", qos=1, retain=True).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    server.stop(signal.SIGTERM)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    server.start()
+    assert server.pid != pid
+    assert _retained(server, "keep/me") == b"still here"
+
+
+def test_victoriametrics_and_influxdb_answer(victoriametrics, influxdb1) -> None:  # type: ignore[no-untyped-def]
+    influxdb1.query("CREATE DATABASE smoke")
+    influxdb1.write("smoke", "m,car=c1 v=1.5 1700000000000000000")
+    res = influxdb1.query("SELECT v FROM m", db="smoke")
+    assert res["results"][0]["series"][0]["values"][0][1] == 1.5
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{victoriametrics.url}/write", data=b"smoke,car=c1 v=2.5 1700000000000000000", method="POST"
+    )
+    urllib.request.urlopen(req, timeout=5).close()
+    series = victoriametrics.export('{__name__="smoke_v"}')
+    assert series[0]["metric"]["car"] == "c1" and series[0]["values"] == [2.5]
+
+
+def test_moto_s3_answers(s3_server) -> None:  # type: ignore[no-untyped-def]
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.url,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket="smoke")
+    s3.put_object(Bucket="smoke", Key="a/b", Body=b"hello")
+    assert s3.get_object(Bucket="smoke", Key="a/b")["Body"].read() == b"hello"
