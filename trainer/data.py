@@ -466,3 +466,11 @@ class EpochSampler(Sampler[tuple[int, int]]):
         if self.pad and self.world > 1:
             total = math.ceil(self.n / self.world) * self.world
         return len(range(self.rank, total, self.world))
+
+
+def preprocessed_samples(table: FrameTable, spec: InputSpec, count: int = 256) -> NDArray[np.float32]:
+    """Up to ``count`` frames spread evenly over ``table``, preprocessed (calibration, parity checks)."""
+    if len(table) == 0:
+        return np.zeros((0, *spec.shape), dtype=np.float32)
+    idx = np.unique(np.linspace(0, len(table) - 1, min(count, len(table))).round().astype(int))
+    return np.stack([preprocess(table.image(int(i)), spec) for i in idx])

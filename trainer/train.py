@@ -489,6 +489,8 @@ def _fit(
                     "bad_epochs": bad_epochs,
                     "history": [h.model_dump() for h in history],
                     "config": config.model_dump(mode="json"),
+                    "train_sessions": [r.to_dict() for r in train_refs],
+                    "val_sessions": [r.to_dict() for r in val_refs],
                 }
                 if improved:
                     _save_checkpoint(ckpt_dir / "best.pt", state)

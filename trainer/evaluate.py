@@ -1,0 +1,1 @@
+"""Evaluation of a trained model (closed loop in the simulator comes with the simulator)."""
