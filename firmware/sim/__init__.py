@@ -1,0 +1,1 @@
+"""The simulator: DeepRacer-compatible tracks, car physics, a first-person camera and lidar."""
