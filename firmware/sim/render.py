@@ -216,8 +216,15 @@ class Renderer:
         look = self._look
         c = self.config
         s = self.px_per_m
+        gain = np.array(look.gain, np.float32)
+
+        def lit(rgb: RGB) -> tuple[int, int, int]:
+            # Light and colour cast applied to the paint, so the texture is drawn once, lit.
+            r, g, b = (int(v) for v in np.clip(np.array(rgb, np.float32) * gain, 0, 255))
+            return r, g, b
+
         tex = np.empty((self._tex_h, self._tex_w, 3), np.uint8)
-        tex[:] = look.floor
+        tex[:] = lit(look.floor)
 
         def px(points: NDArray[np.float64]) -> NDArray[np.int32]:
             # Fixed point with 4 fractional bits, for sub-pixel accurate anti-aliased drawing.
@@ -226,10 +233,12 @@ class Renderer:
             return np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
 
         t = self.track
-        cv2.fillPoly(tex, [px(t.outer)], look.road, cv2.LINE_AA, shift=4)
-        cv2.fillPoly(tex, [px(t.inner)], look.floor, cv2.LINE_AA, shift=4)
+        cv2.fillPoly(tex, [px(t.outer)], lit(look.road), cv2.LINE_AA, shift=4)
+        cv2.fillPoly(tex, [px(t.inner)], lit(look.floor), cv2.LINE_AA, shift=4)
         border_px = max(1, round(c.border_line_m * s))
-        cv2.polylines(tex, [px(t.inner), px(t.outer)], True, look.border, border_px, cv2.LINE_AA, shift=4)
+        cv2.polylines(
+            tex, [px(t.inner), px(t.outer)], True, lit(look.border), border_px, cv2.LINE_AA, shift=4
+        )
         # Dashed centre line.
         dash = c.dash_m
         n = int(t.length // (2 * dash))
@@ -239,28 +248,25 @@ class Renderer:
             pts = np.array([t.point_at(s0 + f * dash) for f in (0.0, 0.5, 1.0)])
             dashes.append(px(pts))
         cv2.polylines(
-            tex, dashes, False, look.center, max(1, round(c.center_line_m * s)), cv2.LINE_AA, shift=4
+            tex, dashes, False, lit(look.center), max(1, round(c.center_line_m * s)), cv2.LINE_AA, shift=4
         )
         # Start/finish line across the road at waypoint 0, in the border colour.
         (ix, iy), (ox, oy) = t.inner[0], t.outer[0]
         cv2.line(
             tex,
             *(tuple(p) for p in px(np.array([[ix, iy], [ox, oy]]))),
-            look.border,
+            lit(look.border),
             border_px,
             cv2.LINE_AA,
             shift=4,
         )  # type: ignore[call-overload]
-        # Light, colour cast and grain.
-        gain = np.array(look.gain, np.float32)
-        img = tex.astype(np.float32) * gain
         if look.grain > 0:
-            img += (self._grain * look.grain)[:, :, None]
-        tex = np.clip(img, 0, 255).astype(np.uint8)
-        self._floor_far = tuple(int(v) for v in np.clip(np.array(look.floor) * gain, 0, 255))
+            grain = (self._grain * look.grain).astype(np.int16)
+            tex = np.asarray(cv2.add(tex, cv2.merge([grain, grain, grain]), dtype=cv2.CV_8U), np.uint8)
+        self._floor_far = lit(look.floor)
         levels = [tex]
         for _ in range(_LEVELS - 1):
-            levels.append(cv2.pyrDown(levels[-1]))
+            levels.append(np.asarray(cv2.pyrDown(levels[-1]), np.uint8))
         self._levels = levels
         self._pano = self._backdrop(np.random.default_rng(len(self.track.center)), gain)
         if look.pixel_noise > 0:

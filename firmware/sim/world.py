@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -296,6 +296,12 @@ class World:
     def commanded_speed(self) -> float:
         """The speed (m/s) the latest throttle command asks for (DeepRacer's ``speed``)."""
         return throttle_to_speed(self.car.command.throttle, self.config.car)
+
+    def params(self) -> dict[str, Any]:
+        """DeepRacer's reward ``params`` now (see :func:`firmware.sim.reward.deepracer_params`)."""
+        from firmware.sim.reward import deepracer_params  # the reward module builds on the world
+
+        return deepracer_params(self)
 
     def render(self) -> Image:
         """The camera image now: ``(H, W, 3)`` RGB uint8 (``(H, W, 1)`` if grayscale)."""

@@ -72,6 +72,7 @@ def test_params_have_exactly_deepracers_27_keys_and_types() -> None:
     params = deepracer_params(world)
     assert len(PARAM_KEYS) == 27 == len(set(PARAM_KEYS))
     assert set(params) == set(PARAM_KEYS)
+    assert world.params() == params
     for key in ("all_wheels_on_track", "is_left_of_center", "is_reversed", "is_crashed", "is_offtrack"):
         assert isinstance(params[key], bool), key
     for key in ("x", "y", "heading", "distance_from_center", "projection_distance", "progress", "speed"):
