@@ -18,19 +18,20 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 class VideoWriter:
     """Writes a run as ``.mp4`` (H.264 via imageio-ffmpeg) or ``.gif``: the camera view scaled up
-    with a heads-up line (lap, lap time, speed, steering) and a small map of the track."""
+    (4× for mp4, 2× for the much larger gif by default) with a heads-up line (lap, lap time, speed,
+    steering) and a small map of the track."""
 
-    def __init__(self, path: str | Path, track: Track, fps: float, scale: int = 4) -> None:
+    def __init__(self, path: str | Path, track: Track, fps: float, scale: int | None = None) -> None:
         import imageio.v2 as imageio
 
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise ValueError(f"{self.path}: video must end in {' or '.join(VIDEO_SUFFIXES)}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.scale = scale
+        gif = self.path.suffix.lower() == ".gif"
+        self.scale = scale or (2 if gif else 4)
         self.track = track
         self.frames = 0
-        gif = self.path.suffix.lower() == ".gif"
         kwargs: dict[str, Any] = (
             {"duration": 1000 / fps, "loop": 0}
             if gif
@@ -43,7 +44,7 @@ class VideoWriter:
             }
         )
         self._writer = imageio.get_writer(self.path, mode="I", **kwargs)
-        self._map, self._map_fn = _minimap(track, 150)
+        self._map, self._map_fn = _minimap(track, 150 * self.scale // 4)
 
     def add(self, image: NDArray[np.uint8], x: float, y: float, hud: str) -> None:
         """One frame: the camera ``image`` (H×W×3 or ×1), the car at ``(x, y)``, a text line."""
@@ -56,9 +57,18 @@ class VideoWriter:
         cv2.circle(inset, (u, v), 4, (230, 30, 30), -1, cv2.LINE_AA)
         ih, iw = inset.shape[:2]
         big[6 : 6 + ih, -iw - 6 : -6] = inset
-        cv2.rectangle(big, (0, big.shape[0] - 26), (big.shape[1], big.shape[0]), (0, 0, 0), -1)
+        font = 0.55 * self.scale / 4
+        bar = round(26 * self.scale / 4)
+        cv2.rectangle(big, (0, big.shape[0] - bar), (big.shape[1], big.shape[0]), (0, 0, 0), -1)
         cv2.putText(
-            big, hud, (8, big.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA
+            big,
+            hud,
+            (6, big.shape[0] - bar // 3),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
         )
         self._writer.append_data(big)
         self.frames += 1

@@ -111,3 +111,17 @@ def test_track_map_with_a_trace(tmp_path: Path) -> None:
     out = plot_track_map(world.track, tmp_path / "t.png", result.trace, result.speeds, title="technical")
     image = cv2.imread(str(out))
     assert image is not None and image.shape[0] > 300
+
+
+def test_gif_video(tmp_path: Path) -> None:
+    from firmware.sim.media import VideoWriter
+
+    world = World("oval")
+    with VideoWriter(tmp_path / "clip.gif", world.track, fps=10) as video:
+        for _ in range(5):
+            world.step(0.0, 0.5)
+            video.add(world.render(), *world.car.front_point(), hud="lap 1/1")
+    frames = imageio.mimread(tmp_path / "clip.gif")
+    assert len(frames) == 5 and frames[0].shape[:2] == (240, 320)
+    with pytest.raises(ValueError, match=r"\.mp4 or \.gif"):
+        VideoWriter(tmp_path / "clip.avi", world.track, fps=10)
