@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from trainer.distributed import Launcher
-from trainer.train import TrainConfig, TrainResult, fit
+from trainer.train import TrainConfig, TrainResult, default_threads, fit
 
 
 class LaunchError(RuntimeError):
@@ -98,7 +98,7 @@ def launch(
     cmd = command(config_path, launcher, workers, hosts)
     env = dict(os.environ)
     # Each process takes its share of the cores unless the config says otherwise.
-    env.setdefault("OMP_NUM_THREADS", str(config.threads or max(1, (os.cpu_count() or 1) // workers)))
+    env.setdefault("OMP_NUM_THREADS", str(config.threads or default_threads(workers)))
     env["PYTHONUNBUFFERED"] = "1"
     try:
         proc = subprocess.run(

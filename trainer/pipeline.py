@@ -188,12 +188,21 @@ def _finish(
     # --- closed loop in the simulator ---------------------------------------------------------------
     evaluations: list[dict[str, Any]] = []
     if params.evaluate_track and params.evaluate_laps > 0:
-        from trainer.evaluate import closed_loop
+        from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
 
         stage(f"closed-loop evaluation: {params.evaluate_laps} laps of {params.evaluate_track}")
-        report = closed_loop(
-            model, params.evaluate_track, laps=params.evaluate_laps, out_dir=run_dir / "closed-loop"
+        # Drive the exported file the car will load, through the car's preprocessing.
+        pilot = (
+            OnnxPilot(exported.files["onnx"].path, card) if "onnx" in exported.files else TorchPilot(model)
         )
+        report = closed_loop(
+            pilot,
+            params.evaluate_track,
+            laps=params.evaluate_laps,
+            out_dir=run_dir / "closed-loop",
+            seed=params.seed,
+        )
+        console.print(summary(report))
         evaluations.append(report.model_dump(mode="json"))
     # --- report -----------------------------------------------------------------------------------
     metrics = {k: v for k, v in offline.items() if k != "frames"}

@@ -180,6 +180,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[PilotModel, dict[str,
     return model, ckpt
 
 
+def default_threads(processes_on_this_machine: int = 1) -> int:
+    """Torch threads per process: its share of the cores, but 1 where that share is under 4.
+
+    On a small machine a second OpenMP thread gains little for these models, and when anything
+    else needs a core (the simulator, a broker, another process) its spin-waiting can make a
+    training step ten times slower; one thread per process stays fast.
+    """
+    share = (os.cpu_count() or 1) // max(1, processes_on_this_machine)
+    return share if share >= 4 else 1
+
+
 def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Any:
     def f(step: int) -> float:
         if warmup_steps and step < warmup_steps:
@@ -302,8 +313,9 @@ def _fit(
     ckpt_dir = run_dir / "checkpoints"
     if backend.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    threads = config.threads or max(1, (os.cpu_count() or 1) // max(1, backend.local_world))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(config.threads or default_threads(backend.local_world))
+    # Tiny gradients and optimizer moments become denormal floats, which are ~10× slower on CPUs.
+    torch.set_flush_denormal(True)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.seed)
     show = config.progress_bar and backend.is_main

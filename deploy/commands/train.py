@@ -204,7 +204,22 @@ def export(
 
 @train_app.command("evaluate")
 def evaluate(
-    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A checkpoint (best.pt).")],
+    model: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="A checkpoint (best.pt) or an exported model.onnx."),
+    ],
+    track: Annotated[
+        str | None,
+        typer.Option(
+            help="Drive the model in the simulator on this track (built-in name or DeepRacer .npy)."
+        ),
+    ] = None,
+    laps: Annotated[int, typer.Option(help="Consecutive laps to drive.")] = 3,
+    recover: Annotated[
+        bool, typer.Option(help="Put the car back after leaving the track instead of ending the run.")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 0,
+    video: Annotated[bool, typer.Option(help="Write run.mp4.")] = True,
     store: Annotated[
         str | None, typer.Option(envvar="PADDOCK_STORE", help="Store with the sessions (default: the run's).")
     ] = None,
@@ -213,34 +228,115 @@ def evaluate(
         "evaluation"
     ),
 ) -> None:
-    """Offline metrics (MAE, R², accuracy) on recorded sessions — the run's validation split by default."""
+    """Evaluate a model: closed loop in the simulator (--track) and offline metrics on recorded sessions.
+
+    Closed loop reports DeepRacer's metrics (completion %, lap times, off-track count, status) with
+    the expert's lap time for reference, and writes simtrace.csv, run.mp4 and map.png. Offline
+    metrics (MAE, R², accuracy) use the run's validation sessions unless --session is given.
+    """
     from trainer.data import load_frames
+    from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
     from trainer.report import offline_metrics, plot_predictions
     from trainer.store import open_store
     from trainer.train import load_checkpoint, write_json
 
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"model": str(model)}
+    checkpoint = None
     try:
-        model, ckpt = load_checkpoint(checkpoint)
+        if model.suffix == ".onnx":
+            pilot: Any = OnnxPilot(model)
+        else:
+            checkpoint = load_checkpoint(model)
+            pilot = TorchPilot(checkpoint[0])
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    store_url = store or ckpt.get("config", {}).get("store")
-    if not store_url:
-        _fail("no store: pass --store")
-    sessions = _sessions(session) or _checkpoint_sessions(ckpt)
-    table = load_frames(open_store(str(store_url)), sessions)
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = offline_metrics(model, table)
-    plot_predictions(model, table, out / "predictions.png")
-    write_json(
-        out / "report.json",
-        {"checkpoint": str(checkpoint), "sessions": [s.to_dict() for s in sessions], "metrics": metrics,
-         "data": table.report.to_dict()},
-    )  # fmt: skip
-    typer.echo(table.report.summary())
-    for key, value in metrics.items():
-        typer.echo(f"{key:20s} {value:.4f}")
-    typer.echo(f"report: {out / 'report.json'}, plot: {out / 'predictions.png'}")
+    if checkpoint is not None:
+        net, ckpt = checkpoint
+        store_url = store or ckpt.get("config", {}).get("store")
+        sessions = _sessions(session) or _checkpoint_sessions(ckpt)
+        if store_url and sessions:
+            table = load_frames(open_store(str(store_url)), sessions)
+            metrics = offline_metrics(net, table)
+            plot_predictions(net, table, out / "predictions.png")
+            report["offline"] = {"sessions": [s.to_dict() for s in sessions], "metrics": metrics,
+                                 "data": table.report.to_dict()}  # fmt: skip
+            typer.echo(f"offline ({table.report.summary()}):")
+            for key, value in metrics.items():
+                typer.echo(f"  {key:20s} {value:.4f}")
+        elif track is None:
+            _fail(
+                "nothing to evaluate: pass --track for the simulator or --store/--session for offline metrics"
+            )
+    elif session:
+        _fail("offline metrics need a checkpoint (the .onnx file carries no training data)")
+    elif track is None:
+        _fail("pass --track to drive the model in the simulator")
+    if track is not None:
+        try:
+            closed = closed_loop(
+                pilot, track, laps=laps, out_dir=out / "closed-loop", seed=seed, recover=recover, video=video
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+            return
+        report["closed_loop"] = closed.model_dump(mode="json")
+        typer.echo(summary(closed))
+        for label, path in closed.files.items():
+            typer.echo(f"  {label:9s} {path}")
+    write_json(out / "report.json", report)
+    typer.echo(f"report: {out / 'report.json'}")
+    if track is not None and not report["closed_loop"]["laps_completed"] >= laps:
+        raise typer.Exit(1)
+
+
+@train_app.command("record")
+def record(
+    store: StoreOpt,
+    track: Annotated[str, typer.Option(help="Built-in track name or a DeepRacer .npy file.")] = "oval",
+    sessions: Annotated[int, typer.Option(help="Sessions to record (one drive each).")] = 4,
+    laps: Annotated[float, typer.Option(help="Laps per session.")] = 2.0,
+    seed: Annotated[int, typer.Option(help="First session's seed (then +1 per session).")] = 0,
+    car: Annotated[str, typer.Option(help="Car id the sessions are stored under.")] = "sim-expert",
+    noise: Annotated[float, typer.Option(help="Steering perturbation (std) for recovery examples.")] = 0.25,
+    randomize: Annotated[
+        bool, typer.Option(help="Randomise lighting, colours and camera per session.")
+    ] = True,
+) -> None:
+    """Record the simulator's expert driver into the store, in the hub's dataset layout."""
+    from trainer.record import RecordConfig, record_expert
+    from trainer.store import open_store
+
+    try:
+        manifests = record_expert(
+            open_store(store), track, sessions=sessions, car=car, seed=seed,
+            config=RecordConfig(laps=laps, noise_std=noise, randomize=randomize),
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    for m in manifests:
+        typer.echo(f"{m.car}/{m.session}: {m.frame_count} frames in {len(m.shards)} shards")
+
+
+@train_app.command("quickstart")
+def quickstart(
+    store: StoreOpt,
+    work_dir: Annotated[Path, typer.Option(help="Where runs go.")] = Path("runs"),
+    track: Annotated[str, typer.Option(help="Track to record, train and drive on.")] = "oval",
+    seed: Annotated[int, typer.Option(help="Seed of the recording and the training.")] = 0,
+) -> None:
+    """Record expert laps in the simulator, train the demo's model, and drive it 3 laps (one command)."""
+    from dataclasses import replace
+
+    from trainer.quickstart import DEMO, run_quickstart
+
+    recipe = replace(DEMO, track=track, seed=seed)
+    result = run_quickstart(store, work_dir, recipe)
+    typer.echo(json.dumps(result.to_dict(), indent=2))
+    if result.result.metrics.get("completion_pct", 0.0) < 100.0:
+        raise typer.Exit(1)
 
 
 @train_app.command("agent")
