@@ -1,6 +1,7 @@
 """Recording the simulator's expert and driving trained models in closed loop."""
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.messages import EvaluateParams, FrameRecord
+from schemas.shards import read_shard
 from trainer.data import list_sessions, load_frames
 from trainer.evaluate import ClosedLoopReport, closed_loop, run_evaluate_job
 from trainer.pipeline import TrainerSettings
@@ -34,9 +36,6 @@ def test_recorded_expert_laps_are_a_dataset_in_the_hubs_layout(tmp_path: Path) -
     steering = table.actions[:, 0]
     assert steering.min() < -0.1 and steering.max() > 0.1
     assert (table.actions[:, 1] > 0).all()
-    from schemas.shards import read_shard
-    import io
-
     first = next(read_shard(io.BytesIO(store.get("datasets/sim-expert/expert-s-curve-0/shard-000000.tar"))))
     record = FrameRecord.from_dict(first.record)
     assert record.session == "expert-s-curve-0" and record.mode == "manual"
@@ -90,11 +89,11 @@ def test_a_model_trained_on_expert_laps_drives_three_consecutive_laps(
     assert result.result.status == "succeeded"
     report = json.loads((root / "store" / "models" / "pilot" / "demo" / "report.json").read_text())
     closed = ClosedLoopReport.model_validate(report["closed_loop"][0])
+    laps = [round(lap.time_s, 2) for lap in closed.lap_times]
     print(
-        f"\nquickstart: {result.recorded_frames} frames recorded in {result.record_s:.1f} s, trained, exported and "
-        f"evaluated in {result.train_s:.1f} s; {closed.track}: {closed.laps_completed}/3 laps, "
-        f"completion {closed.completion_pct}%, lap times {[round(lap.time_s, 2) for lap in closed.lap_times]} s, "
-        f"expert {closed.expert_lap_time_s:.2f} s"
+        f"\nquickstart: {result.recorded_frames} frames recorded in {result.record_s:.1f} s, trained, "
+        f"exported and evaluated in {result.train_s:.1f} s; {closed.track}: {closed.laps_completed}/3 laps, "
+        f"completion {closed.completion_pct}%, lap times {laps} s, expert {closed.expert_lap_time_s:.2f} s"
     )
     assert closed.laps_completed == 3 and closed.completion_pct == 100.0
     assert closed.off_track_count == 0 and closed.episode_status == "lap_complete"
