@@ -35,7 +35,7 @@ from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.model_card import InputSpec, preprocess
 from schemas.shards import ReadStats, ShardError, read_shard
-from trainer.augment import AugmentConfig, augment
+from trainer.augment import DRAWS, AugmentConfig, augment
 from trainer.store import MissingObject, ObjectStore, StoreError
 
 ACTIONS = ("steering", "throttle")
@@ -382,8 +382,9 @@ def steering_weights(
 class DrivingDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Samples ``(image tensor, [steering, throttle], weight)`` of a :class:`FrameTable`.
 
-    A key is a frame index, or ``(index, augmentation seed)`` as :class:`EpochSampler` yields them;
-    augmentation runs only when a config is given and the key carries a seed.
+    A key is a frame index, or ``(index, draws)`` as :class:`EpochSampler` yields them (``draws``:
+    the augmentation's uniform numbers, or an int seed); augmentation runs only when a config is
+    given and the key carries draws.
     """
 
     def __init__(
@@ -401,19 +402,22 @@ class DrivingDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index, seed = (key, None) if isinstance(key, int) else key
+    def __getitem__(self, key: int | tuple[int, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        index, draws = (key, None) if isinstance(key, int) else key
         image = self.table.image(index)
         steering, throttle = (float(v) for v in self.table.actions[index])
-        if self.augment is not None and seed is not None:
-            image, steering = augment(image, steering, np.random.default_rng(seed), self.augment)
+        if self.augment is not None and draws is not None:
+            if isinstance(draws, int):
+                draws = np.random.default_rng(draws)
+            image, steering = augment(image, steering, draws, self.augment)
         x = torch.from_numpy(preprocess(image, self.spec))
-        y = torch.tensor([steering, throttle], dtype=torch.float32)
-        return x, y, torch.tensor(float(self.weights[index]))
+        # torch.from_numpy is several times cheaper than torch.tensor for these small values.
+        y = torch.from_numpy(np.array([steering, throttle], dtype=np.float32))
+        return x, y, torch.from_numpy(self.weights[index : index + 1].reshape(()))
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """The order of one epoch for one process, with an augmentation seed per draw.
+class EpochSampler(Sampler[tuple[int, Any]]):
+    """The order of one epoch for one process, with the augmentation's random numbers per draw.
 
     Every process computes the same global order from ``(seed, epoch)`` and takes every
     ``world``-th draw from ``rank``. Training pads the order so every process takes the same number
@@ -440,7 +444,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _global(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _global(self) -> tuple[torch.Tensor, NDArray[np.float64]]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         if self.n == 0:
             order = torch.zeros(0, dtype=torch.long)
@@ -453,13 +457,13 @@ class EpochSampler(Sampler[tuple[int, int]]):
         if self.pad and self.world > 1 and len(order) % self.world:
             extra = self.world - len(order) % self.world
             order = torch.cat([order, order[:extra]])
-        seeds = torch.randint(0, 2**31 - 1, (len(order),), generator=g)
-        return order, seeds
+        draws = torch.rand((len(order), DRAWS), generator=g, dtype=torch.float64).numpy()
+        return order, draws
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        order, seeds = self._global()
+    def __iter__(self) -> Iterator[tuple[int, NDArray[np.float64]]]:
+        order, draws = self._global()
         for i in range(self.rank, len(order), self.world):
-            yield int(order[i]), int(seeds[i])
+            yield int(order[i]), draws[i]
 
     def __len__(self) -> int:
         total = self.n

@@ -360,9 +360,16 @@ def _fit(
     eval_sampler = EpochSampler(
         len(eval_ds), shuffle=False, rank=backend.rank, world=backend.world, pad=False
     )
-    loader_args: dict[str, Any] = {"num_workers": config.loader_workers}
+    # Loaders get their own generator: drawing their base seed from the global one would shift
+    # the dropout stream depending on whether workers persist across epochs.
+    loader_args: dict[str, Any] = {
+        "num_workers": config.loader_workers,
+        "generator": torch.Generator().manual_seed(config.seed),
+    }
     if config.loader_workers:
-        loader_args["persistent_workers"] = False
+        # The sampler runs here and hands each worker its keys (with their augmentation draws), so
+        # workers can live across epochs.
+        loader_args["persistent_workers"] = True
     train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=train_sampler, **loader_args)
     eval_loader = DataLoader(
         eval_ds, batch_size=max(config.batch_size, 128), sampler=eval_sampler, **loader_args

@@ -9,7 +9,7 @@ from schemas.messages import SessionRef
 from schemas.model_card import preprocess
 from schemas.shards import Sample, write_shard
 from tests.trainer.synth import frame_record, road_image, write_session
-from trainer.augment import AugmentConfig, augment
+from trainer.augment import DRAWS, AugmentConfig, augment
 from trainer.data import (
     DrivingDataset,
     EpochSampler,
@@ -200,10 +200,10 @@ def test_rare_steering_weighs_more() -> None:
 
 
 def test_epoch_sampler_splits_one_order_over_ranks() -> None:
-    def draws(rank: int, world: int, epoch: int = 0, **kw: object) -> list[tuple[int, int]]:
+    def draws(rank: int, world: int, epoch: int = 0, **kw: object) -> list[tuple[int, tuple[float, ...]]]:
         s = EpochSampler(10, seed=3, rank=rank, world=world, **kw)  # type: ignore[arg-type]
         s.set_epoch(epoch)
-        return list(s)
+        return [(i, tuple(u)) for i, u in s]
 
     single = draws(0, 1)
     assert sorted(i for i, _ in single) == list(range(10))
@@ -211,6 +211,7 @@ def test_epoch_sampler_splits_one_order_over_ranks() -> None:
     assert len(r0) == len(r1) == len(r2) == 4  # padded: every rank takes the same number of steps
     assert {i for i, _ in r0 + r1 + r2} == set(range(10))
     assert draws(0, 1) == single and draws(0, 1, epoch=1) != single
+    assert all(len(u) == DRAWS and 0 <= min(u) and max(u) < 1 for _, u in single)
     unpadded = [draws(r, 3, pad=False, shuffle=False) for r in range(3)]
     assert sorted(i for d in unpadded for i, _ in d) == list(range(10))
     weighted = EpochSampler(100, weights=np.array([1.0] * 99 + [1000.0], dtype=np.float32))
