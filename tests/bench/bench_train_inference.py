@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +51,23 @@ def _latencies(fn: Callable[[], object], calls: int = CALLS) -> list[float]:
     return out
 
 
+def _runners(
+    model: torch.nn.Module, x: np.ndarray, float_sess: Any, int8_sess: Any
+) -> dict[str, Callable[[], object]]:
+    name = float_sess.get_inputs()[0].name
+    xt = torch.from_numpy(x)
+
+    def run_torch() -> object:
+        with torch.no_grad():
+            return model(xt)
+
+    return {
+        "torch": run_torch,
+        "onnx": partial(float_sess.run, None, {name: x}),
+        "onnx int8": partial(int8_sess.run, None, {name: x}),
+    }
+
+
 def run() -> list[str]:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
@@ -68,20 +87,10 @@ def run() -> list[str]:
                 onnx_path = export_onnx(model, Path(tmp) / "m.onnx")
                 int8_path = quantize_int8(onnx_path, Path(tmp) / "m.int8.onnx", calib)
                 float_sess, int8_sess = onnx_session(onnx_path), onnx_session(int8_path)
-                name = float_sess.get_inputs()[0].name
-                xt = torch.from_numpy(x)
-                runners: dict[str, Callable[[], object]] = {}
-
-                def run_torch() -> object:
-                    with torch.no_grad():
-                        return model(xt)
-
-                runners["torch"] = run_torch
-                runners["onnx"] = lambda: float_sess.run(None, {name: x})
-                runners["onnx int8"] = lambda: int8_sess.run(None, {name: x})
+                runners = _runners(model, x, float_sess, int8_sess)
                 if have_tflite:
                     tfl = tflite_runner(export_tflite(model, Path(tmp) / "m.tflite"), threads=1)
-                    runners["tflite"] = lambda: tfl(image=x)
+                    runners["tflite"] = partial(tfl, image=x)
                 for fn in runners.values():
                     _latencies(fn, 10)  # warm up
                 rounds: dict[str, list[float]] = {k: [] for k in runners}

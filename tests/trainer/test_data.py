@@ -211,7 +211,7 @@ def test_epoch_sampler_splits_one_order_over_ranks() -> None:
     assert len(r0) == len(r1) == len(r2) == 4  # padded: every rank takes the same number of steps
     assert {i for i, _ in r0 + r1 + r2} == set(range(10))
     assert draws(0, 1) == single and draws(0, 1, epoch=1) != single
-    assert all(len(u) == DRAWS and 0 <= min(u) and max(u) < 1 for _, u in single)
+    assert all(len(u) == DRAWS and min(u) >= 0 and max(u) < 1 for _, u in single)
     unpadded = [draws(r, 3, pad=False, shuffle=False) for r in range(3)]
     assert sorted(i for d in unpadded for i, _ in d) == list(range(10))
     weighted = EpochSampler(100, weights=np.array([1.0] * 99 + [1000.0], dtype=np.float32))
