@@ -104,10 +104,23 @@ def run_train_job(
         else NullSink()
     )
 
-    def stage(text: str, **fields: Any) -> None:
+    timings: dict[str, float] = {}
+    current: list[Any] = [None, time.monotonic()]
+
+    def stage(text: str | None, **fields: Any) -> None:
+        """Start the next stage (``None``: the last one ended); the time of each goes to the report."""
+        now = time.monotonic()
+        if current[0] is not None:
+            timings[current[0]] = round(now - current[1], 3)
+        current[0], current[1] = text, now
+        if text is None:
+            return
         console.print(f"[bold]{text}[/]")
         if job:
-            sink.emit(JobProgress(job=job, kind="train", state="running", stage=text, **fields))
+            progress = JobProgress(
+                job=job, kind="train", state="running", stage=text, ts=time.time(), **fields
+            )
+            sink.emit(progress)
 
     try:
         params, val_sessions = _resolve_dataset(params, settings)
@@ -119,7 +132,7 @@ def run_train_job(
         stage(f"training {config.architecture} with {launcher} × {workers}")
         result = launch(config, launcher, workers, hosts=settings.hosts)
         artifacts, metrics, _registration = _finish(
-            result, params, settings, name, version, run_dir, job, stage, console
+            result, params, settings, name, version, run_dir, job, stage, console, timings
         )
         return JobResult(
             job=job or f"{name}-{version}",
@@ -161,6 +174,7 @@ def _finish(
     job: str | None,
     stage: Any,
     console: Console,
+    timings: dict[str, float],
 ) -> tuple[dict[str, str], dict[str, float], ModelRegistration]:
     model, ckpt = load_checkpoint(result.checkpoint)
     store = open_store(settings.store)
@@ -219,6 +233,8 @@ def _finish(
         "export_errors": exported.errors,
         "closed_loop": evaluations,
     }
+    stage("writing the report")
+    report_data["timings_s"] = timings
     write_json(run_dir / "report.json", report_data)
     # --- upload -----------------------------------------------------------------------------------
     stage("uploading to the object store")
@@ -273,5 +289,9 @@ def _finish(
         stage(f"registering {name}:{version} with {settings.hub}")
         with HubClient(settings.hub, settings.hub_token) as hub:
             hub.register_model(registration)
+    stage(None)
+    write_json(run_dir / "report.json", report_data | {"timings_s": timings})
+    store.put(prefix + "report.json", (run_dir / "report.json").read_bytes())
     console.print(f"[green]model {name}:{version}[/] → {store.url}/{prefix}")
+    console.print("  " + ", ".join(f"{k}: {v:.1f} s" for k, v in timings.items()))
     return artifacts, metrics, registration

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -366,6 +367,9 @@ def _fit(
         "num_workers": config.loader_workers,
         "generator": torch.Generator().manual_seed(config.seed),
     }
+    if config.loader_workers and "jax" in sys.modules:
+        # JAX (loaded by the TFLite converter) runs threads that a forked worker could deadlock on.
+        loader_args["multiprocessing_context"] = "forkserver"
     if config.loader_workers:
         # The sampler runs here and hands each worker its keys (with their augmentation draws), so
         # workers can live across epochs.
@@ -579,8 +583,12 @@ def _fit(
 
 
 def _sync_buffers(model: torch.nn.Module, backend: Backend) -> None:
-    """Average floating-point buffers (batch-norm statistics) so every rank holds the same model."""
-    if backend.world == 1 or backend.name == "torchrun":  # DDP broadcasts buffers itself
+    """Average floating-point buffers (batch-norm statistics) so every rank holds the same model.
+
+    DDP broadcasts rank 0's buffers before each forward, but the last training step still updates
+    each rank's own statistics; Horovod does not touch buffers at all.
+    """
+    if backend.world == 1:
         return
     for buf in model.buffers():
         if buf.is_floating_point():
