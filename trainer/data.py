@@ -28,14 +28,14 @@ import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from schemas.dataset import SessionManifest, session_manifest_key, session_prefix, shard_key
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.model_card import InputSpec, preprocess
 from schemas.shards import ReadStats, ShardError, read_shard
-from trainer.augment import DRAWS, AugmentConfig, augment
+from trainer.augment import DRAWS, AugmentConfig, PixelSpace, augment_samples
 from trainer.store import MissingObject, ObjectStore, StoreError
 
 ACTIONS = ("steering", "throttle")
@@ -382,8 +382,10 @@ def steering_weights(
 class DrivingDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Samples ``(image tensor, [steering, throttle], weight)`` of a :class:`FrameTable`.
 
-    A key is a frame index, or ``(index, draws)`` as :class:`EpochSampler` yields them (``draws``:
-    the augmentation's uniform numbers, or an int seed); augmentation runs only when a config is
+    Every frame is preprocessed with the card's :func:`~schemas.model_card.preprocess` — once, up
+    front, while the results fit ``cache_mb``; otherwise on each access. A key is a frame index, or
+    ``(index, draws)`` as :class:`EpochSampler` yields them (``draws``: the augmentation's uniform
+    numbers, or an int seed); augmentation (:mod:`trainer.augment`) runs only when a config is
     given and the key carries draws.
     """
 
@@ -393,27 +395,68 @@ class DrivingDataset(Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
         spec: InputSpec,
         augment_config: AugmentConfig | None = None,
         weights: NDArray[np.float32] | None = None,
+        cache_mb: float = 1024,
     ) -> None:
         self.table = table
         self.spec = spec
         self.augment = augment_config if augment_config is not None and augment_config.enabled else None
+        self.space = PixelSpace(spec)
         self.weights = weights if weights is not None else np.ones(len(table), dtype=np.float32)
+        per_sample = 4 * int(np.prod(spec.shape))
+        self._cache: NDArray[np.float32] | None = None
+        if len(table) and per_sample * len(table) <= cache_mb * 1024 * 1024:
+            self._cache = np.empty((len(table), *spec.shape), dtype=np.float32)
+            for i in range(len(table)):
+                self._cache[i] = preprocess(table.image(i), spec)
 
     def __len__(self) -> int:
         return len(self.table)
 
+    def sample(self, index: int) -> NDArray[np.float32]:
+        """The preprocessed frame ``index`` (not augmented)."""
+        if self._cache is not None:
+            cached: NDArray[np.float32] = self._cache[index]
+            return cached
+        return preprocess(self.table.image(index), self.spec)
+
     def __getitem__(self, key: int | tuple[int, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        index, draws = (key, None) if isinstance(key, int) else key
-        image = self.table.image(index)
-        steering, throttle = (float(v) for v in self.table.actions[index])
-        if self.augment is not None and draws is not None:
-            if isinstance(draws, int):
-                draws = np.random.default_rng(draws)
-            image, steering = augment(image, steering, draws, self.augment)
-        x = torch.from_numpy(preprocess(image, self.spec))
-        # torch.from_numpy is several times cheaper than torch.tensor for these small values.
-        y = torch.from_numpy(np.array([steering, throttle], dtype=np.float32))
-        return x, y, torch.from_numpy(self.weights[index : index + 1].reshape(()))
+        x, y, w = self.__getitems__([key])
+        return x[0], y[0], w[0]
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, Any]]) -> Batch:
+        """A whole batch at once (the DataLoader calls this; see :meth:`loader`): the samples are
+        gathered and augmented as one array, which costs far less than one sample at a time."""
+        index = np.fromiter((k if isinstance(k, int) else k[0] for k in keys), np.int64, count=len(keys))
+        if self._cache is not None:
+            x = self._cache[index]
+        else:
+            x = np.stack([preprocess(self.table.image(int(i)), self.spec) for i in index])
+        actions = self.table.actions[index]
+        steering = actions[:, 0]
+        if self.augment is not None and keys and not isinstance(keys[0], int):
+            draws = np.stack([_draws(k[1]) for k in keys])  # type: ignore[index]
+            x, steering = augment_samples(x, steering, draws, self.augment, self.space)
+        y = np.stack([steering, actions[:, 1]], axis=1).astype(np.float32)
+        weights = torch.from_numpy(self.weights[index])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y), weights
+
+    def loader(self, batch_size: int, sampler: Sampler[Any] | None = None, **kwargs: Any) -> DataLoader[Any]:
+        """A DataLoader that fetches whole batches through :meth:`__getitems__`."""
+        return DataLoader(self, batch_size=batch_size, sampler=sampler, collate_fn=_as_batch, **kwargs)
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _as_batch(batch: Any) -> Any:
+    """The collate function of :meth:`DrivingDataset.loader`: the dataset already made the batch."""
+    return batch
+
+
+def _draws(value: Any) -> NDArray[np.float64]:
+    if isinstance(value, int):
+        return np.random.default_rng(value).random(DRAWS)
+    return np.asarray(value, dtype=np.float64)
 
 
 class EpochSampler(Sampler[tuple[int, Any]]):

@@ -346,7 +346,11 @@ def _fit(
     spec = model.spec
     weights = steering_weights(train_table.actions[:, 0]) if config.weighting != "none" else None
     train_ds = DrivingDataset(
-        train_table, spec, config.augment, weights if config.weighting == "loss" else None
+        train_table,
+        spec,
+        config.augment,
+        weights if config.weighting == "loss" else None,
+        cache_mb=config.cache_pixels_mb,
     )
     train_sampler = EpochSampler(
         len(train_ds),
@@ -357,7 +361,7 @@ def _fit(
         pad=True,
     )
     eval_table = val_table if val_table is not None and len(val_table) else train_table
-    eval_ds = DrivingDataset(eval_table, spec)
+    eval_ds = DrivingDataset(eval_table, spec, cache_mb=config.cache_pixels_mb)
     eval_sampler = EpochSampler(
         len(eval_ds), shuffle=False, rank=backend.rank, world=backend.world, pad=False
     )
@@ -374,10 +378,8 @@ def _fit(
         # The sampler runs here and hands each worker its keys (with their augmentation draws), so
         # workers can live across epochs.
         loader_args["persistent_workers"] = True
-    train_loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=train_sampler, **loader_args)
-    eval_loader = DataLoader(
-        eval_ds, batch_size=max(config.batch_size, 128), sampler=eval_sampler, **loader_args
-    )
+    train_loader = train_ds.loader(config.batch_size, train_sampler, **loader_args)
+    eval_loader = eval_ds.loader(max(config.batch_size, 128), eval_sampler, **loader_args)
     steps_per_epoch = len(train_loader)
 
     # --- model, optimizer, schedule, resume -----------------------------------------------------
@@ -623,7 +625,7 @@ def predict_table(
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Predicted and true actions ``[N, outputs]`` for every frame of ``table`` (no augmentation)."""
     ds = DrivingDataset(table, model.spec)
-    loader = DataLoader(ds, batch_size=batch_size)
+    loader = ds.loader(batch_size)
     preds, trues = [], []
     model.eval()
     with torch.no_grad():

@@ -9,7 +9,17 @@ from schemas.messages import SessionRef
 from schemas.model_card import preprocess
 from schemas.shards import Sample, write_shard
 from tests.trainer.synth import frame_record, road_image, write_session
-from trainer.augment import DRAWS, AugmentConfig, augment
+from trainer.augment import (
+    DRAWS,
+    AugmentConfig,
+    PixelSpace,
+    augment,
+    augment_batch,
+    augment_sample,
+    augment_samples,
+    from_pixels,
+    to_pixels,
+)
 from trainer.data import (
     DrivingDataset,
     EpochSampler,
@@ -164,30 +174,70 @@ def test_samples_are_preprocessed_with_the_cards_function(small_store: LocalStor
     assert not np.array_equal(aug[(5, 123)][0].numpy(), expected) or not np.array_equal(
         aug[(5, 124)][0].numpy(), expected
     )
+    # Without room for the preprocessed cache every access preprocesses again, with the same result.
+    uncached = DrivingDataset(table, spec, cache_mb=0)
+    assert np.array_equal(uncached[5][0].numpy(), expected)
 
 
 def test_flip_mirrors_the_image_and_negates_the_steering() -> None:
-    rng = np.random.default_rng(1)
-    image = road_image(0.6, rng)
+    image = _planar(road_image(0.6, np.random.default_rng(1)))
     only_flip = AugmentConfig(colour_p=0, blur_p=0, shadow_p=0, shift_p=0, flip_p=1.0)
     out, steering = augment(image, 0.6, np.random.default_rng(0), only_flip)
     assert steering == pytest.approx(-0.6)
-    assert np.array_equal(out, image[:, ::-1])
+    assert np.array_equal(out, image[:, :, ::-1])
 
 
 def test_augmentation_is_deterministic_per_seed_and_keeps_the_image_shape() -> None:
-    image = road_image(0.2, np.random.default_rng(2))
-    config = AugmentConfig(
-        colour_p=1, blur_p=1, shadow_p=1, shift_p=1, flip_p=0.5, shift_steering_per_px=0.01
-    )
+    image = _planar(road_image(0.2, np.random.default_rng(2)))
+    config = AugmentConfig(colour_p=1, blur_p=1, shadow_p=1, shift_p=1, flip_p=0.5, shift_steering=1.0)
     a = augment(image, 0.2, np.random.default_rng(7), config)
     b = augment(image, 0.2, np.random.default_rng(7), config)
     c = augment(image, 0.2, np.random.default_rng(8), config)
     assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     assert not np.array_equal(a[0], c[0])
-    assert a[0].shape == image.shape and a[0].dtype == np.uint8
+    assert a[0].shape == image.shape and a[0].dtype == np.float32
+    assert a[0].min() >= 0 and a[0].max() <= 255  # still valid pixel values
     assert -1.0 <= a[1] <= 1.0
     assert AugmentConfig.none().enabled is False
+
+
+def test_a_shift_right_moves_the_content_and_can_hint_a_recovery() -> None:
+    image = np.zeros((3, 10, 20), dtype=np.float32)
+    image[:, :, 5] = 255  # a vertical white line at x = 5
+    config = AugmentConfig(
+        colour_p=0, blur_p=0, shadow_p=0, flip_p=0, shift_p=1, shift=0.15, shift_steering=0.5
+    )
+    draws = np.zeros(DRAWS)
+    draws[12] = 0.99  # the largest shift right: 3 px of 20
+    draws[13] = 0.5  # no vertical shift
+    out, steering = augment(image, 0.0, draws, config)
+    assert np.flatnonzero(out[0, 5, :]).tolist() == [8]
+    assert steering == pytest.approx(0.5 * 3 / 20)
+
+
+def test_augmenting_in_model_space_round_trips_the_cards_normalisation() -> None:
+    spec = ModelOptions(width=64, height=32).input_spec()
+    x = preprocess(road_image(0.3, np.random.default_rng(3)), spec)
+    pixels = to_pixels(x, spec)
+    assert pixels.shape == (3, 32, 64) and pixels.min() >= 0 and pixels.max() <= 255
+    np.testing.assert_allclose(from_pixels(pixels, spec), x, atol=1e-5)
+    # Brightness in model space is brightness on the image: a +20 % change is +20 % of each pixel's mean.
+    y, _ = augment_sample(x, 0.0, _only_brightness(0.2), AugmentConfig(colour_p=1, contrast=0, brightness=0.2,
+                          blur_p=0, shadow_p=0, flip_p=0, shift_p=0), PixelSpace(spec))  # fmt: skip
+    brighter = to_pixels(y, spec)
+    assert brighter.mean() == pytest.approx(1.2 * pixels.mean(), rel=0.02)  # (few pixels saturate)
+
+
+def _planar(rgb: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(rgb.astype(np.float32).transpose(2, 0, 1))
+
+
+def _only_brightness(amount: float) -> np.ndarray:
+    draws = np.ones(DRAWS)
+    draws[0] = 0.0  # colour on
+    draws[1] = 1.0  # brightness +max
+    draws[2] = 0.5  # contrast 0
+    return draws
 
 
 def test_rare_steering_weighs_more() -> None:
@@ -216,3 +266,20 @@ def test_epoch_sampler_splits_one_order_over_ranks() -> None:
     assert sorted(i for d in unpadded for i, _ in d) == list(range(10))
     weighted = EpochSampler(100, weights=np.array([1.0] * 99 + [1000.0], dtype=np.float32))
     assert sum(i == 99 for i, _ in weighted) > 50
+
+
+def test_augmenting_normalised_samples_equals_augmenting_pixels() -> None:
+    spec = ModelOptions(width=64, height=32).input_spec()
+    space = PixelSpace(spec)
+    assert space.uniform  # one mean and std for all channels: augment the normalised batch itself
+    rng = np.random.default_rng(4)
+    x = np.stack([preprocess(road_image(s, rng), spec) for s in (-0.5, 0.0, 0.3, 0.8)])
+    draws = rng.random((4, DRAWS))
+    draws[:, [0, 3, 9, 11]] = 0.0  # every sample gets colour, shadow, blur and a shift
+    config = AugmentConfig()
+    steering = np.array([-0.5, 0.0, 0.3, 0.8], dtype=np.float32)
+    fast, fast_steering = augment_samples(x.copy(), steering, draws, config, space)
+    pixels, slow_steering = augment_batch(space.to_pixels(x), steering, draws, config)
+    np.testing.assert_allclose(fast, space.from_pixels(pixels), atol=1e-4)
+    np.testing.assert_array_equal(fast_steering, slow_steering)
+    assert not np.allclose(fast, x)
