@@ -265,7 +265,7 @@ ARCHITECTURES: dict[str, Callable[[ModelOptions], PilotModel]] = {
     "categorical": CategoricalPilot,
     "mobilenet": MobilePilot,
 }
-# The fastest of the three on one CPU thread, by far, in ONNX Runtime and TFLite (about 0.15 ms against
+# The fastest of the three on one CPU thread, by far, in ONNX Runtime and TFLite (about 0.1 ms against
 # 0.7 ms for `linear` at 160×80; tests/bench/bench_train_inference.py), and it learns to lap as well.
 DEFAULT_ARCHITECTURE = "mobilenet"
 

@@ -6,7 +6,7 @@ camera's 160×120 image with the 40 rows above the horizon cropped, then halved)
 sessions of two laps each (about 1,300 frames, with steering noise injected for recovery examples)
 and 16 epochs — about 16,000 training images, seconds of training on one core. In a sweep over 5
 seeds × 3 built-in tracks × 2 simulator seeds, 16 epochs lapped 3 times in all 30 trials; 8 epochs
-in 28 (one seed missed the oval's first bend). See docs/trainer.md for the measurements.
+in 24 (the oval's long straights leave few bends to learn from). See docs/trainer.md.
 """
 
 from __future__ import annotations
