@@ -215,9 +215,10 @@ def evaluate(
         typer.Argument(exists=True, dir_okay=False, help="A checkpoint (best.pt) or an exported model.onnx."),
     ],
     track: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            help="Drive the model in the simulator on this track (built-in name or DeepRacer .npy)."
+            help="Drive the model in the simulator on this track (built-in name or DeepRacer .npy); repeat "
+            "for several tracks."
         ),
     ] = None,
     laps: Annotated[int, typer.Option(help="Consecutive laps to drive.")] = 3,
@@ -271,29 +272,37 @@ def evaluate(
             typer.echo(f"offline ({table.report.summary()}):")
             for key, value in metrics.items():
                 typer.echo(f"  {key:20s} {value:.4f}")
-        elif track is None:
+        elif not track:
             _fail(
                 "nothing to evaluate: pass --track for the simulator or --store/--session for offline metrics"
             )
     elif session:
         _fail("offline metrics need a checkpoint (the .onnx file carries no training data)")
-    elif track is None:
+    elif not track:
         _fail("pass --track to drive the model in the simulator")
-    if track is not None:
-        try:
-            closed = closed_loop(
-                pilot, track, laps=laps, out_dir=out / "closed-loop", seed=seed, recover=recover, video=video
-            )
-        except (ValueError, FileNotFoundError) as exc:
-            _fail(str(exc))
-            return
-        report["closed_loop"] = closed.model_dump(mode="json")
-        typer.echo(summary(closed))
-        for label, path in closed.files.items():
-            typer.echo(f"  {label:9s} {path}")
+    unfinished = []
+    if track:
+        report["closed_loop"] = []
+        for name in track:
+            # One folder per track (named after the file for a DeepRacer .npy).
+            folder = out / "closed-loop" / (Path(name).stem if len(track) > 1 else "")
+            try:
+                closed = closed_loop(
+                    pilot, name, laps=laps, out_dir=folder, seed=seed, recover=recover, video=video
+                )
+            except (ValueError, FileNotFoundError) as exc:
+                _fail(str(exc))
+                return
+            report["closed_loop"].append(closed.model_dump(mode="json"))
+            typer.echo(summary(closed))
+            for label, path in closed.files.items():
+                typer.echo(f"  {label:9s} {path}")
+            if closed.laps_completed < laps:
+                unfinished.append(closed.track)
     write_json(out / "report.json", report)
     typer.echo(f"report: {out / 'report.json'}")
-    if track is not None and not report["closed_loop"]["laps_completed"] >= laps:
+    if unfinished:
+        typer.secho(f"did not finish {laps} laps on: {', '.join(unfinished)}", fg="yellow", err=True)
         raise typer.Exit(1)
 
 

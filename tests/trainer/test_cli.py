@@ -44,13 +44,14 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
 
     evaluate = runner.invoke(
         app,
-        ["train", "evaluate", str(tmp_path / "exp" / "model.onnx"), "--track", "oval", "--laps", "1",
-         "--recover", "--no-video", "--out", str(tmp_path / "eval")],
+        ["train", "evaluate", str(tmp_path / "exp" / "model.onnx"), "--track", "oval", "--track", "s-curve",
+         "--laps", "1", "--recover", "--no-video", "--out", str(tmp_path / "eval")],
     )  # fmt: skip
-    assert evaluate.exit_code in (0, 1), evaluate.output  # 1 = the one-epoch model did not finish the lap
+    assert evaluate.exit_code in (0, 1), evaluate.output  # 1 = the one-epoch model did not finish a lap
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
-    assert report["closed_loop"]["track"] == "oval" and report["closed_loop"]["recover"] is True
-    assert (tmp_path / "eval" / "closed-loop" / "simtrace.csv").exists()
+    assert [r["track"] for r in report["closed_loop"]] == ["oval", "s-curve"]
+    assert all(r["recover"] is True for r in report["closed_loop"])
+    assert (tmp_path / "eval" / "closed-loop" / "s-curve" / "simtrace.csv").exists()
 
     offline = runner.invoke(app, ["train", "evaluate", str(checkpoint), "--out", str(tmp_path / "off")])
     assert offline.exit_code == 0, offline.output
