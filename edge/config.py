@@ -18,6 +18,8 @@ from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
 
 DEFAULT_CONFIG_PATH = Path("/etc/paddock/car.toml")
+RuntimeName = Literal["onnx", "tflite"]
+RUNTIME_NAMES: tuple[RuntimeName, ...] = ("onnx", "tflite")
 
 
 class ConfigError(ValueError):
@@ -227,6 +229,10 @@ class ModelsSection(_Section):
     keep: int = Field(
         default=3, ge=1, le=100, description="Models kept in the cache (the active one always stays)."
     )
+    preload_runtimes: list[RuntimeName] = Field(
+        default_factory=lambda: list(RUNTIME_NAMES),
+        description="Runtimes imported at start, so the first hot-swap never stalls a tick.",
+    )
 
 
 class SimSection(_Section):
@@ -370,6 +376,8 @@ def _toml_literal(value: Any) -> str:
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
     raise TypeError(type(value))
 
 

@@ -35,6 +35,7 @@ from edge.mqtt import BdseqStore, MqttLink
 from edge.pilots import Pilot, pilot_plugins
 from edge.queues import DropQueue
 from edge.recorder import FrameSeq, Recorder, encode_jpeg, frame_record
+from edge.runtimes import preload as preload_runtimes
 from edge.spool import Spool, SpoolRecord
 from edge.systemd import Notifier
 from firmware.body import Body
@@ -159,6 +160,7 @@ class CarDaemon:
         )
         self.spool.on_append = self._spool_appended
         self.cache = ModelCache(cfg.model_cache_dir, keep=cfg.models.keep)
+        await asyncio.to_thread(preload_runtimes, list(cfg.models.preload_runtimes))
         if self.body is None:
             self.body = build_body(cfg)
         body = self.body

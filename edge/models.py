@@ -38,7 +38,7 @@ from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
 from firmware.calibration import write_atomic
-from schemas.envelope import EnvelopeError, decode
+from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
 from schemas.model_card import ModelManifest, decode_outputs, preprocess, sha256_hex
@@ -136,6 +136,11 @@ def verify_envelope(
     """Decode and check a model envelope; raise :class:`ModelRejected` with the reason."""
     try:
         env = decode(payload, max_total=max_bytes + 64 * 1024)
+    except EnvelopeTooLarge:
+        raise ModelRejected(
+            f"model envelope of {len(payload)} bytes is more than the limit of {max_bytes} "
+            "(models.max_model_mb)"
+        ) from None
     except EnvelopeError as exc:
         raise ModelRejected(f"not a model envelope: {exc}") from None
     try:
@@ -423,13 +428,13 @@ class ModelManager:
             except TimeoutError:
                 tick, t_ns = -1, time.monotonic_ns()
                 log.error("control loop did not pick up model %s within 10 s", manifest.ref)
+        await asyncio.to_thread(self._mark_active, manifest.sha256)
         previous = self.active.ref if self.active else None
         self.previous = previous
         self.active = manifest
         self.loaded_ms = loaded.load_ms
         self.last_error = None
         self.swaps += 1
-        await asyncio.to_thread(self._mark_active, manifest.sha256)
         swap_ms = (t_ns - arrival_ns) / 1e6 if arrival_ns is not None else 0.0
         self.last_swap = {"tick": tick, "t_ns": t_ns, "swap_ms": swap_ms, "ref": manifest.ref}
         log.info(

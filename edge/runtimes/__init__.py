@@ -45,6 +45,10 @@ class Runtime(ABC):
     name: str = ""
     formats: tuple[str, ...] = ()
 
+    def preload(self) -> None:  # noqa: B027 - runtimes without a heavy import need nothing
+        """Import the runtime's library now. Importing holds the GIL for ~100 ms, which would
+        delay control ticks if it happened during the first hot-swap."""
+
     @abstractmethod
     def load(self, model: bytes, card: ModelCard, threads: int = 1) -> LoadedModel:
         """Load ``model``; raise :class:`ModelLoadError` if it does not fit ``card``,
@@ -95,3 +99,16 @@ def runtime_for(fmt: str) -> Runtime:
         if fmt in cls.formats:
             return cls()
     raise RuntimeUnavailable(f"no runtime for model format {fmt!r}")
+
+
+def preload(formats: list[str]) -> list[str]:
+    """Import the libraries of the runtimes for ``formats``; return those that are available."""
+    ready = []
+    for fmt in formats:
+        try:
+            runtime_for(fmt).preload()
+        except RuntimeUnavailable as exc:
+            log.info("runtime for %s not preloaded: %s", fmt, exc)
+            continue
+        ready.append(fmt)
+    return ready

@@ -69,6 +69,9 @@ class LiteRtRuntime(Runtime):
     name = "tflite"
     formats = ("tflite",)
 
+    def preload(self) -> None:
+        _interpreter_class()
+
     def load(self, model: bytes, card: ModelCard, threads: int = 1) -> LoadedModel:
         interpreter_cls = _interpreter_class()
         try:

@@ -29,6 +29,12 @@ class OnnxRuntime(Runtime):
     name = "onnx"
     formats = ("onnx",)
 
+    def preload(self) -> None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeUnavailable("ONNX models need onnxruntime: pip install 'paddock[car]'") from exc
+
     def load(self, model: bytes, card: ModelCard, threads: int = 1) -> LoadedModel:
         try:
             import onnxruntime as ort
