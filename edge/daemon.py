@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -39,6 +40,7 @@ from edge.runtimes import preload as preload_runtimes
 from edge.spool import Spool, SpoolRecord
 from edge.systemd import Notifier
 from firmware.body import Body
+from firmware.calibration import write_atomic
 from firmware.sensors import SensorReading
 from schemas.errors import ContractError
 from schemas.messages import (
@@ -167,6 +169,11 @@ class CarDaemon:
         await asyncio.to_thread(body.connect)
         try:
             self.loop = ControlLoop(body, cfg.loop, sink=self, on_replaced=self._retire_pilot)
+            # An e-stop seen before a reboot holds until the fleet releases it.
+            saved = await asyncio.to_thread(self._load_estop)
+            if saved is not None and saved.active:
+                self.loop.set_estop(True, saved.reason)
+                log.warning("e-stop still active from before the restart: %s", saved.reason)
             self.recorder = Recorder(
                 self.car,
                 self.spool,
@@ -490,6 +497,18 @@ class CarDaemon:
                 "fleet e-stop %s%s", "ACTIVE" if active else "released", f": {reason}" if reason else ""
             )
             self.emit({"type": "estop", "active": active, "reason": reason})
+            data = EStop(active=active, reason=reason, ts=time.time()).to_json()
+            self._tasks.append(asyncio.create_task(asyncio.to_thread(write_atomic, self._estop_path, data)))
+
+    @property
+    def _estop_path(self) -> Path:
+        return self.config.state_dir / "estop.json"
+
+    def _load_estop(self) -> EStop | None:
+        try:
+            return EStop.from_json(self._estop_path.read_bytes())
+        except (OSError, ContractError):
+            return None
 
     def start_recording(self, session: str | None = None) -> str:
         return self.recorder.start_session(session)

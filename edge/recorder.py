@@ -162,7 +162,9 @@ class Recorder:
             return False
         with self._lock:
             self._frames += 1
-        return self.queue.put(_Item(self.seq.next(), session, result, model, dict(self.extra)))
+        return self.queue.put(
+            _Item(self.seq.next(), session, result, model, {**self.extra, "recorded": True})
+        )
 
     # --- writer thread ----------------------------------------------------------------------------
     def start(self) -> None:
