@@ -109,6 +109,20 @@ class LoopSection(_Section):
         le=1,
         description="Autopilot throttle is scaled by this (before calibration limits).",
     )
+    realtime_priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="SCHED_FIFO priority of the control thread (needs CAP_SYS_NICE; the unit grants it). "
+        "Recommended on the car: 10.",
+    )
+    gil_switch_interval_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Python's thread switch interval (process-wide; Python's default is 5): how long "
+        "the control thread may wait for the GIL.",
+    )
 
 
 class CameraSection(_Section):

@@ -15,8 +15,10 @@ death, disconnects and joins every thread it started.
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -216,6 +218,10 @@ class CarDaemon:
                 ],
                 inflight=cfg.recorder.inflight,
             )
+            # Latency: the control thread waits at most this long for the GIL, and what exists
+            # after start-up is never scanned by the garbage collector again.
+            sys.setswitchinterval(cfg.loop.gil_switch_interval_ms / 1000.0)
+            gc.freeze()
             self.loop.start()
             self._link_task = asyncio.create_task(self.link.run(), name=f"mqtt-{self.car}")
             self._tasks += [

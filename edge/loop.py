@@ -17,6 +17,7 @@ action the actuators applied after clipping.
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -334,8 +335,21 @@ class ControlLoop:
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
 
+    def _raise_priority(self) -> None:
+        prio = self.config.realtime_priority
+        if prio is None:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))  # this thread only
+            log.info("control thread runs SCHED_FIFO at priority %d", prio)
+        except (PermissionError, OSError, AttributeError) as exc:
+            log.warning(
+                "cannot give the control thread real-time priority %d (%s); it needs CAP_SYS_NICE", prio, exc
+            )
+
     def _run(self) -> None:
         failures_in_row = 0
+        self._raise_priority()
         try:
             while not self._stop.is_set():
                 index = self.timer.wait()
