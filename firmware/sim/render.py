@@ -1,0 +1,462 @@
+"""First-person camera: the ground plane seen through a pinhole camera, by homography (OpenCV).
+
+The track is drawn once into a top-down texture (road, white borders, dashed centre line, start
+line, floor). A frame is then one perspective warp of that texture per level of detail (far rows
+sample a pre-filtered, smaller copy, so distant lines do not shimmer), a panoramic backdrop above
+the horizon that turns with the car, and the obstacles as shaded boxes. Domain randomisation
+redraws the texture and backdrop with new colours, brightness and noise at each reset, and adds
+blur and sensor noise per frame, all driven by the world's seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from firmware.sim.obstacles import Obstacle
+from firmware.sim.track import Track
+
+Image = NDArray[np.uint8]
+RGB = tuple[int, int, int]
+
+_LEVELS = 3  # level-of-detail textures: full, 1/2, 1/4 resolution
+
+
+@dataclass(frozen=True, slots=True)
+class RenderConfig:
+    """The simulated camera. Pose is relative to the car's rear axle; pitch is downwards."""
+
+    width: int = 160
+    height: int = 120
+    fov_deg: float = 120.0  # horizontal field of view
+    camera_height: float = 0.16  # m above the ground
+    camera_forward: float = 0.12  # m ahead of the rear axle
+    pitch_deg: float = 25.0  # down from horizontal
+    grayscale: bool = False  # True: (H, W, 1) luminance instead of (H, W, 3) RGB
+    px_per_m: float = 100.0  # texture resolution
+    max_texture_px: int = 4096
+    floor_margin_m: float = 3.0  # textured floor around the track; beyond it, plain floor colour
+    border_line_m: float = 0.05
+    center_line_m: float = 0.025
+    dash_m: float = 0.15  # centre-line dash and gap length
+    road_rgb: RGB = (48, 48, 52)
+    border_rgb: RGB = (235, 235, 230)
+    center_rgb: RGB = (235, 190, 40)
+    floor_rgb: RGB = (72, 104, 64)
+    obstacle_rgb: RGB = (225, 140, 40)
+
+    def __post_init__(self) -> None:
+        if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):
+            raise ValueError(f"camera size {self.width}×{self.height} is out of range")
+        if not 10 <= self.fov_deg <= 170:
+            raise ValueError(f"fov_deg must be in [10, 170], got {self.fov_deg}")
+        if not self.camera_height > 0:
+            raise ValueError(f"camera_height must be positive, got {self.camera_height}")
+        if not -10 <= self.pitch_deg < 89:
+            raise ValueError(f"pitch_deg must be in [-10, 89), got {self.pitch_deg}")
+        if not 10 <= self.px_per_m <= 1000:
+            raise ValueError(f"px_per_m must be in [10, 1000], got {self.px_per_m}")
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.grayscale else 3
+
+
+@dataclass(frozen=True, slots=True)
+class Randomization:
+    """Domain randomisation, drawn from the world's seed at each reset (off by default)."""
+
+    enabled: bool = False
+    brightness: tuple[float, float] = (0.6, 1.35)  # gain on every colour
+    color_jitter: float = 0.15  # ± per-channel gain
+    texture_noise: tuple[float, float] = (0.0, 14.0)  # std of grain baked into the texture (levels)
+    blur_sigma: tuple[float, float] = (0.0, 1.0)  # per-frame Gaussian blur (pixels)
+    pixel_noise: tuple[float, float] = (0.0, 5.0)  # per-frame sensor noise std (levels)
+    pitch_jitter_deg: float = 2.0
+    height_jitter_m: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("brightness", "texture_noise", "blur_sigma", "pixel_noise"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"Randomization.{name} must be 0 <= low <= high, got {(lo, hi)}")
+        if not 0 <= self.color_jitter < 1:
+            raise ValueError(f"Randomization.color_jitter must be in [0, 1), got {self.color_jitter}")
+
+
+_FLOORS: list[RGB] = [(72, 104, 64), (96, 96, 92), (58, 74, 112), (128, 108, 84), (40, 60, 40)]
+_ROADS: list[RGB] = [(48, 48, 52), (30, 30, 32), (70, 70, 74), (55, 50, 48)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """The per-episode appearance."""
+
+    road: RGB
+    border: RGB
+    center: RGB
+    floor: RGB
+    obstacle: RGB
+    sky_top: RGB
+    sky_bottom: RGB
+    wall: RGB
+    gain: tuple[float, float, float]
+    grain: float
+    blur_sigma: float
+    pixel_noise: float
+    pitch_deg: float
+    camera_height: float
+
+
+class Renderer:
+    """Renders the first-person view of one track. Not thread-safe: one per world."""
+
+    def __init__(
+        self, track: Track, config: RenderConfig | None = None, obstacles: Sequence[Obstacle] = ()
+    ) -> None:
+        self.track = track
+        self.config = config or RenderConfig()
+        self.obstacles = tuple(obstacles)
+        c = self.config
+        xmin, ymin, xmax, ymax = track.bounds(margin=c.floor_margin_m)
+        span = max(xmax - xmin, ymax - ymin)
+        self.px_per_m = min(c.px_per_m, c.max_texture_px / span)
+        self._xmin, self._ymax = xmin, ymax
+        self._tex_w = math.ceil((xmax - xmin) * self.px_per_m) + 1
+        self._tex_h = math.ceil((ymax - ymin) * self.px_per_m) + 1
+        self._to_tex = np.array(
+            [
+                [self.px_per_m, 0.0, -self.px_per_m * xmin],
+                [0.0, -self.px_per_m, self.px_per_m * ymax],
+                [0, 0, 1],
+            ]
+        )
+        # Intrinsics (pixel centres at integer coordinates, as warpPerspective samples).
+        self._fx = (c.width / 2) / math.tan(math.radians(c.fov_deg) / 2)
+        self._cx = (c.width - 1) / 2
+        self._cy = (c.height - 1) / 2
+        self._K_inv = np.linalg.inv(np.array([[self._fx, 0, self._cx], [0, self._fx, self._cy], [0, 0, 1.0]]))
+        self._frame = np.zeros((c.height, c.width, 3), np.uint8)
+        self._frame_index = 0
+        self._noise_bank: NDArray[np.int16] | None = None
+        self._grain = self._unit_grain(np.random.default_rng(0))
+        self._look = self._default_look()
+        self._build()
+
+    # ---- appearance --------------------------------------------------------------------------
+
+    def _default_look(self) -> _Look:
+        c = self.config
+        return _Look(
+            road=c.road_rgb,
+            border=c.border_rgb,
+            center=c.center_rgb,
+            floor=c.floor_rgb,
+            obstacle=c.obstacle_rgb,
+            sky_top=(150, 185, 225),
+            sky_bottom=(215, 225, 235),
+            wall=(120, 120, 128),
+            gain=(1.0, 1.0, 1.0),
+            grain=6.0,
+            blur_sigma=0.0,
+            pixel_noise=0.0,
+            pitch_deg=c.pitch_deg,
+            camera_height=c.camera_height,
+        )
+
+    def randomize(self, rng: np.random.Generator, randomization: Randomization) -> None:
+        """Draw a new look (colours, light, grain, blur, noise, camera mount) and redraw."""
+        if not randomization.enabled:
+            if self._look != self._default_look():
+                self._look = self._default_look()
+                self._build()
+            return
+        r = randomization
+        c = self.config
+
+        def jitter(rgb: RGB, amount: float) -> RGB:
+            return tuple(int(np.clip(v + rng.uniform(-amount, amount), 0, 255)) for v in rgb)  # type: ignore[return-value]
+
+        b = rng.uniform(*r.brightness)
+        gain = tuple(float(b * rng.uniform(1 - r.color_jitter, 1 + r.color_jitter)) for _ in range(3))
+        self._look = _Look(
+            road=jitter(_ROADS[rng.integers(len(_ROADS))], 10),
+            border=jitter((235, 235, 230), 20),
+            center=jitter((235, 190, 40), 25),
+            floor=jitter(_FLOORS[rng.integers(len(_FLOORS))], 20),
+            obstacle=jitter(c.obstacle_rgb, 30),
+            sky_top=jitter((150, 185, 225), 40),
+            sky_bottom=jitter((215, 225, 235), 20),
+            wall=jitter((120, 120, 128), 50),
+            gain=(gain[0], gain[1], gain[2]),
+            grain=float(rng.uniform(*r.texture_noise)),
+            blur_sigma=float(rng.uniform(*r.blur_sigma)),
+            pixel_noise=float(rng.uniform(*r.pixel_noise)),
+            pitch_deg=c.pitch_deg + float(rng.uniform(-r.pitch_jitter_deg, r.pitch_jitter_deg)),
+            camera_height=max(
+                0.02, c.camera_height + float(rng.uniform(-r.height_jitter_m, r.height_jitter_m))
+            ),
+        )
+        self._grain = self._unit_grain(rng)
+        self._build()
+
+    def _unit_grain(self, rng: np.random.Generator) -> NDArray[np.float32]:
+        # Grain drawn at 1/4 resolution and scaled up: blotchy like carpet or asphalt, and cheap.
+        small = rng.standard_normal((self._tex_h // 4 + 1, self._tex_w // 4 + 1), dtype=np.float32)
+        return np.asarray(
+            cv2.resize(small, (self._tex_w, self._tex_h), interpolation=cv2.INTER_LINEAR), dtype=np.float32
+        )
+
+    def _build(self) -> None:
+        look = self._look
+        c = self.config
+        s = self.px_per_m
+        gain = np.array(look.gain, np.float32)
+
+        def lit(rgb: RGB) -> tuple[int, int, int]:
+            # Light and colour cast applied to the paint, so the texture is drawn once, lit.
+            r, g, b = (int(v) for v in np.clip(np.array(rgb, np.float32) * gain, 0, 255))
+            return r, g, b
+
+        tex = np.empty((self._tex_h, self._tex_w, 3), np.uint8)
+        tex[:] = lit(look.floor)
+
+        def px(points: NDArray[np.float64]) -> NDArray[np.int32]:
+            # Fixed point with 4 fractional bits, for sub-pixel accurate anti-aliased drawing.
+            u = (points[:, 0] - self._xmin) * s
+            v = (self._ymax - points[:, 1]) * s
+            return np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
+
+        t = self.track
+        cv2.fillPoly(tex, [px(t.outer)], lit(look.road), cv2.LINE_AA, shift=4)
+        cv2.fillPoly(tex, [px(t.inner)], lit(look.floor), cv2.LINE_AA, shift=4)
+        border_px = max(1, round(c.border_line_m * s))
+        cv2.polylines(
+            tex, [px(t.inner), px(t.outer)], True, lit(look.border), border_px, cv2.LINE_AA, shift=4
+        )
+        # Dashed centre line.
+        dash = c.dash_m
+        n = int(t.length // (2 * dash))
+        dashes = []
+        for k in range(n):
+            s0 = 2 * k * dash
+            pts = np.array([t.point_at(s0 + f * dash) for f in (0.0, 0.5, 1.0)])
+            dashes.append(px(pts))
+        cv2.polylines(
+            tex, dashes, False, lit(look.center), max(1, round(c.center_line_m * s)), cv2.LINE_AA, shift=4
+        )
+        # Start/finish line across the road at waypoint 0, in the border colour.
+        (ix, iy), (ox, oy) = t.inner[0], t.outer[0]
+        cv2.line(
+            tex,
+            *(tuple(p) for p in px(np.array([[ix, iy], [ox, oy]]))),
+            lit(look.border),
+            border_px,
+            cv2.LINE_AA,
+            shift=4,
+        )  # type: ignore[call-overload]
+        if look.grain > 0:
+            grain = (self._grain * look.grain).astype(np.int16)
+            tex = np.asarray(cv2.add(tex, cv2.merge([grain, grain, grain]), dtype=cv2.CV_8U), np.uint8)
+        self._floor_far = lit(look.floor)
+        levels = [tex]
+        for _ in range(_LEVELS - 1):
+            levels.append(np.asarray(cv2.pyrDown(levels[-1]), np.uint8))
+        self._levels = levels
+        self._pano = self._backdrop(np.random.default_rng(len(self.track.center)), gain)
+        if look.pixel_noise > 0:
+            bank_rng = np.random.default_rng(int(look.pixel_noise * 1000))
+            self._noise_bank = (
+                bank_rng.standard_normal((8, c.height, c.width, 1), dtype=np.float32) * look.pixel_noise
+            ).astype(np.int16)
+        else:
+            self._noise_bank = None
+        self._plan_bands()
+        obstacle = np.array(look.obstacle, np.float32) * gain
+        self._obstacle_shades = [
+            tuple(float(v) for v in np.clip(obstacle * k, 0, 255)) for k in (1.0, 0.8, 0.62)
+        ]
+
+    def _backdrop(self, rng: np.random.Generator, gain: NDArray[np.float32]) -> Image:
+        """A 360° strip above the horizon: sky gradient and a skyline of walls and blocks.
+
+        One column per image column's worth of view angle, so a frame's backdrop is a plain slice;
+        the strip is extended by one image width so that slice never wraps.
+        """
+        look = self._look
+        c = self.config
+        rows = c.height
+        cols = max(c.width, round(c.width * 360.0 / c.fov_deg))
+        t = np.linspace(0, 1, rows, dtype=np.float32)[:, None]
+        top = np.array(look.sky_top, np.float32)
+        bottom = np.array(look.sky_bottom, np.float32)
+        pano = (bottom * (1 - t) + top * t)[:, None, :].repeat(cols, axis=1)  # row 0 at the horizon here
+        wall = np.array(look.wall, np.float32)
+        x = 0
+        while x < cols:
+            w = int(rng.integers(max(2, cols // 50), max(3, cols // 12)))
+            h = int(rng.integers(2, max(3, rows // 4)))
+            pano[:h, x : x + w] = wall * float(rng.uniform(0.7, 1.2))
+            x += w
+        pano *= gain
+        # Flip so the last row touches the horizon (a frame takes the bottom rows), and extend.
+        strip = np.clip(pano, 0, 255).astype(np.uint8)[::-1]
+        self._pano_cols = cols
+        return np.ascontiguousarray(np.concatenate([strip, strip[:, : c.width]], axis=1))
+
+    def _plan_bands(self) -> None:
+        """Split the ground rows into bands, each drawn from the texture level that matches its
+        footprint (texels per pixel across the view). Fixed for a look, so planned once."""
+        c = self.config
+        H = c.height
+        pitch = math.radians(self._look.pitch_deg)
+        self._horizon = self._cy - self._fx * math.tan(pitch)  # image row of the horizon
+        first = max(0, min(H, math.floor(self._horizon) + 1))
+        self._first_ground = first
+        rows = np.arange(first, H)
+        angle = pitch + np.arctan((rows - self._cy) / self._fx)
+        slant = self._look.camera_height / np.maximum(np.sin(angle), 1e-6)
+        texels = slant / self._fx * self.px_per_m
+        level = np.clip(np.floor(np.log2(np.maximum(texels, 1e-6)) + 0.5), 0, _LEVELS - 1).astype(np.int64)
+        bands = []
+        start = first
+        while start < H:
+            lvl = int(level[start - first])
+            end = start + 1
+            while end < H and int(level[end - first]) == lvl:
+                end += 1
+            scale = 0.5**lvl
+            to_level = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1.0]])
+            shift = np.array([[1.0, 0, 0], [0, 1.0, start], [0, 0, 1.0]])
+            bands.append((start, end, lvl, to_level, shift))
+            start = end
+        self._bands = bands
+
+    # ---- frames ------------------------------------------------------------------------------
+
+    def reset_frames(self) -> None:
+        """Restart the per-frame noise sequence (a reset with the same seed repeats frames)."""
+        self._frame_index = 0
+
+    def camera_pose(self, x: float, y: float, yaw: float) -> tuple[float, float, float]:
+        """Camera position on the ground for a rear-axle pose."""
+        f = self.config.camera_forward
+        return x + f * math.cos(yaw), y + f * math.sin(yaw), self._look.camera_height
+
+    def _rotation(self, yaw: float) -> NDArray[np.float64]:
+        pitch = math.radians(self._look.pitch_deg)
+        cy_, sy_ = math.cos(yaw), math.sin(yaw)
+        cp, sp = math.cos(pitch), math.sin(pitch)
+        right = (sy_, -cy_, 0.0)
+        forward = (cy_ * cp, sy_ * cp, -sp)
+        down = (-sp * cy_, -sp * sy_, -cp)
+        return np.array([right, down, forward])
+
+    def render(self, x: float, y: float, yaw: float) -> Image:
+        """The camera image for the car's rear axle at ``(x, y)`` with heading ``yaw``.
+
+        Returns a new ``(height, width, 3)`` RGB array, or ``(height, width, 1)`` if grayscale.
+        """
+        c = self.config
+        look = self._look
+        frame = self._frame
+        cam_x, cam_y, cam_h = self.camera_pose(x, y, yaw)
+        R = self._rotation(yaw)
+        # Image → ground: back-project the pixel ray (R^T K^-1 p) and meet the plane z = 0.
+        ray_to_ground = np.array([[-cam_h, 0.0, cam_x], [0.0, -cam_h, cam_y], [0.0, 0.0, 1.0]])
+        image_to_tex = self._to_tex @ ray_to_ground @ R.T @ self._K_inv
+        first = self._first_ground
+        if first > 0:
+            # Columns run clockwise in the strip; turning left (yaw up) moves the view left.
+            j0 = round(-yaw / (2 * math.pi) * self._pano_cols) % self._pano_cols
+            frame[:first] = self._pano[-first:, j0 : j0 + c.width]
+        for start, end, lvl, to_level, shift in self._bands:
+            cv2.warpPerspective(
+                self._levels[lvl],
+                to_level @ image_to_tex @ shift,
+                (c.width, end - start),
+                dst=frame[start:end],
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=self._floor_far,
+            )
+        if self.obstacles:
+            self._draw_obstacles(frame, R, np.array([cam_x, cam_y, cam_h]))
+        out: Image = frame
+        if look.blur_sigma > 0.3:
+            out = np.asarray(cv2.GaussianBlur(out, (0, 0), look.blur_sigma), dtype=np.uint8)
+        if self._noise_bank is not None:
+            noise = self._noise_bank[self._frame_index % len(self._noise_bank)]
+            out = np.clip(out.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+        self._frame_index += 1
+        if c.grayscale:
+            return np.asarray(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), dtype=np.uint8)[:, :, None]
+        return out.copy() if out is frame else out
+
+    def _draw_obstacles(self, frame: Image, R: NDArray[np.float64], cam: NDArray[np.float64]) -> None:
+        near = 0.02
+        order = sorted(self.obstacles, key=lambda o: -((o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2))
+        for ob in order:
+            ground = ob.corners()
+            verts = np.array([[gx, gy, z] for z in (0.0, ob.height) for gx, gy in ground])
+            cam_pts = (verts - cam) @ R.T  # camera frame: x right, y down, z forward
+            if (cam_pts[:, 2] <= near).all():
+                continue
+            faces = [(4, 5, 6, 7, 0)]  # top, shade index
+            for i in range(4):
+                j = (i + 1) % 4
+                faces.append((i, j, j + 4, i + 4, 1 + (i % 2)))
+            centre = np.array([ob.x, ob.y, ob.height / 2])
+            for face in faces:
+                idx = list(face[:4])
+                fc = verts[idx].mean(axis=0)
+                normal = fc - centre
+                if float(np.dot(normal, cam - fc)) <= 0:
+                    continue  # facing away
+                poly = _clip_near(cam_pts[idx], near)
+                if len(poly) < 3:
+                    continue
+                u = self._fx * poly[:, 0] / poly[:, 2] + self._cx
+                v = self._fx * poly[:, 1] / poly[:, 2] + self._cy
+                pts = np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
+                cv2.fillConvexPoly(frame, pts, self._obstacle_shades[face[4]], cv2.LINE_AA, shift=4)
+
+    def object_in_view(self, x: float, y: float, yaw: float, ox: float, oy: float) -> bool:
+        """Whether a ground point ``(ox, oy)`` projects inside the image for this car pose."""
+        cam_x, cam_y, cam_h = self.camera_pose(x, y, yaw)
+        p = self._rotation(yaw) @ np.array([ox - cam_x, oy - cam_y, -cam_h])
+        if p[2] <= 0.02:
+            return False
+        u = self._fx * p[0] / p[2] + self._cx
+        v = self._fx * p[1] / p[2] + self._cy
+        return bool(-0.5 <= u <= self.config.width - 0.5 and -0.5 <= v <= self.config.height - 0.5)
+
+    def top_view(self, max_px: int = 1024) -> Image:
+        """The full-resolution ground texture (a bird's-eye view), scaled to at most ``max_px``."""
+        tex = self._levels[0]
+        scale = min(1.0, max_px / max(tex.shape[:2]))
+        if scale < 1.0:
+            return np.asarray(
+                cv2.resize(tex, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8
+            )
+        return np.array(tex, dtype=np.uint8, copy=True)
+
+
+def _clip_near(poly: NDArray[np.float64], near: float) -> NDArray[np.float64]:
+    """Sutherland–Hodgman clip of a camera-frame polygon against the plane z = near."""
+    out: list[NDArray[np.float64]] = []
+    n = len(poly)
+    for i in range(n):
+        a, b = poly[i], poly[(i + 1) % n]
+        a_in, b_in = a[2] > near, b[2] > near
+        if a_in:
+            out.append(a)
+        if a_in != b_in:
+            t = (near - a[2]) / (b[2] - a[2])
+            out.append(a + t * (b - a))
+    return np.array(out) if out else np.zeros((0, 3))

@@ -1,0 +1,316 @@
+"""The simulated world: one car on one track, stepped at a fixed time step.
+
+    world = World("oval", seed=1)
+    status = world.step(steering=0.0, throttle=0.4)   # advances config.dt seconds
+    image = world.render()                            # (120, 160, 3) uint8 RGB
+    status.progress, status.lap, status.off_track, status.lap_times
+
+Everything is a pure function of the track, the config, the seed and the commands, so the same seed
+and the same commands give the same frames. Progress, laps and on-track tests follow DeepRacer:
+they are measured at the car's front reference point; the finish line is where the episode
+started (waypoint 0 unless :meth:`World.reset` was given another start).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from firmware.sim.lidar import Lidar, LidarConfig
+from firmware.sim.obstacles import Obstacle, rectangles_overlap
+from firmware.sim.physics import Car, CarConfig, CarState, throttle_to_speed
+from firmware.sim.render import Image, Randomization, RenderConfig, Renderer
+from firmware.sim.track import Projection, Track
+from firmware.sim.tracks import get_track
+
+EventKind = Literal["lap", "off_track", "back_on_track", "crash", "reversed", "reset_to_track"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorldConfig:
+    """Everything about a world except the track. ``dt`` is the duration of one :meth:`World.step`;
+    physics integrates it in ``substeps`` equal ticks."""
+
+    dt: float = 1.0 / 30.0
+    substeps: int = 2
+    car: CarConfig = field(default_factory=CarConfig)
+    camera: RenderConfig = field(default_factory=RenderConfig)
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    randomization: Randomization = field(default_factory=Randomization)
+    obstacles: tuple[Obstacle, ...] = ()
+    reverse_steps: int = 15  # consecutive steps of falling progress that count as driving backwards
+
+    def __post_init__(self) -> None:
+        if not (0 < self.dt <= 1.0 and math.isfinite(self.dt)):
+            raise ValueError(f"WorldConfig.dt must be in (0, 1] s, got {self.dt}")
+        if not 1 <= self.substeps <= 100:
+            raise ValueError(f"WorldConfig.substeps must be in [1, 100], got {self.substeps}")
+        if self.reverse_steps < 1:
+            raise ValueError(f"WorldConfig.reverse_steps must be >= 1, got {self.reverse_steps}")
+
+
+@dataclass(frozen=True, slots=True)
+class SimEvent:
+    """Something that happened during a step. ``time`` is simulated seconds since reset."""
+
+    kind: EventKind
+    time: float
+    lap: int  # laps completed so far (for "lap": including this one)
+    progress: float
+    lap_time: float | None = None  # for "lap"
+
+
+@dataclass(frozen=True, slots=True)
+class WorldStatus:
+    """The world after a step (or a reset)."""
+
+    time: float  # simulated seconds since reset
+    steps: int  # steps since reset
+    lap: int  # laps completed
+    progress: float  # % of the current lap (DeepRacer's: 100 on the step a lap completes)
+    lap_times: tuple[float, ...]  # seconds, one per completed lap
+    s: float  # metres along the centre line (from waypoint 0) of the front reference point
+    distance_from_center: float  # m, of the front reference point
+    lateral: float  # signed, > 0 left of the centre line
+    speed: float  # m/s, actual
+    all_wheels_on_track: bool
+    off_track: bool  # all four wheels off the track
+    reversed: bool  # progress has been falling for ``reverse_steps`` steps
+    crashed: bool  # touched an obstacle (the car is stopped until reset)
+    events: tuple[SimEvent, ...] = ()  # what happened during this step
+
+    @property
+    def lap_completed(self) -> bool:
+        return any(e.kind == "lap" for e in self.events)
+
+    @property
+    def last_lap_time(self) -> float | None:
+        return self.lap_times[-1] if self.lap_times else None
+
+    @property
+    def total_progress(self) -> float:
+        """Laps as a percentage: 250.0 is two and a half laps."""
+        return 100.0 * self.lap + (0.0 if self.lap_completed else self.progress)
+
+
+class World:
+    """One car on one track. Not thread-safe (see :class:`firmware.sim.body.SimBody`)."""
+
+    def __init__(
+        self, track: Track | str | Path, config: WorldConfig | None = None, seed: int | None = None
+    ) -> None:
+        self.track = get_track(track)
+        self.config = config or WorldConfig()
+        c = self.config
+        self.dt = c.dt
+        self.car = Car(c.car, c.dt / c.substeps)
+        self.renderer = Renderer(self.track, c.camera, c.obstacles)
+        self._lidar: Lidar | None = None
+        self.rng = np.random.default_rng(seed)
+        self._seed = seed
+        # How far a wheel can be from the front reference point (the on-track fast path uses it).
+        half = c.car.track_width / 2
+        self._wheel_reach = max(
+            math.hypot(c.car.front_offset, half), math.hypot(c.car.wheelbase - c.car.front_offset, half)
+        )
+        self.reset(seed)
+
+    # ---- episodes ----------------------------------------------------------------------------
+
+    def reset(
+        self,
+        seed: int | None = None,
+        *,
+        start_progress: float = 0.0,
+        lateral: float = 0.0,
+        yaw_offset: float = 0.0,
+        speed: float = 0.0,
+    ) -> WorldStatus:
+        """Start a new episode: the car on the track at ``start_progress`` % from waypoint 0 (that
+        point is then the finish line), ``lateral`` metres left of the centre line, turned
+        ``yaw_offset`` radians from the track direction. A ``seed`` re-seeds everything random."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+            self._seed = seed
+        if not 0 <= start_progress <= 100:
+            raise ValueError(f"start_progress must be in [0, 100], got {start_progress}")
+        self.renderer.randomize(self.rng, self.config.randomization)
+        self.renderer.reset_frames()
+        s = start_progress / 100 * self.track.length
+        self._place(s, lateral, yaw_offset, speed)
+        self.time = 0.0
+        self.steps = 0
+        self.lap = 0
+        self.lap_times: list[float] = []
+        self._lap_start = 0.0
+        fx, fy = self.car.front_point()
+        self._start_s = s
+        proj = self.track.project(fx, fy)
+        # Progress counts from the start line (the front point sits on it, up to projection).
+        ahead = (proj.s - s + self.track.length / 2) % self.track.length - self.track.length / 2
+        self._travelled = ahead
+        self._prev_s = proj.s
+        self._reverse_count = 0
+        self._crashed = False
+        self._status = self._measure(proj, (), progress=100.0 * ahead / self.track.length)
+        return self._status
+
+    def _place(self, s: float, lateral: float, yaw_offset: float, speed: float) -> None:
+        """Put the car's front reference point at ``s`` along the track, ``lateral`` m to the left."""
+        t = self.track
+        heading = t.heading_at(s)
+        px, py = t.point_at(s)
+        px -= lateral * math.sin(heading)
+        py += lateral * math.cos(heading)
+        yaw = heading + yaw_offset
+        back = self.config.car.front_offset
+        state = CarState(px - back * math.cos(yaw), py - back * math.sin(yaw), yaw, speed, 0.0)
+        self.car.reset(state)
+
+    def reset_to_track(self) -> WorldStatus:
+        """Put the car back on the centre line where it left it (DeepRacer's reset after going off
+        track or crashing), stopped, keeping time, laps and progress."""
+        proj = self.track.project(*self.car.front_point())
+        s = proj.s
+        if self.config.obstacles:
+            s = self._clear_of_obstacles(s)
+        self._place(s, 0.0, 0.0, 0.0)
+        fx, fy = self.car.front_point()
+        proj = self.track.project(fx, fy)
+        self._prev_s = proj.s
+        self._reverse_count = 0
+        self._crashed = False
+        self._status = self._measure(proj, (), progress=self._status.progress)
+        return self._status
+
+    def _clear_of_obstacles(self, s: float) -> float:
+        """Step back along the track until the car's body is clear of every obstacle."""
+        for back in np.arange(0.0, 3.0, 0.05):
+            s_try = (s - back) % self.track.length
+            self._place(s_try, 0.0, 0.0, 0.0)
+            if not self._touching_obstacle():
+                return s_try
+        return s
+
+    # ---- stepping ----------------------------------------------------------------------------
+
+    def step(self, steering: float, throttle: float) -> WorldStatus:
+        """Command the car (steering [-1, 1], +1 = right; throttle [-1, 1], see
+        :mod:`firmware.sim.physics`) and advance ``config.dt`` seconds."""
+        car = self.car
+        car.set_command(steering, throttle)
+        before = car.state.copy() if self.config.obstacles else None
+        if self._crashed:
+            car.state.speed = 0.0
+        else:
+            for _ in range(self.config.substeps):
+                car.tick()
+        t_before = self.time
+        self.steps += 1
+        self.time = self.steps * self.dt
+        events: list[SimEvent] = []
+        if before is not None and not self._crashed and self._touching_obstacle():
+            car.state = before
+            car.state.speed = 0.0
+            self._crashed = True
+        fx, fy = car.front_point()
+        proj = self.track.project(fx, fy)
+        length = self.track.length
+        ds = (proj.s - self._prev_s + length / 2) % length - length / 2
+        self._prev_s = proj.s
+        travelled_before = self._travelled
+        self._travelled += ds
+        self._reverse_count = self._reverse_count + 1 if ds < 0 else 0
+        progress = 100.0 * self._travelled / length
+        if self._travelled >= length:
+            # Interpolate the moment the front point crossed the line within this step.
+            frac = (length - travelled_before) / ds if ds > 0 else 1.0
+            t_cross = t_before + min(max(frac, 0.0), 1.0) * self.dt
+            lap_time = t_cross - self._lap_start
+            self._lap_start = t_cross
+            self._travelled -= length
+            self.lap += 1
+            self.lap_times.append(lap_time)
+            progress = 100.0
+            events.append(SimEvent("lap", self.time, self.lap, 100.0, lap_time))
+        status = self._measure(proj, events, progress=min(progress, 100.0))
+        prev = self._status
+        if status.off_track and not prev.off_track:
+            events.append(SimEvent("off_track", self.time, self.lap, status.progress))
+        elif prev.off_track and not status.off_track:
+            events.append(SimEvent("back_on_track", self.time, self.lap, status.progress))
+        if status.crashed and not prev.crashed:
+            events.append(SimEvent("crash", self.time, self.lap, status.progress))
+        if status.reversed and not prev.reversed:
+            events.append(SimEvent("reversed", self.time, self.lap, status.progress))
+        if events:
+            status = replace(status, events=tuple(events))
+        self._status = status
+        return status
+
+    def _measure(self, proj: Projection, events: list[SimEvent] | tuple[()], progress: float) -> WorldStatus:
+        car = self.car
+        if proj.distance + self._wheel_reach < self.track.min_half_width:
+            on_any, on_all = True, True  # every wheel is certainly between the borders
+        else:
+            on = self.track.on_track(np.array(car.wheel_points()))
+            on_any, on_all = bool(on.any()), bool(on.all())
+        return WorldStatus(
+            time=self.time,
+            steps=self.steps,
+            lap=self.lap,
+            progress=progress,
+            lap_times=tuple(self.lap_times),
+            s=proj.s,
+            distance_from_center=proj.distance,
+            lateral=proj.lateral,
+            speed=car.state.speed,
+            all_wheels_on_track=on_all,
+            off_track=not on_any,
+            reversed=self._reverse_count >= self.config.reverse_steps,
+            crashed=self._crashed,
+            events=tuple(events),
+        )
+
+    def _touching_obstacle(self) -> bool:
+        body = self.car.footprint()
+        return any(rectangles_overlap(body, ob.corners()) for ob in self.config.obstacles)
+
+    # ---- sensors and ground truth ------------------------------------------------------------
+
+    @property
+    def status(self) -> WorldStatus:
+        return self._status
+
+    @property
+    def state(self) -> CarState:
+        """A copy of the car's ground truth (rear-axle pose, speed, wheel angle)."""
+        return self.car.state.copy()
+
+    @property
+    def commanded_speed(self) -> float:
+        """The speed (m/s) the latest throttle command asks for (DeepRacer's ``speed``)."""
+        return throttle_to_speed(self.car.command.throttle, self.config.car)
+
+    def params(self) -> dict[str, Any]:
+        """DeepRacer's reward ``params`` now (see :func:`firmware.sim.reward.deepracer_params`)."""
+        from firmware.sim.reward import deepracer_params  # the reward module builds on the world
+
+        return deepracer_params(self)
+
+    def render(self) -> Image:
+        """The camera image now: ``(H, W, 3)`` RGB uint8 (``(H, W, 1)`` if grayscale)."""
+        s = self.car.state
+        return self.renderer.render(s.x, s.y, s.yaw)
+
+    def lidar(self) -> NDArray[np.float32]:
+        """Lidar ranges (m) now, one per beam (see :class:`LidarConfig`)."""
+        if self._lidar is None:
+            self._lidar = Lidar(self.track, self.config.lidar, self.config.obstacles)
+        s = self.car.state
+        return self._lidar.scan(s.x, s.y, s.yaw, self.rng)
