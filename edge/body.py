@@ -27,7 +27,7 @@ def build_camera(config: CarConfig) -> Camera:
         from firmware.hardware.test_pattern import TestPatternCamera
 
         return TestPatternCamera(cam_cfg)
-    raise ConfigError(f"camera.kind = {c.kind!r} is built with the simulated body (paddock car run --sim)")
+    raise ConfigError(f"camera.kind = {c.kind!r} comes with the simulated body (actuators.kind = 'sim')")
 
 
 def build_sensors(config: CarConfig) -> SensorSuite | None:
@@ -49,7 +49,9 @@ def build_body(config: CarConfig) -> Body:
     """The hardware body the config describes (not connected yet)."""
     a = config.actuators
     if a.kind == "sim":
-        raise ConfigError("a simulated body is built by `paddock car run --sim` (or passed to CarDaemon)")
+        from edge.sim import build_sim_body
+
+        return build_sim_body(config)
     if a.kind == "pwm":
         from firmware.hardware.pwm import PwmActuators
 

@@ -250,15 +250,27 @@ class ModelsSection(_Section):
 
 
 class SimSection(_Section):
-    track: str | None = Field(default=None, description="Track name or .npy path for --sim.")
-    seed: int = Field(default=0, description="Simulator seed.")
+    """Used when camera.kind and actuators.kind are 'sim' (`paddock car run --sim`)."""
+
+    track: str | None = Field(
+        default=None, description="A built-in track (oval, s-curve, technical) or a DeepRacer .npy file."
+    )
+    seed: int = Field(default=0, description="Simulator seed (the same seed and commands give the same run).")
     clock: Literal["realtime", "lockstep"] = Field(
         default="realtime",
-        description="realtime: the sim runs on the wall clock; lockstep: one sim step per tick.",
+        description="realtime: the world follows the wall clock; lockstep: each tick advances it by one "
+        "tick period (repeatable).",
     )
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Extra simulator settings, passed through."
+    speedup: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=100,
+        description="lockstep only: ticks run this many times faster than real time.",
     )
+    recover_after_s: float | None = Field(
+        default=1.0, ge=0, description="Put the car back on the track after this long off it; unset: never."
+    )
+    randomize: bool = Field(default=False, description="Randomise light, colours and camera mount per reset.")
 
 
 class CarConfig(_Section):
@@ -286,8 +298,10 @@ class CarConfig(_Section):
     def _consistent(self) -> Self:
         if (self.camera.kind == "sim") != (self.actuators.kind == "sim"):
             raise ValueError("camera.kind and actuators.kind must both be 'sim' or neither")
-        if not self.models.allow_unsigned and self.models.public_key is None:
-            raise ValueError("models.public_key is required unless models.allow_unsigned = true")
+        if self.camera.kind == "sim" and self.sim.track is None:
+            raise ValueError("sim.track is required for a simulated car")
+        if self.sim.speedup != 1.0 and self.sim.clock != "lockstep":
+            raise ValueError("sim.speedup needs sim.clock = 'lockstep'")
         return self
 
     # --- derived paths --------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from edge.spool import Spool, SpoolRecord
 from edge.systemd import Notifier
 from firmware.body import Body
 from firmware.calibration import write_atomic
+from firmware.cycle_timer import CycleTimer
 from firmware.sensors import SensorReading
 from schemas.errors import ContractError
 from schemas.messages import (
@@ -133,6 +134,8 @@ class CarDaemon:
             return self._public_key
         m = self.config.models
         if m.public_key is None:
+            if not m.allow_unsigned:
+                log.warning("no models.public_key: every model sent to this car will be rejected")
             return None
         if not m.public_key.exists():
             if m.allow_unsigned:
@@ -170,7 +173,16 @@ class CarDaemon:
         body = self.body
         await asyncio.to_thread(body.connect)
         try:
-            self.loop = ControlLoop(body, cfg.loop, sink=self, on_replaced=self._retire_pilot)
+            # A lockstep simulator may tick faster than real time; its world still advances one
+            # tick period per tick.
+            speedup = cfg.sim.speedup if cfg.is_sim and cfg.sim.clock == "lockstep" else 1.0
+            self.loop = ControlLoop(
+                body,
+                cfg.loop,
+                sink=self,
+                on_replaced=self._retire_pilot,
+                timer=CycleTimer(cfg.loop.hz * speedup),
+            )
             # An e-stop seen before a reboot holds until the fleet releases it.
             saved = await asyncio.to_thread(self._load_estop)
             if saved is not None and saved.active:
@@ -237,6 +249,10 @@ class CarDaemon:
         log.info("car %s running at %g Hz (model %s)", self.car, cfg.loop.hz, self.model_ref or "none")
 
     def _install_pilots(self, body: Body) -> None:
+        if "expert" not in self._extra_pilots and body.kind == "sim":
+            from edge.sim import expert_pilot
+
+            self._extra_pilots["expert"] = expert_pilot(body)
         for name, pilot in self._extra_pilots.items():
             self.loop.install_pilot(name, pilot)
         for name, factory in pilot_plugins().items():
@@ -281,6 +297,10 @@ class CarDaemon:
             self._call_soon(self._first_tick.set)
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "lap":
+            last = self.loop.last
+            if last is not None:
+                event = {**event, "mode": last.mode, "model": last.pilot}
         self._event_from_thread(event)
 
     def _call_soon(self, fn: Callable[..., Any], *args: Any) -> None:

@@ -217,6 +217,7 @@ class ControlLoop:
             if p.on_installed is not None:
                 p.on_installed(self.timer.ticks if tick_index is None else tick_index, t_ns)
 
+        self.body.before_tick()
         frame: Frame | None = None
         try:
             frame = self.body.camera.read_latest(self.config.max_frame_age_ms)

@@ -146,6 +146,7 @@ class MqttLink:
                         if self._stop.is_set():
                             await self._publish_death(client, status_topic, bdseq)
             except (aiomqtt.MqttError, OSError) as exc:
+                _reraise_if_cancelled()
                 self.failures += 1
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("broker %s: %s; retrying in %.1fs", self.url, self.last_error, backoff)
@@ -224,3 +225,11 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
+
+
+def _reraise_if_cancelled() -> None:
+    """A disconnect that fails while the task is being cancelled replaces the CancelledError with
+    an MqttError; swallowing that would keep a cancelled task running forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -58,6 +58,9 @@ class Body:
                 if self.sensors is not None:
                     self.sensors.close()
 
+    def before_tick(self) -> None:
+        """Called at the start of every control tick (a lockstep simulator advances here)."""
+
     def state(self) -> BodyState | None:
         """Ground truth or measurements for this tick; None when the body knows nothing more."""
         return None

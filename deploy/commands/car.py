@@ -55,21 +55,87 @@ def _setup_logging(level: str) -> None:
 @car_app.command("run")
 def run(
     config: Annotated[
-        Path, typer.Option("--config", "-c", help="The car's TOML config file.")
-    ] = DEFAULT_CONFIG_PATH,
+        Path | None,
+        typer.Option("--config", "-c", help=f"The car's TOML config file [default: {DEFAULT_CONFIG_PATH}]."),
+    ] = None,
+    sim: Annotated[
+        bool, typer.Option("--sim", help="Drive a simulated body instead of the hardware.")
+    ] = False,
+    track: Annotated[
+        str | None, typer.Option("--track", "-t", help="--sim: built-in track name or DeepRacer .npy file.")
+    ] = None,
+    car_id: Annotated[str | None, typer.Option("--car-id", help="Car id (--sim default: sim-1).")] = None,
+    broker: Annotated[
+        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://127.0.0.1:1883.")
+    ] = None,
+    clock: Annotated[
+        str | None, typer.Option("--clock", help="--sim: realtime (default) or lockstep.")
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="--sim without --config: where spool and model cache go."),
+    ] = None,
+    public_key: Annotated[
+        Path | None, typer.Option("--public-key", help="The hub's public key that signs models.")
+    ] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option("--allow-unsigned", help="DEVELOPMENT ONLY: accept unsigned models.")
+    ] = False,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a setting, e.g. --set loop.hz=50 (repeatable)."),
     ] = None,
 ) -> None:
-    """Run the car daemon until SIGINT/SIGTERM (under systemd: Type=notify with a watchdog)."""
+    """Run the car daemon until SIGINT/SIGTERM (under systemd: Type=notify with a watchdog).
+
+    On a car: `paddock car run --config /etc/paddock/car.toml`. In the simulator:
+    `paddock car run --sim --track oval --broker mqtt://127.0.0.1:1883` (a config file is optional;
+    its [sim] section and camera settings apply).
+    """
+    overrides = _overrides(set_ or [])
+    if sim:
+        overrides |= {"camera.kind": "sim", "actuators.kind": "sim"}
+    if track is not None:
+        overrides["sim.track"] = track
+    if clock is not None:
+        overrides["sim.clock"] = clock
+    if car_id is not None:
+        overrides["car.id"] = car_id
+    if broker is not None:
+        overrides["broker.url"] = broker
+    if public_key is not None:
+        overrides["models.public_key"] = str(public_key.resolve())
+    if allow_unsigned:
+        overrides["models.allow_unsigned"] = True
     try:
-        cfg = load_config(config, _overrides(set_ or []))
+        if config is None and sim:
+            cfg = _sim_config(car_id or "sim-1", state_dir, public_key).with_values(overrides, "--sim")
+        else:
+            cfg = load_config(config or DEFAULT_CONFIG_PATH, overrides)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     _setup_logging(cfg.log_level)
     raise typer.Exit(asyncio.run(_run(cfg)))
+
+
+def _sim_config(car_id: str, state_dir: Path | None, public_key: Path | None) -> CarConfig:
+    """Defaults for a simulated car run without a config file: state under the user's home."""
+    import os
+
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    state = state_dir or base / "paddock" / "cars" / car_id
+    return CarConfig.from_dict(
+        {
+            "state_dir": str(state),
+            "car": {"id": car_id},
+            "camera": {"kind": "sim"},
+            "actuators": {"kind": "sim"},
+            "sim": {"track": "oval"},
+            "models": {"public_key": str(public_key) if public_key else None},
+        },
+        "--sim",
+    )
 
 
 async def _run(cfg: CarConfig, body: Any = None) -> int:

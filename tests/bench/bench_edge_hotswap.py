@@ -22,7 +22,7 @@ from typing import Any
 
 from schemas.mqtt_url import BrokerUrl
 from schemas.signing import generate_private_key
-from tests.bench.bench_edge_loop import Broker, make_body
+from tests.bench.bench_edge_loop import BODY, SIM, Broker
 from tests.edge.harness import RecordingDaemon, T, car_config
 from tests.edge.modelkit import onnx_model, signed_envelope
 
@@ -77,12 +77,11 @@ def _decided(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def bench(url: str, swaps: int, tmp: Path) -> dict[str, list[dict[str, float]]]:
     key = generate_private_key()
-    cfg = car_config(tmp, url, key, car="bench-swap", loop={"hz": 30, "start_mode": "autopilot"})
-    body, _ = make_body()
+    cfg = car_config(tmp, url, key, car="bench-swap", loop={"hz": 30, "start_mode": "autopilot"}, **SIM)
     results: dict[str, list[dict[str, float]]] = {}
     hub = Hub(url, T.car_model("bench-swap"))
     try:
-        async with RecordingDaemon(cfg, body=body) as car:
+        async with RecordingDaemon(cfg) as car:
             await car.offer_model(signed_envelope(onnx_model(steering=0.0), key, version="base"))
             await asyncio.sleep(1.0)
             version = 0
@@ -127,7 +126,7 @@ async def car_publish(hub: Hub, path: Path) -> int:
 
 
 def run(swaps: int = SWAPS) -> dict[str, list[dict[str, float]]]:
-    _, body_name = make_body()
+    body_name = BODY
     with Broker() as url, tempfile.TemporaryDirectory() as tmp:
         results = asyncio.run(bench(url, swaps, Path(tmp)))
     print()

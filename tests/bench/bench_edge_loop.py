@@ -43,11 +43,9 @@ def linear_pilot_envelope() -> bytes:
     return encode_model(manifest, data)
 
 
-def make_body() -> tuple[Any, str]:
-    from tests.edge.bodies import bench_body
-
-    body, _ = bench_body(fps=60)
-    return body, "bench body (test-pattern camera 60 fps, gpiozero PWM on mock pins)"
+# The simulated body (realtime clock: the world follows the wall clock, like a real car).
+SIM = {"camera": {"kind": "sim"}, "actuators": {"kind": "sim"}, "sim": {"track": "oval", "clock": "realtime"}}
+BODY = "simulated body (oval, realtime clock, 160x120 rendered camera)"
 
 
 class Broker:
@@ -82,9 +80,9 @@ async def one_rate(
         car=f"bench-{int(hz)}-{rt or 0}",
         loop={"hz": hz, "start_mode": "autopilot", "realtime_priority": rt},
         publish={"telemetry_hz": 5},
+        **SIM,
     )
-    body, _ = make_body()
-    async with RecordingDaemon(cfg, body=body) as car:
+    async with RecordingDaemon(cfg) as car:
         assert await car.offer_model(envelope)
         car.start_recording()
         await asyncio.sleep(1.0)  # settle
@@ -112,7 +110,7 @@ async def one_rate(
 
 def run(seconds: float = SECONDS) -> list[dict[str, Any]]:
     envelope = linear_pilot_envelope()
-    _, body_name = make_body()
+    body_name = BODY
     results = []
     with Broker() as url, tempfile.TemporaryDirectory() as tmp:
         print()

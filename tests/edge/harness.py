@@ -43,7 +43,7 @@ def car_config(tmp_path: Path, url: str, key: Any = None, car: str = "car-1", **
         data["models"] = {"public_key": str(pub), "allow_unsigned": False, "preload_runtimes": ["onnx"]}
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
-    return CarConfig.model_validate(data)
+    return CarConfig.from_dict(data, "test config")
 
 
 class ConstantPilot(Pilot):
@@ -115,6 +115,9 @@ class Observer:
                         self.messages[str(msg.topic)].append(msg)
             except aiomqtt.MqttError:
                 self.client = None
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None  # cancelled while disconnecting
                 await asyncio.sleep(0.2)
 
     def json(self, topic: str) -> list[dict[str, Any]]:
