@@ -710,18 +710,14 @@ class CarDaemon:
         if link is not None and self._link_task is not None:
             await self._drain(link)
             await link.close()
-            try:
-                await asyncio.wait_for(self._link_task, timeout=5.0)
-            except (TimeoutError, Exception) as exc:
-                log.warning("mqtt shutdown: %s", exc or type(exc).__name__)
-                self._link_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._link_task
-        for task in self._tasks:
+            # Every wait here is bounded: a shutdown never hangs on the network.
+            if not await _finish(self._link_task, 5.0 + self.config.broker.connect_timeout_s):
+                log.warning("MQTT did not close in time; the broker will send the last will")
+        pending = [t for t in self._tasks if not t.done()]
+        for task in pending:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
         self._tasks.clear()
         if loop is not None:
             await asyncio.to_thread(loop.close_pilots)
@@ -741,6 +737,17 @@ class CarDaemon:
             if self.spool.pending_records == 0 and not self._events:
                 return
             await asyncio.sleep(0.02)
+
+
+async def _finish(task: "asyncio.Task[Any]", grace_s: float) -> bool:
+    """Wait for ``task`` to end by itself, then cancel it; never wait longer than ``2 × grace_s``."""
+    done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if not done:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
+    if done and not task.cancelled() and task.exception() is not None:
+        log.warning("%s ended with %r", task.get_name(), task.exception())
+    return bool(done)
 
 
 def _r(value: float | None) -> float | None:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import ssl
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -174,13 +175,23 @@ class MqttLink:
             await self._stop.wait()
             raise _Stopping
 
+        tg = asyncio.TaskGroup()
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with tg:
                 tg.create_task(reader())
                 tg.create_task(stop_watch())
                 for task in self.session_tasks:
                     tg.create_task(task(client))
         except BaseExceptionGroup as group:
+            # Python 3.11's TaskGroup cancels its parent when a child fails and does not undo it
+            # (fixed in 3.12); undo its own request here, or this task would look cancelled.
+            this = asyncio.current_task()
+            if (
+                sys.version_info < (3, 12)
+                and this is not None
+                and getattr(tg, "_parent_cancel_requested", False)
+            ):
+                this.uncancel()
             _, rest = group.split(_Stopping)
             if rest is None:
                 return

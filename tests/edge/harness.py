@@ -2,7 +2,6 @@
 that keeps its ticks for inspection."""
 
 import asyncio
-import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -95,8 +94,8 @@ class Observer:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task
+        done, _ = await asyncio.wait({self._task}, timeout=15)
+        assert done, "the observer did not stop"
 
     async def _run(self) -> None:
         while True:
