@@ -101,8 +101,8 @@ async def test_presence_commands_telemetry_and_clean_shutdown(
     await clear_retained(broker_url, [T.car_status(car), T.model_state(car)])
 
 
-async def test_deadman_and_estop_stop_the_car(mosquitto: Any, tmp_path: Path) -> None:
-    url = mosquitto.url
+async def test_deadman_and_estop_stop_the_car(broker_url: str, tmp_path: Path) -> None:
+    url = broker_url
     car = "car-estop"
     cfg = car_config(tmp_path, url, car=car, loop={"deadman_ms": 250})
     body, _ = bench_body()
