@@ -43,6 +43,7 @@ async def test_expert_records_laps_with_ground_truth(mosquitto: Any, tmp_path: P
             assert "expert" in daemon.pilots
             session = daemon.start_recording()
             laps = await until(lambda: obs.events(car, "lap"), 60, "a lap")
+            await until(lambda: any(t.get("lap") == 1 for t in obs.json(T.telemetry(car))), what="lap 1")
             daemon.stop_recording()
             await until(lambda: daemon.spool.pending_records == 0, what="spool drained")
         lap = laps[0]
