@@ -187,7 +187,11 @@ def calibrate(
         Path, typer.Option("--calibration", help="Calibration file to read (if present) and write.")
     ] = DEFAULT_CALIBRATION_PATH,
     pin_factory: Annotated[
-        str | None, typer.Option("--pin-factory", help="gpiozero pin driver: lgpio, rpigpio, pigpio, native.")
+        str | None,
+        typer.Option(
+            "--pin-factory",
+            help="gpiozero pin driver: lgpio, rpigpio, pigpio, native, or mock (no hardware).",
+        ),
     ] = None,
     steering_pin: Annotated[
         str | None, typer.Option(help="Steering servo pin (default: from the file).")

@@ -11,7 +11,7 @@ from typing import Any
 from firmware.actuators import Actuators, Applied
 from firmware.calibration import Calibration
 
-PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native")
+PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
 
 class ActuatorError(RuntimeError):
@@ -26,8 +26,12 @@ def make_pin_factory(name: str) -> Any:
         "pigpio": ("gpiozero.pins.pigpio", "PiGPIOFactory", "pigpio (and run the pigpiod daemon)"),
         "native": ("gpiozero.pins.native", "NativeFactory", "nothing (built into gpiozero)"),
     }
+    if name == "mock":  # no hardware: try a calibration or a config on any computer
+        from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+        return MockFactory(pin_class=MockPWMPin)
     if name not in modules:
-        raise ActuatorError(f"unknown pin factory {name!r}; expected one of {', '.join(modules)}")
+        raise ActuatorError(f"unknown pin factory {name!r}; expected one of {', '.join(PIN_FACTORIES)}")
     module, cls, hint = modules[name]
     import importlib
 

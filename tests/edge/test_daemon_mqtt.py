@@ -300,3 +300,40 @@ async def test_boot_without_a_broker_drives_the_cached_model(mosquitto: Any, tmp
         assert daemon.model_ref == "pilot:7"
         tick = daemon.ticks[-1]
         assert (tick.mode, tick.pilot, tick.steering) == ("autopilot", "pilot:7", pytest.approx(-0.45))
+
+
+async def test_sensors_reach_telemetry_and_recorded_frames(tmp_path: Path) -> None:
+    import struct
+
+    from edge.spool import Spool
+    from firmware.body import Body
+    from firmware.sensors import CpuTemperature, Mpu6050Imu, SensorSuite
+    from schemas.payloads import decode_frame
+    from tests.firmware.test_sensors import RegisterBus
+
+    temp = tmp_path / "temp"
+    temp.write_text("47500")
+    bus = RegisterBus(
+        {0x68: {0x3B + i: b for i, b in enumerate(struct.pack(">7h", 0, 0, 16384, 0, 0, 0, 131))}}
+    )
+    base, _ = bench_body()
+    body = Body(base.camera, base.actuators, SensorSuite([CpuTemperature(temp), Mpu6050Imu(bus)]))
+    cfg = car_config(tmp_path, "mqtt://127.0.0.1:9", car="car-sensors")
+    async with RecordingDaemon(cfg, body=body) as daemon:
+        assert "sensor:mpu6050" in body.capabilities
+        await until(lambda: daemon.telemetry().cpu_temp_c == 47.5, what="cpu temperature")
+        daemon.start_recording("with-imu")
+        await until(lambda: daemon.spool.pending_records > 5, what="recorded frames")
+        daemon.stop_recording()
+    spool = Spool(cfg.spool_dir, max_bytes=1 << 30)
+    records = [decode_frame(r.data)[0] for r in spool.read(spool.head, max_records=10)]
+    spool.close()
+    assert records and all(r.session == "with-imu" and r.model_extra["recorded"] is True for r in records)
+    assert records[-1].model_extra["imu"] == {
+        "ax": 0.0,
+        "ay": 0.0,
+        "az": 9.80665,
+        "gx": 0.0,
+        "gy": 0.0,
+        "gz": 1.0,
+    }

@@ -132,7 +132,6 @@ async def test_car_assignment_wins_over_group_and_cache_boots(
         assert all(e["swap_ms"] >= e["load_ms"] > 0 for e in swapped)
         assert swapped[1]["previous"] == "fleet:3"
         assert events[-1]["type"] == "state" and events[-1]["active"] == "fleet:4"
-        assert loop.timer.missed == 0
     finally:
         task.cancel()
     # the cache keeps the last good model (and prunes beyond `keep`); a new manager boots from it

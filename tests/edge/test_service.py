@@ -219,3 +219,22 @@ def test_config_commands(tmp_path: Path) -> None:
 def test_help(argv: list[str]) -> None:
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_calibrate_command_without_hardware(tmp_path: Path) -> None:
+    cal = tmp_path / "calibration.toml"
+    answers = "\n".join(["+", "", "", "", "", "", "", "0.8", "", ""]) + "\n"
+    result = CliRunner().invoke(
+        app, ["car", "calibrate", "--calibration", str(cal), "--pin-factory", "mock"], input=answers
+    )
+    assert result.exit_code == 0, result.output
+    assert "Steering CENTRE" in result.output and f"saved {cal}" in result.output
+    from firmware.calibration import load_calibration
+
+    saved = load_calibration(cal)
+    assert saved.steering.center_us == 1510 and saved.steering.limit == 0.8
+    result = CliRunner().invoke(
+        app, ["car", "calibrate", "--calibration", str(cal), "--pin-factory", "mock"], input="q\n"
+    )
+    assert result.exit_code == 1 and "nothing saved" in result.output
+    assert load_calibration(cal) == saved
