@@ -37,7 +37,7 @@ sim_app = typer.Typer(
     help="The simulator: DeepRacer-compatible tracks, first-person camera, expert driver.",
     no_args_is_help=True,
 )
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break an error message (or a path) mid-word
 
 TrackOption = Annotated[
     str,
