@@ -333,9 +333,9 @@ class Sealer:
                 if state.buffer_bytes >= self.target_bytes:
                     self._seal(state)
             for key in touched:
-                state = self.sessions.get(key)
-                if state is not None:
-                    self._note_missing(state)
+                touched_state = self.sessions.get(key)
+                if touched_state is not None:
+                    self._note_missing(touched_state)
         return n
 
     def _add(self, position: Position, body: bytes) -> SessionKey | None:
