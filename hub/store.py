@@ -201,34 +201,39 @@ class S3Store:
         return StoreError(f"{self.url}{key}: {exc}")
 
     def put(self, key: str, data: bytes) -> None:
+        k = self._key(key)
         try:
-            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+            self._client.put_object(Bucket=self.bucket, Key=k, Body=data)
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
     def put_file(self, key: str, path: Path) -> None:
+        k = self._key(key)
         try:
-            self._client.upload_file(str(path), self.bucket, self._key(key))
+            self._client.upload_file(str(path), self.bucket, k)
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
     def get(self, key: str) -> bytes:
+        k = self._key(key)
         try:
-            body: bytes = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            body: bytes = self._client.get_object(Bucket=self.bucket, Key=k)["Body"].read()
             return body
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
     def open(self, key: str) -> IO[bytes]:
+        k = self._key(key)
         try:
-            stream: IO[bytes] = self._client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            stream: IO[bytes] = self._client.get_object(Bucket=self.bucket, Key=k)["Body"]
             return stream
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
     def size(self, key: str) -> int:
+        k = self._key(key)
         try:
-            return int(self._client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+            return int(self._client.head_object(Bucket=self.bucket, Key=k)["ContentLength"])
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
@@ -240,8 +245,9 @@ class S3Store:
         return True
 
     def delete(self, key: str) -> None:
+        k = self._key(key)
         try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._client.delete_object(Bucket=self.bucket, Key=k)
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
