@@ -163,6 +163,19 @@ class ShardsConfig(_Section):
         "A recording_stopped event closes it at once.",
     )
     max_frame_mb: float = Field(default=16, gt=0, description="Frames larger than this are malformed.")
+    busy_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="While frames are arriving, the share of time sealing may take (acknowledging "
+        "frames comes first; the spool holds the rest and sealing catches up when the burst ends). "
+        "1 seals at full speed always.",
+    )
+    max_lag_mb: float = Field(
+        default=1024,
+        gt=0,
+        description="Spooled but unsealed data beyond which sealing runs at full speed even during a burst.",
+    )
     record_preview: bool = Field(
         default=False,
         description="Also persist preview frames. By default only recording frames are persisted: a "

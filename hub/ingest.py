@@ -12,6 +12,7 @@ import json
 import logging
 import queue
 import ssl
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 
 from hub.acks import AckSequencer, AckToken
 from hub.catalog import Catalog
@@ -30,7 +32,11 @@ from hub.sealer import Sealer
 from hub.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from hub.spool import CONTROL, Spool
 from schemas import __version__
+from schemas.base import _summary
 from schemas.envelope import (
+    DEFAULT_MAX_HEADER,
+    MAGIC,
+    PREAMBLE_SIZE,
     BadMagic,
     EnvelopeTooLarge,
     HeaderNotJson,
@@ -43,6 +49,7 @@ from schemas.errors import ContractError
 from schemas.messages import (
     CarStatus,
     CommandResponse,
+    FrameRecord,
     HubStatus,
     JobProgress,
     JobResult,
@@ -225,21 +232,23 @@ class Ingest:
     def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
         if self._closing:
             return  # not acknowledged: the broker resends it to the next hub session
-        token = self.acks.received(msg.mid) if msg.qos > 0 else None
-        parsed = self._parse_topic(msg.topic)
+        qos = msg.qos
+        token = self.acks.received(msg.mid) if qos > 0 else None
+        topic = msg.topic
+        parsed = self._parse_topic(topic)
         payload = bytes(msg.payload)
         if parsed is None:
-            self._malformed(None, "topic", "not a paddock topic", msg.topic)
+            self._malformed(None, "topic", "not a paddock topic", topic)
             self._ack(token)
             return
         kind = parsed.kind
         if kind is TopicKind.FRAMES:
-            self._on_frame(parsed.car or "", msg.qos, payload, token, msg.topic, msg.retain)
+            self._on_frame(parsed.car or "", qos, payload, token, topic, msg.retain)
         elif kind is TopicKind.EVENTS and b"recording_stopped" in payload:
             self._on_recording_stopped(parsed.car or "", payload)
-            self._control.put((parsed, msg.topic, payload, token))
+            self._control.put((parsed, topic, payload, token))
         elif kind is TopicKind.TELEMETRY:
-            self._on_telemetry(parsed.car or "", payload, msg.topic)
+            self._on_telemetry(parsed.car or "", payload, topic)
             self._ack(token)
         elif kind in (
             TopicKind.CAR_STATUS,
@@ -249,7 +258,7 @@ class Ingest:
             TopicKind.JOB_RESULT,
             TopicKind.COMMAND_RESPONSE,
         ):
-            self._control.put((parsed, msg.topic, payload, token))
+            self._control.put((parsed, topic, payload, token))
         else:
             self._ack(token)
 
@@ -265,19 +274,13 @@ class Ingest:
             self.last_preview[car] = (time.time(), payload)
             return
         try:
-            if len(payload) > self.max_frame:
-                raise _TooLarge(f"frame of {len(payload)} bytes exceeds {self.max_frame}")
-            record, jpeg = decode_frame(payload, max_total=self.max_frame)
-            if record.car != car:
-                raise _CarMismatch(f"header car {record.car!r} does not match the topic's {car!r}")
-            if not jpeg.startswith(b"\xff\xd8"):
-                raise _NotJpeg("payload is not a JPEG")
+            record = check_frame(payload, car, self.max_frame)
         except ContractError as exc:
             self._malformed(car, "frame", str(exc), topic, _frame_reason(exc))
             if token is not None:  # acknowledged in order with the frames before it
                 self.spool.append(None, token)
             return
-        if getattr(record, "preview", False) is True and not self.config.shards.record_preview:
+        if (record.model_extra or {}).get("preview") is True and not self.config.shards.record_preview:
             # A car may mark preview frames in the header: brokers that deliver at the
             # subscription's QoS (amqtt does) make QoS alone an unreliable sign of recording.
             counters.preview_frames += 1
@@ -457,6 +460,50 @@ _ENVELOPE_LABELS: list[tuple[type[Exception], str]] = [
     (HeaderNotJson, "header not json"),
     (HeaderNotObject, "header not an object"),
 ]
+
+
+_PREAMBLE = struct.Struct("<4sI")
+
+
+def check_frame(payload: bytes, car: str, max_total: int) -> FrameRecord:
+    """Validate a frame envelope as ``schemas.payloads.decode_frame`` does, without copying the
+    image and in one pass of pydantic's JSON parser (this runs for every frame, on the network
+    thread). Raises the same errors; also checks the car against the topic and the JPEG marker."""
+    n = len(payload)
+    if n > max_total:
+        raise _TooLarge(f"frame of {n} bytes exceeds {max_total}")
+    if n < 4:
+        raise Truncated(f"envelope of {n} bytes is shorter than its magic")
+    if n < PREAMBLE_SIZE:
+        if payload[:4] != MAGIC:
+            raise BadMagic(f"envelope starts with {payload[:4]!r}, expected {MAGIC!r}")
+        raise Truncated(f"envelope of {n} bytes is shorter than its {PREAMBLE_SIZE}-byte preamble")
+    magic, head_len = _PREAMBLE.unpack_from(payload)
+    if magic != MAGIC:
+        raise BadMagic(f"envelope starts with {magic!r}, expected {MAGIC!r}")
+    if head_len > DEFAULT_MAX_HEADER:
+        raise HeaderTooLarge(f"header length {head_len} exceeds the maximum of {DEFAULT_MAX_HEADER}")
+    end = PREAMBLE_SIZE + head_len
+    if end > n:
+        raise Truncated(f"header length {head_len} runs past the end of a {n}-byte envelope")
+    header = payload[PREAMBLE_SIZE:end]
+    if b"NaN" in header or b"Infinity" in header:
+        record, _ = decode_frame(payload, max_total=max_total)  # strict JSON: the slow, exact path
+    else:
+        try:
+            record = FrameRecord.model_validate_json(header)
+        except ValidationError as exc:
+            kinds = {e["type"] for e in exc.errors()}
+            if "json_invalid" in kinds:
+                raise HeaderNotJson(f"header is not valid JSON: {exc.errors()[0]['msg']}") from None
+            if "model_type" in kinds:
+                raise HeaderNotObject("header is JSON but not an object") from None
+            raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
+    if record.car != car:
+        raise _CarMismatch(f"header car {record.car!r} does not match the topic's {car!r}")
+    if payload[end : end + 2] != b"\xff\xd8":
+        raise _NotJpeg("payload is not a JPEG")
+    return record
 
 
 def _frame_reason(exc: ContractError) -> str:

@@ -10,7 +10,6 @@ hub replays the spool on start and ends in the same place.
 
 import builtins
 import hashlib
-import io
 import json
 import logging
 import math
@@ -24,6 +23,7 @@ from typing import Any
 from hub.catalog import Catalog
 from hub.metrics import IngestCounters
 from hub.seqset import SeqSet
+from hub.shardwriter import shard_bytes
 from hub.spool import CONTROL, Position, Spool, SpoolReader
 from hub.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
@@ -36,7 +36,7 @@ from schemas.dataset import (
 )
 from schemas.envelope import decode
 from schemas.errors import ContractError
-from schemas.shards import ReadStats, Sample, read_shard, write_shard
+from schemas.shards import ReadStats, Sample, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,8 @@ class Sealer:
         target_bytes: int = 4 * 1024 * 1024,
         idle_seal_s: float = 3.0,
         session_close_s: float = 30.0,
+        busy_share: float = 1.0,
+        max_lag_bytes: int = 1024 * 1024 * 1024,
         on_sealed: Callable[[SessionManifest], None] | None = None,
     ) -> None:
         self.spool = spool
@@ -229,6 +231,8 @@ class Sealer:
         self.idle_seal_s = idle_seal_s
         self.session_close_s = session_close_s
         self.on_sealed = on_sealed
+        self.busy_share = busy_share
+        self.max_lag_bytes = max_lag_bytes
         self.lock = threading.RLock()
         self.sessions: dict[SessionKey, SessionState] = {}
         self.tombstones: dict[SessionKey, Position] = {}
@@ -299,8 +303,9 @@ class Sealer:
         last_housekeeping = 0.0
         while not self._stop.is_set():
             durable_before = self.spool.durable
+            started = time.perf_counter()
             try:
-                n = self._consume(2000)
+                n = self._consume(500)
             except Exception:
                 log.exception("sealer failed; retrying")
                 self._stop.wait(1.0)
@@ -317,6 +322,11 @@ class Sealer:
                     log.exception("sealer housekeeping failed")
             if n == 0:
                 self.spool.wait_durable(self._reader.position, 0.25)
+            elif self.busy_share < 1.0 and self.spool.busy() and self.lag_bytes < self.max_lag_bytes:
+                # Frames are arriving: acknowledging them comes first. Take at most busy_share of the
+                # time (and of the interpreter) and catch up when the burst is over.
+                worked = time.perf_counter() - started
+                self._stop.wait(min(worked * (1 - self.busy_share) / self.busy_share, 0.2))
 
     def _consume(self, limit: int) -> int:
         assert self._reader is not None
@@ -457,9 +467,7 @@ class Sealer:
         if state.buffer:
             seqs = sorted(state.buffer)
             samples = [Sample(seq, state.buffer[seq][1], state.buffer[seq][0]) for seq in seqs]
-            buf = io.BytesIO()
-            write_shard(buf, samples)
-            data = buf.getvalue()
+            data = shard_bytes(samples)
             index = state.next_shard
             name = shard_name(index)
             self._put(shard_key(state.car, state.session, index), data)
@@ -537,9 +545,7 @@ class Sealer:
                 if not kept:
                     self.store.delete(key)
                     continue
-                buf = io.BytesIO()
-                write_shard(buf, kept)
-                data = buf.getvalue()
+                data = shard_bytes(kept)
                 self._put(key, data)
                 new_shards.append(
                     ShardInfo(

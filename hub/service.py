@@ -225,6 +225,8 @@ class HubService:
             target_bytes=int(cfg.shards.target_mb * MiB),
             idle_seal_s=cfg.shards.idle_seal_s,
             session_close_s=cfg.shards.session_close_s,
+            busy_share=cfg.shards.busy_share,
+            max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
         )
         self.ingest = Ingest(
             cfg,

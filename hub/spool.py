@@ -84,7 +84,11 @@ class Spool:
         self.max_pending_bytes = max_pending_bytes
         self.on_durable = on_durable
         self.stats = SpoolStats()
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # durable position, back-pressure
+        self._lock = threading.Lock()  # the pending list (cheap: taken once per frame)
+        self._wake = threading.Event()
+        self._writer_idle = False
+        self.last_append = 0.0
         self._pending: list[tuple[bytes | None, Any]] = []
         self._pending_bytes = 0
         self._closing = False
@@ -117,6 +121,7 @@ class Spool:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -132,14 +137,23 @@ class Spool:
         Returns False if the spool is closing and the item was not taken.
         """
         size = len(body) if body is not None else 0
-        with self._cond:
-            while self._pending_bytes + size > self.max_pending_bytes and self._pending and not self._closing:
-                self._cond.wait(0.5)
-            if self._closing:
-                return False
+        if self._pending_bytes + size > self.max_pending_bytes:
+            with self._cond:
+                while (
+                    self._pending_bytes + size > self.max_pending_bytes
+                    and self._pending
+                    and not self._closing
+                ):
+                    self._cond.wait(0.5)
+        if self._closing:
+            return False
+        with self._lock:
             self._pending.append((body, token))
             self._pending_bytes += size
-            self._cond.notify_all()
+            if self._writer_idle:
+                self._writer_idle = False
+                self._wake.set()
+        self.last_append = time.monotonic()
         return True
 
     @property
@@ -149,6 +163,10 @@ class Spool:
     @property
     def segment(self) -> int:
         return self._segment
+
+    def busy(self, window: float = 0.1) -> bool:
+        """Frames arrived within the last ``window`` seconds."""
+        return time.monotonic() - self.last_append < window
 
     @property
     def pending(self) -> int:
@@ -167,13 +185,19 @@ class Spool:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while not self._pending and not self._closing:
-                    self._cond.wait()
-                if not self._pending and self._closing:
-                    return
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
+            with self._lock:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    self._writer_idle = True
+                    self._wake.clear()
+                    batch = None
+                else:
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+            if batch is None:
+                self._wake.wait(0.5)
+                continue
             try:
                 self._commit(batch)
             except BaseException as exc:  # disk full, I/O error: stop acknowledging, say why
@@ -181,8 +205,10 @@ class Spool:
                 self._error = exc
                 return
             tokens = [token for _, token in batch]
+            written = sum(len(b) for b, _ in batch if b is not None)
+            with self._lock:
+                self._pending_bytes -= written
             with self._cond:
-                self._pending_bytes -= sum(len(b) for b, _ in batch if b is not None)
                 self._durable = (self._segment, self._offset)
                 self._cond.notify_all()
             if self.on_durable is not None:
@@ -194,10 +220,14 @@ class Spool:
                 self._rotate()
 
     def _commit(self, batch: list[tuple[bytes | None, Any]]) -> None:
-        chunks = [encode_record(body) for body, _ in batch if body is not None]
+        chunks: list[bytes] = []
+        for body, _ in batch:
+            if body is not None:
+                chunks.append(HEADER.pack(MAGIC, len(body), zlib.crc32(body)))
+                chunks.append(body)
         if not chunks:
             return
-        data = b"".join(chunks)
+        data = b"".join(chunks)  # one copy, one write
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -207,10 +237,10 @@ class Spool:
             os.fdatasync(self._fd)
         st = self.stats
         st.fsync_seconds += time.perf_counter() - t0
-        st.appended += len(chunks)
+        st.appended += len(chunks) // 2
         st.batches += 1
         st.bytes_written += len(data)
-        st.last_batch = len(chunks)
+        st.last_batch = len(chunks) // 2
         self._offset += len(data)
 
     def _rotate(self) -> None:
