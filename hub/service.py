@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -122,6 +122,7 @@ class HubService:
         except BaseException:
             if self._api_socket is not None:
                 self._api_socket.close()
+            await asyncio.to_thread(self._cleanup_partial_start)
             raise
         await self._start_api()
         self._running = True
@@ -132,7 +133,11 @@ class HubService:
             if not connected:
                 log.warning("broker %s not reachable yet; ingest keeps trying", self.config.mqtt.broker)
         log.info(
-            "hub started: API %s, broker %s, store %s", self.api_url, self.config.mqtt.broker, self.store.url
+            "hub started: API %s (OpenAPI at /docs), broker %s, store %s, data in %s",
+            self.api_url,
+            self.config.mqtt.broker,
+            self.store.url,
+            self.config.data_dir,
         )
 
     def _bind_api(self) -> None:
@@ -160,6 +165,8 @@ class HubService:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.api_token = cfg.api_token_from_env() or _load_or_create_token(cfg.token_path)
+        if not cfg.api_token_from_env():
+            log.info("the API token for mutating routes is in %s", cfg.token_path)
         key = load_signing_key(cfg.key_path)
         self.catalog = Catalog(cfg.catalog_path)
         self.store = open_store(
@@ -267,6 +274,22 @@ class HubService:
                 daemon=True,
             )
             self._ingest_writer.start()
+
+    def _cleanup_partial_start(self) -> None:
+        """Undo what a failed start got done (nothing here may raise over the original error)."""
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("ingest", lambda: self.ingest.stop(timeout=2)),
+            ("sealer", lambda: self.sealer.stop(seal=False, timeout=5)),
+            ("spool", lambda: self.spool.close(timeout=5)),
+            ("sinks", lambda: self.sinks.stop(timeout=1)),
+            ("catalog", lambda: self.catalog.close()),
+        ]
+        for name, stop in steps:
+            if name in self.__dict__:
+                try:
+                    stop()
+                except Exception:
+                    log.debug("cleaning up %s after a failed start", name, exc_info=True)
 
     async def _start_api(self) -> None:
         from hub.api import create_app

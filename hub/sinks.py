@@ -436,6 +436,8 @@ class SqliteSink:
     max_rows: int = 1_000_000
     name: str = "sqlite"
     _local: threading.local = field(default_factory=threading.local)
+    _connections: list[sqlite3.Connection] = field(default_factory=list)
+    _conn_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -449,6 +451,8 @@ class SqliteSink:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
         return conn
 
     def write(self, batch: list[Record]) -> None:
@@ -521,7 +525,11 @@ class SqliteSink:
         return int(self._conn().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        with self._conn_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()

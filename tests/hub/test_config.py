@@ -89,3 +89,28 @@ def test_cli_prints_and_checks_configs(tmp_path: Path) -> None:
     path.write_text("[api]\nport = -1\n")
     out = runner.invoke(app, ["hub", "check-config", str(path)])
     assert out.exit_code == 2 and "api.port" in out.output
+
+
+async def test_a_failed_start_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import threading
+
+    from hub import HubService
+    from hub.store import StoreError
+
+    def ours() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(("hub-", "paho"))]
+
+    before = ours()
+    cfg = HubConfig.from_dict(
+        {
+            "data_dir": str(tmp_path / "hub"),
+            "api": {"port": 0},
+            "mqtt": {"connect_wait_s": 0},
+            "store": {"url": "s3://bucket", "endpoint_url": "http://127.0.0.1:9", "create_bucket": False},
+        }
+    )
+    hub = HubService(cfg)
+    with pytest.raises(StoreError, match="bucket"):
+        await hub.start()
+    assert ours() == before
+    assert not hub.running

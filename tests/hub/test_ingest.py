@@ -255,3 +255,56 @@ async def test_qos0_frames_without_a_preview_flag_are_previews_on_mosquitto(
         finally:
             car.close()
         assert hub.ingest_stats().cars["car-7"].frames_received == 0
+
+
+async def test_broker_restart_the_hub_reconnects_and_republishes_models(
+    mosquitto_factory, make_config: Callable[..., HubConfig]
+) -> None:  # type: ignore[no-untyped-def]
+    """A broker replaced by a fresh one (nothing kept): the hub reconnects, keeps recording, and
+    publishes its deployments again so cars still find their model retained."""
+    import httpx
+
+    from schemas.payloads import decode_model
+    from tests.hub.conftest import TOKEN
+    from tests.hub.test_api import CARD, retained
+
+    broker = mosquitto_factory().start()
+    url = broker.url
+    cfg = make_config(url, mqtt={"reconnect_min_s": 1, "reconnect_max_s": 1})
+    async with HubService(cfg) as hub, httpx.AsyncClient(base_url=hub.api_url) as http:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = await http.post(
+            "/models",
+            data={"name": "p", "card": CARD.model_dump_json()},
+            files={"artifact": ("m.onnx", b"onnx-bytes")},
+            headers=auth,
+        )
+        assert r.status_code == 201
+        r = await http.post(
+            "/deployments", json={"model": {"name": "p", "version": "1"}, "car": "car-r"}, headers=auth
+        )
+        assert r.json()["published"]
+        car = FakeCar(url, "car-r", prefix=cfg.topic_prefix).connect()
+        first = await asyncio.to_thread(car.record, "s", 100)
+        await eventually(lambda: hub.ingest_stats().cars["car-r"].frames_persisted == 100, what="first half")
+        car.close(death=False)
+        broker.stop()
+        await eventually(lambda: not hub.ingest.connected.is_set(), what="hub noticed")
+        broker = mosquitto_factory(port=broker.port).start()  # a fresh broker: no sessions, no retained
+        await eventually(lambda: hub.ingest.connected.is_set(), timeout=30, what="hub reconnected")
+        assert hub.ingest.connections == 2
+        data = await eventually(
+            lambda: retained(url, hub.topics.car_model("car-r"), 0.5), what="model republished"
+        )
+        assert decode_model(data)[1] == b"onnx-bytes"
+        car = FakeCar(url, "car-r", prefix=cfg.topic_prefix).connect()
+        car.seq = 100
+        second = await asyncio.to_thread(car.record, "s", 100)
+        car.stop_recording("s")
+        await eventually(
+            lambda: (r := hub.catalog.get_session("car-r", "s")) and r["frame_count"] == 200,
+            what="all sealed",
+        )
+        car.close()
+    _, samples = read_session(_store_root(hub), "car-r", "s")
+    assert [s.seq for s in samples] == first + second == list(range(200))
