@@ -77,6 +77,8 @@ class SeqSet:
 
     def count_in(self, lo: int, hi: int) -> int:
         """How many members lie in ``[lo, hi]``."""
+        if lo > hi:
+            return 0
         n = 0
         for a, b in zip(self._starts, self._ends, strict=True):
             if b < lo:
