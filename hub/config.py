@@ -45,6 +45,9 @@ class MqttConfig(_Section):
         "while the hub is down) under this id, so keep it stable and unique per hub.",
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) for mqtts:// brokers; the system's CAs when unset."
+    )
     reconnect_min_s: int = Field(default=1, ge=1, le=3600, description="First reconnect delay in seconds.")
     reconnect_max_s: int = Field(default=10, ge=1, le=3600, description="Longest reconnect delay in seconds.")
     connect_wait_s: float = Field(
@@ -142,6 +145,13 @@ class SpoolConfig(_Section):
     )
     segment_mb: float = Field(default=64, gt=0, description="Size at which a new spool segment starts.")
     max_batch_frames: int = Field(default=2000, ge=1, description="Most frames written per fsync.")
+    commit_interval_ms: float = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Least time between two fsyncs. 0 commits as soon as the previous fsync ends (group "
+        "commit); a few ms make batches larger and cost less CPU, and add that much to each acknowledgement.",
+    )
     max_pending_mb: float = Field(
         default=256,
         gt=0,
@@ -357,6 +367,7 @@ class HubConfig(_Section):
         config.catalog.path = fix(self.catalog.path)
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
+        config.mqtt.ca_file = fix(self.mqtt.ca_file)
         url = self.store.url
         if url is not None and "://" not in url:
             config.store.url = str(fix(Path(url)))

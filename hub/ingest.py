@@ -148,7 +148,8 @@ class Ingest:
         if broker.username:
             client.username_pw_set(broker.username, broker.password)
         if broker.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+            ca = str(cfg.ca_file) if cfg.ca_file else None
+            client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
         offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
         client.will_set(self.topics.hub_status(), offline, qos=1, retain=True)
         client.on_connect = self._on_connect

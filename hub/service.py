@@ -34,11 +34,12 @@ from hub.config import HubConfig
 from hub.deployments import Deployer, load_signing_key
 from hub.ingest import Ingest
 from hub.metrics import IngestCounters, IngestStats
-from hub.sealer import Sealer
+from hub.sealer import Sealer, manifest_from_row
 from hub.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
 from hub.spool import Spool
 from hub.store import ObjectStore, open_store
 from schemas import __version__
+from schemas.dataset import SessionManifest
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ class HubService:
             segment_bytes=int(cfg.spool.segment_mb * MiB),
             max_batch=cfg.spool.max_batch_frames,
             max_pending_bytes=int(cfg.spool.max_pending_mb * MiB),
+            commit_interval_s=cfg.spool.commit_interval_ms / 1000,
         )
         self.sealer = Sealer(
             self.spool,
@@ -357,6 +359,18 @@ class HubService:
     async def flush(self, timeout: float = 60.0) -> bool:  # noqa: ASYNC109 (runs in a thread)
         """Seal every frame that is durable now into shards (e.g. before training on it)."""
         return await asyncio.to_thread(self.sealer.flush, timeout)
+
+    async def wait_sealed(self, car: str, session: str, timeout: float = 60.0) -> SessionManifest:  # noqa: ASYNC109
+        """Wait until a session is closed (its ``recording_stopped`` event came after its last
+        frame, or it went quiet for ``shards.session_close_s``) and return its manifest."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = await asyncio.to_thread(self.catalog.get_session, car, session)
+            if row is not None and row["state"] == "sealed":
+                return manifest_from_row(row)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")
+            await asyncio.sleep(0.05)
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
         return await asyncio.to_thread(self.ingest.connected.wait, timeout)

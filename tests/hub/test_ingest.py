@@ -29,10 +29,9 @@ async def test_frames_become_shards_and_gaps_are_counted(
             car.start_recording("s1")
             sent = await asyncio.to_thread(car.record, "s1", 300, skip={10, 11, 50})
             car.stop_recording("s1", frames=len(sent))
-            row = await eventually(
-                lambda: (r := hub.catalog.get_session("car-1", "s1")) and r["state"] == "sealed" and r,
-                what="session sealed",
-            )
+            sealed = await hub.wait_sealed("car-1", "s1", timeout=20)
+            row = hub.catalog.get_session("car-1", "s1")
+            assert row is not None and sealed.frame_count == 297
         finally:
             car.close()
         manifest, samples = read_session(_store_root(hub), "car-1", "s1")
