@@ -234,6 +234,7 @@ class Sealer:
         self.session_close_s = session_close_s
         self.on_sealed = on_sealed
         self.busy_share = busy_share
+        self._yield = True
         self.max_lag_bytes = max_lag_bytes
         self.lock = threading.RLock()
         self.sessions: dict[SessionKey, SessionState] = {}
@@ -340,6 +341,8 @@ class Sealer:
         with self.lock:
             for position, body in self._reader.read(limit):
                 n += 1
+                if n % 32 == 0 and self._yield:
+                    time.sleep(0)  # hand the interpreter to the network thread often, not every 5 ms
                 key = self._add(position, body)
                 if key is None:
                     continue
