@@ -11,8 +11,21 @@ Embed it::
 or run it with ``paddock hub serve --config hub.toml``. See docs/hub.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from hub.config import HubConfig, HubConfigError
 from hub.metrics import CarIngest, IngestStats
-from hub.service import HubService, serve
+
+if TYPE_CHECKING:
+    from hub.service import HubService, serve
 
 __all__ = ["CarIngest", "HubConfig", "HubConfigError", "HubService", "IngestStats", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    # The service pulls in FastAPI and uvicorn; the sealer process (hub.sealproc) needs neither.
+    if name in ("HubService", "serve"):
+        from hub import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'hub' has no attribute {name!r}")

@@ -173,13 +173,18 @@ class ShardsConfig(_Section):
         "A recording_stopped event closes it at once.",
     )
     max_frame_mb: float = Field(default=16, gt=0, description="Frames larger than this are malformed.")
+    sealer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where sealing runs: its own process (uses another core; never slows the "
+        "acknowledgement of frames) or a thread of the hub's process.",
+    )
     busy_share: float = Field(
         default=0.25,
         gt=0,
         le=1,
-        description="While frames are arriving, the share of time sealing may take (acknowledging "
-        "frames comes first; the spool holds the rest and sealing catches up when the burst ends). "
-        "1 seals at full speed always.",
+        description='With sealer = "thread": while frames are arriving, the share of time sealing may '
+        "take (acknowledging frames comes first; the spool holds the rest and sealing catches up when "
+        "the burst ends). 1 seals at full speed always.",
     )
     max_lag_mb: float = Field(
         default=1024,

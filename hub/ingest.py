@@ -28,7 +28,6 @@ from hub.acks import AckSequencer, AckToken
 from hub.catalog import Catalog
 from hub.config import HubConfig
 from hub.metrics import IngestCounters
-from hub.sealer import Sealer
 from hub.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from hub.spool import CONTROL, Spool
 from schemas import __version__
@@ -98,7 +97,6 @@ class Ingest:
         config: HubConfig,
         topics: Topics,
         spool: Spool,
-        sealer: Sealer,
         catalog: Catalog,
         counters: IngestCounters,
         sinks: Fanout,
@@ -107,7 +105,6 @@ class Ingest:
         self.config = config
         self.topics = topics
         self.spool = spool
-        self.sealer = sealer
         self.catalog = catalog
         self.counters = counters
         self.sinks = sinks

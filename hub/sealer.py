@@ -25,7 +25,7 @@ from hub.catalog import Catalog
 from hub.metrics import IngestCounters
 from hub.seqset import SeqSet
 from hub.shardwriter import shard_bytes
-from hub.spool import CONTROL, Position, Spool, SpoolReader
+from hub.spool import CONTROL, Position, Spool, SpoolLike, SpoolReader
 from hub.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
     SessionManifest,
@@ -213,7 +213,7 @@ class Sealer:
 
     def __init__(
         self,
-        spool: Spool,
+        spool: "Spool | SpoolLike",
         store: ObjectStore,
         catalog: Catalog,
         counters: IngestCounters,
@@ -275,14 +275,14 @@ class Sealer:
         if self._reader is not None:
             self._reader.close()
 
-    def flush(self, timeout: float = 60.0) -> bool:
-        """Seal everything received so far; True once done (False on timeout)."""
+    def flush(self, timeout: float = 60.0, target: Position | None = None) -> bool:
+        """Seal everything received so far (or up to ``target``); True once done, False on timeout."""
         deadline = time.monotonic() + timeout
-        while self.spool.pending and time.monotonic() < deadline:  # let the writer make it durable
-            time.sleep(0.005)
+        while target is None and self.spool.pending and time.monotonic() < deadline:
+            time.sleep(0.005)  # let the writer make it durable
         done = threading.Event()
         with self._flush_lock:
-            self._flush_requests.append((self.spool.durable, done))
+            self._flush_requests.append((target or self.spool.durable, done))
         return done.wait(max(deadline - time.monotonic(), 0.0))
 
     def request_close(self, car: str, session: str) -> None:
@@ -584,7 +584,7 @@ class Sealer:
             self._commit(state)
             return state.manifest()
 
-    def delete(self, car: str, session: str) -> None:
+    def delete(self, car: str, session: str, position: Position | None = None) -> None:
         """Delete a session's shards, manifest and catalog entry; frames already spooled are dropped."""
         with self.lock:
             state = self.sessions.pop((car, session), None)
@@ -595,7 +595,7 @@ class Sealer:
             for info in shards:
                 self.store.delete(shard_key(car, session, int(info.name[6:12])))
             self.store.delete(session_manifest_key(car, session))
-            position = self.spool.durable
+            position = position or self.spool.durable
             self.catalog.delete_session(car, session, position)
             self.tombstones[(car, session)] = position
             self._missing.pop((car, session), None)

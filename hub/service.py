@@ -35,6 +35,7 @@ from hub.deployments import Deployer, load_signing_key
 from hub.ingest import Ingest
 from hub.metrics import IngestCounters, IngestStats
 from hub.sealer import Sealer, manifest_from_row
+from hub.sealproc import SealerProcess
 from hub.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
 from hub.spool import Spool
 from hub.store import ObjectStore, open_store
@@ -82,7 +83,7 @@ class HubService:
         self.catalog: Catalog
         self.store: ObjectStore
         self.spool: Spool
-        self.sealer: Sealer
+        self.sealer: Sealer | SealerProcess
         self.sinks: Fanout
         self.sqlite_sink: SqliteSink | None = None
         self.ingest: Ingest
@@ -226,22 +227,24 @@ class HubService:
             max_pending_bytes=int(cfg.spool.max_pending_mb * MiB),
             commit_interval_s=cfg.spool.commit_interval_ms / 1000,
         )
-        self.sealer = Sealer(
-            self.spool,
-            self.store,
-            self.catalog,
-            self.counters,
-            target_bytes=int(cfg.shards.target_mb * MiB),
-            idle_seal_s=cfg.shards.idle_seal_s,
-            session_close_s=cfg.shards.session_close_s,
-            busy_share=cfg.shards.busy_share,
-            max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
-        )
+        if cfg.shards.sealer == "process":
+            self.sealer = SealerProcess(cfg, self.spool, self.counters)
+        else:
+            self.sealer = Sealer(
+                self.spool,
+                self.store,
+                self.catalog,
+                self.counters,
+                target_bytes=int(cfg.shards.target_mb * MiB),
+                idle_seal_s=cfg.shards.idle_seal_s,
+                session_close_s=cfg.shards.session_close_s,
+                busy_share=cfg.shards.busy_share,
+                max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
+            )
         self.ingest = Ingest(
             cfg,
             self.topics,
             self.spool,
-            self.sealer,
             self.catalog,
             self.counters,
             self.sinks,
@@ -367,6 +370,8 @@ class HubService:
         while True:
             row = await asyncio.to_thread(self.catalog.get_session, car, session)
             if row is not None and row["state"] == "sealed":
+                if isinstance(self.sealer, SealerProcess):
+                    await asyncio.to_thread(self.sealer.sync)
                 return manifest_from_row(row)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class Spool:
         self._durable: Position = (0, 0)
         self._error: BaseException | None = None
         self.first_segment = 0
+        self.live_tail = False  # readers see only what this writer made durable
 
     # --- lifecycle --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -284,10 +285,29 @@ class Spool:
         return total
 
 
+class SpoolLike(Protocol):
+    """What a reader needs of a spool: the writer's own (``Spool``) or a view of one that another
+    process writes (``hub.sealproc.SpoolView``)."""
+
+    directory: Path
+    first_segment: int
+    stats: SpoolStats
+    live_tail: bool
+
+    @property
+    def durable(self) -> Position: ...
+    @property
+    def pending(self) -> int: ...
+    def busy(self, window: float = 0.1) -> bool: ...
+    def wait_durable(self, after: Position, timeout: float) -> Position: ...
+    def release_before(self, segment: int) -> list[int]: ...
+    def size_bytes(self) -> int: ...
+
+
 class SpoolReader:
     """Reads records from the oldest segment up to the spool's durable position."""
 
-    def __init__(self, spool: Spool, chunk_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, spool: "Spool | SpoolLike", chunk_bytes: int = 8 * 1024 * 1024) -> None:
         self.spool = spool
         self.chunk_bytes = chunk_bytes
         segments = list_segments(spool.directory)
@@ -340,6 +360,8 @@ class SpoolReader:
                 self.position = (nxt, 0)
                 continue
             if end - offset < HEADER.size:
+                if self.spool.live_tail and segment == durable_segment:
+                    return
                 self._torn(segment, offset, end)
                 continue
             data = os.pread(self._fd, min(end - offset, self.chunk_bytes), offset)
@@ -347,6 +369,8 @@ class SpoolReader:
             while produced < max_records and pos + HEADER.size <= len(data):
                 magic, length, crc = HEADER.unpack_from(data, pos)
                 record_end = pos + HEADER.size + length
+                if self.spool.live_tail and segment == durable_segment and offset + record_end > end:
+                    return  # another process is still writing this record: read it next time
                 if magic != MAGIC or length > MAX_RECORD or offset + record_end > end:
                     self._torn(segment, offset + pos, end)
                     break

@@ -91,10 +91,7 @@ async def record(hub: HubService, car_id: str, session: str, n: int, jpeg: bytes
     car = FakeCar(hub.config.mqtt.url, car_id, prefix=hub.config.topic_prefix, jpeg=jpeg).connect()
     await asyncio.to_thread(car.record, session, n)
     car.stop_recording(session, frames=n)
-    await eventually(
-        lambda: (r := hub.catalog.get_session(car_id, session)) and r["state"] == "sealed",
-        what=f"{session} sealed",
-    )
+    await hub.wait_sealed(car_id, session)
     return car
 
 

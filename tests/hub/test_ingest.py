@@ -88,10 +88,7 @@ async def test_malformed_messages_are_counted_and_never_stop_ingest(
             await eventually(
                 lambda: hub.ingest.acks.outstanding == 0, what="every QoS 1 message acknowledged"
             )
-            await eventually(
-                lambda: (r := hub.catalog.get_session("car-2", "s2")) and r["state"] == "sealed",
-                what="sealed",
-            )
+            await hub.wait_sealed("car-2", "s2")
         finally:
             car.close()
         _, samples = read_session(_store_root(hub), "car-2", "s2")
@@ -155,10 +152,7 @@ async def test_resent_frames_are_stored_once(broker_url: str, make_config: Calla
             for seq in [0, 1, 2, 1, 2, 3, 0, 4]:  # a car resending after a reconnect
                 car.publish(car.topics.frames("car-5"), car.frame_bytes("s5", seq), qos=1)
             car.stop_recording("s5")
-            await eventually(
-                lambda: (r := hub.catalog.get_session("car-5", "s5")) and r["state"] == "sealed",
-                what="sealed",
-            )
+            await hub.wait_sealed("car-5", "s5")
         finally:
             car.close()
         manifest, samples = read_session(_store_root(hub), "car-5", "s5")
@@ -307,3 +301,45 @@ async def test_broker_restart_the_hub_reconnects_and_republishes_models(
         car.close()
     _, samples = read_session(_store_root(hub), "car-r", "s")
     assert [s.seq for s in samples] == first + second == list(range(200))
+
+
+async def test_a_killed_sealer_process_is_replaced_and_nothing_is_lost(
+    mosquitto, make_config: Callable[..., HubConfig]
+) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    cfg = make_config(mosquitto.url, shards={"target_mb": 0.05})
+    async with HubService(cfg) as hub:
+        car = FakeCar(mosquitto.url, "car-k", prefix=cfg.topic_prefix).connect()
+        first = await asyncio.to_thread(car.record, "s", 150)
+        pid = hub.sealer.pid  # type: ignore[union-attr]
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await eventually(
+            lambda: hub.sealer.restarts == 1 and hub.sealer.alive, timeout=30, what="a new sealer"
+        )  # type: ignore[union-attr]
+        assert hub.sealer.pid != pid  # type: ignore[union-attr]
+        second = await asyncio.to_thread(car.record, "s", 150)
+        car.stop_recording("s")
+        manifest = await hub.wait_sealed("car-k", "s")
+        car.close()
+        assert manifest.frame_count == 300 and manifest.gaps == []
+    _, samples = read_session(_store_root(hub), "car-k", "s")
+    assert [s.seq for s in samples] == first + second == list(range(300))
+
+
+async def test_sealing_in_a_thread(mosquitto, make_config: Callable[..., HubConfig]) -> None:  # type: ignore[no-untyped-def]
+    from hub.sealer import Sealer
+
+    cfg = make_config(mosquitto.url, shards={"sealer": "thread", "busy_share": 0.5})
+    async with HubService(cfg) as hub:
+        assert isinstance(hub.sealer, Sealer)
+        car = FakeCar(mosquitto.url, "car-t", prefix=cfg.topic_prefix).connect()
+        sent = await asyncio.to_thread(car.record, "s", 200, skip={3})
+        car.stop_recording("s")
+        manifest = await hub.wait_sealed("car-t", "s")
+        car.close()
+        assert manifest.gaps == [(3, 3)] and hub.ingest_stats().cars["car-t"].frames_sealed == 199
+    _, samples = read_session(_store_root(hub), "car-t", "s")
+    assert [s.seq for s in samples] == sent

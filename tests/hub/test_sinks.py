@@ -267,9 +267,7 @@ async def test_a_dead_sink_never_holds_up_frames(mosquitto, make_config: Callabl
             car.telemetry(**_telemetry(i))
         sent = await asyncio.to_thread(car.record, "s", 300)
         car.stop_recording("s")
-        await eventually(
-            lambda: (r := hub.catalog.get_session("car-dead", "s")) and r["state"] == "sealed", what="sealed"
-        )
+        await hub.wait_sealed("car-dead", "s")
         await eventually(
             lambda: hub.sqlite_sink and hub.sqlite_sink.count("telemetry") == 100, what="sqlite rows"
         )

@@ -14,7 +14,7 @@ import pytest
 from hub import HubConfig, HubService
 from hub.store import LocalStore, NoSuchKey, S3Store, check_key, open_store
 from schemas.shards import read_shard
-from tests.hub.conftest import TOKEN, eventually
+from tests.hub.conftest import TOKEN
 from tests.hub.fakecar import FakeCar
 
 S3_KEYS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
@@ -80,10 +80,7 @@ async def test_hub_records_to_s3_and_serves_from_it(
         car = FakeCar(mosquitto.url, "s3-car", prefix=cfg.topic_prefix).connect()
         sent = await asyncio.to_thread(car.record, "lap-1", 120, skip={7})
         car.stop_recording("lap-1")
-        await eventually(
-            lambda: (r := hub.catalog.get_session("s3-car", "lap-1")) and r["state"] == "sealed",
-            what="sealed",
-        )
+        await hub.wait_sealed("s3-car", "lap-1")
         car.close()
         async with httpx.AsyncClient(base_url=hub.api_url) as http:
             headers = {"Authorization": f"Bearer {TOKEN}"}
