@@ -178,6 +178,13 @@ class ShardsConfig(_Section):
         description="Where sealing runs: its own process (uses another core; never slows the "
         "acknowledgement of frames) or a thread of the hub's process.",
     )
+    sealer_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description='With sealer = "process": its niceness, so that on a busy machine the kernel '
+        "runs ingest first.",
+    )
     busy_share: float = Field(
         default=0.25,
         gt=0,

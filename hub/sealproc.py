@@ -231,6 +231,10 @@ def main() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     spec = json.loads(sys.stdin.readline())
+    with contextlib.suppress(OSError):
+        # Below ingest in the scheduler: on a busy machine acknowledging frames comes first; on an
+        # idle one the niceness costs nothing.
+        os.nice(int(spec["config"]["shards"].get("sealer_nice", 10)))
     logging.basicConfig(
         level=spec["config"].get("log_level", "info").upper(),
         format="%(asctime)s %(levelname)s sealer: %(message)s",
