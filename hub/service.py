@@ -395,7 +395,8 @@ class HubService:
         spool_error = self.spool.error
         store_ok = self.sealer.last_error is None or self.sealer.store_errors == 0
         mqtt_ok = self.ingest.connected.is_set()
-        ok = mqtt_ok and spool_error is None
+        sealer_ok = not isinstance(self.sealer, SealerProcess) or self.sealer.alive
+        ok = mqtt_ok and spool_error is None and sealer_ok
         return {
             "status": "ok" if ok else "degraded",
             "version": __version__,
@@ -417,6 +418,9 @@ class HubService:
                 "errors": self.sealer.store_errors,
                 "last_error": self.sealer.last_error,
                 "ok": store_ok,
+                "sealer": self.config.shards.sealer,
+                "sealer_alive": self.sealer.alive if isinstance(self.sealer, SealerProcess) else True,
+                "sealer_restarts": self.sealer.restarts if isinstance(self.sealer, SealerProcess) else 0,
             },
             "sinks": sinks,
         }
