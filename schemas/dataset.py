@@ -4,6 +4,7 @@ Object-store keys::
 
     datasets/{car}/{session}/shard-{n:06d}.tar     WebDataset: {seq:09d}.jpg + {seq:09d}.json
     datasets/{car}/{session}/manifest.json         SessionManifest
+    datasets/_sets/{name}/manifest.json            DatasetManifest (a named set of sessions)
     models/{name}/{version}/                       model files, card, training report
     evals/{id}/                                    report, simtrace CSV, video
 
@@ -40,6 +41,11 @@ def session_manifest_key(car: str, session: str) -> str:
 def sample_key(seq: int) -> str:
     """WebDataset sample key of a frame: its seq, zero-padded so lexical order is seq order."""
     return f"{seq:09d}"
+
+
+def dataset_manifest_key(name: str) -> str:
+    """Key of a named dataset's manifest. ``_sets`` cannot be a car id, so it never meets a car's folder."""
+    return f"datasets/_sets/{check_name(name, 'dataset name')}/manifest.json"
 
 
 def model_prefix(name: str, version: str) -> str:

@@ -1,0 +1,441 @@
+"""The car's configuration: one TOML file (``/etc/paddock/car.toml``), every field documented here.
+
+Build it from a file with :func:`load_config` or in code (``CarConfig(car={"id": "car-1"}, ...)``).
+Unknown keys are errors (a typo must not silently fall back to a default), and every error names
+the file and the field. ``paddock car config --example`` prints a complete, commented file made
+from the descriptions below.
+"""
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.ids import CarId, GroupId
+from schemas.messages import Mode
+from schemas.mqtt_url import BrokerUrl
+from schemas.topics import Topics
+
+DEFAULT_CONFIG_PATH = Path("/etc/paddock/car.toml")
+RuntimeName = Literal["onnx", "tflite"]
+RUNTIME_NAMES: tuple[RuntimeName, ...] = ("onnx", "tflite")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+
+class CarSection(_Section):
+    id: CarId = Field(description="This car's id: 1-32 of a-z, 0-9 and '-'. Appears in every topic.")
+    group: GroupId | None = Field(
+        default=None, description="Fleet group; the car also takes models assigned to this group."
+    )
+    description: str = Field(default="", description="Free text shown by the hub.")
+
+
+class BrokerSection(_Section):
+    url: str = Field(
+        default="mqtt://localhost:1883",
+        description="MQTT broker: mqtt://[user[:password]@]host[:port], or mqtts:// for TLS.",
+    )
+    prefix: str = Field(default="paddock", description="Topic prefix (the same for the whole fleet).")
+    client_id: str | None = Field(default=None, description="MQTT client id; default paddock-car-{id}.")
+    password_file: Path | None = Field(
+        default=None, description="File holding the broker password (instead of putting it in the url)."
+    )
+    ca_file: Path | None = Field(default=None, description="CA certificate for mqtts:// brokers.")
+    keepalive_s: int = Field(
+        default=10, ge=2, le=600, description="MQTT keepalive; the broker declares the car dead after 1.5x."
+    )
+    connect_timeout_s: float = Field(
+        default=5.0, gt=0, le=120, description="Give up one connection attempt after this."
+    )
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=60, description="First wait before reconnecting.")
+    reconnect_max_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait between reconnects (the wait doubles up to it).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        BrokerUrl.parse(v)
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        Topics(v)
+        return v
+
+    @model_validator(mode="after")
+    def _backoff(self) -> Self:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+
+class LoopSection(_Section):
+    hz: float = Field(default=30.0, ge=1, le=100, description="Control rate in ticks per second (1-100).")
+    deadman_ms: float = Field(
+        default=250.0,
+        ge=50,
+        le=5000,
+        description="Manual mode: throttle goes to 0 when no drive command came for this long.",
+    )
+    start_mode: Mode = Field(
+        default="manual", description="Mode at boot: manual (throttle 0 until driven), autopilot or stop."
+    )
+    max_frame_age_ms: float = Field(
+        default=200.0, gt=0, le=5000, description="Autopilot: a camera frame older than this stops the car."
+    )
+    autopilot: str = Field(
+        default="model",
+        description="Pilot in autopilot mode: 'model' (the deployed network) or a plugin, e.g. 'expert'.",
+    )
+    autopilot_throttle: float = Field(
+        default=0.3, ge=0, le=1, description="Throttle in autopilot when the model has no throttle output."
+    )
+    max_throttle: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Autopilot throttle is scaled by this (before calibration limits).",
+    )
+    realtime_priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=99,
+        description="SCHED_FIFO priority of the control thread (needs CAP_SYS_NICE; the unit grants it). "
+        "Recommended on the car: 10.",
+    )
+    gil_switch_interval_ms: float = Field(
+        default=1.0,
+        gt=0,
+        le=100,
+        description="Python's thread switch interval (process-wide; Python's default is 5): how long "
+        "the control thread may wait for the GIL.",
+    )
+
+
+class CameraSection(_Section):
+    kind: Literal["picamera", "usb", "test_pattern", "sim"] = Field(
+        default="picamera",
+        description="picamera (Pi camera via picamera2), usb (OpenCV), test_pattern (no device) or sim.",
+    )
+    width: int = Field(default=160, ge=8, le=4096, description="Image width the loop and recorder get.")
+    height: int = Field(default=120, ge=8, le=4096, description="Image height the loop and recorder get.")
+    fps: float = Field(default=30.0, gt=0, le=240, description="Capture rate.")
+    device: int | str = Field(default=0, description="usb: device index, /dev/videoN path or a video file.")
+    camera_num: int = Field(default=0, ge=0, description="picamera: which camera on multi-camera boards.")
+    hflip: bool = Field(default=False, description="picamera: mirror horizontally.")
+    vflip: bool = Field(default=False, description="picamera: flip vertically (camera mounted upside down).")
+
+
+class ActuatorsSection(_Section):
+    kind: Literal["pwm", "none", "sim"] = Field(
+        default="pwm", description="pwm (servo + ESC via gpiozero), none (outputs off: bench) or sim."
+    )
+    calibration: Path = Field(
+        default=Path("/etc/paddock/calibration.toml"),
+        description="Pulse widths, pins, trim and limits; written by `paddock car calibrate`.",
+    )
+    pin_factory: Literal["lgpio", "rpigpio", "pigpio", "native"] | None = Field(
+        default=None,
+        description="gpiozero pin driver; pigpio gives the steadiest servo pulses. Default: gpiozero picks.",
+    )
+
+
+class SensorsSection(_Section):
+    cpu_temp: bool = Field(default=True, description="Report the SoC temperature (sysfs).")
+    battery: Literal["none", "ina219"] = Field(default="none", description="Battery voltage sensor.")
+    imu: Literal["none", "mpu6050"] = Field(
+        default="none", description="IMU; its readings go into recorded frames."
+    )
+    i2c_bus: int = Field(default=1, ge=0, description="I²C bus number of battery and IMU sensors.")
+    ina219_address: int = Field(default=0x40, ge=0x03, le=0x77, description="I²C address of the INA219.")
+    mpu6050_address: int = Field(default=0x68, ge=0x03, le=0x77, description="I²C address of the MPU-6050.")
+
+
+class PublishSection(_Section):
+    telemetry_hz: float = Field(default=5.0, ge=0.1, le=50, description="Telemetry messages per second.")
+    preview_hz: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="Preview frames per second while not recording (QoS 0); 0 turns them off.",
+    )
+    preview_jpeg_quality: int = Field(
+        default=70, ge=10, le=100, description="JPEG quality of preview frames."
+    )
+    event_queue: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Events kept while offline; beyond it the oldest are dropped (counted).",
+    )
+    publish_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A QoS 1 publish not acknowledged in this time counts as a lost connection.",
+    )
+
+
+class RecorderSection(_Section):
+    spool_dir: Path | None = Field(
+        default=None, description="Store-and-forward spool; default {state_dir}/spool."
+    )
+    max_spool_mb: float = Field(
+        default=512.0, gt=0, description="Disk the spool may use; when full, recording stops with an event."
+    )
+    segment_mb: float = Field(default=4.0, gt=0, le=256, description="Spool segment file size.")
+    jpeg_quality: int = Field(default=90, ge=10, le=100, description="JPEG quality of recorded frames.")
+    queue_frames: int = Field(
+        default=256,
+        ge=4,
+        le=100_000,
+        description="Frames waiting for the spool writer; beyond it frames are dropped (counted).",
+    )
+    fsync_interval_s: float = Field(
+        default=1.0, ge=0, le=60, description="How often the spool is fsynced (0: after every frame)."
+    )
+    inflight: int = Field(
+        default=32, ge=1, le=1000, description="Recorded frames sent but not yet acknowledged."
+    )
+    shutdown_flush_s: float = Field(
+        default=3.0,
+        ge=0,
+        le=600,
+        description="At shutdown, wait this long for the spool to drain; the rest stays on disk.",
+    )
+
+
+class ModelsSection(_Section):
+    cache_dir: Path | None = Field(default=None, description="Verified models; default {state_dir}/models.")
+    public_key: Path | None = Field(
+        default=Path("/etc/paddock/hub.pub"),
+        description="The hub's Ed25519 public key (PEM) that signs models.",
+    )
+    allow_unsigned: bool = Field(
+        default=False, description="DEVELOPMENT ONLY: accept models without a valid signature."
+    )
+    max_model_mb: float = Field(default=64.0, gt=0, le=4096, description="Larger models are rejected.")
+    threads: int = Field(
+        default=1, ge=1, le=64, description="Inference threads (ONNX Runtime intra-op, LiteRT)."
+    )
+    warmup_runs: int = Field(default=5, ge=1, le=1000, description="Inferences run before a model may drive.")
+    smoke_latency_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="A new model's median latency must stay below this; default 80% of a tick.",
+    )
+    download_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Timeout for models sent by url."
+    )
+    keep: int = Field(
+        default=3, ge=1, le=100, description="Models kept in the cache (the active one always stays)."
+    )
+    preload_runtimes: list[RuntimeName] = Field(
+        default_factory=lambda: list(RUNTIME_NAMES),
+        description="Runtimes imported at start, so the first hot-swap never stalls a tick.",
+    )
+
+
+class SimSection(_Section):
+    """Used when camera.kind and actuators.kind are 'sim' (`paddock car run --sim`)."""
+
+    track: str | None = Field(
+        default=None, description="A built-in track (oval, s-curve, technical) or a DeepRacer .npy file."
+    )
+    seed: int = Field(default=0, description="Simulator seed (the same seed and commands give the same run).")
+    clock: Literal["realtime", "lockstep"] = Field(
+        default="realtime",
+        description="realtime: the world follows the wall clock; lockstep: each tick advances it by one "
+        "tick period (repeatable).",
+    )
+    speedup: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=100,
+        description="lockstep only: ticks run this many times faster than real time.",
+    )
+    recover_after_s: float | None = Field(
+        default=1.0, ge=0, description="Put the car back on the track after this long off it; unset: never."
+    )
+    randomize: bool = Field(default=False, description="Randomise light, colours and camera mount per reset.")
+
+
+class CarConfig(_Section):
+    """Everything the car daemon needs. ``car.id`` is the only required field."""
+
+    state_dir: Path = Field(
+        default=Path("/var/lib/paddock"),
+        description="Where the car keeps its spool, model cache and counters.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Logging level."
+    )
+    car: CarSection
+    broker: BrokerSection = Field(default_factory=BrokerSection)
+    loop: LoopSection = Field(default_factory=LoopSection)
+    camera: CameraSection = Field(default_factory=CameraSection)
+    actuators: ActuatorsSection = Field(default_factory=ActuatorsSection)
+    sensors: SensorsSection = Field(default_factory=SensorsSection)
+    publish: PublishSection = Field(default_factory=PublishSection)
+    recorder: RecorderSection = Field(default_factory=RecorderSection)
+    models: ModelsSection = Field(default_factory=ModelsSection)
+    sim: SimSection = Field(default_factory=SimSection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.camera.kind == "sim") != (self.actuators.kind == "sim"):
+            raise ValueError("camera.kind and actuators.kind must both be 'sim' or neither")
+        if self.camera.kind == "sim" and self.sim.track is None:
+            raise ValueError("sim.track is required for a simulated car")
+        if self.sim.speedup != 1.0 and self.sim.clock != "lockstep":
+            raise ValueError("sim.speedup needs sim.clock = 'lockstep'")
+        return self
+
+    # --- derived paths --------------------------------------------------------------------------
+    @property
+    def spool_dir(self) -> Path:
+        return self.recorder.spool_dir or self.state_dir / "spool"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.models.cache_dir or self.state_dir / "models"
+
+    @property
+    def client_id(self) -> str:
+        return self.broker.client_id or f"paddock-car-{self.car.id}"
+
+    @property
+    def is_sim(self) -> bool:
+        return self.camera.kind == "sim"
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "CarConfig":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {format_errors(exc)}") from None
+
+    def with_values(self, values: dict[str, Any], source: str = "config") -> "CarConfig":
+        """A copy with dotted keys changed (``{"loop.hz": 50}``), validated as a whole."""
+        data = self.model_dump()
+        for key, value in values.items():
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if not isinstance(node.get(part), dict):
+                    raise ConfigError(f"{source}: unknown setting {key!r}")
+                node = node[part]
+            if parts[-1] not in node:
+                raise ConfigError(f"{source}: unknown setting {key!r}")
+            node[parts[-1]] = value
+        return CarConfig.from_dict(data, source)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> CarConfig:
+    """Read and validate a TOML config file; ``overrides`` are dotted keys applied on top."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (see `paddock car config --example`)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    config = CarConfig.from_dict(data, str(path))
+    if overrides:
+        config = config.with_values(overrides, str(path))
+    # Relative paths in the file are relative to the file, not to wherever the daemon starts.
+    return _resolve_paths(config, path.parent)
+
+
+def _resolve_paths(config: CarConfig, base: Path) -> CarConfig:
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p).resolve()
+
+    data = config.model_dump()
+    data["state_dir"] = fix(config.state_dir)
+    data["broker"]["password_file"] = fix(config.broker.password_file)
+    data["broker"]["ca_file"] = fix(config.broker.ca_file)
+    data["actuators"]["calibration"] = fix(config.actuators.calibration)
+    data["recorder"]["spool_dir"] = fix(config.recorder.spool_dir)
+    data["models"]["cache_dir"] = fix(config.models.cache_dir)
+    data["models"]["public_key"] = fix(config.models.public_key)
+    return CarConfig.model_validate(data)
+
+
+def format_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(file)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling)"
+        elif err["type"] == "missing":
+            msg = "required"
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)
+
+
+# --- the documented example file ------------------------------------------------------------------
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Path):
+        return f'"{value}"'
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    raise TypeError(type(value))
+
+
+def example_toml(car_id: str = "car-1") -> str:
+    """A complete config file: every field with its description and default."""
+    config = CarConfig(car=CarSection(id=car_id))
+    lines = [
+        "# paddock car configuration (/etc/paddock/car.toml).",
+        "# Every setting is shown with its default; only [car] id is required.",
+        "",
+    ]
+    sections: list[tuple[str, BaseModel]] = []
+    for name, info in CarConfig.model_fields.items():
+        value = getattr(config, name)
+        if isinstance(value, BaseModel):
+            sections.append((name, value))
+            continue
+        lines.append(f"# {info.description}")
+        lines.append(f"{name} = {_toml_literal(value)}")
+    for name, section in sections:
+        lines.append("")
+        doc = (type(section).__doc__ or "").strip()
+        if doc and not doc.startswith("Usage docs"):
+            lines.append(f"# {doc}")
+        lines.append(f"[{name}]")
+        for field, info in type(section).model_fields.items():
+            lines.append(f"# {info.description}")
+            value = getattr(section, field)
+            if value is None:
+                lines.append(f"# {field} =")
+            else:
+                lines.append(f"{field} = {_toml_literal(value)}")
+    return "\n".join(lines) + "\n"

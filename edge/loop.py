@@ -1,0 +1,409 @@
+"""The fixed-rate control loop: one tick reads the latest frame, decides, applies, reports.
+
+It runs on its own thread, paced by the shared :class:`CycleTimer` (absolute schedule, lateness
+and missed ticks measured). Everything else talks to it through non-blocking calls:
+
+* inputs (from MQTT commands, the model manager): :meth:`set_mode`, :meth:`drive`,
+  :meth:`set_estop`, :meth:`set_autopilot`, :meth:`install_pilot` — they only set fields under a
+  short lock; the loop picks them up at the start of the next tick, so an e-stop takes effect
+  within one tick and a new pilot takes over exactly between two ticks;
+* outputs: each tick hands a :class:`TickResult` to a :class:`LoopSink`, which must not block
+  (the daemon puts frames into bounded queues and counts what does not fit).
+
+Modes: ``manual`` follows drive commands, with a deadman (no command for ``deadman_ms`` → throttle
+0); ``autopilot`` follows the selected pilot (no pilot, no fresh frame or a failing pilot → stop);
+``stop`` holds neutral. An active fleet e-stop overrides every mode. What is reported is always the
+action the actuators applied after clipping.
+"""
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.config import LoopSection
+from edge.pilots import Decision, Pilot
+from firmware.actuators import Applied, clip_unit
+from firmware.body import Body, BodyState
+from firmware.camera import CameraError, Frame
+from firmware.cycle_timer import CycleTimer, TimingStats
+from schemas.messages import Mode
+
+log = logging.getLogger(__name__)
+
+# After this many consecutive failing ticks the loop gives up (neutral outputs, thread ends) and
+# the systemd watchdog restarts the daemon.
+MAX_CONSECUTIVE_TICK_FAILURES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class TickResult:
+    tick: int
+    t_ns: int  # monotonic time at the start of the tick
+    mode: Mode  # what the car did this tick ("stop" while e-stopped)
+    requested_mode: Mode
+    estop: bool
+    steering: float  # applied, after clipping
+    throttle: float
+    pilot: str | None  # the pilot (model ref) that decided, in autopilot
+    inference_ms: float | None
+    frame: Frame | None
+    new_frame: bool
+    reason: str | None  # why the car was held: estop, stop, deadman, stale_frame, no_pilot, pilot_error
+    body: BodyState | None
+    decision: Decision | None
+
+
+class LoopSink(Protocol):
+    def on_tick(self, result: TickResult) -> None: ...
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+
+class NullSink:
+    def on_tick(self, result: TickResult) -> None:
+        pass
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class LoopStats:
+    timing: TimingStats
+    ticks_window: int
+    period_ms: float | None  # mean tick period over the window
+    inference_ms: float | None  # mean over the window
+    failures: int
+    camera_stale: int
+
+
+@dataclass(slots=True)
+class _PendingPilot:
+    name: str
+    pilot: Pilot | None
+    on_installed: Callable[[int, int], None] | None
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        body: Body,
+        config: LoopSection,
+        sink: LoopSink | None = None,
+        *,
+        timer: CycleTimer | None = None,
+        on_replaced: Callable[[Pilot], None] | None = None,
+    ) -> None:
+        self.body = body
+        self.config = config
+        self.sink: LoopSink = sink or NullSink()
+        self.timer = timer or CycleTimer(config.hz)
+        self._on_replaced = on_replaced or (lambda p: p.close())
+        self._lock = threading.Lock()
+        # inputs (written by other threads under _lock, read by the loop)
+        self._mode: Mode = config.start_mode
+        self._estop = False
+        self._estop_reason = ""
+        self._manual = (0.0, 0.0, 0)  # steering, throttle, monotonic ns when received
+        self._autopilot = config.autopilot
+        self._autopilot_throttle = config.autopilot_throttle
+        self._max_throttle = config.max_throttle
+        self._deadman_ns = int(config.deadman_ms * 1e6)
+        self._pending: list[_PendingPilot] = []
+        # loop-owned state
+        self._pilots: dict[str, Pilot] = {}
+        self._last_frame_index = -1
+        self._deadman_tripped = False
+        self._last_reason: str | None = None
+        self._last_error: tuple[str, float] = ("", 0.0)
+        self.last: TickResult | None = None
+        # counters
+        self.failures = 0
+        self.camera_stale = 0
+        self._window_ticks = 0
+        self._window_t0: int | None = None
+        self._window_inf_sum = 0.0
+        self._window_inf_n = 0
+        # thread
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.crashed: BaseException | None = None
+
+    # --- inputs (any thread) --------------------------------------------------------------------
+    def set_mode(self, mode: Mode) -> None:
+        with self._lock:
+            self._mode = mode
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def drive(self, steering: float, throttle: float) -> None:
+        """A manual drive command; it holds for ``deadman_ms``."""
+        with self._lock:
+            self._manual = (clip_unit(steering), clip_unit(throttle), time.monotonic_ns())
+
+    def set_estop(self, active: bool, reason: str = "") -> None:
+        with self._lock:
+            was = self._estop
+            self._estop = active
+            self._estop_reason = reason
+            if was and not active:
+                # Leaving an e-stop never resumes driving by itself: the car waits for a mode command.
+                self._mode = "stop"
+
+    @property
+    def estop(self) -> bool:
+        return self._estop
+
+    def set_autopilot(self, name: str) -> None:
+        with self._lock:
+            self._autopilot = name
+
+    @property
+    def autopilot(self) -> str:
+        return self._autopilot
+
+    def set_tuning(
+        self,
+        *,
+        autopilot_throttle: float | None = None,
+        max_throttle: float | None = None,
+        deadman_ms: float | None = None,
+    ) -> None:
+        with self._lock:
+            if autopilot_throttle is not None:
+                self._autopilot_throttle = autopilot_throttle
+            if max_throttle is not None:
+                self._max_throttle = max_throttle
+            if deadman_ms is not None:
+                self._deadman_ns = int(deadman_ms * 1e6)
+
+    def install_pilot(
+        self, name: str, pilot: Pilot | None, on_installed: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Make ``pilot`` the one called ``name`` from the next tick on (None removes it).
+
+        ``on_installed(tick, t_ns)`` is called on the control thread at the start of the first
+        tick that uses it; the pilot it replaces goes to ``on_replaced`` (closed off the loop).
+        """
+        with self._lock:
+            self._pending.append(_PendingPilot(name, pilot, on_installed))
+
+    def pilot(self, name: str) -> Pilot | None:
+        return self._pilots.get(name)
+
+    # --- the tick ---------------------------------------------------------------------------------
+    def tick(self, tick_index: int | None = None) -> TickResult:
+        t_ns = time.monotonic_ns()
+        with self._lock:
+            pending, self._pending = self._pending, []
+            mode = self._mode
+            estop = self._estop
+            manual = self._manual
+            autopilot = self._autopilot
+            ap_throttle = self._autopilot_throttle
+            max_throttle = self._max_throttle
+            deadman_ns = self._deadman_ns
+        for p in pending:
+            old = self._pilots.pop(p.name, None)
+            if p.pilot is not None:
+                self._pilots[p.name] = p.pilot
+            if old is not None and old is not p.pilot:
+                self._on_replaced(old)
+            if p.on_installed is not None:
+                p.on_installed(self.timer.ticks if tick_index is None else tick_index, t_ns)
+
+        self.body.before_tick()
+        frame: Frame | None = None
+        try:
+            frame = self.body.camera.read_latest(self.config.max_frame_age_ms)
+        except CameraError:
+            self.camera_stale += 1
+        new_frame = frame is not None and frame.index != self._last_frame_index
+        if frame is not None:
+            self._last_frame_index = frame.index
+        body_state = self.body.state()
+
+        steering, throttle = 0.0, 0.0
+        reason: str | None = None
+        pilot_name: str | None = None
+        inference_ms: float | None = None
+        decision: Decision | None = None
+        if estop:
+            reason = "estop"
+        elif mode == "stop":
+            reason = "stop"
+        elif mode == "manual":
+            steering, throttle, t_cmd = manual
+            if t_ns - t_cmd > deadman_ns:
+                if throttle != 0.0 and not self._deadman_tripped:
+                    self._deadman_tripped = True
+                    self._emit({"type": "intervention", "reason": "deadman: no drive command"})
+                throttle = 0.0
+                reason = "deadman"
+            else:
+                self._deadman_tripped = False
+        else:  # autopilot
+            pilot = self._pilots.get(autopilot)
+            if pilot is None:
+                reason = "no_pilot"
+            elif pilot.needs_frame and frame is None:
+                reason = "stale_frame"
+            else:
+                pilot_name = pilot.ref
+                try:
+                    decision = pilot.act(frame)
+                except Exception as exc:
+                    reason = "pilot_error"
+                    self._report_error(f"pilot {pilot_name}: {exc}")
+                else:
+                    steering = decision.steering
+                    throttle = ap_throttle if decision.throttle is None else decision.throttle
+                    throttle = clip_unit(throttle) * max_throttle
+                    inference_ms = decision.inference_ms
+        if reason != self._last_reason and reason in ("stale_frame", "no_pilot") and mode == "autopilot":
+            self._emit({"type": "intervention", "reason": f"autopilot held: {reason}"})
+        self._last_reason = reason
+
+        applied = self.body.actuators.apply(steering, throttle)
+        result = TickResult(
+            tick=self.timer.ticks if tick_index is None else tick_index,
+            t_ns=t_ns,
+            mode="stop" if estop else mode,
+            requested_mode=mode,
+            estop=estop,
+            steering=applied.steering,
+            throttle=applied.throttle,
+            pilot=pilot_name,
+            inference_ms=inference_ms,
+            frame=frame,
+            new_frame=new_frame,
+            reason=reason,
+            body=body_state,
+            decision=decision,
+        )
+        self.last = result
+        self._account(result)
+        for event in self.body.poll_events():
+            self._emit(event)
+        self.sink.on_tick(result)
+        return result
+
+    def _account(self, r: TickResult) -> None:
+        with self._lock:
+            if self._window_t0 is None:
+                self._window_t0 = r.t_ns
+            self._window_ticks += 1
+            if r.inference_ms is not None:
+                self._window_inf_sum += r.inference_ms
+                self._window_inf_n += 1
+
+    def take_stats(self) -> LoopStats:
+        """Timing since boot plus means over the window since the previous call."""
+        now = time.monotonic_ns()
+        with self._lock:
+            n, t0 = self._window_ticks, self._window_t0
+            inf = self._window_inf_sum / self._window_inf_n if self._window_inf_n else None
+            self._window_ticks, self._window_t0 = 0, None
+            self._window_inf_sum, self._window_inf_n = 0.0, 0
+        period = (now - t0) / 1e6 / n if n and t0 is not None else None
+        return LoopStats(self.timer.stats(), n, period, inf, self.failures, self.camera_stale)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        try:
+            self.sink.on_event(event)
+        except Exception:
+            log.exception("loop event sink failed")
+
+    def _report_error(self, message: str) -> None:
+        # The same error every tick would flood the event stream: report it once per 5 s.
+        last, when = self._last_error
+        now = time.monotonic()
+        if message != last or now - when > 5.0:
+            self._last_error = (message, now)
+            log.warning("%s", message)
+            self._emit({"type": "error", "message": message[:500], "component": "loop"})
+
+    # --- the thread -------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+        self._thread.start()
+
+    def _raise_priority(self) -> None:
+        prio = self.config.realtime_priority
+        if prio is None:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))  # this thread only
+            log.info("control thread runs SCHED_FIFO at priority %d", prio)
+        except (PermissionError, OSError, AttributeError) as exc:
+            log.warning(
+                "cannot give the control thread real-time priority %d (%s); it needs CAP_SYS_NICE", prio, exc
+            )
+
+    def _run(self) -> None:
+        failures_in_row = 0
+        self._raise_priority()
+        try:
+            while not self._stop.is_set():
+                index = self.timer.wait()
+                if self._stop.is_set():
+                    break
+                try:
+                    self.tick(index)
+                    failures_in_row = 0
+                except Exception as exc:
+                    self.failures += 1
+                    failures_in_row += 1
+                    self._report_error(f"tick failed: {type(exc).__name__}: {exc}")
+                    self._safe_stop()
+                    if failures_in_row >= MAX_CONSECUTIVE_TICK_FAILURES:
+                        raise RuntimeError(f"{failures_in_row} ticks failed in a row; last: {exc}") from exc
+        except BaseException as exc:
+            self.crashed = exc
+            log.critical("control loop stopped: %s", exc)
+        finally:
+            self._safe_stop()
+
+    def _safe_stop(self) -> Applied | None:
+        try:
+            return self.body.actuators.stop()
+        except Exception:
+            log.exception("cannot set the actuators to neutral")
+            return None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop ticking, leave the outputs at neutral, join the thread."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("control loop did not stop within %.1fs", timeout)
+        self._thread = None
+        self._safe_stop()
+
+    def close_pilots(self) -> None:
+        """Close every pilot (call after :meth:`stop`)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for p in pending:
+            if p.pilot is not None:
+                p.pilot.close()
+        pilots, self._pilots = self._pilots, {}
+        for pilot in pilots.values():
+            try:
+                pilot.close()
+            except Exception:
+                log.exception("closing pilot %s", pilot.name)

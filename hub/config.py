@@ -1,0 +1,457 @@
+"""The hub's configuration: one validated pydantic model, loadable from TOML.
+
+Every field has a default that suits one laptop (local data directory, SQLite, the embedded broker on
+``mqtt://127.0.0.1:1883``), so ``HubConfig()`` is a working hub. ``paddock hub config`` prints the
+whole file with each field's description. Relative paths in a TOML file are relative to that file.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from schemas.errors import ContractError
+from schemas.mqtt_url import BrokerUrl
+from schemas.topics import Topics
+
+MiB = 1024 * 1024
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class HubConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MqttConfig(_Section):
+    """How the hub reaches the broker."""
+
+    url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL: mqtt://[user[:password]@]host[:port], or mqtts:// for TLS.",
+    )
+    client_id: str = Field(
+        default="paddock-hub",
+        min_length=1,
+        max_length=23,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="MQTT client id. The broker keeps the hub's persistent session (and queues frames "
+        "while the hub is down) under this id, so keep it stable and unique per hub.",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) for mqtts:// brokers; the system's CAs when unset."
+    )
+    reconnect_min_s: int = Field(default=1, ge=1, le=3600, description="First reconnect delay in seconds.")
+    reconnect_max_s: int = Field(default=10, ge=1, le=3600, description="Longest reconnect delay in seconds.")
+    connect_wait_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long start() waits for the first connection before going on in the "
+        "background (the hub keeps retrying; the API serves meanwhile).",
+    )
+    publish_timeout_s: Seconds = Field(
+        default=10.0, description="How long a deployment or job request waits for the broker's ack."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            BrokerUrl.parse(value)
+        except ContractError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def broker(self) -> BrokerUrl:
+        return BrokerUrl.parse(self.url)
+
+
+class ApiConfig(_Section):
+    """The REST API (FastAPI; OpenAPI at /docs)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on; 0.0.0.0 for the LAN.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required on every mutating route. When unset, the environment "
+        "variable PADDOCK_HUB_TOKEN is used, else a token is generated on first start and kept in "
+        "{data_dir}/api-token (mode 0600).",
+    )
+    protect_reads: bool = Field(default=False, description="Also require the token on read-only routes.")
+    public_url: str | None = Field(
+        default=None,
+        description="The URL cars and trainers use to reach this API (model downloads, api_url in "
+        "the hub status). Default: http://{host}:{port} as bound.",
+    )
+    max_upload_mb: float = Field(default=512, gt=0, description="Largest model artifact accepted.")
+    access_log: bool = Field(default=False, description="Log every HTTP request.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"public_url {value!r} must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class StoreConfig(_Section):
+    """Object storage for shards, manifests and models."""
+
+    url: str | None = Field(
+        default=None,
+        description="Where objects go: a directory path (or file:///path), or s3://bucket[/prefix] for "
+        "any S3-compatible service. Default: {data_dir}/store.",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint, e.g. http://minio:9000 (AWS when unset)."
+    )
+    region: str = Field(default="us-east-1", description="S3 region.")
+    access_key_id: str | None = Field(default=None, description="S3 access key (else the AWS_* environment).")
+    secret_access_key: SecretStr | None = Field(default=None, description="S3 secret key.")
+    create_bucket: bool = Field(default=True, description="Create the S3 bucket when it does not exist.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or "://" not in value:
+            return value
+        scheme = value.split("://", 1)[0]
+        if scheme not in ("file", "s3"):
+            raise ValueError(f"store url {value!r}: use a path, file:///path or s3://bucket/prefix")
+        if scheme == "s3" and not urlsplit(value).netloc:
+            raise ValueError(f"store url {value!r} has no bucket")
+        return value
+
+
+class SpoolConfig(_Section):
+    """The write-ahead spool: frames are acknowledged to the broker only once they are on disk."""
+
+    dir: Path | None = Field(default=None, description="Spool directory. Default: {data_dir}/spool.")
+    fsync: bool = Field(
+        default=True,
+        description="fsync each batch before acknowledging it. Turning this off trades crash safety "
+        "(power loss) for speed; a killed process still loses nothing.",
+    )
+    segment_mb: float = Field(default=64, gt=0, description="Size at which a new spool segment starts.")
+    max_batch_frames: int = Field(default=2000, ge=1, description="Most frames written per fsync.")
+    commit_interval_ms: float = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Least time between two fsyncs. 0 commits as soon as the previous fsync ends (group "
+        "commit); a few ms make batches larger and cost less CPU, and add that much to each acknowledgement.",
+    )
+    max_pending_mb: float = Field(
+        default=256,
+        gt=0,
+        description="Frames received but not yet on disk, beyond which ingest stops reading from the "
+        "broker (the broker keeps them) until the disk catches up.",
+    )
+
+
+class ShardsConfig(_Section):
+    """Sealing spooled frames into WebDataset shards."""
+
+    target_mb: float = Field(default=4, gt=0, description="A shard is sealed when it reaches this size.")
+    idle_seal_s: Seconds = Field(
+        default=3.0, description="Seal what a session has buffered after this long without a new frame."
+    )
+    session_close_s: Seconds = Field(
+        default=30.0,
+        description="A session without frames for this long is marked sealed (a later frame reopens it). "
+        "A recording_stopped event closes it at once.",
+    )
+    max_frame_mb: float = Field(default=16, gt=0, description="Frames larger than this are malformed.")
+    sealer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where sealing runs: its own process (uses another core; never slows the "
+        "acknowledgement of frames) or a thread of the hub's process.",
+    )
+    sealer_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description='With sealer = "process": its niceness, so that on a busy machine the kernel '
+        "runs ingest first.",
+    )
+    busy_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description='With sealer = "thread": while frames are arriving, the share of time sealing may '
+        "take (acknowledging frames comes first; the spool holds the rest and sealing catches up when "
+        "the burst ends). 1 seals at full speed always.",
+    )
+    max_lag_mb: float = Field(
+        default=1024,
+        gt=0,
+        description="Spooled but unsealed data beyond which sealing runs at full speed even during a burst.",
+    )
+    record_preview: bool = Field(
+        default=False,
+        description="Also persist preview frames. By default only recording frames are persisted: a "
+        "frame is a preview when it arrives with QoS 0 or its header says preview: true (brokers such as "
+        "amqtt deliver at the subscription's QoS, so the header is the reliable sign). The latest preview "
+        "of each car is kept in memory for the API.",
+    )
+
+
+class CatalogConfig(_Section):
+    path: Path | None = Field(default=None, description="SQLite catalog. Default: {data_dir}/catalog.sqlite.")
+
+
+class SinkQueueConfig(_Section):
+    queue_size: int = Field(default=50_000, ge=1, description="Points buffered; the oldest drop beyond.")
+    batch_size: int = Field(default=1000, ge=1, description="Most points per write.")
+    flush_interval_s: Seconds = Field(default=1.0, description="Longest a point waits before a write.")
+    retry_max_s: Seconds = Field(default=30.0, description="Longest pause between retries of a write.")
+
+
+class SqliteSinkConfig(SinkQueueConfig):
+    """Telemetry and events in SQLite: the embedded default, serving the hub's own views."""
+
+    enabled: bool = Field(default=True, description="Keep telemetry and events in SQLite.")
+    path: Path | None = Field(default=None, description="Default: {data_dir}/telemetry.sqlite.")
+    retention_s: Seconds = Field(default=7 * 24 * 3600.0, description="Rows older than this are deleted.")
+    max_rows: int = Field(default=1_000_000, ge=1000, description="Most telemetry rows kept (oldest go).")
+
+
+class InfluxSinkConfig(SinkQueueConfig):
+    """Telemetry to InfluxDB (measurements tagged car, session, model, mode; numeric fields)."""
+
+    enabled: bool = Field(default=False, description="Write telemetry to InfluxDB.")
+    url: str = Field(default="http://127.0.0.1:8086", description="InfluxDB (or compatible) base URL.")
+    api: Literal["v2", "v1"] = Field(
+        default="v2",
+        description="v2: influxdb-client on /api/v2/write (InfluxDB 2.x/3.x, 1.8+, VictoriaMetrics). "
+        "v1: line protocol on /write (InfluxDB 1.x before 1.8).",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="v2 API token (for InfluxDB 1.8 use 'user:password')."
+    )
+    org: str = Field(default="paddock", description="v2 organisation.")
+    bucket: str = Field(default="paddock", description="v2 bucket (for InfluxDB 1.8: 'database/rp').")
+    database: str = Field(default="paddock", description="v1 database.")
+    retention_policy: str | None = Field(default=None, description="v1 retention policy.")
+    username: str | None = Field(default=None, description="v1 user.")
+    password: SecretStr | None = Field(default=None, description="v1 password.")
+    timeout_s: Seconds = Field(default=10.0, description="HTTP timeout of one write.")
+    ingest_interval_s: Seconds = Field(
+        default=10.0, description="How often the hub writes its own ingest counters (measurement 'ingest')."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"influxdb url {value!r} must be http:// or https://")
+        return value.rstrip("/")
+
+
+class SinksConfig(_Section):
+    sqlite: SqliteSinkConfig = Field(default_factory=SqliteSinkConfig)
+    influxdb: InfluxSinkConfig = Field(default_factory=InfluxSinkConfig)
+
+
+class DeploymentsConfig(_Section):
+    """Signed, retained model deployments."""
+
+    inline_max_mb: float = Field(
+        default=8,
+        ge=0,
+        description="Models up to this size travel inside the retained message; larger ones carry a "
+        "download URL on this hub instead.",
+    )
+    republish_on_connect: bool = Field(
+        default=True,
+        description="Publish every current deployment again (retained) on each connection, so a "
+        "broker that lost its retained messages gets them back.",
+    )
+    key_path: Path | None = Field(
+        default=None,
+        description="Ed25519 signing key (PEM, mode 0600), created on first start. "
+        "Default: {data_dir}/keys/hub-ed25519.pem.",
+    )
+
+
+class HubConfig(_Section):
+    """Everything the hub needs. Defaults give a self-contained hub in ./paddock-hub."""
+
+    data_dir: Path = Field(
+        default=Path("paddock-hub"), description="Where the spool, catalog, keys and local store live."
+    )
+    topic_prefix: str = Field(default="paddock", description="MQTT topic prefix (several fleets per broker).")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    spool: SpoolConfig = Field(default_factory=SpoolConfig)
+    shards: ShardsConfig = Field(default_factory=ShardsConfig)
+    catalog: CatalogConfig = Field(default_factory=CatalogConfig)
+    sinks: SinksConfig = Field(default_factory=SinksConfig)
+    deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        try:
+            Topics(value)
+        except ContractError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    # --- derived paths ----------------------------------------------------------------------------
+    @property
+    def spool_dir(self) -> Path:
+        return self.spool.dir or self.data_dir / "spool"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.catalog.path or self.data_dir / "catalog.sqlite"
+
+    @property
+    def telemetry_path(self) -> Path:
+        return self.sinks.sqlite.path or self.data_dir / "telemetry.sqlite"
+
+    @property
+    def key_path(self) -> Path:
+        return self.deployments.key_path or self.data_dir / "keys" / "hub-ed25519.pem"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_dir / "api-token"
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or str(self.data_dir / "store")
+
+    # --- loading ----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path | str) -> Self:
+        """Load a TOML file; relative paths in it are taken relative to the file's directory."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise HubConfigError(f"{path}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise HubConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path), base_dir=path.parent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config", base_dir: Path | None = None) -> Self:
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+                lines.append(f"{source}: {loc}: {err['msg']}")
+            raise HubConfigError("\n".join(lines)) from None
+        return config.resolve_paths(base_dir) if base_dir is not None else config
+
+    def resolve_paths(self, base_dir: Path) -> Self:
+        """Make relative paths absolute against ``base_dir`` (the config file's directory)."""
+
+        def fix(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            p = p.expanduser()
+            return p if p.is_absolute() else (base_dir / p).resolve()
+
+        data_dir = fix(self.data_dir)
+        assert data_dir is not None
+        update: dict[str, Any] = {"data_dir": data_dir}
+        config = self.model_copy(update=update, deep=True)
+        config.spool.dir = fix(self.spool.dir)
+        config.catalog.path = fix(self.catalog.path)
+        config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
+        config.deployments.key_path = fix(self.deployments.key_path)
+        config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        url = self.store.url
+        if url is not None and "://" not in url:
+            config.store.url = str(fix(Path(url)))
+        return config
+
+    def api_token_from_env(self) -> str | None:
+        if self.api.token is not None:
+            return self.api.token.get_secret_value()
+        return os.environ.get("PADDOCK_HUB_TOKEN") or None
+
+
+def default_toml() -> str:
+    """The default configuration as a commented TOML file (what ``paddock hub config`` prints)."""
+    lines = [
+        "# paddock hub configuration. Every value shown is the default; delete what you do not change.",
+        "# Relative paths are relative to this file.",
+        "",
+    ]
+    _emit(HubConfig(), lines, prefix="")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, SecretStr):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, Path):
+        return _toml_str(str(value))
+    if isinstance(value, str):
+        return _toml_str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _emit(model: BaseModel, lines: list[str], prefix: str) -> None:
+    sections: list[tuple[str, BaseModel]] = []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            sections.append((name, value))
+            continue
+        if field.description:
+            lines.extend(f"# {chunk}" for chunk in _wrap(field.description))
+        rendered = _toml_value(value)
+        lines.append(f"{name} = {rendered}" if rendered is not None else f"# {name} =")
+    for name, section in sections:
+        table = f"{prefix}{name}"
+        lines.append("")
+        doc = (type(section).__doc__ or "").strip().splitlines()
+        if doc:
+            lines.append(f"# {doc[0]}")
+        lines.append(f"[{table}]")
+        _emit(section, lines, prefix=f"{table}.")
+
+
+def _wrap(text: str, width: int = 100) -> list[str]:
+    out: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        out.append(line)
+    return out

@@ -1,0 +1,587 @@
+"""The hub as one object that runs inside another program or on its own.
+
+    async with HubService(HubConfig(data_dir=Path("hub-data"))) as hub:
+        print(hub.api_url, hub.api_token)
+        ...
+        print(hub.ingest_stats().summary())
+
+Ingest (MQTT, spool, sealer, sinks) runs on its own threads, so a busy event loop in the host
+program (simulated cars, a demo) never delays an acknowledgement; the REST API runs on the host's
+event loop as a uvicorn server.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hub.catalog import Catalog
+from hub.config import HubConfig
+from hub.deployments import Deployer, load_signing_key
+from hub.ingest import Ingest
+from hub.metrics import IngestCounters, IngestStats
+from hub.sealer import Sealer, manifest_from_row
+from hub.sealproc import SealerProcess
+from hub.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
+from hub.spool import Spool
+from hub.store import ObjectStore, open_store
+from schemas import __version__
+from schemas.dataset import SessionManifest
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+def _load_or_create_token(path: Path) -> str:
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.info("generated an API token in %s", path)
+    return token
+
+
+class HubService:
+    """Ingest, storage, catalog, REST API, deployments and job dispatch, started and stopped together."""
+
+    def __init__(self, config: HubConfig | None = None) -> None:
+        self.config = config or HubConfig()
+        self.topics = Topics(self.config.topic_prefix)
+        self.counters = IngestCounters()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.started_at: float | None = None
+        self._api_socket: socket.socket | None = None
+        self._api_url: str | None = None
+        self._server: Any = None
+        self._server_task: asyncio.Task[None] | None = None
+        self._ingest_writer: threading.Thread | None = None
+        self._stop_event = threading.Event()
+        self._running = False
+        # set in start()
+        self.api_token = ""
+        self.catalog: Catalog
+        self.store: ObjectStore
+        self.spool: Spool
+        self.sealer: Sealer | SealerProcess
+        self.sinks: Fanout
+        self.sqlite_sink: SqliteSink | None = None
+        self.ingest: Ingest
+        self.deployer: Deployer
+
+    # --- addresses ----------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        """Where this process reaches the API (``http://host:port``), known once started."""
+        if self._api_url is None:
+            raise RuntimeError("the hub has not been started")
+        return self._api_url
+
+    @property
+    def public_url(self) -> str:
+        """The URL cars and trainers use (``api.public_url``, default ``api_url``)."""
+        return self.config.api.public_url or self.api_url
+
+    @property
+    def public_key_pem(self) -> str:
+        return self.deployer.public_key_pem
+
+    @property
+    def key_id(self) -> str:
+        return self.deployer.key_id
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._running:
+            return
+        self._bind_api()
+        try:
+            await asyncio.to_thread(self._start_components)
+        except BaseException:
+            if self._api_socket is not None:
+                self._api_socket.close()
+            await asyncio.to_thread(self._cleanup_partial_start)
+            raise
+        await self._start_api()
+        self._running = True
+        self.started_at = time.time()
+        wait = self.config.mqtt.connect_wait_s
+        if wait > 0:
+            connected = await asyncio.to_thread(self.ingest.connected.wait, wait)
+            if not connected:
+                log.warning("broker %s not reachable yet; ingest keeps trying", self.config.mqtt.broker)
+        log.info(
+            "hub started: API %s (OpenAPI at /docs), broker %s, store %s, data in %s",
+            self.api_url,
+            self.config.mqtt.broker,
+            self.store.url,
+            self.config.data_dir,
+        )
+
+    def _bind_api(self) -> None:
+        cfg = self.config.api
+        family = socket.AF_INET6 if ":" in cfg.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((cfg.host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+        sock.listen(128)
+        sock.setblocking(False)
+        port = sock.getsockname()[1]
+        host = cfg.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        self._api_socket = sock
+        self._api_url = f"http://{host}:{port}"
+
+    def _start_components(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.api_token = cfg.api_token_from_env() or _load_or_create_token(cfg.token_path)
+        if not cfg.api_token_from_env():
+            log.info("the API token for mutating routes is in %s", cfg.token_path)
+        key = load_signing_key(cfg.key_path)
+        self.catalog = Catalog(cfg.catalog_path)
+        self.store = open_store(
+            cfg.store_url,
+            endpoint_url=cfg.store.endpoint_url,
+            region=cfg.store.region,
+            access_key_id=cfg.store.access_key_id,
+            secret_access_key=cfg.store.secret_access_key.get_secret_value()
+            if cfg.store.secret_access_key
+            else None,
+            create_bucket=cfg.store.create_bucket,
+        )
+        self.store.check()
+        workers = []
+        s = cfg.sinks.sqlite
+        if s.enabled:
+            self.sqlite_sink = SqliteSink(cfg.telemetry_path, retention_s=s.retention_s, max_rows=s.max_rows)
+            workers.append(
+                SinkWorker(
+                    self.sqlite_sink,
+                    queue_size=s.queue_size,
+                    batch_size=s.batch_size,
+                    flush_interval_s=s.flush_interval_s,
+                    retry_max_s=s.retry_max_s,
+                )
+            )
+        i = cfg.sinks.influxdb
+        if i.enabled:
+            influx = InfluxSink(
+                i.url,
+                api=i.api,
+                token=i.token.get_secret_value() if i.token else None,
+                org=i.org,
+                bucket=i.bucket,
+                database=i.database,
+                retention_policy=i.retention_policy,
+                username=i.username,
+                password=i.password.get_secret_value() if i.password else None,
+                timeout_s=i.timeout_s,
+            )
+            workers.append(
+                SinkWorker(
+                    influx,
+                    queue_size=i.queue_size,
+                    batch_size=i.batch_size,
+                    flush_interval_s=i.flush_interval_s,
+                    retry_max_s=i.retry_max_s,
+                )
+            )
+        self.sinks = Fanout(workers)
+        self.spool = Spool(
+            cfg.spool_dir,
+            fsync=cfg.spool.fsync,
+            segment_bytes=int(cfg.spool.segment_mb * MiB),
+            max_batch=cfg.spool.max_batch_frames,
+            max_pending_bytes=int(cfg.spool.max_pending_mb * MiB),
+            commit_interval_s=cfg.spool.commit_interval_ms / 1000,
+        )
+        if cfg.shards.sealer == "process":
+            self.sealer = SealerProcess(cfg, self.spool, self.counters)
+        else:
+            self.sealer = Sealer(
+                self.spool,
+                self.store,
+                self.catalog,
+                self.counters,
+                target_bytes=int(cfg.shards.target_mb * MiB),
+                idle_seal_s=cfg.shards.idle_seal_s,
+                session_close_s=cfg.shards.session_close_s,
+                busy_share=cfg.shards.busy_share,
+                max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
+            )
+        self.ingest = Ingest(
+            cfg,
+            self.topics,
+            self.spool,
+            self.catalog,
+            self.counters,
+            self.sinks,
+            lambda: self.public_url,
+        )
+        self.deployer = Deployer(
+            self.catalog,
+            self.store,
+            self.topics,
+            key,
+            self.ingest.publish,
+            inline_max_bytes=int(cfg.deployments.inline_max_mb * MiB),
+            public_url=lambda: self.public_url,
+        )
+        if cfg.deployments.republish_on_connect:
+            deployer = self.deployer
+            self.ingest.on_connect_hooks.append(
+                lambda: log.debug("republished %d deployments", deployer.republish_all())
+            )
+        # Order matters: the sealer replays the spool before a new frame arrives, so duplicates are
+        # recognised; the spool starts a fresh segment after the old ones.
+        self.spool.open()
+        self.sealer.start()
+        self.sinks.start()
+        self.ingest.start()
+        self.registry.register(_HubCollector(self))
+        if i.enabled:
+            self._ingest_writer = threading.Thread(
+                target=self._write_ingest_points,
+                args=(i.ingest_interval_s,),
+                name="hub-ingest-points",
+                daemon=True,
+            )
+            self._ingest_writer.start()
+
+    def _cleanup_partial_start(self) -> None:
+        """Undo what a failed start got done (nothing here may raise over the original error)."""
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("ingest", lambda: self.ingest.stop(timeout=2)),
+            ("sealer", lambda: self.sealer.stop(seal=False, timeout=5)),
+            ("spool", lambda: self.spool.close(timeout=5)),
+            ("sinks", lambda: self.sinks.stop(timeout=1)),
+            ("catalog", lambda: self.catalog.close()),
+        ]
+        for name, stop in steps:
+            if name in self.__dict__:
+                try:
+                    stop()
+                except Exception:
+                    log.debug("cleaning up %s after a failed start", name, exc_info=True)
+
+    async def _start_api(self) -> None:
+        from hub.api import create_app
+
+        app = create_app(self)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=self.config.api.access_log,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        server = _EmbeddedServer(config)
+        assert self._api_socket is not None
+        self._server = server
+        self._server_task = asyncio.create_task(server.serve(sockets=[self._api_socket]), name="hub-api")
+        while not server.started:
+            if self._server_task.done():
+                self._server_task.result()
+                raise RuntimeError("the API server stopped while starting")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._stop_event.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._server_task is not None:
+            with contextlib.suppress(Exception):
+                await self._server_task
+        await asyncio.to_thread(self._stop_components)
+        if self._api_socket is not None:
+            self._api_socket.close()
+        log.info("hub stopped")
+
+    def _stop_components(self) -> None:
+        # Stop taking messages first, then finish what is on disk, then close the stores.
+        self.ingest._closing = True
+        self.spool.close()
+        self.ingest.stop()
+        self.sealer.stop(seal=True)
+        self.sinks.stop()
+        if self._ingest_writer is not None:
+            self._ingest_writer.join(5)
+        self.catalog.close()
+
+    async def __aenter__(self) -> "HubService":
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # --- what the hub reports -----------------------------------------------------------------
+    def ingest_stats(self) -> IngestStats:
+        """Frames received, persisted, sealed, lost (gaps) and malformed, in total and per car."""
+        return self.counters.snapshot(
+            spool_bytes=self.spool.size_bytes(), spool_lag_bytes=self.sealer.lag_bytes
+        )
+
+    async def flush(self, timeout: float = 60.0) -> bool:  # noqa: ASYNC109 (runs in a thread)
+        """Seal every frame that is durable now into shards (e.g. before training on it)."""
+        return await asyncio.to_thread(self.sealer.flush, timeout)
+
+    async def wait_sealed(self, car: str, session: str, timeout: float = 60.0) -> SessionManifest:  # noqa: ASYNC109
+        """Wait until a session is closed (its ``recording_stopped`` event came after its last
+        frame, or it went quiet for ``shards.session_close_s``) and return its manifest."""
+        deadline = time.monotonic() + timeout
+        while True:
+            row = await asyncio.to_thread(self.catalog.get_session, car, session)
+            if row is not None and row["state"] == "sealed":
+                if isinstance(self.sealer, SealerProcess):
+                    await asyncio.to_thread(self.sealer.sync)
+                return manifest_from_row(row)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def wait_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+        return await asyncio.to_thread(self.ingest.connected.wait, timeout)
+
+    def health(self) -> dict[str, Any]:
+        sinks = {
+            w.name: {
+                "healthy": w.healthy,
+                "queued": w.queued,
+                "written": w.stats.written,
+                "dropped": w.stats.dropped,
+                "errors": w.stats.errors,
+                "last_error": w.stats.last_error,
+            }
+            for w in self.sinks.workers
+        }
+        spool_error = self.spool.error
+        store_ok = self.sealer.last_error is None or self.sealer.store_errors == 0
+        mqtt_ok = self.ingest.connected.is_set()
+        sealer_ok = not isinstance(self.sealer, SealerProcess) or self.sealer.alive
+        ok = mqtt_ok and spool_error is None and sealer_ok
+        return {
+            "status": "ok" if ok else "degraded",
+            "version": __version__,
+            "uptime_s": round(time.time() - (self.started_at or time.time()), 3),
+            "mqtt": {
+                "connected": mqtt_ok,
+                "broker": str(self.config.mqtt.broker),
+                "connections": self.ingest.connections,
+            },
+            "spool": {
+                "ok": spool_error is None,
+                "error": None if spool_error is None else str(spool_error),
+                "bytes": self.spool.size_bytes(),
+                "lag_bytes": self.sealer.lag_bytes,
+                "pending": self.spool.pending,
+            },
+            "store": {
+                "url": self.store.url,
+                "errors": self.sealer.store_errors,
+                "last_error": self.sealer.last_error,
+                "ok": store_ok,
+                "sealer": self.config.shards.sealer,
+                "sealer_alive": self.sealer.alive if isinstance(self.sealer, SealerProcess) else True,
+                "sealer_restarts": self.sealer.restarts if isinstance(self.sealer, SealerProcess) else 0,
+            },
+            "sinks": sinks,
+        }
+
+    def _write_ingest_points(self, interval: float) -> None:
+        last: dict[str, int] = {}
+        last_total = 0
+        last_t = time.monotonic()
+        while not self._stop_event.wait(interval):
+            now = time.monotonic()
+            dt = max(now - last_t, 1e-6)
+            last_t = now
+            stats = self.ingest_stats()
+            cars: dict[str, dict[str, float]] = {}
+            for car, c in stats.cars.items():
+                prev = last.get(car, c.frames_persisted)
+                cars[car] = {
+                    "frames_persisted": float(c.frames_persisted),
+                    "frames_sealed": float(c.frames_sealed),
+                    "missing": float(c.missing),
+                    "gaps": float(c.gaps),
+                    "duplicates": float(c.duplicates),
+                    "malformed": float(c.malformed),
+                    "frames_per_s": (c.frames_persisted - prev) / dt,
+                }
+                last[car] = c.frames_persisted
+            online = sum(1 for car in self.catalog.list_cars() if car["state"] == "online")
+            hub = {
+                "frames_per_s": (stats.frames_persisted - last_total) / dt if last_total else 0.0,
+                "spool_bytes": float(stats.spool_bytes),
+                "spool_lag_bytes": float(stats.spool_lag_bytes),
+                "malformed": float(stats.malformed),
+                "cars_online": float(online),
+            }
+            last_total = stats.frames_persisted
+            self.sinks.put(IngestRecord(time.time(), cars, hub))
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn.Server without its signal handlers: the host program owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class _HubCollector(Collector):
+    """Prometheus metrics read from the hub's counters at scrape time."""
+
+    def __init__(self, hub: HubService) -> None:
+        self.hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        cars = dict(hub.counters.cars)
+
+        def per_car(name: str, doc: str, attr: str, counter: bool = True) -> Metric:
+            m: CounterMetricFamily | GaugeMetricFamily
+            if counter:
+                m = CounterMetricFamily(f"paddock_hub_{name}", doc, labels=["car"])
+            else:
+                m = GaugeMetricFamily(f"paddock_hub_{name}", doc, labels=["car"])
+            for car, c in sorted(cars.items()):
+                m.add_metric([car], getattr(c, attr))
+            return m
+
+        yield per_car(
+            "frames_received", "Recorded frames received (valid, before the spool).", "frames_received"
+        )
+        yield per_car(
+            "frames_persisted",
+            "Frames durable in the spool (acknowledged to the broker).",
+            "frames_persisted",
+        )
+        yield per_car("frames_sealed", "Frames sealed into shards in the object store.", "frames_sealed")
+        yield per_car(
+            "frames_duplicate", "Frames received again (resent after a reconnect) and dropped.", "duplicates"
+        )
+        yield per_car("preview_frames", "QoS 0 preview frames seen (not recorded).", "preview_frames")
+        yield per_car("telemetry_messages", "Telemetry messages received.", "telemetry")
+        yield per_car("events", "Events received.", "events")
+        yield per_car(
+            "frames_missing", "Seqs missing inside recorded ranges (frames lost).", "missing", counter=False
+        )
+        yield per_car("gaps", "Gaps (missing seq ranges) in recorded sessions.", "gaps", counter=False)
+        malformed = CounterMetricFamily(
+            "paddock_hub_malformed", "Messages rejected as malformed.", labels=["car", "kind", "reason"]
+        )
+        for (car, kind, reason), n in sorted(hub.counters.malformed.items()):
+            malformed.add_metric([car, kind, reason], n)
+        yield malformed
+        yield CounterMetricFamily(
+            "paddock_hub_shards_sealed", "Shards written to the store.", value=hub.counters.shards_sealed
+        )
+        yield CounterMetricFamily(
+            "paddock_hub_shard_bytes", "Bytes of shards written.", value=hub.counters.shard_bytes
+        )
+        yield CounterMetricFamily(
+            "paddock_hub_stale_deaths",
+            "Deaths ignored as older than the birth.",
+            value=hub.counters.stale_deaths,
+        )
+        st = hub.spool.stats
+        yield CounterMetricFamily("paddock_hub_spool_batches", "fsync batches written.", value=st.batches)
+        yield CounterMetricFamily(
+            "paddock_hub_spool_fsync_seconds", "Time spent in fsync.", value=st.fsync_seconds
+        )
+        yield GaugeMetricFamily(
+            "paddock_hub_spool_bytes", "Bytes in spool segments.", value=hub.spool.size_bytes()
+        )
+        yield GaugeMetricFamily(
+            "paddock_hub_spool_lag_bytes", "Durable spool bytes not yet sealed.", value=hub.sealer.lag_bytes
+        )
+        yield GaugeMetricFamily(
+            "paddock_hub_store_errors", "Failed object-store writes (retried).", value=hub.sealer.store_errors
+        )
+        yield GaugeMetricFamily(
+            "paddock_hub_mqtt_connected",
+            "1 while connected to the broker.",
+            value=int(hub.ingest.connected.is_set()),
+        )
+        yield GaugeMetricFamily(
+            "paddock_hub_ack_outstanding",
+            "QoS 1 messages received, not yet acknowledged.",
+            value=hub.ingest.acks.outstanding,
+        )
+        written = CounterMetricFamily(
+            "paddock_hub_sink_written", "Records written by each sink.", labels=["sink"]
+        )
+        dropped = CounterMetricFamily(
+            "paddock_hub_sink_dropped", "Records a full sink queue dropped.", labels=["sink"]
+        )
+        errors = CounterMetricFamily(
+            "paddock_hub_sink_errors", "Failed sink writes (retried).", labels=["sink"]
+        )
+        queued = GaugeMetricFamily(
+            "paddock_hub_sink_queued", "Records waiting in each sink's queue.", labels=["sink"]
+        )
+        for w in hub.sinks.workers:
+            written.add_metric([w.name], w.stats.written)
+            dropped.add_metric([w.name], w.stats.dropped)
+            errors.add_metric([w.name], w.stats.errors)
+            queued.add_metric([w.name], w.queued)
+        yield written
+        yield dropped
+        yield errors
+        yield queued
+        online = sum(1 for car in hub.catalog.list_cars() if car["state"] == "online")
+        yield GaugeMetricFamily("paddock_hub_cars_online", "Cars whose last status is a birth.", value=online)
+
+
+async def serve(config: HubConfig) -> None:
+    """Run a hub until SIGINT or SIGTERM (``paddock hub serve``)."""
+    hub = HubService(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await hub.start()
+    try:
+        await stop.wait()
+    finally:
+        await hub.stop()

@@ -1,0 +1,146 @@
+"""Simulated cars: the daemon on the simulator's body, driving laps against real brokers."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.pilots import Decision, Pilot
+from firmware.camera import Frame
+from schemas.messages import Telemetry
+from schemas.signing import generate_private_key
+from tests.edge.harness import Observer, RecordingDaemon, T, car_config, clear_retained, until
+from tests.edge.modelkit import signed_envelope
+from tests.edge.trained import CARD, tiny_pilot
+
+KEY = generate_private_key()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sim_config(tmp_path: Path, url: str, car: str, key: Any = None, **loop: Any) -> Any:
+    return car_config(
+        tmp_path,
+        url,
+        key,
+        car=car,
+        camera={"kind": "sim"},
+        actuators={"kind": "sim"},
+        sim={"track": "oval", "clock": "lockstep", "speedup": 4},
+        loop={"hz": 30, "start_mode": "autopilot", **loop},
+        publish={"telemetry_hz": 10, "preview_hz": 0},
+    )
+
+
+async def test_expert_records_laps_with_ground_truth(mosquitto: Any, tmp_path: Path) -> None:
+    car = "sim-expert"
+    cfg = sim_config(tmp_path, mosquitto.url, car, autopilot="expert")
+    async with Observer(mosquitto.url, [f"paddock/v1/cars/{car}/#"]) as obs:
+        async with RecordingDaemon(cfg) as daemon:
+            assert "expert" in daemon.pilots
+            session = daemon.start_recording()
+            laps = await until(lambda: obs.events(car, "lap"), 60, "a lap")
+            await until(lambda: any(t.get("lap") == 1 for t in obs.json(T.telemetry(car))), what="lap 1")
+            daemon.stop_recording()
+            await until(lambda: daemon.spool.pending_records == 0, what="spool drained")
+        lap = laps[0]
+        assert lap["lap"] == 1 and 8 < lap["lap_time_s"] < 20 and lap["off_track_count"] == 0
+        assert lap["model"] == "expert" and lap["mode"] == "autopilot"
+        telemetry = [Telemetry.from_dict(t) for t in obs.json(T.telemetry(car))]
+        assert max(t.speed or 0 for t in telemetry) > 1.0
+        assert any(t.lap == 1 for t in telemetry) and all(t.off_track is False for t in telemetry)
+        assert {round(t.progress or 0) // 25 for t in telemetry} >= {0, 1, 2, 3}
+        frames = [r for r, _, _ in obs.frames(car) if r.session == session]
+        assert len(frames) > 250  # a lap at 30 frames per simulated second
+        extra = frames[-1].model_extra
+        assert {"x", "y", "yaw", "progress", "lap", "sim_time", "distance_from_center"} <= set(extra)
+        assert all(abs(f.model_extra["distance_from_center"]) < 0.2 for f in frames)
+        assert all(f.model == "expert" and 0.0 < f.throttle < 1.0 for f in frames[30:])
+    await clear_retained(mosquitto.url, [T.car_status(car), T.model_state(car)])
+
+
+async def test_an_onnx_model_trained_on_expert_frames_drives_laps(broker_url: str, tmp_path: Path) -> None:
+    model = tiny_pilot()
+    car = "sim-model"
+    cfg = sim_config(tmp_path, broker_url, car, KEY)
+    async with (
+        Observer(broker_url, [f"paddock/v1/cars/{car}/#"]) as obs,
+        RecordingDaemon(cfg) as daemon,
+    ):
+        await until(lambda: daemon.link.connected.is_set())
+        await obs.publish(
+            T.car_model(car),
+            signed_envelope(model, KEY, name="tiny", version="1", model_card=CARD),
+            retain=True,
+        )
+        await until(lambda: obs.events(car, "model_swapped"), what="model swap")
+        laps = await until(lambda: len(obs.events(car, "lap")) >= 2, 90, "two laps on the model")
+        assert laps
+        laps = obs.events(car, "lap")
+        assert all(lap["model"] == "tiny:1" and lap["off_track_count"] == 0 for lap in laps[:2])
+        assert not obs.events(car, "off_track")
+        assert all(9 < lap["lap_time_s"] < 25 for lap in laps[:2])
+        inference = [t["inference_ms"] for t in obs.json(T.telemetry(car)) if t.get("inference_ms")]
+        assert inference and max(inference) < 30
+    await clear_retained(broker_url, [T.car_model(car), T.model_state(car), T.car_status(car)])
+
+
+class StraightOn(Pilot):
+    """Ignores the bends: leaves the oval at the end of its first straight."""
+
+    name = "straight"
+    needs_frame = False
+
+    def act(self, frame: Frame | None) -> Decision:
+        return Decision(0.0, 0.5)
+
+
+async def test_off_track_is_reported_and_the_car_put_back(tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path, "mqtt://127.0.0.1:9", "sim-off", autopilot="straight")
+    async with RecordingDaemon(cfg, pilots={"straight": StraightOn()}) as daemon:
+        off = await until(
+            lambda: [e for e in daemon.local_events if e["type"] == "off_track"], 30, "off track"
+        )
+        assert 0 < off[0]["progress"] < 50 and off[0]["lap"] == 0
+        assert any(t.body is not None and t.body.off_track for t in daemon.ticks)
+        recovered = await until(
+            lambda: [e for e in daemon.local_events if e.get("reason") == "sim: reset to track"],
+            30,
+            "recovery",
+        )
+        assert recovered
+
+
+async def test_paddock_car_run_sim_drives_a_lap(mosquitto: Any, tmp_path: Path) -> None:
+    car = "sim-cli"
+    argv = [
+        sys.executable, "-m", "deploy.cli", "car", "run", "--sim", "--track", "oval", "--car-id", car,
+        "--broker", mosquitto.url, "--clock", "lockstep", "--state-dir", str(tmp_path / "state"),
+        "--set", "sim.speedup=4", "--set", "loop.start_mode=autopilot", "--set", "loop.autopilot=expert",
+    ]  # fmt: skip
+    async with Observer(mosquitto.url, [f"paddock/v1/cars/{car}/#"]) as obs:
+        log = (tmp_path / "car.log").open("wb")
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
+        try:
+            laps = await until(lambda: obs.events(car, "lap"), 60, "a lap from the CLI car")
+            assert laps[0]["model"] == "expert"
+            births = obs.json(T.car_status(car))
+            assert "sim:track:oval" in births[0]["capabilities"]
+            proc.send_signal(signal.SIGINT)
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    await clear_retained(mosquitto.url, [T.car_status(car), T.model_state(car)])
+
+
+@pytest.mark.parametrize("bad", [{"camera": {"kind": "sim"}}, {"sim": {"speedup": 2}}])
+def test_sim_config_errors(tmp_path: Path, bad: dict[str, Any]) -> None:
+    from edge.config import ConfigError
+
+    with pytest.raises(ConfigError):
+        car_config(tmp_path, "mqtt://x", **bad).with_values({})
