@@ -22,7 +22,7 @@ from schemas.messages import JobProgress, JobResult, ModelRef, SessionRef, Train
 from trainer.data import load_frames, preprocessed_samples
 from trainer.distributed import Launcher
 from trainer.export import export_all
-from trainer.hub_client import HubClient, Lineage, ModelFile, ModelRegistration
+from trainer.hub_client import HubClient, Lineage
 from trainer.launch import launch
 from trainer.progress import MqttProgress, NullSink, ProgressSink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
@@ -175,7 +175,7 @@ def _finish(
     stage: Any,
     console: Console,
     timings: dict[str, float],
-) -> tuple[dict[str, str], dict[str, float], ModelRegistration]:
+) -> tuple[dict[str, str], dict[str, float], dict[str, Any] | None]:
     model, ckpt = load_checkpoint(result.checkpoint)
     store = open_store(settings.store)
     card = result.card
@@ -240,12 +240,10 @@ def _finish(
     stage("uploading to the object store")
     prefix = model_prefix(name, version)
     names = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite"}
-    files: list[ModelFile] = []
     artifacts: dict[str, str] = {}
     for fmt, f in exported.files.items():
         key = prefix + names[fmt]
         store.put(key, Path(f.path).read_bytes())
-        files.append(ModelFile(format=fmt, key=key, sha256=f.sha256, size=f.size))
         artifacts[fmt] = key
     uploads = {
         "card.json": card.model_dump_json(indent=2).encode(),
@@ -260,38 +258,45 @@ def _finish(
     for fname, data in uploads.items():
         store.put(prefix + fname, data)
         artifacts.setdefault(fname.rsplit(".", 1)[0].replace("/", "_"), prefix + fname)
-    registration = ModelRegistration(
-        name=name,
-        version=version,
-        card=card,
-        files=files,
+    lineage = Lineage(
+        dataset=params.dataset,
+        run=run_dir.name,
+        job=job,
         metrics=metrics,
-        lineage=Lineage(
-            dataset=params.dataset,
-            sessions=result.train_sessions,
-            val_sessions=result.val_sessions,
-            job=job,
-            run={
-                "launcher": result.launcher,
-                "world": result.world,
-                "epochs": result.epochs_run,
-                "best_epoch": result.best_epoch,
-                "seed": ckpt["config"]["seed"],
-                "config": ckpt["config"],
-            },
-        ),
-        report_key=prefix + "report.json",
+        sessions=result.train_sessions,
+        val_sessions=result.val_sessions,
+        training={
+            "launcher": result.launcher,
+            "world": result.world,
+            "epochs": result.epochs_run,
+            "best_epoch": result.best_epoch,
+            "seed": ckpt["config"]["seed"],
+            "config": ckpt["config"],
+        },
+        files=artifacts,
         evaluations=evaluations,
-        created=time.time(),
     )
-    store.put(prefix + "registration.json", registration.model_dump_json(indent=2).encode())
-    if settings.hub:
-        stage(f"registering {name}:{version} with {settings.hub}")
-        with HubClient(settings.hub, settings.hub_token) as hub:
-            hub.register_model(registration)
+    store.put(prefix + "lineage.json", lineage.model_dump_json(indent=2).encode())
     stage(None)
     write_json(run_dir / "report.json", report_data | {"timings_s": timings})
     store.put(prefix + "report.json", (run_dir / "report.json").read_bytes())
+    registration: dict[str, Any] | None = None
+    if settings.hub:
+        # The hub keeps one file per version: the float ONNX model (else the TFLite one).
+        main = next((f for f in ("onnx", "tflite") if f in exported.files), None)
+        if main is None:
+            raise ValueError("registering with the hub needs an ONNX or TFLite export")
+        console.print(f"[bold]registering {name}:{version} with {settings.hub}[/]")
+        with HubClient(settings.hub, settings.hub_token) as hub:
+            registration = hub.register_model(
+                name=name,
+                version=version,
+                artifact=Path(exported.files[main].path),
+                card=card,
+                lineage=lineage,
+                report=(run_dir / "report.json").read_bytes(),
+                description=f"{card.architecture}, {result.epochs_run} epochs, {result.launcher}",
+            )
     console.print(f"[green]model {name}:{version}[/] → {store.url}/{prefix}")
     console.print("  " + ", ".join(f"{k}: {v:.1f} s" for k, v in timings.items()))
     return artifacts, metrics, registration

@@ -101,6 +101,9 @@ def train(
     hub: Annotated[
         str | None, typer.Option(envvar="PADDOCK_HUB", help="Hub API base URL: register the model there.")
     ] = None,
+    hub_token: Annotated[
+        str | None, typer.Option(envvar="PADDOCK_HUB_TOKEN", help="The hub's API token (for registering).")
+    ] = None,
     broker: Annotated[
         str | None, typer.Option(envvar="PADDOCK_BROKER", help="MQTT URL: publish progress (with --job).")
     ] = None,
@@ -142,6 +145,7 @@ def train(
             work_dir=str(work_dir),
             broker=broker,
             hub=hub,
+            hub_token=hub_token,
             hosts=hosts,
             export_formats=[f.strip() for f in formats.split(",") if f.strip()],
             progress_bar=progress,
@@ -364,6 +368,9 @@ def agent(
     hub: Annotated[
         str | None, typer.Option(envvar="PADDOCK_HUB", help="Hub API base URL for registration.")
     ] = None,
+    hub_token: Annotated[
+        str | None, typer.Option(envvar="PADDOCK_HUB_TOKEN", help="The hub's API token (for registering).")
+    ] = None,
     prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "paddock",
     client_id: Annotated[
         str | None, typer.Option(help="MQTT client id (keep it stable: jobs wait for it).")
@@ -386,6 +393,7 @@ def agent(
         "store": store,
         "work_dir": str(work_dir),
         "hub": hub,
+        "hub_token": hub_token,
         "topic_prefix": prefix,
         "share_group": share_group,
         "launcher": launcher,

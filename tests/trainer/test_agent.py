@@ -1,11 +1,11 @@
-"""The trainer agent against a real broker: a good job, bad jobs, registration with a hub."""
+"""The trainer agent against a real broker and the real hub: a good job, bad jobs, registration."""
 
+import hashlib
 import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -13,42 +13,11 @@ import pytest
 
 from schemas.messages import JobProgress, JobResult, TrainJob, TrainParams
 from schemas.mqtt_url import BrokerUrl
+from tests.trainer.hub_thread import HubThread
 from trainer.agent import AgentSettings, TrainerAgent
 from trainer.store import LocalStore
 
 OPTIONS = {"model": {"width": 64, "height": 32}, "threads": 1, "epochs": 2, "batch_size": 16}
-
-
-class _Hub:
-    """A loopback HTTP server that records the registrations it receives (the hub's POST /api/v1/models)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, Any]] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hub.requests.append(("POST", self.path, json.loads(body)))
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"ok": true}')
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "_Hub":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class _Watcher:
@@ -95,13 +64,14 @@ class _Watcher:
 @pytest.fixture
 def agent_parts(
     tmp_path: Path, small_store: LocalStore, mosquitto: Any
-) -> Iterator[tuple[TrainerAgent, _Watcher, _Hub]]:
-    with _Hub() as hub:
+) -> Iterator[tuple[TrainerAgent, _Watcher, HubThread]]:
+    with HubThread(mosquitto.url, tmp_path / "hub") as hub:
         settings = AgentSettings(
             store=small_store.url,
             work_dir=str(tmp_path / "agent"),
             broker=mosquitto.url,
             hub=hub.url,
+            hub_token=hub.token,
             export_formats=["onnx"],
             client_id=f"trainer-test-{uuid.uuid4().hex[:8]}",
             job_timeout_s=300,
@@ -118,7 +88,7 @@ def agent_parts(
 
 @pytest.mark.slow
 def test_agent_survives_bad_jobs_and_runs_a_good_one(
-    agent_parts: tuple[TrainerAgent, _Watcher, _Hub], small_store: LocalStore, tmp_path: Path
+    agent_parts: tuple[TrainerAgent, _Watcher, HubThread], small_store: LocalStore, tmp_path: Path
 ) -> None:
     agent, watcher, hub = agent_parts
     topic = "paddock/v1/jobs/train"
@@ -160,22 +130,25 @@ def test_agent_survives_bad_jobs_and_runs_a_good_one(
     assert [p.epoch for p in good_progress if p.stage == "epoch"] == [1, 2]
     assert good_progress[-1].state == "succeeded"
     assert [p.state for p in watcher.progress if p.job == "bad-data"][-1] == "failed"
-    # registration with the hub, with lineage
-    assert len(hub.requests) == 1
-    method, path, body = hub.requests[0]
-    assert (method, path) == ("POST", "/api/v1/models")
-    assert (body["name"], body["version"]) == ("pilot", "v1")
-    assert body["files"][0]["key"] == "models/pilot/v1/model.onnx"
-    assert body["lineage"]["job"] == "good-1"
-    assert {s["session"] for s in body["lineage"]["sessions"] + body["lineage"]["val_sessions"]} == {
+    # registered with the (real) hub, with its lineage
+    entry = hub.get("/models/pilot/v1")
+    assert entry["format"] == "onnx" and entry["card"]["architecture"] == "linear"  # TrainParams default
+    exported = tmp_path / "agent" / "runs" / "good-1" / "export" / "model.onnx"
+    assert entry["sha256"] == hashlib.sha256(exported.read_bytes()).hexdigest()
+    lineage = entry["lineage"]
+    assert lineage["job"] == "good-1" and lineage["run"] == "good-1"
+    assert lineage["metrics"]["steering_mae"] == pytest.approx(result.metrics["steering_mae"])
+    assert {s["session"] for s in lineage["sessions"] + lineage["val_sessions"]} == {
         "sess-0",
         "sess-1",
         "sess-2",
     }
-    assert body["lineage"]["run"]["seed"] == 1
+    assert lineage["training"]["seed"] == 1 and lineage["training"]["launcher"] == "local"
+    assert lineage["files"]["onnx"] == "models/pilot/v1/model.onnx"
+    assert len(hub.get("/models")) == 1
     # A job delivered again (after a restart) is not run twice: its stored result is published again.
     again = agent.handle(topic, good.to_json())
-    assert again is not None and again.status == "succeeded" and len(hub.requests) == 1
+    assert again is not None and again.status == "succeeded" and len(hub.get("/models")) == 1
 
 
 def test_invalid_jobs_get_a_failed_result_on_both_brokers(
