@@ -30,7 +30,7 @@ from schemas.dataset import eval_prefix, model_prefix
 from schemas.messages import EvaluateParams, JobProgress, JobResult, ModelRef
 from schemas.model_card import ModelCard, decode_outputs, preprocess
 from trainer.models import PilotModel
-from trainer.store import open_store
+from trainer.store import MissingObject, open_store
 
 
 class Pilot(Protocol):
@@ -289,8 +289,23 @@ def run_evaluate_job(
     work = Path(settings.work_dir) / eval_id
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / "model.onnx"
-    model_path.write_bytes(store.get(prefix + "model.onnx"))
-    card = ModelCard.model_validate_json(store.get(prefix + "card.json"))
+    try:
+        model_path.write_bytes(store.get(prefix + "model.onnx"))
+        card = ModelCard.model_validate_json(store.get(prefix + "card.json"))
+    except MissingObject:
+        if not settings.hub:
+            raise
+        # Not in this trainer's store: ask the hub (its own store may be elsewhere).
+        from trainer.hub_client import HubClient
+
+        with HubClient(settings.hub, settings.hub_token) as hub:
+            entry = hub.model(params.model_name, params.model_version)
+            if entry.get("format") != "onnx":
+                raise ValueError(
+                    f"{params.model_name}:{params.model_version} is {entry.get('format')}, not ONNX"
+                ) from None
+            model_path.write_bytes(hub.artifact(params.model_name, params.model_version))
+        card = ModelCard.model_validate(entry["card"])
     sink = (
         MqttProgress(settings.broker, job, "evaluate", settings.topic_prefix)
         if settings.broker and job

@@ -100,6 +100,25 @@ class HubClient:
         answer: dict[str, Any] = self._request("POST", MODELS_PATH, data=data, files=files)
         return answer
 
+    def model(self, name: str, version: str) -> dict[str, Any]:
+        """``GET /models/{name}/{version}``: the catalog entry (card, format, sha256, lineage, …)."""
+        entry: dict[str, Any] = self._request("GET", f"{MODELS_PATH}/{name}/{version}")
+        return entry
+
+    def artifact(self, name: str, version: str) -> bytes:
+        """``GET /models/{name}/{version}/artifact``: the model file."""
+        import httpx
+
+        try:
+            response = self._http.get(f"{MODELS_PATH}/{name}/{version}/artifact")
+        except httpx.HTTPError as exc:
+            raise HubError(f"hub {self.base_url} not reachable: {exc}") from None
+        if response.status_code >= 400:
+            raise HubError(
+                f"GET {self.base_url}{MODELS_PATH}/{name}/{version}/artifact: {response.status_code}"
+            )
+        return response.content
+
     def dataset(self, name: str) -> DatasetManifest:
         """``GET /datasets/{name}``: the named dataset's sessions, split into train and val."""
         return DatasetManifest.from_dict(self._request("GET", DATASETS_PATH.format(name=name)))

@@ -209,3 +209,63 @@ def test_jobs_sent_while_the_agent_is_down_run_when_it_is_back(
         watcher.close()
     result = watcher.results["while-down"]
     assert result.status == "failed" and "batch_size" in (result.error or "")
+
+
+@pytest.mark.slow
+def test_an_evaluate_job_from_the_hub_is_recorded_as_an_evaluation(tmp_path: Path, mosquitto: Any) -> None:
+    """The whole loop: the hub publishes an evaluate job, the agent fetches the model from the hub
+    (its own store is empty), drives it in the simulator and reports; the hub records the evaluation."""
+    import httpx
+    import torch
+
+    from tests.trainer.conftest import SMALL
+    from trainer.export import export_onnx
+    from trainer.hub_client import HubClient, Lineage
+    from trainer.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet", SMALL)
+    onnx_path = export_onnx(model, tmp_path / "model.onnx")
+    with HubThread(mosquitto.url, tmp_path / "hub") as hub:
+        with HubClient(hub.url, hub.token) as client:
+            entry = client.register_model(
+                name="pilot", version="1", artifact=onnx_path, card=model.card(), lineage=Lineage(run="test")
+            )
+        assert (entry["name"], entry["version"]) == ("pilot", "1")
+        settings = AgentSettings(
+            store=str(tmp_path / "empty-store"),
+            work_dir=str(tmp_path / "agent"),
+            broker=mosquitto.url,
+            topic_prefix=hub.config.topic_prefix,
+            hub=hub.url,
+            hub_token=hub.token,
+            client_id=f"trainer-test-{uuid.uuid4().hex[:8]}",
+        )
+        agent = TrainerAgent(settings).start()
+        try:
+            assert agent.subscribed.wait(10)
+            params = {"model_name": "pilot", "model_version": "1", "track": "oval", "laps": 1,
+                      "options": {"video": False, "recover": True}}  # fmt: skip
+            response = httpx.post(
+                hub.url + "/jobs",
+                json={"kind": "evaluate", "params": params},
+                headers={"Authorization": f"Bearer {hub.token}"},
+                timeout=30,
+            )
+            assert response.status_code == 201, response.text
+            job = response.json()["job"]
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and hub.get(f"/jobs/{job}")["state"] not in (
+                "succeeded",
+                "failed",
+            ):
+                time.sleep(0.2)
+            state = hub.get(f"/jobs/{job}")
+        finally:
+            agent.stop()
+        assert state["state"] == "succeeded", state
+        evaluations = hub.get("/models/pilot/1")["evaluations"]
+    assert len(evaluations) == 1 and evaluations[0]["job"] == job
+    metrics = evaluations[0]["metrics"]
+    assert 0 <= metrics["completion_pct"] <= 100 and "off_track_count" in metrics
+    assert (tmp_path / "empty-store" / "evals" / job / "report.json").exists()
