@@ -189,19 +189,54 @@ def quantize_int8(
 
 
 # --- TFLite --------------------------------------------------------------------------------------
-def export_tflite(model: PilotModel, path: str | os.PathLike[str]) -> Path:
-    """Convert with litert-torch: input ``image`` (batch 1), outputs named like the card."""
-    try:
-        import litert_torch
-    except ImportError as exc:
-        raise ExportError(f"TFLite export needs the tflite extra (litert-torch): {exc}") from None
+def export_tflite(model: PilotModel, path: str | os.PathLike[str], timeout_s: float = 600) -> Path:
+    """Convert with litert-torch: input ``image`` (batch 1), outputs named like the card.
+
+    The conversion runs in a child process (``python -m trainer.export``): litert-torch loads JAX,
+    whose threads must not live in a process that later forks (loader workers, launchers), and it
+    prints its progress freely.
+    """
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("litert_torch") is None:
+        raise ExportError("TFLite export needs the tflite extra (litert-torch); see docs/trainer.md")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp) / "model.pt"
+        torch.save(
+            {"architecture": model.architecture, "options": model.options.model_dump(mode="json"),
+             "model": model.state_dict()},
+            weights,
+        )  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "trainer.export", "tflite", str(weights), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    if proc.returncode != 0 or not path.exists():
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+        raise ExportError(f"TFLite conversion failed (status {proc.returncode}): {tail}")
+    return path
+
+
+def _convert_tflite(weights: Path, out: Path) -> None:
+    """The child process of :func:`export_tflite`."""
+    import litert_torch
+
+    from trainer.models import build_model
+
+    state = torch.load(weights, map_location="cpu", weights_only=False)
+    model = build_model(state["architecture"], state["options"])
+    model.load_state_dict(state["model"])
     model.eval()
     sample = torch.zeros(1, *model.spec.shape)
     edge = litert_torch.convert(_Named(model).eval(), sample_kwargs={model.spec.name: sample})
-    edge.export(str(path))
-    return path
+    edge.export(str(out))
 
 
 def tflite_runner(path: str | os.PathLike[str], threads: int = 1) -> Any:
@@ -281,3 +316,11 @@ def export_all(
     result = ExportResult(card=card, files=files, errors=errors)
     (out / "export.json").write_text(json.dumps(result.model_dump(mode="json"), indent=2))
     return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "tflite":
+        raise SystemExit("usage: python -m trainer.export tflite WEIGHTS.pt OUT.tflite")
+    _convert_tflite(Path(sys.argv[2]), Path(sys.argv[3]))

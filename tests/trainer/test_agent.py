@@ -17,10 +17,6 @@ from tests.trainer.hub_thread import HubThread
 from trainer.agent import AgentSettings, TrainerAgent
 from trainer.store import LocalStore
 
-# Starting a process (fork + exec) after the TFLite tests loaded JAX makes JAX warn about fork; an
-# exec'd child cannot deadlock on JAX's threads.
-pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
-
 OPTIONS = {"model": {"width": 64, "height": 32}, "threads": 1, "epochs": 2, "batch_size": 16}
 
 

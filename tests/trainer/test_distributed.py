@@ -10,10 +10,6 @@ from trainer.launch import command, launch
 from trainer.store import LocalStore
 from trainer.train import load_checkpoint, weights_digest
 
-# Starting a process (fork + exec) after the TFLite tests loaded JAX makes JAX warn about fork; an
-# exec'd child cannot deadlock on JAX's threads.
-pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
-
 
 def _horovod_or_skip() -> None:
     if importlib.util.find_spec("horovod") is None:
