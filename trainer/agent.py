@@ -192,7 +192,10 @@ class TrainerAgent:
         cmd = [sys.executable, "-m", "trainer.job", str(job_dir / "job.json"), str(job_dir / "settings.json"),
                str(result_path)]  # fmt: skip
         with open(job_dir / "log.txt", "ab") as logf:
-            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            env = {**os.environ, "PADDOCK_AGENT_PID": str(os.getpid())}
+            proc = subprocess.Popen(
+                cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
             self._current = proc
             try:
                 code = proc.wait(timeout=self.settings.job_timeout_s)

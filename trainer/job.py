@@ -9,6 +9,9 @@ raised) and exits 0; any other exit means it crashed before it could write one.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
+import signal
 import sys
 import time
 import traceback
@@ -44,7 +47,22 @@ def run_job(
         )
 
 
+def _die_with_agent() -> None:
+    """Linux: end this job when the agent that started it dies, however it dies. The job runs in a
+    session of its own (so a terminal's Ctrl-C reaches only the agent, which stops it in order);
+    without this an agent killed outright would leave the job training for nobody."""
+    agent = os.environ.get("PADDOCK_AGENT_PID")
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if agent and os.getppid() != int(agent):  # the agent was gone before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _die_with_agent()
     parser = argparse.ArgumentParser(prog="python -m trainer.job", description=__doc__)
     parser.add_argument("job", type=Path, help="the job request (JSON)")
     parser.add_argument("settings", type=Path, help="TrainerSettings (JSON)")

@@ -269,3 +269,47 @@ def test_an_evaluate_job_from_the_hub_is_recorded_as_an_evaluation(tmp_path: Pat
     metrics = evaluations[0]["metrics"]
     assert 0 <= metrics["completion_pct"] <= 100 and "off_track_count" in metrics
     assert (tmp_path / "empty-store" / "evals" / job / "report.json").exists()
+
+
+def test_a_job_process_dies_with_its_agent() -> None:
+    """An agent killed outright (SIGKILL) must not leave its job training for nobody."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    agent_code = (
+        "import os, subprocess, sys, time\n"
+        "env = {**os.environ, 'PADDOCK_AGENT_PID': str(os.getpid())}\n"
+        "code = 'import time, trainer.job as j; getattr(j, \"_die_with_agent\", int)(); time.sleep(99)'\n"
+        "job = subprocess.Popen([sys.executable, '-c', code], env=env, start_new_session=True)\n"
+        "print(job.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    agent = subprocess.Popen([sys.executable, "-c", agent_code], stdout=subprocess.PIPE, text=True)
+    assert agent.stdout is not None
+    job_pid = int(agent.stdout.readline())
+    time.sleep(1.0)  # the job has set its parent-death signal
+    os.kill(job_pid, 0)  # alive
+    agent.kill()
+    agent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(job_pid, 0)
+        except ProcessLookupError:
+            return
+        if _is_zombie(job_pid):  # dead, waiting for init to collect it
+            return
+        time.sleep(0.1)
+    os.kill(job_pid, signal.SIGKILL)
+    raise AssertionError("the job outlived its agent")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
