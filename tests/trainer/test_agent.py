@@ -132,7 +132,7 @@ def test_agent_survives_bad_jobs_and_runs_a_good_one(
     assert [p.state for p in watcher.progress if p.job == "bad-data"][-1] == "failed"
     # registered with the (real) hub, with its lineage
     entry = hub.get("/models/pilot/v1")
-    assert entry["format"] == "onnx" and entry["card"]["architecture"] == "linear"  # TrainParams default
+    assert entry["format"] == "onnx" and entry["card"]["architecture"] == "mobilenet"  # TrainParams default
     exported = tmp_path / "agent" / "runs" / "good-1" / "export" / "model.onnx"
     assert entry["sha256"] == hashlib.sha256(exported.read_bytes()).hexdigest()
     lineage = entry["lineage"]
