@@ -1,0 +1,275 @@
+"""The trainer agent: takes job requests from MQTT, runs them, reports progress and results.
+
+It subscribes (QoS 1) to ``{prefix}/v1/jobs/train`` and ``{prefix}/v1/jobs/evaluate`` and runs one
+job at a time, each in its own process (``python -m trainer.job``), so a job that fails or
+crashes costs that job only: the agent publishes a ``failed`` :class:`~schemas.messages.JobResult`
+with the reason and takes the next one.
+
+Nothing is lost when the agent itself stops: its MQTT session is persistent (a fixed client id,
+``clean_session`` off) and a job request is acknowledged only after its result is published, so
+the broker delivers an unfinished job again when the agent comes back. A job whose result is
+already on disk (``{work_dir}/jobs/{job}/result.json``) is not run twice; its result is published again.
+
+A request that is not valid JSON or not a valid job is answered with a ``failed`` result when its
+job id can be read, and otherwise logged and dropped (there is no topic to answer on).
+
+Several agents can share the work on Mosquitto through a shared subscription
+(``share_group``: ``$share/{group}/…``); without it every agent receives every job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from rich.console import Console
+
+from schemas.errors import ContractError
+from schemas.ids import check_name
+from schemas.messages import JobProgress, JobResult, parse_job
+from schemas.mqtt_url import BrokerUrl
+from schemas.topics import TopicKind, Topics
+from trainer.pipeline import TrainerSettings
+
+log = logging.getLogger(__name__)
+KINDS = ("train", "evaluate")
+
+
+class AgentSettings(TrainerSettings):
+    broker: str | None = Field(default=None, description="MQTT URL of the broker the jobs come from")
+    client_id: str = Field(default_factory=lambda: f"paddock-trainer-{socket.gethostname()[:40]}")
+    share_group: str | None = Field(default=None, description="Mosquitto shared-subscription group")
+    job_timeout_s: float | None = Field(default=6 * 3600, gt=0)
+    kinds: list[str] = Field(default_factory=lambda: list(KINDS))
+
+
+class TrainerAgent:
+    def __init__(self, settings: AgentSettings, console: Console | None = None) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        if not settings.broker:
+            raise ValueError("the trainer agent needs a broker URL")
+        for kind in settings.kinds:
+            if kind not in KINDS:
+                raise ValueError(f"this agent runs {', '.join(KINDS)} jobs, not {kind!r}")
+        self.settings = settings
+        self.console = console or Console(stderr=True)
+        self.topics = Topics(settings.topic_prefix)
+        self.url = BrokerUrl.parse(settings.broker)
+        self.work_dir = Path(settings.work_dir)
+        self.results: list[JobResult] = []
+        self.subscribed = threading.Event()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._stop = threading.Event()
+        self._current: subprocess.Popen[bytes] | None = None
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if self.url.username:
+            self._client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            self._client.tls_set()
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *_a: self.subscribed.set()
+        self._client.on_message = lambda _c, _u, msg: self._queue.put(msg)
+        self._worker = threading.Thread(target=self._work, name="trainer-agent", daemon=True)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> TrainerAgent:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._client.connect_async(self.url.host, self.url.port, keepalive=30)
+        self._client.loop_start()
+        self._worker.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the job in progress (which is stopped too after ``timeout``)."""
+        self._stop.set()
+        self._queue.put(None)
+        self._worker.join(timeout)
+        proc = self._current
+        if proc is not None and proc.poll() is None:
+            _kill_group(proc)
+        self._client.loop_stop()
+        self._client.disconnect()
+
+    def run_forever(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        done = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        self.console.print(
+            f"[bold]trainer agent[/] {self.settings.client_id}: waiting for jobs on "
+            f"{self.url.host}:{self.url.port} ({', '.join(self._filters())})"
+        )
+        done.wait()
+        self.console.print("stopping")
+        self.stop()
+
+    def _filters(self) -> list[str]:
+        filters = [self.topics.job_request(kind) for kind in self.settings.kinds]
+        if self.settings.share_group:
+            filters = [f"$share/{self.settings.share_group}/{f}" for f in filters]
+        return filters
+
+    def _on_connect(self, client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the connection: %s", reason)
+            return
+        client.subscribe([(f, 1) for f in self._filters()])
+
+    # --- jobs -------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            msg = self._queue.get()
+            if msg is None:
+                return
+            try:
+                result = self.handle(msg.topic, msg.payload)
+                if result is not None:
+                    self._publish_result(result)
+            except Exception:  # the agent outlives any one job
+                log.exception("handling a job request on %s failed", msg.topic)
+            finally:
+                self._client.ack(msg.mid, msg.qos)
+
+    def handle(self, topic: str, payload: bytes) -> JobResult | None:
+        """Run one request; return its result (``None`` if it cannot be answered)."""
+        try:
+            parsed = self.topics.parse(topic)
+            if parsed.kind != TopicKind.JOB_REQUEST or parsed.job_kind not in self.settings.kinds:
+                raise ContractError(f"not a {'/'.join(self.settings.kinds)} job topic")
+            job = parse_job(payload)
+            if job.kind != parsed.job_kind:
+                raise ContractError(f"a {job.kind} job on the {parsed.job_kind} topic")
+        except ContractError as exc:
+            return self._invalid(topic, payload, str(exc))
+        job_dir = self.work_dir / "jobs" / job.job
+        result_path = job_dir / "result.json"
+        if result_path.exists():
+            self.console.print(f"job {job.job}: already done, publishing its result again")
+            return JobResult.from_json(result_path.read_bytes())
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "job.json").write_bytes(payload)
+        settings = self.settings.model_dump(mode="json", include=set(TrainerSettings.model_fields)) | {
+            "work_dir": str(self.work_dir / "runs"),
+            "progress_bar": False,
+        }
+        (job_dir / "settings.json").write_text(json.dumps(settings))
+        self._progress(
+            JobProgress(job=job.job, kind=job.kind, state="running", stage="starting", ts=time.time())
+        )
+        self.console.print(f"[bold]job {job.job}[/] ({job.kind}) started; log: {job_dir / 'log.txt'}")
+        started = time.monotonic()
+        result = self._run(job.job, job.kind, job_dir)
+        result = result.model_copy(update={"duration_s": result.duration_s or time.monotonic() - started})
+        colour = "green" if result.status == "succeeded" else "red"
+        self.console.print(
+            f"[{colour}]job {job.job} {result.status}[/]" + (f": {result.error}" if result.error else "")
+        )
+        return result
+
+    def _run(self, job: str, kind: str, job_dir: Path) -> JobResult:
+        result_path = job_dir / "result.json"
+        cmd = [sys.executable, "-m", "trainer.job", str(job_dir / "job.json"), str(job_dir / "settings.json"),
+               str(result_path)]  # fmt: skip
+        with open(job_dir / "log.txt", "ab") as logf:
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            self._current = proc
+            try:
+                code = proc.wait(timeout=self.settings.job_timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return self._failed(job, kind, f"timed out after {self.settings.job_timeout_s:g} s")
+            finally:
+                self._current = None
+        if result_path.exists():
+            return JobResult.from_json(result_path.read_bytes())
+        tail = _tail(job_dir / "log.txt")
+        return self._failed(job, kind, f"job process exited with status {code} without a result; log: {tail}")
+
+    def _failed(self, job: str, kind: str, error: str) -> JobResult:
+        result = JobResult(job=job, kind=kind, status="failed", error=error, ts=time.time())
+        path = self.work_dir / "jobs" / job / "result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(result.to_json())
+        return result
+
+    def _invalid(self, topic: str, payload: bytes, reason: str) -> JobResult | None:
+        job_id, kind = None, topic.rsplit("/", 1)[-1]
+        try:
+            data = json.loads(payload)
+            if isinstance(data, dict) and isinstance(data.get("job"), str):
+                job_id = check_name(data["job"], "job id")
+        except (ValueError, ContractError):
+            job_id = None
+        if job_id is None or kind not in KINDS:
+            self.console.print(f"[red]ignored a request on {topic}[/]: {reason} (no job id to answer to)")
+            return None
+        self.console.print(f"[red]job {job_id} rejected[/]: {reason}")
+        return JobResult(job=job_id, kind=kind, status="failed", error=reason, ts=time.time())
+
+    # --- publishing -------------------------------------------------------------------------------
+    def _publish(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=1)
+        try:
+            info.wait_for_publish(10)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing %s failed: %s", topic, exc)
+
+    def _progress(self, progress: JobProgress) -> None:
+        self._publish(self.topics.job_progress(progress.kind, progress.job), progress.to_json())
+
+    def _publish_result(self, result: JobResult) -> None:
+        state = "succeeded" if result.status == "succeeded" else "failed"
+        self._progress(
+            JobProgress(
+                job=result.job,
+                kind=result.kind,
+                state=state,
+                stage="done",
+                message=result.error,
+                ts=time.time(),
+            )
+        )
+        self._publish(self.topics.job_result(result.kind, result.job), result.to_json())
+        self.results.append(result)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the job process and the launcher's workers it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return " | ".join(line.strip() for line in text[-lines:])

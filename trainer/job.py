@@ -1,0 +1,65 @@
+"""Run one job request in its own process: ``python -m trainer.job JOB.json SETTINGS.json RESULT.json``.
+
+The trainer agent starts one such process per job, so a job that crashes — an exception, a
+segfault in a native library, running out of memory — fails that job only. The process writes a
+:class:`~schemas.messages.JobResult` to ``RESULT.json`` (``failed`` with the error when the job
+raised) and exits 0; any other exit means it crashed before it could write one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+
+from schemas.messages import EvaluateJob, JobResult, TrainJob, parse_job
+from trainer.pipeline import TrainerSettings, run_train_job
+
+
+def run_job(
+    job: TrainJob | EvaluateJob, settings: TrainerSettings, console: Console | None = None
+) -> JobResult:
+    """Run ``job``; a failure becomes a ``failed`` result with a one-line reason."""
+    started = time.monotonic()
+    console = console or Console(stderr=True)
+    try:
+        if isinstance(job, TrainJob):
+            return run_train_job(job.params, settings, job=job.job, console=console)
+        from trainer.evaluate import run_evaluate_job
+
+        return run_evaluate_job(job.params, settings, job=job.job, console=console)
+    except Exception as exc:
+        console.print(traceback.format_exc())
+        return JobResult(
+            job=job.job,
+            kind=job.kind,
+            status="failed",
+            ts=time.time(),
+            error=f"{type(exc).__name__}: {exc}",
+            duration_s=time.monotonic() - started,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainer.job", description=__doc__)
+    parser.add_argument("job", type=Path, help="the job request (JSON)")
+    parser.add_argument("settings", type=Path, help="TrainerSettings (JSON)")
+    parser.add_argument("result", type=Path, help="where to write the JobResult (JSON)")
+    args = parser.parse_args(argv)
+    job = parse_job(args.job.read_bytes())
+    if not isinstance(job, TrainJob | EvaluateJob):
+        raise SystemExit(f"this trainer runs train and evaluate jobs, not {job.kind}")
+    settings = TrainerSettings.model_validate_json(args.settings.read_text())
+    result = run_job(job, settings)
+    tmp = args.result.with_name(args.result.name + ".tmp")
+    tmp.write_bytes(result.to_json())
+    tmp.replace(args.result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Where training and evaluation report progress: MQTT ``jobs/{kind}/{job}/progress`` when a broker is
+configured, or nowhere. Publishing never stops the work: a broker that goes away costs events, not the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Protocol
+
+from schemas.messages import JobProgress, JobResult
+from schemas.mqtt_url import BrokerUrl
+from schemas.topics import DEFAULT_PREFIX, Topics
+
+log = logging.getLogger(__name__)
+
+
+class ProgressSink(Protocol):
+    def emit(self, progress: JobProgress) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullSink:
+    def emit(self, progress: JobProgress) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MqttPublisher:
+    """A small synchronous MQTT 3.1.1 publisher (paho, network loop in a thread) for job updates."""
+
+    def __init__(self, broker_url: str, prefix: str = DEFAULT_PREFIX, client_id: str | None = None) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.url = BrokerUrl.parse(broker_url)
+        self.topics = Topics(prefix)
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"paddock-trainer-{uuid.uuid4().hex[:8]}",
+            protocol=mqtt.MQTTv311,
+        )
+        if self.url.username:
+            self._client.username_pw_set(self.url.username, self.url.password)
+        if self.url.tls:
+            self._client.tls_set()
+        self._connected = threading.Event()
+        self._client.on_connect = lambda *_args: self._connected.set()
+        self._client.connect_async(self.url.host, self.url.port, keepalive=30)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, timeout: float = 5.0) -> bool:
+        """Publish and wait up to ``timeout`` for the broker's acknowledgement; False if it did not come."""
+        if not self._connected.wait(timeout):
+            log.warning("MQTT broker %s:%s not reachable; dropped %s", self.url.host, self.url.port, topic)
+            return False
+        info = self._client.publish(topic, payload, qos=qos)
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing %s failed: %s", topic, exc)
+            return False
+        return info.is_published()
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
+class MqttProgress:
+    """Publishes :class:`JobProgress` for one job (QoS 1), at most every ``min_interval_s`` unless final."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        job: str,
+        kind: str = "train",
+        prefix: str = DEFAULT_PREFIX,
+        min_interval_s: float = 1.0,
+        publisher: MqttPublisher | None = None,
+    ) -> None:
+        self._own = publisher is None
+        self.publisher = publisher or MqttPublisher(broker_url, prefix)
+        self.topic = self.publisher.topics.job_progress(kind, job)
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def emit(self, progress: JobProgress) -> None:
+        now = time.monotonic()
+        # Step updates are throttled; state changes and epoch ends always go out.
+        if progress.step is not None and progress.stage == "train" and now - self._last < self.min_interval_s:
+            return
+        self._last = now
+        self.publisher.publish(self.topic, progress.to_json())
+
+    def close(self) -> None:
+        if self._own:
+            self.publisher.close()
+
+
+def publish_result(publisher: MqttPublisher, result: JobResult) -> bool:
+    return publisher.publish(publisher.topics.job_result(result.kind, result.job), result.to_json())
