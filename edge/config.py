@@ -271,6 +271,17 @@ class SimSection(_Section):
         default=1.0, ge=0, description="Put the car back on the track after this long off it; unset: never."
     )
     randomize: bool = Field(default=False, description="Randomise light, colours and camera mount per reset.")
+    expert_noise: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Steering perturbation the expert pilot adds while driving (stationary std of a "
+        "slowly wandering noise); recorded frames keep the expert's own action as their `label`, so "
+        "training data show how to come back to the line (noise injection, as in DART). 0: none.",
+    )
+    expert_noise_time_s: float = Field(
+        default=0.6, gt=0, le=10, description="Correlation time of the expert's steering perturbation."
+    )
 
 
 class CarConfig(_Section):

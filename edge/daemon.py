@@ -250,9 +250,13 @@ class CarDaemon:
 
     def _install_pilots(self, body: Body) -> None:
         if "expert" not in self._extra_pilots and body.kind == "sim":
-            from edge.sim import expert_pilot
+            from edge.sim import ExpertPilot, SimCarBody
 
-            self._extra_pilots["expert"] = expert_pilot(body)
+            assert isinstance(body, SimCarBody)
+            sim = self.config.sim
+            self._extra_pilots["expert"] = ExpertPilot(
+                body, noise_std=sim.expert_noise, noise_time_s=sim.expert_noise_time_s, seed=sim.seed
+            )
         for name, pilot in self._extra_pilots.items():
             self.loop.install_pilot(name, pilot)
         for name, factory in pilot_plugins().items():

@@ -75,6 +75,8 @@ def frame_record(
         fields.update(b.extra)
     if result.inference_ms is not None:
         fields["inference_ms"] = round(result.inference_ms, 3)
+    if result.decision is not None and "label" in result.decision.info:
+        fields["label"] = result.decision.info["label"]  # the teacher's action (noise injection)
     fields.update(extra)
     return FrameRecord.model_validate({k: v for k, v in fields.items() if v is not None})
 

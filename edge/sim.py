@@ -11,7 +11,10 @@ driver (pure pursuit with a speed profile) what to do; the demo records its trai
 """
 
 import logging
+import math
 from typing import Any
+
+import numpy as np
 
 from edge.config import CarConfig, ConfigError
 from edge.pilots import Decision, Pilot
@@ -86,20 +89,53 @@ class SimCarBody(Body):
 
 
 class ExpertPilot(Pilot):
-    """Drives from the simulator's ground truth (not the camera): the teacher for recorded laps."""
+    """Drives from the simulator's ground truth (not the camera): the teacher for recorded laps.
+
+    With ``noise_std`` > 0 the car executes the expert's steering plus a slowly wandering
+    perturbation (an Ornstein-Uhlenbeck process with correlation time ``noise_time_s``) while each
+    decision carries the expert's own action as its ``label``: the recorded frames then show the car
+    off the ideal line together with the way back (noise injection, as in DART).
+    """
 
     name = "expert"
     needs_frame = False
 
-    def __init__(self, body: SimCarBody, config: ExpertConfig | None = None) -> None:
+    def __init__(
+        self,
+        body: SimCarBody,
+        config: ExpertConfig | None = None,
+        *,
+        noise_std: float = 0.0,
+        noise_time_s: float = 0.6,
+        seed: int = 0,
+    ) -> None:
         self.body = body
         world = body.sim.world
         self.driver = ExpertDriver(world.track, world.config.car, config)
+        self.noise_std = noise_std
+        self.noise_time_s = noise_time_s
+        self._rng = np.random.default_rng(seed)
+        self._noise = 0.0
+        self._last_time: float | None = None
 
     def act(self, frame: Frame | None) -> Decision:
         truth = self.body.sim.ground_truth()
         steering, throttle = self.driver.act(truth.state)
-        return Decision(steering, throttle, None, {"teacher": "expert"})
+        if self.noise_std <= 0:
+            return Decision(steering, throttle, None, {"teacher": "expert"})
+        dt = 0.0 if self._last_time is None else max(0.0, truth.time - self._last_time)
+        self._last_time = truth.time
+        if truth.status.off_track:
+            self._noise = 0.0  # let the recovery start clean
+        elif dt > 0:
+            theta = 1.0 / self.noise_time_s
+            sigma = self.noise_std * math.sqrt(2 * theta)
+            self._noise += -theta * self._noise * dt + sigma * math.sqrt(dt) * float(
+                self._rng.standard_normal()
+            )
+        applied = max(-1.0, min(1.0, steering + self._noise))
+        label = {"steering": max(-1.0, min(1.0, steering)), "throttle": max(-1.0, min(1.0, throttle))}
+        return Decision(applied, throttle, None, {"teacher": "expert", "label": label})
 
 
 def expert_pilot(body: Body) -> Pilot:

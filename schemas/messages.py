@@ -82,6 +82,13 @@ class Telemetry(WireModel):
 
 
 # --- frames --------------------------------------------------------------------------------------
+class ActionLabel(WireModel):
+    """What a teacher would have done for an image, when that differs from what the car did."""
+
+    steering: Unit
+    throttle: Unit
+
+
 class FrameRecord(WireModel):
     """Header of a frame envelope: one training record (the action travels with its image).
 
@@ -101,6 +108,11 @@ class FrameRecord(WireModel):
     speed: float | None = None
     width: int | None = Field(default=None, gt=0)
     height: int | None = Field(default=None, gt=0)
+    label: ActionLabel | None = Field(
+        default=None,
+        description="a teacher's action for this image when the car applied another one (noise-injection "
+        "recording, as in DART); learners prefer it to `steering`/`throttle`",
+    )
 
 
 # --- events --------------------------------------------------------------------------------------
@@ -276,7 +288,7 @@ class TrainParams(WireModel):
 
     dataset: Name | None = None
     sessions: list[SessionRef] = Field(default_factory=list)
-    architecture: str = "linear"
+    architecture: str = "mobilenet"
     epochs: int = Field(default=10, ge=1, le=10_000)
     batch_size: int = Field(default=64, ge=1, le=65_536)
     learning_rate: float = Field(default=1e-3, gt=0, le=1)

@@ -210,9 +210,13 @@ class _ShardResult:
 
 
 def _action(record: dict[str, Any]) -> tuple[float, float] | None:
+    """The action to learn for a frame: its teacher's ``label`` when it has one (frames recorded
+    with noise injection), else the action the car applied."""
+    label = record.get("label")
+    source = label if isinstance(label, dict) else record
     values = []
     for name in ACTIONS:
-        v = record.get(name)
+        v = source.get(name)
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or abs(v) > 1.0:
             return None
         values.append(float(v))

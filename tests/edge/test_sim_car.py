@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from edge.pilots import Decision, Pilot
@@ -96,6 +97,28 @@ class StraightOn(Pilot):
 
     def act(self, frame: Frame | None) -> Decision:
         return Decision(0.0, 0.5)
+
+
+async def test_expert_noise_injection_records_the_experts_own_action_as_label(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    car = "sim-dart"
+    cfg = sim_config(tmp_path, mosquitto.url, car, autopilot="expert").with_values(
+        {"sim.expert_noise": 0.3, "sim.expert_noise_time_s": 0.5}
+    )
+    async with Observer(mosquitto.url, [f"paddock/v1/cars/{car}/#"]) as obs, RecordingDaemon(cfg) as daemon:
+        session = daemon.start_recording()
+        await until(lambda: len([f for f in obs.frames(car) if f[0].session == session]) > 150, 60, "frames")
+        daemon.stop_recording()
+        await until(lambda: daemon.spool.pending_records == 0, what="spool drained")
+    frames = [r for r, _, _ in obs.frames(car) if r.session == session]
+    assert all(f.label is not None for f in frames)
+    gaps = [abs(f.steering - f.label.steering) for f in frames if f.label is not None]
+    # The car applied the perturbed steering; the label is what the expert wanted for that view.
+    assert max(gaps) > 0.1
+    assert np.mean(gaps) > 0.03
+    assert all(abs(f.label.throttle - f.throttle) < 1e-6 for f in frames if f.label is not None)
+    await clear_retained(mosquitto.url, [T.car_status(car), T.model_state(car)])
 
 
 async def test_off_track_is_reported_and_the_car_put_back(tmp_path: Path) -> None:

@@ -102,3 +102,13 @@ def test_job_requests_are_parsed_by_kind() -> None:
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     st_ = m.EStop.from_json(b'{"active": true, "reason": "test", "future_field": 1}')
     assert st_.active and st_.reason == "test"
+
+
+def test_frame_record_carries_an_optional_teacher_label() -> None:
+    rec = m.FrameRecord(car="c1", session="s1", seq=1, t_capture_ns=0, steering=0.4, throttle=0.5,
+                        mode="autopilot", label=m.ActionLabel(steering=0.1, throttle=0.5))  # fmt: skip
+    again = m.FrameRecord.from_json(rec.to_json())
+    assert again.label == m.ActionLabel(steering=0.1, throttle=0.5)
+    assert m.FrameRecord.from_json(rec.model_copy(update={"label": None}).to_json()).label is None
+    with pytest.raises(ContractError):
+        m.FrameRecord.from_dict({**rec.to_dict(), "label": {"steering": 2.0, "throttle": 0.0}})

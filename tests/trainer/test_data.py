@@ -283,3 +283,18 @@ def test_augmenting_normalised_samples_equals_augmenting_pixels() -> None:
     np.testing.assert_allclose(fast, space.from_pixels(pixels), atol=1e-4)
     np.testing.assert_array_equal(fast_steering, slow_steering)
     assert not np.allclose(fast, x)
+
+
+def test_a_teacher_label_is_learned_instead_of_the_applied_action(tmp_path: Path) -> None:
+    """Frames recorded with noise injection carry the expert's action as `label`; that is the target."""
+    store = LocalStore(tmp_path)
+    rng = np.random.default_rng(0)
+    samples = []
+    for seq in range(6):
+        record = frame_record("car-1", "dart", seq, steering=0.5, throttle=0.4)
+        if seq % 2 == 0:
+            record["label"] = {"steering": -0.25, "throttle": 0.3}
+        samples.append(Sample(seq=seq, jpeg=encode_jpeg(road_image(0.0, rng)), record=record))
+    _write_raw_shard(store, "car-1", "dart", 0, samples)
+    table = load_frames(store, [SessionRef(car="car-1", session="dart")])
+    assert np.allclose(table.actions, [[-0.25, 0.3], [0.5, 0.4]] * 3)
