@@ -194,7 +194,7 @@ class CarDaemon:
                 self.frame_seq,
                 jpeg_quality=cfg.recorder.jpeg_quality,
                 queue_frames=cfg.recorder.queue_frames,
-                on_event=self._event_from_thread,
+                on_event=self._recorder_event,
             )
             self.recorder.start()
             self._install_pilots(body)
@@ -319,6 +319,33 @@ class CarDaemon:
     def _event_from_thread(self, event: dict[str, Any]) -> None:
         self._call_soon(self.emit, event)
 
+    def _recorder_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "recording_stopped":
+            self._call_soon(self._emit_after_frames, event)
+        else:
+            self._event_from_thread(event)
+
+    def _emit_after_frames(self, event: dict[str, Any]) -> None:
+        """The hub closes a session when its ``recording_stopped`` arrives, so the event must reach
+        the broker after the session's last frame: local listeners hear of it now, the broker once
+        the recorder has spooled every frame it was given and the broker acknowledged them (after an
+        outage, that is after the backlog)."""
+        emitted = self._emit(event, publish=False)
+        if emitted is None:
+            return
+
+        async def publish_when_sent() -> None:
+            try:
+                await _poll(lambda: self._closed or not self.recorder.pending)
+                target = self.spool.tail
+                await _poll(
+                    lambda: self._closed or not self.spool.pending_records or self.spool.head >= target
+                )
+            finally:
+                self._queue_event(*emitted)
+
+        self._tasks.append(asyncio.create_task(publish_when_sent()))
+
     def _retire_pilot(self, pilot: Pilot) -> None:
         # Keep a reference until the event loop closes it, so a large model is never freed on
         # the control thread.
@@ -334,6 +361,11 @@ class CarDaemon:
     # --- events -------------------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
         """Queue an event for publishing (and tell local listeners). Event loop thread only."""
+        self._emit(event, publish=True)
+
+    def _emit(self, event: dict[str, Any], publish: bool) -> tuple[int, bytes] | None:
+        """Number an event, tell local listeners, and (with ``publish``) queue it for the broker.
+        Returns ``(seq, payload)``, or None for an invalid event."""
         event = dict(event)
         event["seq"] = self._event_seq
         event.setdefault("ts", time.time())
@@ -341,19 +373,24 @@ class CarDaemon:
             validated = EVENT_ADAPTER.validate_python(event)
         except Exception as exc:
             log.error("dropping an invalid event %s: %s", event.get("type"), exc)
-            return
+            return None
         self._event_seq += 1
         payload = validated.to_json()
-        if len(self._events) >= self.config.publish.event_queue:
-            self._events.popleft()
-            self.events_dropped += 1
-        self._events.append((event["seq"], payload))
-        self._events_ready.set()
+        if publish:
+            self._queue_event(event["seq"], payload)
         for listener in list(self.event_listeners):
             try:
                 listener(json.loads(payload))
             except Exception:
                 log.exception("event listener failed")
+        return event["seq"], payload
+
+    def _queue_event(self, seq: int, payload: bytes) -> None:
+        if len(self._events) >= self.config.publish.event_queue:
+            self._events.popleft()
+            self.events_dropped += 1
+        self._events.append((seq, payload))
+        self._events_ready.set()
 
     # --- MQTT: per-connection tasks ------------------------------------------------------------------
     async def _publish_model_state_on_connect(self, client: aiomqtt.Client) -> None:
@@ -388,7 +425,9 @@ class CarDaemon:
             item = await self.preview_queue.async_get()
             frame = item.result.frame
             assert frame is not None
-            record = frame_record(self.car, session, item.seq, item.result, item.model, {"recorded": False})
+            record = frame_record(
+                self.car, session, item.seq, item.result, item.model, {"recorded": False, "preview": True}
+            )
             jpeg = await asyncio.to_thread(encode_jpeg, frame.image, quality)
             await client.publish(topic, encode_frame(record, jpeg), qos=0, timeout=5.0)
 
@@ -741,6 +780,14 @@ class CarDaemon:
             if self.spool.pending_records == 0 and not self._events:
                 return
             await asyncio.sleep(0.02)
+
+
+async def _poll(done: Callable[[], bool], interval_s: float = 0.01) -> None:
+    """Wait until ``done()`` (state owned by other threads, which cannot set an asyncio.Event)."""
+    while True:
+        if done():
+            return
+        await asyncio.sleep(interval_s)
 
 
 async def _finish(task: "asyncio.Task[Any]", grace_s: float) -> bool:

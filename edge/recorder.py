@@ -124,6 +124,7 @@ class Recorder:
         self._stop = threading.Event()
         self.written = 0
         self.dropped_full = 0
+        self.pending = 0  # frames handed to the writer thread and not yet spooled (or given up)
         self.extra: dict[str, Any] = {}
 
     # --- sessions (any thread) ------------------------------------------------------------------
@@ -164,9 +165,14 @@ class Recorder:
             return False
         with self._lock:
             self._frames += 1
-        return self.queue.put(
+            self.pending += 1
+        queued = self.queue.put(
             _Item(self.seq.next(), session, result, model, {**self.extra, "recorded": True})
         )
+        if not queued:
+            with self._lock:
+                self.pending -= 1
+        return queued
 
     # --- writer thread ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,7 +189,11 @@ class Recorder:
                 if self._stop.is_set() and len(self.queue) == 0:
                     return
                 continue
-            self._write(item)
+            try:
+                self._write(item)
+            finally:
+                with self._lock:
+                    self.pending -= 1
 
     def _write(self, item: _Item) -> None:
         try:

@@ -242,6 +242,13 @@ class Spool:
     def head(self) -> Position:
         return self._head
 
+    @property
+    def tail(self) -> Position:
+        """The position just after the last appended record."""
+        with self._lock:
+            seg = self._segments[max(self._segments)]
+            return Position(seg.number, seg.size)
+
     def read(
         self, position: Position, max_records: int = 64, max_bytes: int = 8 * 1024 * 1024
     ) -> list[SpoolRecord]:

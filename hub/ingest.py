@@ -278,7 +278,7 @@ class Ingest:
             if token is not None:  # acknowledged in order with the frames before it
                 self.spool.append(None, token)
             return
-        if (record.model_extra or {}).get("preview") is True and not self.config.shards.record_preview:
+        if record.preview and not self.config.shards.record_preview:
             # A car may mark preview frames in the header: brokers that deliver at the
             # subscription's QoS (amqtt does) make QoS alone an unreliable sign of recording.
             counters.preview_frames += 1

@@ -108,6 +108,10 @@ class FrameRecord(WireModel):
     speed: float | None = None
     width: int | None = Field(default=None, gt=0)
     height: int | None = Field(default=None, gt=0)
+    preview: bool = Field(
+        default=False,
+        description="a live-view frame outside any recording; the hub shows it and does not store it",
+    )
     label: ActionLabel | None = Field(
         default=None,
         description="a teacher's action for this image when the car applied another one (noise-injection "

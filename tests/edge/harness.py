@@ -81,6 +81,7 @@ class Observer:
         self.identifier = identifier
         self.persistent = persistent
         self.messages: dict[str, list[aiomqtt.Message]] = defaultdict(list)
+        self.arrivals: list[aiomqtt.Message] = []  # every message, in arrival order
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.client: aiomqtt.Client | None = None
@@ -112,6 +113,7 @@ class Observer:
                     self.subscribed.set()
                     async for msg in client.messages:
                         self.messages[str(msg.topic)].append(msg)
+                        self.arrivals.append(msg)
             except aiomqtt.MqttError:
                 self.client = None
                 task = asyncio.current_task()

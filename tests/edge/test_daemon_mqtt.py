@@ -1,6 +1,7 @@
 """The car daemon against real brokers (Mosquitto and the embedded amqtt)."""
 
 import asyncio
+import json
 import threading
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.messages import CarStatus, ModelState, Telemetry
+from schemas.payloads import decode_frame
 from schemas.signing import generate_private_key
 from tests.edge.bodies import bench_body
 from tests.edge.harness import (
@@ -81,6 +83,7 @@ async def test_presence_commands_telemetry_and_clean_shutdown(
             frames = await until(lambda: obs.frames(car), what="preview frames")
             record, jpeg, qos = frames[-1]
             assert record.model_extra.get("recorded") is False and jpeg[:2] == b"\xff\xd8"
+            assert record.preview is True
             # amqtt delivers at the subscription's QoS, so receivers must read `recorded`, not the QoS
             if request.node.callspec.params["broker_url"] == "mosquitto":
                 assert qos == 0
@@ -203,6 +206,36 @@ async def test_broker_restart_while_recording_loses_no_frame(mosquitto_factory: 
         stopped = obs.events(car, "recording_stopped")
         assert stopped and stopped[-1]["frames"] == frames
         assert daemon.recorder.queue.dropped == 0
+
+
+async def test_recording_stopped_follows_the_sessions_last_frame(broker_url: str, tmp_path: Path) -> None:
+    """The hub closes a session when `recording_stopped` arrives: it must come after every frame."""
+    car = "car-order"
+    # Large frames make JPEG encoding slow, so frames are still queued when recording stops.
+    cfg = car_config(
+        tmp_path, broker_url, car=car, camera={"kind": "test_pattern", "width": 1280, "height": 960},
+        recorder={"inflight": 2},
+    )  # fmt: skip
+    async with Observer(broker_url, [T.frames(car), T.events(car)], identifier="order-obs") as obs:
+        async with RecordingDaemon(cfg, pilots={"const": ConstantPilot(0.0, 0.2)}) as daemon:
+            daemon.configure({"pilot": "const"})
+            await until(lambda: daemon.link.connected.is_set())
+            session = daemon.start_recording()
+            await asyncio.sleep(1.0)
+            _, frames = daemon.stop_recording()
+            await until(lambda: obs.events(car, "recording_stopped"), 30, "recording_stopped")
+        order = [str(m.topic) for m in obs.arrivals]
+        stop_at = next(
+            i for i, m in enumerate(obs.arrivals)
+            if str(m.topic) == T.events(car) and json.loads(m.payload)["type"] == "recording_stopped"  # type: ignore[arg-type]
+        )  # fmt: skip
+        session_frames = [
+            i for i, m in enumerate(obs.arrivals)
+            if order[i] == T.frames(car) and decode_frame(m.payload)[0].session == session  # type: ignore[arg-type]
+        ]  # fmt: skip
+        assert frames > 5
+        assert len(session_frames) == frames
+        assert max(session_frames) < stop_at
 
 
 async def test_a_full_spool_stops_recording_with_an_event(tmp_path: Path) -> None:
