@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -38,6 +39,7 @@ from rich.text import Text
 
 from deploy.stack import LocalStack, StackConfig
 from schemas.messages import TrainParams
+from trainer.pipeline import EXPORT_FORMATS
 
 MARKER = ".paddock-demo"
 
@@ -61,6 +63,10 @@ class DemoOptions:
     seed: int = 0
     video: bool = True
     stage_timeout_s: float = 900.0
+    evaluate_laps: int = 3
+    """Closed-loop laps in the simulator before the model is registered."""
+    export_formats: tuple[str, ...] = EXPORT_FORMATS
+    """What the trainer exports (the cars drive the ONNX file; TFLite needs the `tflite` extra)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.cars <= 8:
@@ -148,7 +154,7 @@ class Demo:
         self.stack: LocalStack | None = None
         self.api: httpx.AsyncClient | None = None
         self.result: dict[str, Any] = {}
-        self._frames: list[tuple[np.ndarray, float, float, str]] = []
+        self._frames: list[tuple[float, np.ndarray, float, float, str]] = []
         self._traces: dict[str, list[tuple[float, float, float]]] = {}
         self._lock_fd: int | None = None
 
@@ -156,6 +162,13 @@ class Demo:
     async def run(self) -> dict[str, Any]:
         """Run every stage; return the report (also written to ``{directory}/report``)."""
         self._prepare_directory()
+        # Every part's log lines go to one file; the terminal shows the live display only.
+        log_handler = logging.FileHandler(self.root / "demo.log", encoding="utf-8")
+        log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root_logger = logging.getLogger()
+        saved_level = root_logger.level
+        root_logger.addHandler(log_handler)
+        root_logger.setLevel(logging.INFO)
         try:
             with self._display() as refresh:
                 self._refresh = refresh
@@ -165,6 +178,7 @@ class Demo:
                     track=self.options.track,
                     broker_url=self.options.broker,
                     seed=self.options.seed,
+                    export_formats=list(self.options.export_formats),
                 )
                 self._begin("start")
                 async with LocalStack(stack_config) as stack:
@@ -191,6 +205,9 @@ class Demo:
                     await self.api.aclose()
             return self.result
         finally:
+            root_logger.removeHandler(log_handler)
+            root_logger.setLevel(saved_level)
+            log_handler.close()
             self._release_directory()
 
     async def _stage(self, name: str, fn: Callable[[], Awaitable[str]]) -> None:
@@ -254,8 +271,8 @@ class Demo:
             seed=opts.seed,
             model_name="pilot",
             model_version=stamp,
-            evaluate_track=opts.track,
-            evaluate_laps=3,
+            evaluate_track=opts.track if opts.evaluate_laps else None,
+            evaluate_laps=opts.evaluate_laps,
             options={"model": {"width": 80, "height": 40, "crop_top": 40}},
         )
         job = await self._post("/jobs", {"kind": "train", "params": params.to_dict()})
@@ -302,7 +319,7 @@ class Demo:
         if not out.get("published"):
             raise DemoError("the broker did not acknowledge the retained model")
         self._say(f"model signed and published retained to group '{group}'")
-        await self._until(lambda: all(c.swap_ms is not None for c in self.cars.values()), 120)
+        await self._until(lambda: all(c.swap_ms is not None for c in self.cars.values()), 120, "the hot-swap")
         for car, progress in self.cars.items():
             await self._command(car, "config", {"values": {"pilot": "model"}})
             progress.pilot = "model"
@@ -338,19 +355,21 @@ class Demo:
                 if x is not None and y is not None:
                     self._traces.setdefault(car, []).append((float(x), float(y), float(state.speed or 0)))
                 progress = self.cars[car]
-                recording = (
+                # One car's camera, from the take-over until its first full autonomous lap ends;
+                # the report keeps the frames of that lap.
+                filming = (
                     car == first
                     and self.options.video
                     and progress.autopilot_since is not None
-                    and len(progress.laps) > 0
-                    and len(progress.autopilot_laps()) == 0
-                    and progress.laps[-1].ended >= progress.autopilot_since  # the model's first full lap
+                    and not progress.autopilot_laps()
                 )
-                if recording and body is not None:
+                if filming and body is not None:
                     with contextlib.suppress(Exception):
                         frame = body.camera.read_latest(500)
                         hud = f"{car} autopilot  lap {state.lap}  {state.speed or 0:.1f} m/s"
-                        self._frames.append((frame.image.copy(), float(x or 0), float(y or 0), hud))
+                        self._frames.append(
+                            (time.monotonic(), frame.image.copy(), float(x or 0), float(y or 0), hud)
+                        )
             await asyncio.sleep(1 / fps)
 
     # --- events from the cars ---------------------------------------------------------------------
@@ -412,11 +431,13 @@ class Demo:
         data: dict[str, Any] = response.get("data") or {}
         return data
 
-    async def _until(self, done: Callable[[], bool], timeout: float | None = None) -> None:
-        deadline = time.monotonic() + (timeout or self.options.stage_timeout_s)
+    async def _until(
+        self, done: Callable[[], bool], within_s: float | None = None, what: str = "the cars"
+    ) -> None:
+        deadline = time.monotonic() + (within_s or self.options.stage_timeout_s)
         while not done():
             if time.monotonic() > deadline:
-                raise DemoError("timed out waiting for the cars")
+                raise DemoError(f"timed out waiting for {what}")
             await asyncio.sleep(0.1)
 
     # --- --keep -------------------------------------------------------------------------------------
@@ -467,14 +488,12 @@ class Demo:
     def _report(self) -> dict[str, Any]:
         cars: dict[str, Any] = {}
         assert self.stack is not None and self.stack.hub is not None
-        ingest = self.stack.hub.ingest_stats()
         for car, p in self.cars.items():
-            stats = ingest.cars.get(car)
             cars[car] = {
                 "session": p.session,
                 "frames_recorded": p.recorded,
                 "frames_persisted": p.persisted,
-                "frames_lost": p.missing + (stats.missing if stats else 0),
+                "frames_lost": p.missing,
                 "expert_lap_times_s": [round(lap.time_s, 3) for lap in p.expert_laps()],
                 "autopilot_lap_times_s": [round(lap.time_s, 3) for lap in p.autopilot_laps()],
                 "off_track_autopilot": p.off_track_autopilot,
@@ -518,12 +537,17 @@ class Demo:
         from deploy.demo_report import write_report
 
         assert self.stack is not None
+        frames = []
+        first = self.cars[next(iter(self.cars))].autopilot_laps()
+        if first:
+            start, end = first[0].ended - first[0].time_s, first[0].ended
+            frames = [f[1:] for f in self._frames if start - 0.1 <= f[0] <= end + 0.1]
         write_report(
             self.root / "report",
             self.result,
             track=self.options.track,
             traces=self._traces,
-            frames=self._frames,
+            frames=frames,
             store=self.stack.store_dir,
         )
         self._say(f"report written to {self.root / 'report'}")

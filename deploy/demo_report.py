@@ -41,7 +41,7 @@ def write_report(
                 video.add(image, x, y, hud)
         files.append(path)
     # The trainer's own plots of the run that made the model.
-    for key, name in (("loss_png", "training_loss.png"), ("predictions_png", "predictions.png")):
+    for key, name in (("loss", "training_loss.png"), ("predictions", "predictions.png")):
         src = report["training"]["artifacts"].get(key)
         if src and (store / src).is_file():
             shutil.copyfile(store / src, out / name)

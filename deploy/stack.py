@@ -22,7 +22,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
+
+from rich.console import Console
 
 from deploy.broker import EmbeddedBroker
 from edge.config import CarConfig
@@ -30,6 +32,7 @@ from edge.daemon import CarDaemon
 from hub import HubConfig, HubService
 from schemas.ids import check_car_id, check_group_id
 from trainer.agent import AgentSettings, TrainerAgent
+from trainer.pipeline import EXPORT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,10 @@ class StackConfig:
     seed: int = 0
     car_hz: float = 30.0
     randomize: bool = False
+    expert_noise: float = 0.25
+    """Steering perturbation while the expert records, so the data show recoveries (0: none)."""
     trainer: bool = True
+    export_formats: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))
     car_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -71,6 +77,7 @@ class LocalStack:
         self.hub: HubService | None = None
         self.agent: TrainerAgent | None = None
         self.cars: dict[str, CarDaemon] = {}
+        self._agent_log_file: IO[str] | None = None
 
     @property
     def broker_url(self) -> str:
@@ -91,6 +98,15 @@ class LocalStack:
     def public_key_path(self) -> Path:
         return self.config.root / "hub.pub"
 
+    @property
+    def agent_log_path(self) -> Path:
+        return self.config.root / "trainer" / "agent.log"
+
+    def _agent_log(self) -> IO[str]:
+        self.agent_log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._agent_log_file = self.agent_log_path.open("a", encoding="utf-8", buffering=1)
+        return self._agent_log_file
+
     # --- parts --------------------------------------------------------------------------------------
     async def start(self) -> LocalStack:
         try:
@@ -104,7 +120,7 @@ class LocalStack:
         cfg = self.config
         cfg.root.mkdir(parents=True, exist_ok=True)
         if cfg.broker_url is None:
-            self.broker = EmbeddedBroker()
+            self.broker = EmbeddedBroker(log_file=cfg.root / "broker.log")
             await asyncio.to_thread(self.broker.start)
         self.hub = HubService(
             HubConfig(
@@ -127,7 +143,10 @@ class LocalStack:
                     hub_token=self.hub.api_token,
                     client_id="paddock-demo-trainer",
                     progress_bar=False,
+                    export_formats=cfg.export_formats,
                 ),
+                # the agent's own lines go to a file; the demo shows jobs through the hub
+                console=Console(file=self._agent_log(), width=120, soft_wrap=True),
             )
             self.agent.start()
             # The embedded broker keeps no messages for clients that are away: a job requested
@@ -155,6 +174,7 @@ class LocalStack:
                     "seed": cfg.seed + index,
                     "clock": "realtime",
                     "randomize": cfg.randomize,
+                    "expert_noise": cfg.expert_noise,
                 },
                 "models": {"public_key": str(self.public_key_path), "preload_runtimes": ["onnx"]},
                 "publish": {"telemetry_hz": 5.0, "preview_hz": 2.0},
@@ -173,6 +193,9 @@ class LocalStack:
         if self.agent is not None:
             agent, self.agent = self.agent, None
             await asyncio.to_thread(agent.stop, 10.0)
+        if self._agent_log_file is not None:
+            self._agent_log_file.close()
+            self._agent_log_file = None
         if self.hub is not None:
             hub, self.hub = self.hub, None
             with contextlib.suppress(Exception):
@@ -198,5 +221,6 @@ class LocalStack:
             "api_docs": f"{self.hub.api_url}/docs",
             "api_token_file": str(self.hub_dir / "api-token"),
             "store": str(self.store_dir),
+            "trainer_log": str(self.agent_log_path),
             "cars": list(self.cars),
         }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -40,7 +41,7 @@ def demo(
     The report (JSON, lap-time plot, track traces, a video of an autonomous lap) is written to
     DIR/report.
     """
-    console = Console()
+    console = Console(soft_wrap=True)
     try:
         options = DemoOptions(
             cars=cars,
@@ -60,8 +61,12 @@ def demo(
         raise typer.Exit(2) from None
     runner = Demo(options, console)
     try:
-        report = asyncio.run(runner.run())
-    except KeyboardInterrupt:
+        report = asyncio.run(_run_until_signalled(runner))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if runner.result:  # --keep: the demo had finished, the stack was then stopped on request
+            console.print(summary_table(runner.result))
+            console.print(f"report: {runner.root / 'report'}\nthe stack was stopped")
+            return
         console.print("[yellow]interrupted: everything was stopped[/]")
         raise typer.Exit(130) from None
     except DemoError as exc:
@@ -69,6 +74,19 @@ def demo(
         raise typer.Exit(1) from None
     console.print(summary_table(report))
     console.print(f"report: {runner.root / 'report'}")
+
+
+async def _run_until_signalled(runner: Demo) -> dict[str, Any]:
+    """Run the demo; SIGTERM (systemd, ``kill``) cancels it like Ctrl-C, so the stack's own
+    shutdown runs either way and no process or half-written file is left behind."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await runner.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def register(app: typer.Typer) -> None:
