@@ -9,6 +9,7 @@ import contextlib
 import logging
 import socket
 import threading
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,8 +24,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """An in-process amqtt broker listening on ``host:port`` (a free port when ``port`` is 0)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None) -> None:
         self.host = host
+        self.log_file = log_file
         self.port = port or free_port(host)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -41,9 +43,16 @@ class EmbeddedBroker:
             from amqtt.broker import Broker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError("the embedded broker needs amqtt: pip install 'paddock[embedded]'") from exc
-        # amqtt logs every connection at INFO; keep the demo's output readable.
+        # amqtt logs every connection at INFO, and at ERROR a client that acknowledges a QoS 1
+        # message late (the trainer agent acknowledges a job only once it is done): with a log file
+        # its messages go there instead of the console.
+        handler = logging.FileHandler(self.log_file) if self.log_file else None
         for name in ("amqtt", "transitions"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+            logger = logging.getLogger(name)
+            logger.setLevel(logging.WARNING)
+            if handler is not None:
+                logger.addHandler(handler)
+                logger.propagate = False
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,17 +114,22 @@ def export_onnx(model: PilotModel, path: str | os.PathLike[str], card: ModelCard
     model.eval()
     sample = torch.zeros(2, *model.spec.shape)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        model,
-        (sample,),
-        str(path),
-        input_names=[model.spec.name],
-        output_names=model.output_names,
-        dynamic_shapes=({0: batch},),
-        opset_version=ONNX_OPSET,
-        external_data=False,
-        verbose=False,
-    )
+    # The exporter warns about torchvision operators (not installed, not used) and a deprecation
+    # inside torch itself; neither is actionable here, and they bury a job's real log lines.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        torch.onnx.export(
+            model,
+            (sample,),
+            str(path),
+            input_names=[model.spec.name],
+            output_names=model.output_names,
+            dynamic_shapes=({0: batch},),
+            opset_version=ONNX_OPSET,
+            external_data=False,
+            verbose=False,
+        )
     proto = onnx.load(str(path))
     card = card or model.card()
     entry = proto.metadata_props.add()

@@ -1,0 +1,93 @@
+"""``paddock demo``: record, train, deploy and race on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from deploy.demo import Demo, DemoError, DemoOptions, summary_table
+
+
+def demo(
+    cars: Annotated[int, typer.Option(help="Simulated cars (1-8), each running the real car daemon.")] = 2,
+    track: Annotated[
+        str, typer.Option(help="A built-in track (see `paddock sim tracks`) or a DeepRacer .npy.")
+    ] = "oval",
+    record_laps: Annotated[int, typer.Option(help="Expert laps each car records for training.")] = 2,
+    race_laps: Annotated[int, typer.Option(help="Full laps each car drives on the trained model.")] = 2,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Working directory; a previous demo's state there is replaced.")
+    ] = Path("paddock-demo"),
+    broker: Annotated[
+        str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of the embedded one.")
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option(help="Leave the stack running afterwards and print its addresses.")
+    ] = False,
+    video: Annotated[bool, typer.Option(help="Write a video of one autonomous lap.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for the simulator and training.")] = 0,
+    stage_timeout: Annotated[float, typer.Option(help="Seconds any one stage may take.")] = 900.0,
+) -> None:
+    """Run the whole loop on this machine: an embedded broker, the hub, a trainer agent and
+    simulated cars. The cars record expert laps, a model is trained over MQTT, signed, deployed
+    and hot-swapped while the cars drive, and they race on it. Ctrl-C stops everything cleanly.
+
+    The report (JSON, lap-time plot, track traces, a video of an autonomous lap) is written to
+    DIR/report.
+    """
+    console = Console(soft_wrap=True)
+    try:
+        options = DemoOptions(
+            cars=cars,
+            track=track,
+            record_laps=record_laps,
+            race_laps=race_laps,
+            epochs=epochs,
+            directory=directory,
+            broker=broker,
+            keep=keep,
+            seed=seed,
+            video=video,
+            stage_timeout_s=stage_timeout,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    runner = Demo(options, console)
+    try:
+        report = asyncio.run(_run_until_signalled(runner))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if runner.result:  # --keep: the demo had finished, the stack was then stopped on request
+            console.print(summary_table(runner.result))
+            console.print(f"report: {runner.root / 'report'}\nthe stack was stopped")
+            return
+        console.print("[yellow]interrupted: everything was stopped[/]")
+        raise typer.Exit(130) from None
+    except DemoError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(summary_table(report))
+    console.print(f"report: {runner.root / 'report'}")
+
+
+async def _run_until_signalled(runner: Demo) -> dict[str, Any]:
+    """Run the demo; SIGTERM (systemd, ``kill``) cancels it like Ctrl-C, so the stack's own
+    shutdown runs either way and no process or half-written file is left behind."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await runner.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
