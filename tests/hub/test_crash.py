@@ -75,22 +75,32 @@ def test_sigkill_during_recording_loses_no_frame(mosquitto: Mosquitto, tmp_path:
     hub = HubProcess(config, tmp_path / "hub.log")
     hub.start()
     # Fast enough that the hub always holds frames it has received but not yet written when it dies.
+    # The car records in three stretches; each kill lands inside a stretch, while frames are flowing,
+    # and the car finishes that stretch with the hub down (the broker queues for it). The next
+    # stretch starts once the hub is back, so a slow restart cannot let the recording end early.
     n, rate = 12000, 3000
+    stretches = [(3000, 2000), (5000, 7000), (4000, None)]  # (frames, kill when the car reaches seq)
     car = FakeCar(mosquitto.url, "crash-car", prefix=prefix).connect()
     sent: list[int] = []
-    recorder = threading.Thread(target=lambda: sent.extend(car.record("run-1", n, rate_hz=rate)))
     try:
         car.start_recording("run-1")
-        recorder.start()
         kills = []
-        for at in (2000, 7000):
-            wait_until(lambda at=at: car.seq >= at, 30, what="the car recording")  # type: ignore[misc]
-            hub.kill()
-            spooled = sum(p.stat().st_size for p in (data_dir / "spool").glob("*.wal"))
-            kills.append((car.seq, spooled))
-            hub.start()  # the car keeps recording meanwhile; the broker queues for the hub
-        recorder.join(120)
-        assert not recorder.is_alive()
+        for frames, kill_at in stretches:
+            end = car.seq + frames
+            recorder = threading.Thread(
+                target=lambda frames=frames: sent.extend(car.record("run-1", frames, rate_hz=rate))
+            )
+            recorder.start()
+            if kill_at is not None:
+                wait_until(lambda at=kill_at: car.seq >= at, 30, what="the car recording")  # type: ignore[misc]
+                seq_at_kill = car.seq
+                hub.kill()
+                spooled = sum(p.stat().st_size for p in (data_dir / "spool").glob("*.wal"))
+                kills.append((seq_at_kill, end, spooled))
+            recorder.join(120)
+            assert not recorder.is_alive()
+            if kill_at is not None:
+                hub.start()
         car.stop_recording("run-1", frames=n)
         store = data_dir / "store"
         manifest_path = store / "datasets" / "crash-car" / "run-1" / "manifest.json"
@@ -109,8 +119,9 @@ def test_sigkill_during_recording_loses_no_frame(mosquitto: Mosquitto, tmp_path:
         code = hub.terminate()
     assert code == 0, (tmp_path / "hub.log").read_text()[-3000:]
     # The kills hit the middle of the recording, with frames on the spool that were not sealed yet.
-    for seq_at_kill, spooled in kills:
-        assert 0 < seq_at_kill < n
+    assert len(kills) == 2
+    for seq_at_kill, stretch_end, spooled in kills:
+        assert 0 < seq_at_kill < stretch_end  # the car was still sending when the hub died
         assert spooled > 0
     manifest, samples = read_session(store, "crash-car", "run-1")
     seqs = [s.seq for s in samples]
