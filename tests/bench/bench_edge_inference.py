@@ -1,104 +1,63 @@
 """Inference latency on the car: ONNX Runtime vs torch eager, same weights, batch 1, side by side.
 
-Two networks, each exported to ONNX from the very module torch runs: a DonkeyCar-style "linear"
-pilot (5 convolutions, 2 dense layers, steering and throttle heads) on a 160×120 RGB image, and a
-small pilot (3 convolutions on an 80×60 crop) of the kind that runs at 50-100 Hz on a Pi. Both
-runtimes run interleaved in one process, with the same thread counts. Goal: ONNX Runtime ≥ 2×
-faster.
+The networks are the trainer's own (`trainer.models`): the DonkeyCar-style linear CNN, its
+categorical variant and the MobileNet-style net that train jobs default to, at the default input
+(160×80 after the crop) and at the demo's (80×40). Each is exported with the trainer's exporter and
+loaded through the car's ONNX runtime plugin (`edge.runtimes.onnx`), so the ONNX figure is what a
+tick pays for the model; torch runs the very module that was exported. Calls alternate between the
+two runtimes so both see the same machine state; 1 and 2 threads each. Goal: ONNX Runtime ≥ 2×
+faster than torch eager.
 
     python -m pytest tests/bench/bench_edge_inference.py -s -p no:cacheprovider -o python_files='bench_*.py'
     python -m tests.bench.bench_edge_inference
 """
 
-import io
-import itertools
 import statistics
+import tempfile
 import time
-import warnings
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from torch import nn
+
+from edge.runtimes.onnx import OnnxRuntime
+from trainer.export import export_onnx
+from trainer.models import ARCHITECTURES, ModelOptions, build_model
 
 RUNS = 300
+INPUTS = {"160×80": ModelOptions(), "80×40": ModelOptions(width=80, height=40)}
 
 
-ARCHITECTURES = {
-    # name: (input h, w, conv channels, (kernel, stride) per conv, dense widths)
-    "linear": ((120, 160), [3, 24, 32, 64, 64, 64], [(5, 2), (5, 2), (5, 2), (3, 1), (3, 1)], [100, 50]),
-    "small": ((60, 80), [3, 8, 16, 32], [(5, 2), (3, 2), (3, 2)], [32]),
-}
-
-
-class Pilot(nn.Module):
-    def __init__(self, arch: str = "linear") -> None:
-        super().__init__()
-        (h, w), c, convs, dense = ARCHITECTURES[arch]
-        self.input_hw = (h, w)
-        layers: list[nn.Module] = []
-        for i, (k, s) in enumerate(convs):
-            layers += [nn.Conv2d(c[i], c[i + 1], k, s), nn.ReLU(), nn.Dropout(0.1)]
-        self.features = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():
-            n = self.features(torch.zeros(1, 3, h, w)).shape[1]
-        widths = [n, *dense]
-        mlp: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths):
-            mlp += [nn.Linear(a, b), nn.ReLU()]
-        self.dense = nn.Sequential(*mlp)
-        self.steering = nn.Linear(widths[-1], 1)
-        self.throttle = nn.Linear(widths[-1], 1)
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.dense(self.features(image))
-        return self.steering(h), self.throttle(h)
-
-
-def export(model: Pilot) -> bytes:
-    buf = io.BytesIO()
-    warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export")
-    torch.onnx.export(
-        model,
-        (torch.zeros(1, 3, *model.input_hw),),
-        buf,
-        input_names=["image"],
-        output_names=["steering", "throttle"],
-        dynamo=False,
-    )
-    return buf.getvalue()
-
-
-def measure(arch: str, threads: int) -> dict[str, float]:
+def measure(arch: str, options: ModelOptions, threads: int) -> dict[str, float]:
     torch.manual_seed(0)
-    model = Pilot(arch).eval()
-    data = export(model)
+    model = build_model(arch, options).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "model.onnx")
+        data = path.read_bytes()
+    loaded = OnnxRuntime().load(data, model.card(), threads=threads)
     torch.set_num_threads(threads)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    x = rng.random((1, 3, *model.input_hw), dtype=np.float32)
-    xt = torch.from_numpy(x)
+    sample = np.random.default_rng(0).uniform(-1, 1, model.spec.shape).astype(np.float32)
+    batch = torch.from_numpy(sample[None, ...])
     with torch.inference_mode():
-        want = [t.numpy() for t in model(xt)]
-    got = session.run(None, {"image": x})
-    assert all(np.allclose(a, b, atol=1e-4) for a, b in zip(want, got, strict=True)), "outputs differ"
+        want = [t.numpy()[0] for t in model(batch)]
+    got = loaded.run(sample)
+    for name, expected in zip(model.output_names, want, strict=True):
+        assert np.allclose(got[name], expected, atol=1e-4), f"{arch}: {name} differs between runtimes"
     t_torch, t_ort = [], []
     with torch.inference_mode():
         for _ in range(20):  # warm-up
-            model(xt)
-            session.run(None, {"image": x})
+            model(batch)
+            loaded.run(sample)
         for _ in range(RUNS):  # interleaved, so both see the same machine state
             t0 = time.perf_counter()
-            model(xt)
+            model(batch)
             t1 = time.perf_counter()
-            session.run(None, {"image": x})
+            loaded.run(sample)
             t2 = time.perf_counter()
             t_torch.append((t1 - t0) * 1000)
             t_ort.append((t2 - t1) * 1000)
+    loaded.close()
     return {
         "params": sum(p.numel() for p in model.parameters()),
         "onnx_bytes": len(data),
@@ -113,20 +72,22 @@ def run() -> list[dict[str, float]]:
     results = []
     print()
     print(
-        f"inference, batch 1, {RUNS} runs each, interleaved (torch {torch.__version__}, "
-        f"onnxruntime {ort.__version__})"
+        f"inference, batch 1, {RUNS} calls each, interleaved (torch {torch.__version__}, "
+        f"onnxruntime {ort.__version__}); ONNX through the car's runtime plugin"
     )
-    for arch in ARCHITECTURES:
-        for threads in (1, 2):
-            r = measure(arch, threads)
-            ratio = r["torch_p50"] / r["ort_p50"]
-            print(
-                f"{arch:6s} threads={threads}: "
-                f"torch eager p50 {r['torch_p50']:.3f} ms (p99 {r['torch_p99']:.3f}) | "
-                f"onnxruntime p50 {r['ort_p50']:.3f} ms (p99 {r['ort_p99']:.3f}) | ratio {ratio:.2f}x "
-                f"(goal >= 2x) [{int(r['params'])} params, {r['onnx_bytes'] / 1e6:.2f} MB]"
-            )
-            results.append({"threads": threads, "ratio": ratio, **r})
+    for label, options in INPUTS.items():
+        for arch in ARCHITECTURES:
+            for threads in (1, 2):
+                r = measure(arch, options, threads)
+                ratio = r["torch_p50"] / r["ort_p50"]
+                print(
+                    f"{arch:11s} {label:6s} threads={threads}: "
+                    f"torch eager p50 {r['torch_p50']:.3f} ms (p99 {r['torch_p99']:.3f}) | "
+                    f"onnxruntime p50 {r['ort_p50']:.3f} ms (p99 {r['ort_p99']:.3f}) | "
+                    f"ratio {ratio:.2f}x (goal >= 2x) "
+                    f"[{int(r['params'])} params, {r['onnx_bytes'] / 1e6:.2f} MB]"
+                )
+                results.append({"threads": threads, "ratio": ratio, **r})
     return results
 
 
