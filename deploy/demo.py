@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import importlib.util
 import json
 import logging
 import os
@@ -65,8 +66,8 @@ class DemoOptions:
     stage_timeout_s: float = 900.0
     evaluate_laps: int = 3
     """Closed-loop laps in the simulator before the model is registered."""
-    export_formats: tuple[str, ...] = EXPORT_FORMATS
-    """What the trainer exports (the cars drive the ONNX file; TFLite needs the `tflite` extra)."""
+    export_formats: tuple[str, ...] = field(default_factory=lambda: available_export_formats())
+    """What the trainer exports (the cars drive the ONNX file; TFLite when the `tflite` extra is in)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.cars <= 8:
@@ -77,6 +78,12 @@ class DemoOptions:
             raise ValueError(f"--race-laps must be between 1 and 20, got {self.race_laps}")
         if not 1 <= self.epochs <= 500:
             raise ValueError(f"--epochs must be between 1 and 500, got {self.epochs}")
+
+
+def available_export_formats() -> tuple[str, ...]:
+    """Every export format this installation can write: TFLite only with the `tflite` extra."""
+    have_litert = importlib.util.find_spec("litert_torch") is not None
+    return tuple(f for f in EXPORT_FORMATS if f != "tflite" or have_litert)
 
 
 # --- what the display and the report show ---------------------------------------------------------

@@ -160,3 +160,19 @@ def test_interrupting_the_demo_while_it_trains_leaves_no_process_and_no_corrupt_
     assert len(manifests) == 1, "the recorded session has no manifest"
     session = json.loads(manifests[0].read_text())
     assert session["state"] == "sealed" and session["frame_count"] == session["seq_last"] > 300
+
+
+def test_the_demo_exports_tflite_only_where_litert_torch_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from deploy import demo
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "litert_torch" else real(name, *a)
+    )
+    assert demo.DemoOptions().export_formats == ("onnx", "onnx-int8")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    assert demo.DemoOptions().export_formats == ("onnx", "onnx-int8", "tflite")
