@@ -2,7 +2,7 @@
 
 The daemon runs as in production: connected to a broker (Mosquitto if installed, else the
 embedded amqtt), publishing telemetry, recording every frame through the spool with QoS 1, with
-a DonkeyCar-style CNN exported from torch as its autopilot. Each rate runs with the default
+the trainer's DonkeyCar-style CNN (exported to ONNX) as its autopilot. Each rate runs with the default
 scheduling and with ``loop.realtime_priority = 10`` (SCHED_FIFO control thread; needs root or
 CAP_SYS_NICE, otherwise the daemon logs it and the figures match the default). Lateness is how
 long after its slot a tick started (the shared CycleTimer measures it); missed ticks are slots
@@ -19,26 +19,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from schemas.model_card import InputSpec, ModelCard, ModelManifest, OutputSpec, sha256_hex
+from schemas.model_card import ModelManifest, sha256_hex
 from schemas.payloads import encode_model
-from tests.bench.bench_edge_inference import Pilot, export
 from tests.edge.harness import RecordingDaemon, car_config
 
 SECONDS = 10.0
 
 
 def linear_pilot_envelope() -> bytes:
+    """The trainer's DonkeyCar-style linear CNN at its default input, as the hub would deploy it."""
     import torch
 
+    from trainer.export import export_onnx
+    from trainer.models import build_model
+
     torch.manual_seed(0)
-    data = export(Pilot("linear").eval())
-    card = ModelCard(
-        architecture="linear",
-        input=InputSpec(width=160, height=120),
-        outputs=[OutputSpec(name="steering"), OutputSpec(name="throttle")],
-    )
+    model = build_model("linear").eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = export_onnx(model, Path(tmp) / "model.onnx").read_bytes()
     manifest = ModelManifest(
-        name="linear", version="1", sha256=sha256_hex(data), size=len(data), format="onnx", card=card
+        name="linear", version="1", sha256=sha256_hex(data), size=len(data), format="onnx", card=model.card()
     )
     return encode_model(manifest, data)
 
