@@ -26,6 +26,7 @@ from schemas.shards import read_shard
 from schemas.signing import load_public_key, verify_manifest
 from tests.hub.conftest import TOKEN, eventually
 from tests.hub.fakecar import FakeCar, make_jpeg
+from tests.servers.clients import retained_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CARD = ModelCard(
@@ -56,23 +57,6 @@ class Sub:
     def close(self) -> None:
         self.c.loop_stop()
         self.c.disconnect()
-
-
-def retained(url: str, topic: str, timeout: float = 3.0) -> bytes | None:
-    """The retained message on ``topic`` as a car would see it on (re)connect.
-
-    Messages of other topics are skipped, as a car must: amqtt 0.12 also hands a new subscriber
-    retained messages of topics other clients subscribed to."""
-    sub = Sub(url, topic)
-    try:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            msg = sub.get(left)
-            if msg is not None and msg.topic == topic:
-                return bytes(msg.payload)
-        return None
-    finally:
-        sub.close()
 
 
 @pytest.fixture
@@ -173,7 +157,7 @@ async def test_deployments_are_signed_retained_and_verify(
         )
         assert r.status_code == 201 and r.json()["published"] is True, r.text
         # A car that connects afterwards gets the retained envelope and verifies it.
-        data = await asyncio.to_thread(retained, broker_url, hub.topics.car_model("car-a"))
+        data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"))
         assert data is not None
         manifest, payload = decode_model(data)
         verify_manifest(manifest, public)
@@ -186,7 +170,7 @@ async def test_deployments_are_signed_retained_and_verify(
             headers=AUTH,
         )
         assert r.status_code == 201
-        data = await asyncio.to_thread(retained, broker_url, hub.topics.group_model("fleet-a"))
+        data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.group_model("fleet-a"))
         assert data is not None
         manifest, payload = decode_model(data)
         verify_manifest(manifest, public)
@@ -205,11 +189,12 @@ async def test_deployments_are_signed_retained_and_verify(
         )
         r = await http.post("/deployments/car/car-a/rollback", headers=AUTH)
         assert r.status_code == 200 and r.json()["current"] == {"name": "pilot", "version": "1"}
-        data = await asyncio.to_thread(retained, broker_url, hub.topics.car_model("car-a"))
+        data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"))
         assert data is not None and decode_model(data)[0].version == "1"
         r = await http.delete("/deployments/car/car-a", headers=AUTH)
         assert r.status_code == 200 and r.json()["current"] is None
-        assert await asyncio.to_thread(retained, broker_url, hub.topics.car_model("car-a"), 1.0) is None
+        cleared = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"), 1.0)
+        assert cleared is None
         r = await http.post("/deployments/car/car-a/rollback", headers=AUTH)
         assert r.json()["current"] == {"name": "pilot", "version": "1"}
         history = (await http.get("/deployments/car/car-a")).json()["history"]
@@ -442,7 +427,7 @@ async def test_commands_reach_the_car_and_its_response_comes_back(
     assert r.status_code == 422
     r = await http.post("/fleet/estop", json={"active": True, "reason": "test"}, headers=AUTH)
     assert r.status_code == 200
-    data = await asyncio.to_thread(retained, url, t.fleet_estop())
+    data = await asyncio.to_thread(retained_payload, url, t.fleet_estop())
     assert data is not None and json.loads(data)["active"] is True
     await http.post("/fleet/estop", json={"active": False}, headers=AUTH)
     car.close()

@@ -5,14 +5,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import paho.mqtt.client as paho
-
 from hub import HubConfig, HubService
 from schemas.envelope import encode
 from schemas.messages import CarStatus, FrameRecord, LapEvent
-from schemas.mqtt_url import BrokerUrl
 from tests.hub.conftest import eventually, read_session
 from tests.hub.fakecar import FakeCar
+from tests.servers.clients import retained_payload
 
 
 def _store_root(hub: HubService):  # type: ignore[no-untyped-def]
@@ -200,36 +198,17 @@ async def test_preview_telemetry_and_events(broker_url: str, make_config: Callab
         assert hub.catalog.list_sessions("car-6")[1] == 0
 
 
-def _subscribe_retained(url: str, topic: str, timeout: float = 5.0) -> bytes | None:
-    import queue
-
-    b = BrokerUrl.parse(url)
-    got: queue.Queue[bytes] = queue.Queue()
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    c.on_message = lambda _c, _u, m: got.put(bytes(m.payload))
-    c.connect(b.host, b.port)
-    c.subscribe(topic, qos=1)
-    c.loop_start()
-    try:
-        return got.get(timeout=timeout)
-    except queue.Empty:
-        return None
-    finally:
-        c.loop_stop()
-        c.disconnect()
-
-
 async def test_hub_status_is_retained_with_a_will(
     broker_url: str, make_config: Callable[..., HubConfig]
 ) -> None:
     cfg = make_config(broker_url)
     async with HubService(cfg) as hub:
-        data = await asyncio.to_thread(_subscribe_retained, broker_url, hub.topics.hub_status())
+        data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.hub_status())
         assert data is not None
         status = CarStatus.model_validate_json(data.replace(b'"online"', b'"online","bdseq":0'))
         assert status.state == "online"
         assert b'"api_url":"' + hub.api_url.encode() in data
-    data = await asyncio.to_thread(_subscribe_retained, broker_url, hub.topics.hub_status())
+    data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.hub_status())
     assert data is not None and b'"offline"' in data
 
 
@@ -259,7 +238,7 @@ async def test_broker_restart_the_hub_reconnects_and_republishes_models(
 
     from schemas.payloads import decode_model
     from tests.hub.conftest import TOKEN
-    from tests.hub.test_api import CARD, retained
+    from tests.hub.test_api import CARD
 
     broker = mosquitto_factory().start()
     url = broker.url
@@ -287,7 +266,7 @@ async def test_broker_restart_the_hub_reconnects_and_republishes_models(
         await eventually(lambda: hub.ingest.connected.is_set(), timeout=30, what="hub reconnected")
         assert hub.ingest.connections == 2
         data = await eventually(
-            lambda: retained(url, hub.topics.car_model("car-r"), 0.5), what="model republished"
+            lambda: retained_payload(url, hub.topics.car_model("car-r"), 0.5), what="model republished"
         )
         assert decode_model(data)[1] == b"onnx-bytes"
         car = FakeCar(url, "car-r", prefix=cfg.topic_prefix).connect()

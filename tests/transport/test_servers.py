@@ -1,30 +1,13 @@
 """The test servers themselves: a broker stopped and restarted by PID keeps retained messages."""
 
 import os
-import queue
 import signal
 
 import paho.mqtt.client as paho
 import pytest
 
+from tests.servers.clients import retained_payload
 from tests.servers.mosquitto import Mosquitto
-
-
-def _retained(server: Mosquitto, topic: str, timeout: float = 5.0) -> bytes | None:
-    """The retained payload on ``topic``, or None if none arrives within ``timeout``."""
-    got: queue.Queue[bytes] = queue.Queue()
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2)
-    c.on_message = lambda _c, _u, msg: got.put(bytes(msg.payload))
-    c.connect(server.host, server.port)
-    c.subscribe(topic, qos=1)
-    c.loop_start()
-    try:
-        return got.get(timeout=timeout)
-    except queue.Empty:
-        return None
-    finally:
-        c.loop_stop()
-        c.disconnect()
 
 
 def test_mosquitto_restart_by_pid_keeps_retained_messages(mosquitto_factory: type[Mosquitto]) -> None:
@@ -42,7 +25,7 @@ def test_mosquitto_restart_by_pid_keeps_retained_messages(mosquitto_factory: typ
         os.kill(pid, 0)
     server.start()
     assert server.pid != pid
-    assert _retained(server, "keep/me") == b"still here"
+    assert retained_payload(server.url, "keep/me") == b"still here"
 
 
 def test_victoriametrics_and_influxdb_answer(victoriametrics, influxdb1) -> None:  # type: ignore[no-untyped-def]
