@@ -157,6 +157,13 @@ class LocalStack:
             daemon = CarDaemon(self._car_config(car, i))
             await daemon.start()
             self.cars[car] = daemon
+        # Likewise a command sent before a car has subscribed would be lost: the stack is ready
+        # when every car is connected (its link sets `connected` after the broker's SUBACK).
+        for car, daemon in self.cars.items():
+            try:
+                await asyncio.wait_for(daemon.link.connected.wait(), 30)
+            except TimeoutError:
+                raise RuntimeError(f"car {car} did not connect to the broker at {self.broker_url}") from None
 
     def _car_config(self, car: str, index: int) -> CarConfig:
         cfg = self.config
