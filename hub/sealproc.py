@@ -30,7 +30,15 @@ from hub.catalog import Catalog, CatalogError
 from hub.config import HubConfig
 from hub.metrics import IngestCounters
 from hub.sealer import Sealer, SessionNotFound
-from hub.spool import Position, Spool, SpoolStats, list_segments, segment_path
+from hub.spool import (
+    Position,
+    Spool,
+    SpoolStats,
+    list_segments,
+    release_segments,
+    segment_path,
+    segments_size,
+)
 from hub.store import NoSuchKey, StoreError, open_store
 from schemas.dataset import SessionManifest
 
@@ -89,21 +97,10 @@ class SpoolView:
         segments = list_segments(self.directory)
         if not segments:
             return []
-        limit = min(segment, segments[-1])  # never the one being written
-        removed = []
-        for index in segments:
-            if index >= limit:
-                break
-            segment_path(self.directory, index).unlink(missing_ok=True)
-            removed.append(index)
-        return removed
+        return release_segments(self.directory, min(segment, segments[-1]))  # never the one written
 
     def size_bytes(self) -> int:
-        total = 0
-        for index in list_segments(self.directory):
-            with contextlib.suppress(FileNotFoundError):
-                total += segment_path(self.directory, index).stat().st_size
-        return total
+        return segments_size(self.directory)
 
 
 def _die_with_parent() -> None:

@@ -266,23 +266,32 @@ class Spool:
     # --- housekeeping -----------------------------------------------------------------------------
     def release_before(self, segment: int) -> list[int]:
         """Delete segments older than ``segment`` (never the one being written)."""
-        removed = []
-        limit = min(segment, self._segment)
-        for index in list_segments(self.directory):
-            if index >= limit:
-                break
-            segment_path(self.directory, index).unlink(missing_ok=True)
-            removed.append(index)
-        return removed
+        return release_segments(self.directory, min(segment, self._segment))
 
     def size_bytes(self) -> int:
-        total = 0
-        for index in list_segments(self.directory):
-            try:
-                total += segment_path(self.directory, index).stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
+        return segments_size(self.directory)
+
+
+def release_segments(directory: Path, limit: int) -> list[int]:
+    """Delete the segments numbered below ``limit``; return their numbers."""
+    removed = []
+    for index in list_segments(directory):
+        if index >= limit:
+            break
+        segment_path(directory, index).unlink(missing_ok=True)
+        removed.append(index)
+    return removed
+
+
+def segments_size(directory: Path) -> int:
+    """Bytes in the spool's segments (one may vanish while we look: it was just released)."""
+    total = 0
+    for index in list_segments(directory):
+        try:
+            total += segment_path(directory, index).stat().st_size
+        except FileNotFoundError:
+            pass
+    return total
 
 
 class SpoolLike(Protocol):
