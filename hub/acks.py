@@ -2,8 +2,9 @@
 
 MQTT 3.1.1 asks a receiver to send PUBACKs in the order the PUBLISHes came. Frames become safe in
 spool batches, status and events once the catalog has them; this sequencer lets each part report
-"done" whenever it is, and sends the acks in arrival order. A reconnect starts a new generation:
-acks owed on the old connection are dropped (the broker resends those messages).
+"done" whenever it is, and sends the acks in arrival order, all that became due at once in one call.
+Each connection is a generation: acks owed on an old connection are dropped (the broker resends
+those messages).
 """
 
 import threading
@@ -17,8 +18,9 @@ class AckToken(NamedTuple):
 
 
 class AckSequencer:
-    def __init__(self, send_ack: Callable[[int], object]) -> None:
-        self._send_ack = send_ack
+    def __init__(self, send_acks: Callable[[list[int], int], object]) -> None:
+        """``send_acks(mids, generation)`` sends the PUBACKs for ``mids`` on connection ``generation``."""
+        self._send_acks = send_acks
         self._lock = threading.Lock()
         self._generation = 0
         self._next_index = 0  # index the next received message gets
@@ -43,24 +45,28 @@ class AckSequencer:
 
     def done_many(self, tokens: list[AckToken]) -> None:
         with self._lock:
+            generation, mids, done = self._generation, self._mids, self._done
             for token in tokens:
-                if token.generation == self._generation and token.n in self._mids:
-                    self._done.add(token.n)
+                if token.generation == generation and token.n in mids:
+                    done.add(token.n)
             self._release()
 
     def _release(self) -> None:
-        while self._release_index in self._done:
-            index = self._release_index
-            self._done.discard(index)
-            mid = self._mids.pop(index)
-            self._send_ack(mid)
-            self.sent += 1
-            self._release_index += 1
+        index, done, mids = self._release_index, self._done, self._mids
+        due: list[int] = []
+        while index in done:
+            done.discard(index)
+            due.append(mids.pop(index))
+            index += 1
+        if due:
+            self._release_index = index
+            self.sent += len(due)
+            self._send_acks(due, self._generation)
 
-    def reset(self) -> None:
+    def reset(self, generation: int) -> None:
         """A new connection: forget what was owed on the old one."""
         with self._lock:
-            self._generation += 1
+            self._generation = generation
             self._mids.clear()
             self._done.clear()
             self._release_index = self._next_index

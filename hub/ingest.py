@@ -1,7 +1,7 @@
 """MQTT ingest: one subscriber with a persistent session and QoS 1, acknowledging only what is safe.
 
-The paho network thread does as little as possible per message: parse the topic (cached), check a
-frame's envelope, hand it to the spool, and return. Frames are acknowledged when their spool batch
+The MQTT thread (:mod:`hub.mqtt`) does as little as possible per message: parse the topic (cached),
+check a frame's envelope, hand it to the spool, and return. Frames are acknowledged when their spool batch
 is fsynced; births, deaths, events, model states and job reports when the catalog has them
 (a control thread); telemetry (QoS 0) goes to the sinks without waiting. Acks leave in arrival
 order (:mod:`hub.acks`). A malformed message is counted, logged with its topic and reason, and
@@ -20,14 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from hub.acks import AckSequencer, AckToken
 from hub.catalog import Catalog
 from hub.config import HubConfig
 from hub.metrics import IngestCounters
+from hub.mqtt import Message, MqttClient, Will
 from hub.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from hub.spool import CONTROL, Spool
 from schemas import __version__
@@ -123,42 +122,47 @@ class Ingest:
         self._bad = _RateLimitedLog()
         self._closing = False
         self.client = self._make_client()
-        self.acks = AckSequencer(lambda mid: self.client.ack(mid, 1))
+        self.acks = AckSequencer(self.client.ack)
         spool.on_durable = self._on_durable
 
     # --- setup --------------------------------------------------------------------------------
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> MqttClient:
         cfg = self.config.mqtt
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
+        broker = cfg.broker
+        tls = None
+        if broker.tls:
+            tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        t = self.topics
+        offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
+        return MqttClient(
+            broker.host,
+            broker.port,
             client_id=cfg.client_id,
             clean_session=False,
-            protocol=paho.MQTTv311,
+            keepalive=cfg.keepalive_s,
+            will=Will(t.hub_status(), offline, qos=1, retain=True),
+            username=broker.username,
+            password=broker.password,
+            tls=tls,
+            reconnect_min_s=cfg.reconnect_min_s,
+            reconnect_max_s=cfg.reconnect_max_s,
+            subscriptions=[
+                (t.all_cars("frames"), 1),
+                (t.all_cars("status"), 1),
+                (t.all_cars("telemetry"), 0),
+                (t.all_cars("events"), 1),
+                (t.all_cars("model/state"), 1),
+                (t.all_job_updates(), 1),
+                (t.all_command_responses(), 1),
+            ],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
         )
-        client.manual_ack_set(True)
-        client.max_queued_messages_set(0)
-        client.max_inflight_messages_set(100)
-        client.reconnect_delay_set(
-            min_delay=cfg.reconnect_min_s, max_delay=max(cfg.reconnect_min_s, cfg.reconnect_max_s)
-        )
-        broker = cfg.broker
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password)
-        if broker.tls:
-            ca = str(cfg.ca_file) if cfg.ca_file else None
-            client.tls_set(ca_certs=ca, cert_reqs=ssl.CERT_REQUIRED)
-        offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
-        client.will_set(self.topics.hub_status(), offline, qos=1, retain=True)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
 
     def start(self) -> None:
         self._control_thread.start()
-        broker = self.config.mqtt.broker
-        self.client.connect_async(broker.host, broker.port, keepalive=self.config.mqtt.keepalive_s)
-        self.client.loop_start()
+        self.client.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
@@ -167,47 +171,25 @@ class Ingest:
         self._control_thread.join(timeout)
         if self.connected.is_set():
             offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
-            info = self.client.publish(self.topics.hub_status(), offline, qos=1, retain=True)
-            try:
-                info.wait_for_publish(2.0)
-            except (RuntimeError, ValueError):
-                pass
-        self.client.disconnect()
-        self.client.loop_stop()
+            self.client.publish(self.topics.hub_status(), offline, qos=1, retain=True).wait(2.0)
+        self.client.stop(timeout)
 
-    # --- paho callbacks (network thread) ------------------------------------------------------
-    def _on_connect(self, client: paho.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
-            return
-        self.acks.reset()
-        t = self.topics
-        client.subscribe(
-            [
-                (t.all_cars("frames"), 1),
-                (t.all_cars("status"), 1),
-                (t.all_cars("telemetry"), 0),
-                (t.all_cars("events"), 1),
-                (t.all_cars("model/state"), 1),
-                (t.all_job_updates(), 1),
-                (t.all_command_responses(), 1),
-            ]
-        )
+    # --- MQTT callbacks (the client's thread) -------------------------------------------------
+    def _on_connect(self, session_present: bool) -> None:
+        self.acks.reset(self.client.connection)
         online = HubStatus(
             state="online", version=__version__, api_url=self.api_url(), ts=time.time()
         ).to_json()
-        client.publish(t.hub_status(), online, qos=1, retain=True)
+        self.client.publish(self.topics.hub_status(), online, qos=1, retain=True)
         self.connections += 1
         self.connected.set()
         log.info(
-            "connected to %s (session %s)",
-            self.config.mqtt.broker,
-            "resumed" if getattr(flags, "session_present", False) else "new",
+            "connected to %s (session %s)", self.config.mqtt.broker, "resumed" if session_present else "new"
         )
         for hook in self.on_connect_hooks:
             threading.Thread(target=_safe(hook), name="hub-on-connect", daemon=True).start()
 
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(self, reason: str) -> None:
         self.connected.clear()
         if not self._closing:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
@@ -227,14 +209,14 @@ class Ingest:
             cache.popitem(last=False)
         return parsed
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, msg: Message) -> None:
         if self._closing:
             return  # not acknowledged: the broker resends it to the next hub session
         qos = msg.qos
         token = self.acks.received(msg.mid) if qos > 0 else None
         topic = msg.topic
         parsed = self._parse_topic(topic)
-        payload = bytes(msg.payload)
+        payload = msg.payload
         if parsed is None:
             self._malformed(None, "topic", "not a paddock topic", topic)
             self._ack(token)
@@ -415,12 +397,8 @@ class Ingest:
         A QoS 1 message that could not be sent now stays queued in the client and goes out on the
         next connection.
         """
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        try:
-            info.wait_for_publish(self.config.mqtt.publish_timeout_s)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+        handle = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return handle.wait(self.config.mqtt.publish_timeout_s)
 
     def wait_response(self, transaction: str, timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout

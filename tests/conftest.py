@@ -43,8 +43,10 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[type[Mosquitto]]:
     started: list[Mosquitto] = []
 
     class _Factory(Mosquitto):
-        def __init__(self, workdir: Path | None = None, port: int | None = None) -> None:
-            super().__init__(workdir or tmp_path / f"mosquitto-{len(started)}", port)
+        def __init__(
+            self, workdir: Path | None = None, port: int | None = None, extra_config: str = ""
+        ) -> None:
+            super().__init__(workdir or tmp_path / f"mosquitto-{len(started)}", port, extra_config)
             started.append(self)
 
     yield _Factory

@@ -14,8 +14,9 @@ class Mosquitto(ServerProcess):
     beyond which Mosquitto silently drops messages for slow or offline subscribers.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
         super().__init__(workdir, port)
+        self.extra_config = extra_config  # appended: options for the listener (TLS) or the broker
         self.binary = require_binary("mosquitto", "mosquitto")
         self.config_path = workdir / "mosquitto.conf"
 
@@ -41,5 +42,6 @@ class Mosquitto(ServerProcess):
             "log_dest stdout\n"
             "log_type error\n"
             "log_type warning\n"
+            f"{self.extra_config}"
         )
         return [self.binary, "-c", str(self.config_path)]
