@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.catalog import Catalog
+from hub.config import ShardsConfig
 from hub.metrics import IngestCounters
 from hub.seqset import SeqSet
 from hub.shardwriter import shard_bytes
@@ -250,6 +251,32 @@ class Sealer:
         self.dropped_deleted = 0
         self.store_errors = 0
         self.last_error: str | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        shards: ShardsConfig,
+        spool: "Spool | SpoolLike",
+        store: ObjectStore,
+        catalog: Catalog,
+        counters: IngestCounters,
+        *,
+        busy_share: float | None = None,
+    ) -> "Sealer":
+        """A sealer as ``[shards]`` configures it; ``busy_share`` overrides the configured one (a sealer
+        in a process of its own need not hold back)."""
+        mib = 1024 * 1024
+        return cls(
+            spool,
+            store,
+            catalog,
+            counters,
+            target_bytes=int(shards.target_mb * mib),
+            idle_seal_s=shards.idle_seal_s,
+            session_close_s=shards.session_close_s,
+            busy_share=shards.busy_share if busy_share is None else busy_share,
+            max_lag_bytes=int(shards.max_lag_mb * mib),
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:

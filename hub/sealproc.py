@@ -44,8 +44,6 @@ from schemas.dataset import SessionManifest
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
-
 
 class SealerProcessError(RuntimeError):
     """The sealer process is gone or did not answer."""
@@ -129,16 +127,8 @@ class _Child:
         )
         self.counters = IngestCounters()
         self.view = SpoolView(cfg.spool_dir, spec["first_segment"])
-        self.sealer = Sealer(
-            self.view,
-            self.store,
-            self.catalog,
-            self.counters,
-            target_bytes=int(cfg.shards.target_mb * MiB),
-            idle_seal_s=cfg.shards.idle_seal_s,
-            session_close_s=cfg.shards.session_close_s,
-            busy_share=1.0,  # its own core: no need to hold back
-            max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
+        self.sealer = Sealer.from_config(  # its own process: no need to hold back
+            cfg.shards, self.view, self.store, self.catalog, self.counters, busy_share=1.0
         )
         self.stopping = threading.Event()
 

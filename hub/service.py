@@ -230,17 +230,7 @@ class HubService:
         if cfg.shards.sealer == "process":
             self.sealer = SealerProcess(cfg, self.spool, self.counters)
         else:
-            self.sealer = Sealer(
-                self.spool,
-                self.store,
-                self.catalog,
-                self.counters,
-                target_bytes=int(cfg.shards.target_mb * MiB),
-                idle_seal_s=cfg.shards.idle_seal_s,
-                session_close_s=cfg.shards.session_close_s,
-                busy_share=cfg.shards.busy_share,
-                max_lag_bytes=int(cfg.shards.max_lag_mb * MiB),
-            )
+            self.sealer = Sealer.from_config(cfg.shards, self.spool, self.store, self.catalog, self.counters)
         self.ingest = Ingest(
             cfg,
             self.topics,
