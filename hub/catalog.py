@@ -7,7 +7,6 @@ ingest threads and API workers write without sharing a connection.
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hub.sqlite import ThreadConnections
 from schemas.messages import CarStatus
 
 JOB_PROGRESS_KEPT = 1000
@@ -60,28 +60,16 @@ def _dumps(value: Any) -> str:
 class Catalog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._conn_lock = threading.Lock()
+        self._connections = ThreadConnections(path, foreign_keys=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.schema_version = self.migrate()
 
     # --- connections --------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.DatabaseError as exc:
-                raise CatalogError(f"{self.path}: {exc}") from None
-            self._local.conn = conn
-            with self._conn_lock:
-                self._connections.append(conn)
-        return conn
+        try:
+            return self._connections.get()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(f"{self.path}: {exc}") from None
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -95,14 +83,7 @@ class Catalog:
         conn.execute("COMMIT")
 
     def close(self) -> None:
-        with self._conn_lock:
-            for conn in self._connections:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._connections.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     def migrate(self) -> int:
         """Apply the migrations this file lacks; return the schema version."""

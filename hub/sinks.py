@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from hub.sqlite import ThreadConnections
 from schemas.messages import CarStatus, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)
@@ -435,25 +436,15 @@ class SqliteSink:
     retention_s: float = 7 * 24 * 3600.0
     max_rows: int = 1_000_000
     name: str = "sqlite"
-    _local: threading.local = field(default_factory=threading.local)
-    _connections: list[sqlite3.Connection] = field(default_factory=list)
-    _conn_lock: threading.Lock = field(default_factory=threading.Lock)
+    _connections: ThreadConnections = field(init=False)
 
     def __post_init__(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._connections = ThreadConnections(self.path)
         self._conn().executescript(_SQLITE_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._conn_lock:
-                self._connections.append(conn)
-        return conn
+        return self._connections.get()
 
     def write(self, batch: list[Record]) -> None:
         telemetry = []
@@ -525,11 +516,4 @@ class SqliteSink:
         return int(self._conn().execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     def close(self) -> None:
-        with self._conn_lock:
-            for conn in self._connections:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
-            self._connections.clear()
-        self._local = threading.local()
+        self._connections.close()
