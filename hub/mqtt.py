@@ -385,7 +385,7 @@ class MqttClient:
         view = memoryview(buf)
         filled = len(leftover)
         view[:filled] = leftover
-        last_sent = time.monotonic()
+        last_sent = last_received = time.monotonic()
         ping_sent = 0.0
         readable: list[Any] = [sock, self._wake_r]
         pending_write = b""
@@ -424,14 +424,19 @@ class MqttClient:
                 now = time.monotonic()
                 if ping_sent and now - ping_sent > self.keepalive:
                     raise ProtocolError(f"no answer from the broker for {self.keepalive} s")
-                if now - last_sent >= self.keepalive:
+                # Ping when we have been silent (the broker drops a silent client) or the broker has
+                # (a dead broker behind a silent network is noticed only by asking).
+                if now - last_sent >= self.keepalive or (
+                    not ping_sent and now - last_received >= self.keepalive
+                ):
                     with self._lock:
                         self._out.append(_PINGREQ)
                     if not ping_sent:
                         ping_sent = now
                     continue
                 pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
-                timeout = 0.0 if pending_tls else max(0.0, last_sent + self.keepalive - now)
+                next_ping = min(last_sent, last_received if not ping_sent else now) + self.keepalive
+                timeout = 0.0 if pending_tls else max(0.0, next_ping - now)
                 ready, _, _ = select.select(readable, [], [], min(timeout, 1.0))
                 if self._wake_r in ready:
                     try:
@@ -444,6 +449,7 @@ class MqttClient:
                         raise ProtocolError("the broker closed the connection")
                     filled += n
                     self.stats["reads"] += 1
+                    last_received = time.monotonic()
                     ping_sent = 0.0  # anything from the broker shows it is alive
         finally:
             view.release()

@@ -3,8 +3,10 @@ acks, redelivery of what was not acknowledged, publishing through a broker resta
 will, credentials and TLS. The packet parser is also fed byte streams split at every boundary."""
 
 import datetime
+import os
 import queue
 import random
+import signal
 import socket
 import ssl
 import subprocess
@@ -430,5 +432,28 @@ def test_the_client_is_safe_to_use_from_many_threads(
                 f"{k}:{i}".encode() for i in range(200)
             ]
         client.ack([m.mid for m in got], client.connection)
+    finally:
+        client.stop()
+
+
+def test_a_hung_broker_is_noticed_and_left(mosquitto_factory: type[Mosquitto]) -> None:
+    """A broker that stops answering (SIGSTOP: the TCP connection stays open) is found out by the
+    keepalive ping, and the client connects again once it is back."""
+    broker = mosquitto_factory()
+    broker.start()
+    assert broker.pid is not None
+    reasons: list[str] = []
+    client = _client(broker.url, Inbox(), keepalive=1, on_disconnect=reasons.append, connect_timeout_s=1.0)
+    client.start()
+    try:
+        _wait(client.connected.is_set, 10, "connected")
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            _wait(lambda: not client.connected.is_set(), 10, "the silent broker noticed")
+            assert reasons and "no answer" in reasons[0]
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        _wait(lambda: client.connected.is_set() and client.connection >= 2, 20, "connected again")
+        assert client.publish("t/back", b"x", qos=1).wait(5)
     finally:
         client.stop()
