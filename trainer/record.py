@@ -35,6 +35,21 @@ from trainer.data import encode_jpeg
 from trainer.store import ObjectStore
 
 
+def put_shard(store: ObjectStore, car: str, session: str, index: int, samples: list[Sample]) -> ShardInfo:
+    """Write ``samples`` as shard ``index`` of the session (the hub's layout); return its manifest entry."""
+    buf = io.BytesIO()
+    write_shard(buf, samples)
+    data = buf.getvalue()
+    store.put(shard_key(car, session, index), data)
+    return ShardInfo(
+        name=shard_name(index),
+        frames=len(samples),
+        bytes=len(data),
+        seq_first=samples[0].seq,
+        seq_last=samples[-1].seq,
+    )
+
+
 @dataclass(frozen=True)
 class RecordConfig:
     """How to record. Defaults give a few thousand varied frames in a few seconds of CPU."""
@@ -78,23 +93,9 @@ def record_session(
     t_ns = 0
 
     def flush() -> None:
-        if not samples:
-            return
-        buf = io.BytesIO()
-        write_shard(buf, samples)
-        data = buf.getvalue()
-        index = len(shards)
-        store.put(shard_key(car, session, index), data)
-        shards.append(
-            ShardInfo(
-                name=shard_name(index),
-                frames=len(samples),
-                bytes=len(data),
-                seq_first=samples[0].seq,
-                seq_last=samples[-1].seq,
-            )
-        )
-        samples.clear()
+        if samples:
+            shards.append(put_shard(store, car, session, len(shards), samples))
+            samples.clear()
 
     target = c.laps * 100.0
     status = world.status

@@ -12,9 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from deploy.broker import free_port
+from tests.missing import missing
 
 
 def require_binary(name: str, debian_package: str) -> str:
@@ -24,10 +23,7 @@ def require_binary(name: str, debian_package: str) -> str:
     )
     if path:
         return path
-    message = f"{name} is not installed: apt-get install {debian_package}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    missing(f"{name} is not installed: apt-get install {debian_package}")
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:

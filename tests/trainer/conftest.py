@@ -1,6 +1,5 @@
 """Fixtures of the trainer's tests: small synthetic datasets in the hub's layout."""
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,6 @@ from trainer.train import TrainConfig
 
 # A small input keeps the tests fast; the mapping to learn is the same.
 SMALL = ModelOptions(width=64, height=32)
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,14 @@ model can learn the mapping in a few epochs. Shards are written with ``schemas.s
 the hub's own writer, with a session manifest beside them.
 """
 
-import io
-
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from schemas.dataset import SessionManifest, ShardInfo, session_manifest_key, shard_key, shard_name
-from schemas.shards import Sample, write_shard
+from schemas.dataset import SessionManifest, session_manifest_key
+from schemas.shards import Sample
 from trainer.data import encode_jpeg
+from trainer.record import put_shard
 from trainer.store import ObjectStore
 
 
@@ -75,22 +74,10 @@ def write_session(
         throttle = float(np.clip(0.5 - 0.3 * abs(steering) + rng.normal(0, 0.02), -1, 1))
         jpeg = encode_jpeg(road_image(steering, rng))
         samples.append(Sample(seq=seq, jpeg=jpeg, record=frame_record(car, session, seq, steering, throttle)))
-    shards = []
-    for index, start in enumerate(range(0, frames, per_shard)):
-        chunk = samples[start : start + per_shard]
-        buf = io.BytesIO()
-        write_shard(buf, chunk)
-        data = buf.getvalue()
-        store.put(shard_key(car, session, index), data)
-        shards.append(
-            ShardInfo(
-                name=shard_name(index),
-                frames=len(chunk),
-                bytes=len(data),
-                seq_first=chunk[0].seq,
-                seq_last=chunk[-1].seq,
-            )
-        )
+    shards = [
+        put_shard(store, car, session, index, samples[start : start + per_shard])
+        for index, start in enumerate(range(0, frames, per_shard))
+    ]
     manifest = SessionManifest(
         car=car,
         session=session,

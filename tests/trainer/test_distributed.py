@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.trainer.conftest import in_ci, small_config
+from tests.missing import missing
+from tests.trainer.conftest import small_config
 from trainer.launch import command, launch
 from trainer.store import LocalStore
 from trainer.train import load_checkpoint, weights_digest
@@ -13,10 +14,7 @@ from trainer.train import load_checkpoint, weights_digest
 
 def _horovod_or_skip() -> None:
     if importlib.util.find_spec("horovod") is None:
-        message = "Horovod is not installed: run script/build-horovod (docs/horovod.md)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing("Horovod is not installed: run script/build-horovod (docs/horovod.md)")
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from schemas.model_card import ModelCard, decode_outputs
-from tests.trainer.conftest import SMALL, in_ci
+from tests.missing import missing
+from tests.trainer.conftest import SMALL
 from trainer.data import list_sessions, load_frames, preprocessed_samples
 from trainer.export import (
     PARITY_TOLERANCE,
@@ -79,12 +80,9 @@ def test_int8_is_static_qdq_and_close_to_float(tmp_path: Path, frames: np.ndarra
 
 
 def _tflite_or_skip() -> None:
-    missing = [m for m in ("litert_torch", "ai_edge_litert") if importlib.util.find_spec(m) is None]
-    if missing:
-        message = f"TFLite export needs the tflite extra ({', '.join(missing)} missing)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+    absent = [m for m in ("litert_torch", "ai_edge_litert") if importlib.util.find_spec(m) is None]
+    if absent:
+        missing(f"TFLite export needs the tflite extra ({', '.join(absent)} missing)")
 
 
 @pytest.mark.slow
