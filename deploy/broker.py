@@ -9,9 +9,26 @@ import contextlib
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+
+class SnapshotIteration(dict[Any, Any]):
+    """A dict whose loops run over a copy of its keys and items.
+
+    amqtt 0.12 awaits inside ``for`` loops over its subscription table: when a client connects, it
+    sends it the retained messages of every subscribed topic, one topic at a time. A client that
+    leaves meanwhile removes its topics, the loop raises ``RuntimeError``, and the new connection is
+    never served (no SUBACK, no retained model). Looping over a snapshot keeps it correct; the fan-out
+    loop, which can await too, gets the same protection."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(super().keys()))
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        return list(super().items())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,6 +81,7 @@ class EmbeddedBroker:
             asyncio.set_event_loop(loop)
             try:
                 self._broker = Broker(config, loop=loop)
+                self._broker._subscriptions = SnapshotIteration(self._broker._subscriptions)
                 loop.run_until_complete(self._broker.start())
             except BaseException as exc:
                 self._error = exc
