@@ -214,6 +214,7 @@ class MqttClient:
         self._inflight: dict[int, _Outgoing] = {}  # our QoS 1 publishes awaiting PUBACK (insertion order)
         self._next_mid = 0
         self._subscribe_mid = 0
+        self._subscribed = False  # the current connection's SUBACK has arrived
         self._stopping = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -371,7 +372,10 @@ class MqttClient:
         with self._lock:
             self.connection += 1
             self._subscribe_mid = self._allocate_mid()
-            self._out = [subscribe_packet(self._subscribe_mid, self.subscriptions)]
+            self._out = (
+                [subscribe_packet(self._subscribe_mid, self.subscriptions)] if self.subscriptions else []
+            )
+            self._subscribed = not self.subscriptions
             for out in self._inflight.values():  # resend what the broker never acknowledged
                 if out.sent:
                     out.packet = bytes((out.packet[0] | 0x08,)) + out.packet[1:]
@@ -386,6 +390,9 @@ class MqttClient:
         filled = len(leftover)
         view[:filled] = leftover
         last_sent = last_received = time.monotonic()
+        # A broker that answers pings but never SUBACKs (an amqtt 0.12 session that failed after its
+        # CONNACK) would leave us connected and deaf: give it one keepalive, then connect again.
+        subscribe_deadline = last_sent + self.keepalive
         ping_sent = 0.0
         readable: list[Any] = [sock, self._wake_r]
         pending_write = b""
@@ -424,6 +431,10 @@ class MqttClient:
                 now = time.monotonic()
                 if ping_sent and now - ping_sent > self.keepalive:
                     raise ProtocolError(f"no answer from the broker for {self.keepalive} s")
+                if not self._subscribed and now > subscribe_deadline:
+                    raise ProtocolError(
+                        f"the broker did not acknowledge the subscription in {self.keepalive} s"
+                    )
                 # Ping when we have been silent (the broker drops a silent client) or the broker has
                 # (a dead broker behind a silent network is noticed only by asking).
                 if now - last_sent >= self.keepalive or (
@@ -436,6 +447,8 @@ class MqttClient:
                     continue
                 pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
                 next_ping = min(last_sent, last_received if not ping_sent else now) + self.keepalive
+                if not self._subscribed:
+                    next_ping = min(next_ping, subscribe_deadline)
                 timeout = 0.0 if pending_tls else max(0.0, next_ping - now)
                 ready, _, _ = select.select(readable, [], [], min(timeout, 1.0))
                 if self._wake_r in ready:
@@ -512,6 +525,8 @@ class MqttClient:
                     if out is not None:
                         out.handle._settle(True)
                 elif kind == SUBACK:
+                    if (view[j] << 8) | view[j + 1] == self._subscribe_mid:
+                        self._subscribed = True
                     codes = view[j + 2 : stop].tobytes()
                     for (topic_filter, _), code in zip(self.subscriptions, codes, strict=False):
                         if code == 0x80:

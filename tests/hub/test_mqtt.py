@@ -20,6 +20,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
+from deploy.broker import EmbeddedBroker
 from hub.mqtt import (
     PINGRESP,
     PUBACK,
@@ -457,3 +458,38 @@ def test_a_hung_broker_is_noticed_and_left(mosquitto_factory: type[Mosquitto]) -
         assert client.publish("t/back", b"x", qos=1).wait(5)
     finally:
         client.stop()
+
+
+def test_a_subscription_never_acknowledged_is_made_again_on_a_new_connection() -> None:
+    """A broker session that answers pings but never SUBACKs leaves the client deaf; it must connect
+    again. amqtt 0.12 left such sessions behind when clients came and went together: here its first
+    SUBSCRIBE is swallowed on purpose."""
+    with EmbeddedBroker() as broker:
+        handle_subscription = broker._broker._handle_subscription
+        swallowed: list[str] = []
+
+        async def swallow_the_first(session: Any, handler: Any, waiter: Any) -> None:
+            if not swallowed:
+                swallowed.append(session.client_id)
+                return
+            await handle_subscription(session, handler, waiter)
+
+        broker._broker._handle_subscription = swallow_the_first
+        inbox, reasons = Inbox(), list[str]()
+        client = _client(broker.url, inbox, keepalive=1, on_disconnect=reasons.append)
+        client.start()
+        try:
+            _wait(lambda: client.connection >= 2 and client.connected.is_set(), 10, "a second connection")
+            assert swallowed == [client.client_id]
+            assert reasons and "did not acknowledge the subscription" in reasons[0], reasons
+            b = BrokerUrl.parse(broker.url)
+            _wait(lambda: client._subscribed, 5, "the second subscription acknowledged")
+            paho_publish = paho.Client(paho.CallbackAPIVersion.VERSION2)
+            paho_publish.connect(b.host, b.port)
+            paho_publish.loop_start()
+            paho_publish.publish("t/after", b"heard", qos=1).wait_for_publish(5)
+            paho_publish.loop_stop()
+            paho_publish.disconnect()
+            assert [m.payload for m in inbox.take(1, timeout=5)] == [b"heard"]
+        finally:
+            client.stop()
