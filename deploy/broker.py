@@ -9,26 +9,9 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-
-
-class SnapshotIteration(dict[Any, Any]):
-    """A dict whose loops run over a copy of its keys and items.
-
-    amqtt 0.12 awaits inside ``for`` loops over its subscription table: when a client connects, it
-    sends it the retained messages of every subscribed topic, one topic at a time. A client that
-    leaves meanwhile removes its topics, the loop raises ``RuntimeError``, and the new connection is
-    never served (no SUBACK, no retained model). Looping over a snapshot keeps it correct; the fan-out
-    loop, which can await too, gets the same protection."""
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(list(super().keys()))
-
-    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
-        return list(super().items())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -39,11 +22,25 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class EmbeddedBroker:
-    """An in-process amqtt broker listening on ``host:port`` (a free port when ``port`` is 0)."""
+    """An in-process amqtt broker listening on ``host:port`` (a free port when ``port`` is 0).
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None) -> None:
+    Every client may connect (it is meant for loopback or a lab's LAN). A persistent session (clean
+    session off: the hub, a trainer agent) keeps its subscriptions and QoS 1 messages while its
+    client is away, for ``session_expiry_s`` after it left. Unlike Mosquitto, amqtt 0.12 does not
+    resend a message it had sent to a client that died before acknowledging it."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_file: Path | None = None,
+        session_expiry_s: int = 86_400,
+    ) -> None:
+        if session_expiry_s <= 0:
+            raise ValueError(f"session_expiry_s must be positive, not {session_expiry_s}")
         self.host = host
         self.log_file = log_file
+        self.session_expiry_s = session_expiry_s
         self.port = port or free_port(host)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -57,7 +54,7 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 10.0) -> "EmbeddedBroker":
         try:
-            from amqtt.broker import Broker
+            from deploy.amqtt_broker import PaddockBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError("the embedded broker needs amqtt: pip install 'paddock[embedded]'") from exc
         # amqtt logs every connection at INFO, and at ERROR a client that acknowledges a QoS 1
@@ -72,7 +69,8 @@ class EmbeddedBroker:
                 logger.propagate = False
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            "plugins": {"deploy.amqtt_broker.OpenDoor": {}},
+            "session_expiry_interval": self.session_expiry_s,
         }
 
         def run() -> None:
@@ -80,8 +78,7 @@ class EmbeddedBroker:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._broker = Broker(config, loop=loop)
-                self._broker._subscriptions = SnapshotIteration(self._broker._subscriptions)
+                self._broker = PaddockBroker(config, loop=loop)
                 loop.run_until_complete(self._broker.start())
             except BaseException as exc:
                 self._error = exc

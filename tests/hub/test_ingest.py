@@ -159,6 +159,33 @@ async def test_resent_frames_are_stored_once(broker_url: str, make_config: Calla
         assert hub.ingest_stats().cars["car-5"].duplicates == 3
 
 
+async def test_frames_recorded_while_the_hub_is_stopped_arrive_when_it_is_back(
+    broker_url: str, make_config: Callable[..., HubConfig]
+) -> None:
+    """The hub's session is persistent: a hub stopped (an upgrade, a restart) misses no frame."""
+    cfg = make_config(broker_url)
+    car = FakeCar(broker_url, "car-8", prefix=cfg.topic_prefix).connect()
+    try:
+        async with HubService(cfg):
+            car.start_recording("s8")
+            sent = await asyncio.to_thread(car.record, "s8", 100)
+        sent += await asyncio.to_thread(car.record, "s8", 200)  # nobody listening now
+        car.stop_recording("s8", frames=len(sent))
+        async with HubService(cfg) as hub:
+
+            def all_sealed() -> bool:
+                row = hub.catalog.get_session("car-8", "s8")
+                return row is not None and row["state"] == "sealed" and row["frame_count"] == 300
+
+            await eventually(all_sealed, 20, "the frames sent while the hub was stopped, sealed")
+            await hub.wait_sealed("car-8", "s8")
+    finally:
+        car.close()
+    manifest, samples = read_session(_store_root(hub), "car-8", "s8")
+    assert [s.seq for s in samples] == sent == list(range(300))
+    assert manifest["gaps"] == []
+
+
 async def test_preview_telemetry_and_events(broker_url: str, make_config: Callable[..., HubConfig]) -> None:
     import httpx
 

@@ -182,10 +182,8 @@ def test_invalid_jobs_get_a_failed_result_on_both_brokers(
 
 
 def test_jobs_sent_while_the_agent_is_down_run_when_it_is_back(
-    tmp_path: Path, small_store: LocalStore, mosquitto: Any
+    tmp_path: Path, small_store: LocalStore, broker_url: str
 ) -> None:
-    # Mosquitto keeps QoS 1 messages for a persistent session; the embedded amqtt broker does not.
-    broker_url = mosquitto.url
     settings = AgentSettings(
         store=small_store.url,
         work_dir=str(tmp_path / "agent"),
