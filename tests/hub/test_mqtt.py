@@ -460,7 +460,9 @@ def test_a_hung_broker_is_noticed_and_left(mosquitto_factory: type[Mosquitto]) -
         client.stop()
 
 
-def test_a_subscription_never_acknowledged_is_made_again_on_a_new_connection() -> None:
+def test_a_subscription_never_acknowledged_is_made_again_on_a_new_connection(
+    publisher: Callable[[str], paho.Client],
+) -> None:
     """A broker session that answers pings but never SUBACKs leaves the client deaf; it must connect
     again. amqtt 0.12 left such sessions behind when clients came and went together: here its first
     SUBSCRIBE is swallowed on purpose."""
@@ -482,14 +484,8 @@ def test_a_subscription_never_acknowledged_is_made_again_on_a_new_connection() -
             _wait(lambda: client.connection >= 2 and client.connected.is_set(), 10, "a second connection")
             assert swallowed == [client.client_id]
             assert reasons and "did not acknowledge the subscription" in reasons[0], reasons
-            b = BrokerUrl.parse(broker.url)
             _wait(lambda: client._subscribed, 5, "the second subscription acknowledged")
-            paho_publish = paho.Client(paho.CallbackAPIVersion.VERSION2)
-            paho_publish.connect(b.host, b.port)
-            paho_publish.loop_start()
-            paho_publish.publish("t/after", b"heard", qos=1).wait_for_publish(5)
-            paho_publish.loop_stop()
-            paho_publish.disconnect()
+            publisher(broker.url).publish("t/after", b"heard", qos=1).wait_for_publish(5)
             assert [m.payload for m in inbox.take(1, timeout=5)] == [b"heard"]
         finally:
             client.stop()
