@@ -7,7 +7,7 @@ Prints the learning curve (per iteration: minutes, steps, mean reward, completio
 at every evaluation, the trials; at the end the minutes to 3 clean laps (or that the budget ran
 out) and the final evaluation table.
 
-    python -m tests.bench.bench_rl_train [budget minutes, default 45] [workers, default 2]
+    python -m tests.bench.bench_rl_train [budget minutes, default 45] [workers, default 2] [seed, default 0]
     python -m pytest tests/bench/bench_rl_train.py -s -p no:cacheprovider -o python_files='bench_*.py'
 """
 
@@ -82,17 +82,19 @@ class _Solved(Exception):
     pass
 
 
-def run(budget_minutes: float = 45.0, workers: int = 2) -> None:
+def run(
+    budget_minutes: float = 45.0, workers: int = 2, seed: int = 0, keep: Path | None = None
+) -> EvalReport:
     track = _track()
     print(
         f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}, workers: {workers}", flush=True
     )
     with tempfile.TemporaryDirectory() as tmp:
-        model = Path(tmp) / "model"
+        model = keep or Path(tmp) / "model"
         new_model(model)
         bench = Bench(model, track)
         config = TrainConfig(
-            model_dir=model, track=track, minutes=budget_minutes, workers=workers, live=False
+            model_dir=model, track=track, minutes=budget_minutes, workers=workers, live=False, seed=seed
         )
         try:
             result = train(config, on_iteration=bench.on_iteration)
@@ -108,6 +110,7 @@ def run(budget_minutes: float = 45.0, workers: int = 2) -> None:
         from deploy.commands.rl import evaluation_table, out_console
 
         out_console.print(evaluation_table(bench.final.to_dict()))
+        return bench.final
 
 
 def test_bench_rl_train() -> None:
@@ -115,4 +118,9 @@ def test_bench_rl_train() -> None:
 
 
 if __name__ == "__main__":
-    run(float(sys.argv[1]) if len(sys.argv) > 1 else 45.0, int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+    args = sys.argv[1:]
+    run(
+        float(args[0]) if args else 45.0,
+        int(args[1]) if len(args) > 1 else 2,
+        int(args[2]) if len(args) > 2 else 0,
+    )
