@@ -14,7 +14,7 @@ or run it with ``paddock hub serve --config hub.toml``. See docs/hub.md.
 from typing import TYPE_CHECKING, Any
 
 from hub.config import HubConfig, HubConfigError
-from hub.metrics import CarIngest, IngestStats
+from hub.telemetry.metrics import CarIngest, IngestStats
 
 if TYPE_CHECKING:
     from hub.service import HubService, serve

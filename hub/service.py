@@ -29,16 +29,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from hub.catalog import Catalog
 from hub.config import HubConfig
-from hub.deployments import Deployer, load_signing_key
-from hub.ingest import Ingest
-from hub.metrics import IngestCounters, IngestStats
-from hub.sealer import Sealer, manifest_from_row
-from hub.sealproc import SealerProcess
-from hub.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
-from hub.spool import Spool
-from hub.store import ObjectStore, open_store
+from hub.fleet.deployments import Deployer, load_signing_key
+from hub.ingest.receiver import Ingest
+from hub.storage.catalog import Catalog
+from hub.storage.sealer import Sealer, manifest_from_row
+from hub.storage.sealproc import SealerProcess
+from hub.storage.spool import WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters, IngestStats
+from hub.telemetry.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
+from infra.store import ObjectStore, open_store
 from schemas import __version__
 from schemas.dataset import SessionManifest
 from schemas.topics import Topics
@@ -82,7 +82,7 @@ class HubService:
         self.api_token = ""
         self.catalog: Catalog
         self.store: ObjectStore
-        self.spool: Spool
+        self.spool: WriteAheadSpool
         self.sealer: Sealer | SealerProcess
         self.sinks: Fanout
         self.sqlite_sink: SqliteSink | None = None
@@ -219,7 +219,7 @@ class HubService:
                 )
             )
         self.sinks = Fanout(workers)
-        self.spool = Spool(
+        self.spool = WriteAheadSpool(
             cfg.spool_dir,
             fsync=cfg.spool.fsync,
             segment_bytes=int(cfg.spool.segment_mb * MiB),
@@ -287,7 +287,7 @@ class HubService:
                     log.debug("cleaning up %s after a failed start", name, exc_info=True)
 
     async def _start_api(self) -> None:
-        from hub.api import create_app
+        from hub.api.app import create_app
 
         app = create_app(self)
         config = uvicorn.Config(

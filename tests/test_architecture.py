@@ -1,19 +1,23 @@
 """The rooms' import rules (docs/architecture.md), checked on the source itself."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("schemas", "firmware", "edge", "hub", "trainer", "deploy")
+ROOMS = ("schemas", "infra", "firmware", "edge", "hub", "trainer", "deploy")
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
-    "firmware": {"schemas"},
-    "edge": {"schemas", "firmware"},
-    "hub": {"schemas"},
-    "trainer": {"schemas", "firmware"},
-    "deploy": {"schemas", "firmware", "edge", "hub", "trainer"},
+    "infra": {"schemas"},
+    "firmware": {"schemas", "infra"},
+    "edge": {"schemas", "infra", "firmware"},
+    "hub": {"schemas", "infra"},
+    "trainer": {"schemas", "infra", "firmware"},
+    "deploy": {"schemas", "infra", "firmware", "edge", "hub", "trainer"},
 }
 # Heavy third-party packages a room must never import (even lazily).
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -21,6 +25,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "firmware": {"torch", "fastapi", "uvicorn"},
     "hub": {"torch", "picamera2", "onnxruntime"},
     "schemas": {"torch", "fastapi", "aiomqtt", "paho"},
+    "infra": {"torch", "fastapi", "uvicorn", "aiomqtt", "paho", "onnxruntime"},
 }
 
 
@@ -71,3 +76,16 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("import hub.api\nfrom edge import loop\n")
     assert _imports(f) == {"hub", "edge"}
+
+
+def test_the_car_imports_no_store_or_web_dependencies() -> None:
+    """infra is shared with the car: boto3 (S3 only) and FastAPI must stay out of its imports."""
+    code = (
+        "import sys\n"
+        "import infra.config, infra.files, infra.records, infra.store, edge.config, edge.daemon\n"
+        "heavy = sorted({'boto3', 'botocore', 'fastapi', 'uvicorn'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from hub.api import create_app
+from hub.api.app import create_app
 from hub.config import HubConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hub.md"

@@ -336,7 +336,7 @@ async def test_a_killed_sealer_process_is_replaced_and_nothing_is_lost(
 
 
 async def test_sealing_in_a_thread(mosquitto, make_config: Callable[..., HubConfig]) -> None:  # type: ignore[no-untyped-def]
-    from hub.sealer import Sealer
+    from hub.storage.sealer import Sealer
 
     cfg = make_config(mosquitto.url, shards={"sealer": "thread", "busy_share": 0.5})
     async with HubService(cfg) as hub:

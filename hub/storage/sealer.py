@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.catalog import Catalog
 from hub.config import ShardsConfig
-from hub.metrics import IngestCounters
-from hub.seqset import SeqSet
-from hub.shardwriter import shard_bytes
-from hub.spool import CONTROL, Position, Spool, SpoolLike, SpoolReader
-from hub.store import NoSuchKey, ObjectStore
+from hub.storage.catalog import Catalog
+from hub.storage.seqset import SeqSet
+from hub.storage.shards import shard_bytes
+from hub.storage.spool import CONTROL, Position, SpoolLike, SpoolReader, WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters
+from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
     SessionManifest,
     SessionStats,
@@ -214,7 +214,7 @@ class Sealer:
 
     def __init__(
         self,
-        spool: "Spool | SpoolLike",
+        spool: "WriteAheadSpool | SpoolLike",
         store: ObjectStore,
         catalog: Catalog,
         counters: IngestCounters,
@@ -256,7 +256,7 @@ class Sealer:
     def from_config(
         cls,
         shards: ShardsConfig,
-        spool: "Spool | SpoolLike",
+        spool: "WriteAheadSpool | SpoolLike",
         store: ObjectStore,
         catalog: Catalog,
         counters: IngestCounters,

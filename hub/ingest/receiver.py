@@ -22,13 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.acks import AckSequencer, AckToken
-from hub.catalog import Catalog
 from hub.config import HubConfig
-from hub.metrics import IngestCounters
-from hub.mqtt import Message, MqttClient, Will
-from hub.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
-from hub.spool import CONTROL, Spool
+from hub.ingest.acks import AckSequencer, AckToken
+from hub.ingest.mqtt import Message, MqttClient, Will
+from hub.storage.catalog import Catalog
+from hub.storage.spool import CONTROL, WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters
+from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from schemas import __version__
 from schemas.base import _summary
 from schemas.envelope import (
@@ -95,7 +95,7 @@ class Ingest:
         self,
         config: HubConfig,
         topics: Topics,
-        spool: Spool,
+        spool: WriteAheadSpool,
         catalog: Catalog,
         counters: IngestCounters,
         sinks: Fanout,

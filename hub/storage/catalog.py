@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hub.sqlite import ThreadConnections
+from infra.sqlite import ThreadConnections
 from schemas.messages import CarStatus
 
 JOB_PROGRESS_KEPT = 1000
@@ -38,7 +38,7 @@ class Migration:
 
 def migrations() -> list[Migration]:
     out = []
-    for entry in resources.files("hub.migrations").iterdir():
+    for entry in resources.files("hub.storage.migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             out.append(Migration(int(name[:4]), name, entry.read_text()))

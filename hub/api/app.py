@@ -22,12 +22,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.catalog import CatalogError, Conflict
-from hub.deployments import NotFound
-from hub.registry import DatasetRequest, Lineage, create_dataset, register_model
-from hub.sealer import SessionNotFound, manifest_from_row
-from hub.sessions import export_tar, read_frame, thumbnail
-from hub.store import NoSuchKey, StoreError
+from hub.fleet.deployments import NotFound
+from hub.fleet.registry import DatasetRequest, Lineage, create_dataset, register_model
+from hub.fleet.sessions import export_tar, read_frame, thumbnail
+from hub.storage.catalog import CatalogError, Conflict
+from hub.storage.sealer import SessionNotFound, manifest_from_row
+from infra.store import NoSuchKey, StoreError
 from schemas import __version__
 from schemas.dataset import DatasetManifest, SessionManifest
 from schemas.errors import ContractError
@@ -774,7 +774,7 @@ def create_app(hub: "HubService") -> FastAPI:
         responses=errors,
     )
     def new_job(body: JobIn) -> JobOut:
-        from hub.jobs import request_job
+        from hub.fleet.jobs import request_job
 
         entry = request_job(
             hub.catalog,

@@ -26,20 +26,20 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from hub.catalog import Catalog, CatalogError
 from hub.config import HubConfig
-from hub.metrics import IngestCounters
-from hub.sealer import Sealer, SessionNotFound
-from hub.spool import (
+from hub.storage.catalog import Catalog, CatalogError
+from hub.storage.sealer import Sealer, SessionNotFound
+from hub.storage.spool import (
     Position,
-    Spool,
     SpoolStats,
+    WriteAheadSpool,
     list_segments,
     release_segments,
     segment_path,
     segments_size,
 )
-from hub.store import NoSuchKey, StoreError, open_store
+from hub.telemetry.metrics import IngestCounters
+from infra.store import NoSuchKey, StoreError, open_store
 from schemas.dataset import SessionManifest
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ def main() -> None:
 class SealerProcess:
     """The hub's handle on the sealer process; the same calls as :class:`hub.sealer.Sealer`."""
 
-    def __init__(self, config: HubConfig, spool: Spool, counters: IngestCounters) -> None:
+    def __init__(self, config: HubConfig, spool: WriteAheadSpool, counters: IngestCounters) -> None:
         self.config = config
         self.spool = spool
         self.counters = counters
@@ -302,7 +302,7 @@ class SealerProcess:
             "first_segment": self.spool.first_segment,
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.sealproc"],
+            [sys.executable, "-m", "hub.storage.sealproc"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

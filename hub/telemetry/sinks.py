@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.sqlite import ThreadConnections
+from infra.sqlite import ThreadConnections
 from schemas.messages import CarStatus, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.catalog import Catalog, Conflict
-from hub.store import ObjectStore
+from hub.storage.catalog import Catalog, Conflict
+from infra.store import ObjectStore
 from schemas.errors import ContractError
 from schemas.ids import check_car_id, check_group_id
 from schemas.model_card import ModelCard, ModelManifest
