@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 import infra.config
+from infra.store import ObjectStore, open_store
 from schemas.errors import ContractError
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
@@ -372,6 +373,18 @@ class HubConfig(_Section):
         if url is not None and "://" not in url:
             config.store.url = str(fix(Path(url)))
         return config
+
+    def open_store(self) -> ObjectStore:
+        """The object store ``[store]`` names (boto3 is imported only for ``s3://``)."""
+        store = self.store
+        return open_store(
+            self.store_url,
+            endpoint_url=store.endpoint_url,
+            region=store.region,
+            access_key_id=store.access_key_id,
+            secret_access_key=store.secret_access_key.get_secret_value() if store.secret_access_key else None,
+            create_bucket=store.create_bucket,
+        )
 
     def api_token_from_env(self) -> str | None:
         if self.api.token is not None:

@@ -33,10 +33,15 @@ class StoreError(RuntimeError):
 
 
 class NoSuchKey(StoreError, KeyError):
-    """The key does not exist in the store."""
+    """The key does not exist in the store (``args[0]`` is the key; the message names the store)."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else "no such key"
+    def __init__(self, key: str, where: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.where = where
+
+    def __str__(self) -> str:  # KeyError would print only the quoted key
+        return f"{self.where}: no object {self.key!r}" if self.where else f"no object {self.key!r}"
 
 
 # The trainer's name for the same error.
@@ -102,7 +107,7 @@ class LocalStore:
         write_atomic_with(self._path(key), fill)
 
     def _missing(self, key: str) -> NoSuchKey:
-        return NoSuchKey(f"{self.url}: no object {key!r}")
+        return NoSuchKey(key, self.url)
 
     def get(self, key: str) -> bytes:
         try:
@@ -212,7 +217,7 @@ class S3Store:
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
-                return NoSuchKey(f"{self.url}: no object {key!r}")
+                return NoSuchKey(key, self.url)
         return StoreError(f"{self.url}{key}: {exc}")
 
     def put(self, key: str, data: bytes) -> None:

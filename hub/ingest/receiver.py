@@ -164,6 +164,32 @@ class Ingest:
         self._control_thread.start()
         self.client.start()
 
+    def refuse_messages(self) -> None:
+        """Drop every message from now on (unacknowledged, so the broker keeps it for next time)."""
+        self._closing = True
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected to the broker; False after ``timeout`` seconds."""
+        return self.connected.wait(timeout)
+
+    @property
+    def ack_outstanding(self) -> int:
+        """QoS 1 messages received and not yet acknowledged."""
+        return self.acks.outstanding
+
+    def telemetry_of(self, car: str) -> dict[str, Any] | None:
+        """The car's last telemetry message, as received."""
+        return self.last_telemetry.get(car)
+
+    def preview_of(self, car: str) -> bytes | None:
+        """The car's latest preview (QoS 0) frame envelope."""
+        item = self.last_preview.get(car)
+        return None if item is None else item[1]
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
         self._closing = True

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from hub.config import ShardsConfig
 from hub.storage.catalog import Catalog
@@ -209,6 +209,28 @@ class SessionNotFound(KeyError):
     pass
 
 
+class SealerHandle(Protocol):
+    """What the hub needs of a sealer, in-process (:class:`Sealer`) or in a process of its own
+    (:class:`hub.storage.sealproc.SealerProcess`); :func:`hub.storage.sealproc.make_sealer` picks one."""
+
+    @property
+    def lag_bytes(self) -> int: ...
+    @property
+    def store_errors(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def restarts(self) -> int: ...
+    def start(self) -> None: ...
+    def stop(self, seal: bool = True, timeout: float = 60.0) -> None: ...
+    def flush(self, timeout: float = 60.0) -> bool: ...
+    def sync(self, timeout: float = 10.0) -> None: ...
+    def trim(self, car: str, session: str, start: int, end: int) -> SessionManifest: ...
+    def delete(self, car: str, session: str) -> None: ...
+
+
 class Sealer:
     """Follows the spool and keeps shards, manifests and the catalog's sessions up to date."""
 
@@ -311,6 +333,18 @@ class Sealer:
         with self._flush_lock:
             self._flush_requests.append((target or self.spool.durable, done))
         return done.wait(max(deadline - time.monotonic(), 0.0))
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Nothing to do: an in-process sealer updates the hub's counters as it goes."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the sealing thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        return 0  # a thread is not restarted; a process is (SealerProcess)
 
     def request_close(self, car: str, session: str) -> None:
         """Seal what a session has buffered and mark it sealed, at the next chance.

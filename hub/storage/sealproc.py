@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from hub.config import HubConfig
 from hub.storage.catalog import Catalog, CatalogError
-from hub.storage.sealer import Sealer, SessionNotFound
+from hub.storage.sealer import Sealer, SealerHandle, SessionNotFound
 from hub.storage.spool import (
     Position,
     SpoolStats,
@@ -39,7 +39,7 @@ from hub.storage.spool import (
     segments_size,
 )
 from hub.telemetry.metrics import IngestCounters
-from infra.store import NoSuchKey, StoreError, open_store
+from infra.store import NoSuchKey, ObjectStore, StoreError, open_store
 from schemas.dataset import SessionManifest
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class SealerProcess:
         self._stopping = False
         self._ready = threading.Event()
         self._supervisor: threading.Thread | None = None
-        self.restarts = 0
+        self._restarts = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -277,12 +277,12 @@ class SealerProcess:
             reader.join(5)
             if self._stopping:
                 return
-            self.restarts += 1
+            self._restarts += 1
             log.error(
                 "the sealer process exited with %s; starting a new one (the spool keeps everything)", code
             )
             self._rebase()
-            time.sleep(min(0.2 * self.restarts, 5))
+            time.sleep(min(0.2 * self._restarts, 5))
 
     def _spawn(self) -> "subprocess.Popen[str]":
         cfg = self.config
@@ -302,7 +302,9 @@ class SealerProcess:
             "first_segment": self.spool.first_segment,
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.storage.sealproc"],
+            # -P: the working directory is not put on sys.path, so a folder there named like a
+            # package of ours (a data dir "hub/spool") cannot shadow the installed hub.
+            [sys.executable, "-P", "-m", "hub.storage.sealproc"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -454,8 +456,26 @@ class SealerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def restarts(self) -> int:
+        """How often the process died and was started again."""
+        return self._restarts
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+
+def make_sealer(
+    config: HubConfig,
+    spool: WriteAheadSpool,
+    store: ObjectStore,
+    catalog: Catalog,
+    counters: IngestCounters,
+) -> SealerHandle:
+    """The sealer ``shards.sealer`` asks for: a process of its own, or a thread of the hub."""
+    if config.shards.sealer == "process":
+        return SealerProcess(config, spool, counters)
+    return Sealer.from_config(config.shards, spool, store, catalog, counters)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "hub.md"
 
 
 def test_route_table_matches_the_api() -> None:
-    spec = create_app(SimpleNamespace(config=HubConfig())).openapi()  # type: ignore[arg-type]
+    spec = create_app(SimpleNamespace(settings=HubConfig().api)).openapi()  # type: ignore[arg-type]
     actual = {
         (method.upper(), path, bool(op.get("security")))
         for path, ops in spec["paths"].items()

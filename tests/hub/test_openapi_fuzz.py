@@ -87,7 +87,7 @@ def _openapi() -> dict[str, Any]:
 
     from hub.api.app import create_app
 
-    app = create_app(SimpleNamespace(config=HubConfig()))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(settings=HubConfig().api))  # type: ignore[arg-type]
     return app.openapi()
 
 
