@@ -89,3 +89,35 @@ def test_the_car_imports_no_store_or_web_dependencies() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# hub's sub-packages along the frame's path: each may import only those after it (docs/hub.md).
+HUB_LAYERS = ("service", "api", "fleet", "ingest", "storage", "telemetry")
+
+
+def _hub_layer(path: Path) -> str | None:
+    parts = path.relative_to(ROOT / "hub").with_suffix("").parts
+    return parts[0] if parts[0] in HUB_LAYERS else None
+
+
+def test_hub_sub_packages_point_down_the_frames_path() -> None:
+    bad = []
+    for path in _room_files("hub"):
+        layer = _hub_layer(path)
+        if layer is None:
+            continue
+        below = set(HUB_LAYERS[HUB_LAYERS.index(layer) + 1 :])
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for mod in mods:
+                parts = mod.split(".")
+                other = parts[1] if parts[0] == "hub" and len(parts) > 1 else None
+                if other in HUB_LAYERS and other != layer and other not in below:
+                    bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, "\n".join(bad)
