@@ -23,7 +23,7 @@ __all__ = ["CarIngest", "HubConfig", "HubConfigError", "HubService", "IngestStat
 
 
 def __getattr__(name: str) -> Any:
-    # The service pulls in FastAPI and uvicorn; the sealer process (hub.sealproc) needs neither.
+    # The service pulls in FastAPI and uvicorn; the sealer process (hub.storage.sealproc) needs neither.
     if name in ("HubService", "serve"):
         from hub import service
 

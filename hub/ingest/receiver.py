@@ -1,10 +1,10 @@
 """MQTT ingest: one subscriber with a persistent session and QoS 1, acknowledging only what is safe.
 
-The MQTT thread (:mod:`hub.mqtt`) does as little as possible per message: parse the topic (cached),
+The MQTT thread (:mod:`hub.ingest.mqtt`) does as little as possible per message: parse the topic (cached),
 check a frame's envelope, hand it to the spool, and return. Frames are acknowledged when their spool batch
 is fsynced; births, deaths, events, model states and job reports when the catalog has them
 (a control thread); telemetry (QoS 0) goes to the sinks without waiting. Acks leave in arrival
-order (:mod:`hub.acks`). A malformed message is counted, logged with its topic and reason, and
+order (:mod:`hub.ingest.acks`). A malformed message is counted, logged with its topic and reason, and
 acknowledged so the broker does not resend it; it never stops ingest.
 """
 

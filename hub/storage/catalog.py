@@ -1,6 +1,6 @@
 """The catalog: cars, sessions, datasets, models with lineage, deployments and jobs, in SQLite.
 
-The schema is created and upgraded by numbered SQL files in ``hub/migrations`` (``PRAGMA
+The schema is created and upgraded by numbered SQL files in ``hub/storage/migrations`` (``PRAGMA
 user_version`` records the last one applied). Each thread gets its own connection (WAL mode), so
 ingest threads and API workers write without sharing a connection.
 """

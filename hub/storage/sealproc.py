@@ -2,10 +2,10 @@
 
 Python runs one thread at a time per process. Acknowledging frames (the network thread and the
 spool writer) is the hub's latency-critical path; building shards, hashing and uploading them is
-throughput work that can run on another core. The hub starts ``python -m hub.sealproc`` as a child:
+throughput work that can run on another core. The hub starts ``python -P -m hub.storage.sealproc`` as a child:
 
 * the child follows the spool files (a view of a spool another process writes: a record still being
-  written is read next time, never taken for a torn one) and runs the same :class:`hub.sealer.Sealer`;
+  written is read next time, never taken for a torn one) and runs the same :class:`hub.storage.sealer.Sealer`;
 * requests (flush, trim, delete, stop) and replies travel as JSON lines on stdin/stdout, and the
   child reports its counters every 100 ms the same way;
 * the child dies with the hub (``PR_SET_PDEATHSIG`` and end of stdin), and the hub starts a new one
@@ -234,7 +234,7 @@ def main() -> None:
 
 # --- parent side --------------------------------------------------------------------------------
 class SealerProcess:
-    """The hub's handle on the sealer process; the same calls as :class:`hub.sealer.Sealer`."""
+    """The hub's handle on the sealer process; the same calls as :class:`hub.storage.sealer.Sealer`."""
 
     def __init__(self, config: HubConfig, spool: WriteAheadSpool, counters: IngestCounters) -> None:
         self.config = config

@@ -292,7 +292,7 @@ def segments_size(directory: Path) -> int:
 
 class SpoolLike(Protocol):
     """What a reader needs of a spool: the writer's own (``WriteAheadSpool``) or a view of one that another
-    process writes (``hub.sealproc.SpoolView``)."""
+    process writes (``hub.storage.sealproc.SpoolView``)."""
 
     directory: Path
     first_segment: int
