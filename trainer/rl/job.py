@@ -76,8 +76,8 @@ def run_rl_job(
     sink: ProgressSink | None = None,
 ) -> JobResult:
     """Run one ``rl`` job (see the module docstring); raises on failure."""
+    from infra.store import open_store
     from trainer.rl.train import TrainConfig, train
-    from trainer.store import open_store
 
     started = time.monotonic()
     console = console or Console(stderr=True)

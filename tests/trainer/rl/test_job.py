@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from infra.store import LocalStore
 from schemas.messages import ModelRef, RlJob, RlParams
 from tests.trainer.hub_thread import HubThread
 from tests.trainer.test_agent import _Watcher
 from trainer.agent import AgentSettings, TrainerAgent
 from trainer.rl.files import DEFAULT_REWARD_SOURCE, default_metadata
-from trainer.store import LocalStore
 
 TINY = {"num_episodes_between_training": 2, "num_epochs": 1, "batch_size": 32}
 OPTIONS = {"steps_per_episode": 48, "max_iterations": 1, "max_steps": 200, "eval_max_time_s": 3.0}
