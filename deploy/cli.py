@@ -111,9 +111,7 @@ def _register_all() -> None:
         module.register(app)
     if _unavailable:
         missing = "; ".join(f"{name} ({reason})" for name, reason in sorted(_unavailable.items()))
-        app.info.epilog = (
-            f"Not available in this installation: {missing}. Install paddock[all] for everything."
-        )
+        app.info.epilog = f"Not available in this installation: {missing}. script/setup installs everything."
 
 
 _register_all()

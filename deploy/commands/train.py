@@ -20,7 +20,7 @@ from deploy.options import (
 )
 
 if importlib.util.find_spec("torch") is None:  # the CLI lists `train` only where it works
-    raise ImportError("paddock train needs the train extra (torch): pip install 'paddock[train]'")
+    raise ImportError("paddock train needs the train extra (torch; script/setup installs it)")
 
 train_app = typer.Typer(
     help="Train driving models from recorded sessions, evaluate them, export them for the car, "

@@ -124,26 +124,16 @@ ENV_CASES = [
     (["car", "run"], {"broker": "PADDOCK_BROKER"}),
     (["demo"], {"broker": "PADDOCK_BROKER"}),
 ]
+CONNECTIONS = {
+    "broker": "PADDOCK_BROKER",
+    "hub": "PADDOCK_HUB",
+    "store": "PADDOCK_STORE",
+    "token": "PADDOCK_TOKEN",
+}
 if HAS_TRAIN:
     ENV_CASES += [
-        (
-            ["train", "train"],
-            {
-                "broker": "PADDOCK_BROKER",
-                "hub": "PADDOCK_HUB",
-                "store": "PADDOCK_STORE",
-                "token": "PADDOCK_TOKEN",
-            },
-        ),  # fmt: skip
-        (
-            ["train", "agent"],
-            {
-                "broker": "PADDOCK_BROKER",
-                "hub": "PADDOCK_HUB",
-                "store": "PADDOCK_STORE",
-                "token": "PADDOCK_TOKEN",
-            },
-        ),  # fmt: skip
+        (["train", "train"], CONNECTIONS),
+        (["train", "agent"], CONNECTIONS),
         (["train", "record"], {"store": "PADDOCK_STORE"}),
         (["train", "export"], {"store": "PADDOCK_STORE"}),
     ]
