@@ -48,6 +48,8 @@ USER_ERRORS = (
     "schemas.errors:ContractError",
     "edge.config:ConfigError",
     "hub.config:HubConfigError",
+    "infra.config:ConfigError",  # the shared config loader and store client, where present
+    "infra.store:StoreError",
     "hub.store:StoreError",
     "trainer.store:StoreError",
     "firmware.sim.track:TrackError",
