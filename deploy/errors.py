@@ -46,12 +46,8 @@ USER_ERRORS = (
     "pydantic_core:ValidationError",
     f"{_CLICK}:ClickException",  # a bad flag or argument
     "schemas.errors:ContractError",
-    "edge.config:ConfigError",
-    "hub.config:HubConfigError",
-    "infra.config:ConfigError",  # the shared config loader and store client, where present
+    "infra.config:ConfigError",  # edge.config's and hub.config's errors derive from it
     "infra.store:StoreError",
-    "hub.store:StoreError",
-    "trainer.store:StoreError",
     "firmware.sim.track:TrackError",
     "firmware.sim.reward:RewardFunctionError",
     "firmware.calibration:CalibrationError",

@@ -53,7 +53,7 @@ def _sessions(values: list[str] | None) -> list[Any]:
 
 def _check_store(url: str | None) -> None:
     """Fail on a bad store URL before any work starts (a StoreError is reported as exit code 2)."""
-    from trainer.store import open_store
+    from infra.store import open_store
 
     if url:
         open_store(url)
@@ -159,9 +159,9 @@ def export(
     ] = "onnx,onnx-int8,tflite",
 ) -> None:
     """Export a checkpoint to ONNX, int8 ONNX and TFLite, checking each against torch."""
+    from infra.store import open_store
     from trainer.data import load_frames, preprocessed_samples
     from trainer.export import export_all
-    from trainer.store import open_store
     from trainer.train import load_checkpoint
 
     with as_user_error(ValueError):
@@ -217,10 +217,10 @@ def evaluate(
     the expert's lap time for reference, and writes simtrace.csv, run.mp4 and map.png. Offline
     metrics (MAE, R², accuracy) use the run's validation sessions unless --session is given.
     """
+    from infra.store import open_store
     from trainer.data import load_frames
     from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
     from trainer.report import offline_metrics, plot_predictions
-    from trainer.store import open_store
     from trainer.train import load_checkpoint, write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -290,8 +290,8 @@ def record(
     ] = True,
 ) -> None:
     """Record the simulator's expert driver into the store, in the hub's dataset layout."""
+    from infra.store import open_store
     from trainer.record import RecordConfig, record_expert
-    from trainer.store import open_store
 
     with as_user_error(ValueError):
         manifests = record_expert(
