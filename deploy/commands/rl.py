@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.errors import UserError
+from deploy.options import hub_option, parse_sets, set_option, token_option
+
 rl_app = typer.Typer(
     help="Reinforcement learning the AWS DeepRacer way: a model is model_metadata.json, "
     "hyperparameters.json and reward_function.py; train it in the simulator, evaluate it, send it to a car.",
@@ -22,10 +25,14 @@ out_console = Console(soft_wrap=True)
 TrackOption = Annotated[
     str, typer.Option("--track", "-t", help="A built-in track or a DeepRacer .npy file (closed tracks only).")
 ]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a hyperparameter, e.g. --set lr=0.001 (repeatable)."),
-]
+SetOption = Annotated[list[str] | None, set_option("lr=0.001 (a hyperparameter)")]
+
+
+def _overrides(values: list[str] | None) -> dict[str, Any]:
+    try:
+        return parse_sets(values)
+    except UserError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -68,10 +75,10 @@ def check(
     overrides: SetOption = None,
 ) -> None:
     """Validate the three files (each error names the file and the key)."""
-    from trainer.rl.files import ModelFileError, load_model_dir, parse_overrides
+    from trainer.rl.files import ModelFileError, load_model_dir
 
     try:
-        files = load_model_dir(directory, parse_overrides(overrides or []))
+        files = load_model_dir(directory, _overrides(overrides))
     except ModelFileError as exc:
         raise _fail(str(exc)) from None
     meta = files.metadata
@@ -109,7 +116,7 @@ def train_cmd(
 
     Each iteration is checkpointed: run the same command again to resume an interrupted run.
     """
-    from trainer.rl.files import ModelFileError, parse_overrides
+    from trainer.rl.files import ModelFileError
     from trainer.rl.train import RewardFunctionFailed, TrainConfig, train
 
     _check_track(track)
@@ -122,7 +129,7 @@ def train_cmd(
             workers=workers,
             seed=seed,
             clone=clone,
-            overrides=parse_overrides(overrides or []),
+            overrides=_overrides(overrides),
             race_type=race_type,
             obstacles=obstacles,
             live=live,
@@ -166,6 +173,9 @@ def evaluate_cmd(
         Path | None, typer.Option(help="Report directory (evaluation.json, simtrace.csv).")
     ] = None,
     video: Annotated[bool, typer.Option(help="Also write evaluation.mp4.")] = False,
+    max_time: Annotated[
+        float, typer.Option(min=1, help="A trial ends after this many simulated seconds without a lap.")
+    ] = 180.0,
     race_type: Annotated[str, typer.Option(help="time_trial or object_avoidance.")] = "time_trial",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
@@ -181,6 +191,7 @@ def evaluate_cmd(
                 track=track,
                 trials=trials,
                 penalty_s=penalty,
+                max_time_s=max_time,
                 out=out,
                 video=video,
                 race_type=race_type,
@@ -236,6 +247,36 @@ def export_cmd(
     except ModelFileError as exc:
         raise _fail(str(exc)) from None
     out_console.print(str(path))
+
+
+@rl_app.command("register")
+def register_cmd(
+    model: Annotated[Path, typer.Argument(help="A trained model directory.")],
+    hub: Annotated[str, hub_option("The hub's REST API, e.g. http://hub.local:8080.")],
+    name: Annotated[str, typer.Option(help="Model name in the hub's catalog.")] = "deepracer",
+    version: Annotated[str | None, typer.Option(help="Model version (default: the hub's next).")] = None,
+    token: Annotated[str | None, token_option("API token for the hub.")] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the hub's entry as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Register the exported model with the hub (card with its action space; the clone's parent in the
+    lineage), ready to deploy to cars like any model."""
+    from trainer.hub_client import HubError
+    from trainer.rl.files import ModelFileError
+    from trainer.rl.register import register
+
+    try:
+        entry = register(model, hub, token, name, version)
+    except (ModelFileError, HubError) as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        out_console.print_json(data=entry)
+        return
+    parent = (entry.get("lineage") or {}).get("parent")
+    out_console.print(
+        f"registered {entry.get('name')}:{entry.get('version')}" + (f" (parent {parent})" if parent else "")
+    )
 
 
 @rl_app.command("compare")

@@ -11,6 +11,7 @@ they were made (:meth:`schemas.model_card.ActionSpace.command` reproduces them f
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +122,16 @@ def export(model_dir: Path, out: Path | None = None, car: CarConfig | None = Non
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
     dummy = torch.zeros(1, 1, int(obs["height"]), int(obs["width"]))
-    torch.onnx.export(
-        net,
-        (dummy,),
-        str(path),
-        input_names=["image"],
-        output_names=["action", "steering", "throttle"],
-        dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, on every export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (dummy,),
+            str(path),
+            input_names=["image"],
+            output_names=["action", "steering", "throttle"],
+            dynamo=False,
+        )
     card = ModelCard(
         architecture=f"deepracer-{files.metadata.training_algorithm}-{files.metadata.neural_network.lower()}",
         input=InputSpec(width=int(obs["width"]), height=int(obs["height"]), colour="gray"),
