@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import aiomqtt
 
 from edge.config import CarConfig, ConfigError
+from edge.hotswap import Source
 from edge.loop import ControlLoop
-from edge.models import Source
 from firmware.calibration import write_atomic
 from schemas.errors import ContractError
 from schemas.messages import (

@@ -24,11 +24,11 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from edge.body import build_body
+from edge.body_factory import build_body
 from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
+from edge.hotswap import ModelCache, ModelManager, Source, load_model_key
 from edge.loop import ControlLoop, TickResult
-from edge.models import ModelCache, ModelManager, Source, load_model_key
 from edge.mqtt import BdseqStore, MqttLink
 from edge.outbox import EventLog, Outbox
 from edge.pilots import Pilot, pilot_plugins
@@ -37,7 +37,7 @@ from edge.runtimes import preload as preload_runtimes
 from edge.snapshot import Parts, TelemetryBuilder, car_status, status
 from edge.spool import Spool
 from edge.systemd import Notifier
-from firmware.body import Body
+from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
 from firmware.sensors import SensorReading
 from schemas.messages import CarStatus, ModelState, Telemetry

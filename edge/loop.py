@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from edge.config import LoopSection
 from edge.pilots import Decision, Pilot
 from firmware.actuators import Applied, clip_unit
-from firmware.body import Body, BodyState
 from firmware.camera import CameraError, Frame
+from firmware.car_body import Body, BodyState
 from firmware.cycle_timer import CycleTimer, TimingStats
 from schemas.messages import Mode
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from edge.config import CarConfig, ConfigError
 from edge.pilots import Decision, Pilot
-from firmware.body import Body, BodyState
 from firmware.camera import Frame
+from firmware.car_body import Body, BodyState
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, RenderConfig, SimBody, WorldConfig
 from firmware.sim.track import TrackError
 from firmware.sim.tracks import get_track

@@ -13,7 +13,7 @@ from edge.loop import ControlLoop
 from edge.mqtt import MqttLink
 from edge.recorder import Recorder
 from edge.spool import Spool
-from firmware.body import Body
+from firmware.car_body import Body
 from firmware.sensors import SensorReading
 from schemas.messages import CameraInfo, CarStatus, Telemetry
 

@@ -1,4 +1,6 @@
-"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store (ARCHITECTURE §6).
+"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store.
+
+The keys: docs/wire.md, "Storage layout".
 
 Loading reads every shard of the chosen sessions once (in parallel threads: S3 latency hides behind
 each other), checks each frame (a JPEG that decodes, a finite steering and throttle in [-1, 1]) and

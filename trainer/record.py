@@ -1,4 +1,4 @@
-"""Record the simulator's expert driver into the hub's dataset layout (ARCHITECTURE §6).
+"""Record the simulator's expert driver into the hub's dataset layout (docs/wire.md "Storage layout").
 
 Each session is one drive of a few laps: camera frames (JPEG) with the expert's action, written
 as WebDataset shards with ``schemas.shards.write_shard`` (the hub's writer) plus a sealed session

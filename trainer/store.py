@@ -1,4 +1,4 @@
-"""The object store the trainer reads datasets from and writes models to (ARCHITECTURE §6).
+"""The object store the trainer reads datasets from and writes models to (docs/wire.md "Storage layout").
 
 Two backends share one small interface, addressed by URL:
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from firmware.sim.physics import CarConfig, CarState, speed_to_throttle
+from firmware.sim.physics import CarState, VehicleSpec, speed_to_throttle
 from firmware.sim.track import FloatArray, Track
 
 if TYPE_CHECKING:
@@ -63,13 +63,13 @@ class ExpertDriver:
     def __init__(
         self,
         track: Track,
-        car: CarConfig | None = None,
+        car: VehicleSpec | None = None,
         config: ExpertConfig | None = None,
         line: NDArray[np.floating] | None = None,
         seed: int | None = None,
     ) -> None:
         self.track = track
-        self.car = car or CarConfig()
+        self.car = car or VehicleSpec()
         self.config = config or ExpertConfig()
         raw = track.center[:-1] if line is None else np.asarray(line, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != 2 or len(raw) < 4 or not np.isfinite(raw).all():

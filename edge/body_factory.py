@@ -4,9 +4,9 @@ import logging
 
 from edge.config import CarConfig, ConfigError
 from firmware.actuators import Actuators
-from firmware.body import Body
 from firmware.calibration import CalibrationError, load_calibration
 from firmware.camera import Camera, CameraConfig
+from firmware.car_body import Body
 from firmware.sensors import CpuTemperature, Ina219Battery, Mpu6050Imu, Sensor, SensorError, SensorSuite
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Model hot-swap (ARCHITECTURE §5): verify, cache, load, warm up, smoke-test, swap between ticks.
+"""Model hot-swap: verify, cache, load, warm up, smoke-test, swap between ticks (docs/car.md,
+"Model hot-swap"; the envelope and its signature: docs/wire.md).
 
 Models arrive as retained envelopes on the car's own topic and on its group's; the car's own
 assignment wins while it exists. For each new assignment, off the control loop:
