@@ -1,7 +1,14 @@
-"""Build the car's body (camera, actuators, sensors) from its configuration."""
+"""Build the car's body (camera, actuators, sensors) from its configuration.
+
+``camera.kind`` and ``actuators.kind`` name plugins (:mod:`edge.plugins`); the factories below are
+paddock's own. ``sim`` is not a plugin: the simulated camera and actuators share one world, so a
+simulated car gets its whole body from :func:`edge.sim.build_sim_body`.
+"""
 
 import logging
+from typing import Any
 
+from edge import plugins
 from edge.config import CarConfig, ConfigError
 from firmware.actuators import Actuators
 from firmware.calibration import CalibrationError, load_calibration
@@ -12,22 +19,64 @@ from firmware.sensors import CpuTemperature, Ina219Battery, Mpu6050Imu, Sensor, 
 log = logging.getLogger(__name__)
 
 
-def build_camera(config: CarConfig) -> Camera:
+def _camera_config(config: CarConfig) -> CameraConfig:
     c = config.camera
-    cam_cfg = CameraConfig(width=c.width, height=c.height, fps=c.fps)
-    if c.kind == "picamera":
-        from firmware.hardware.picamera import PiCamera
+    return CameraConfig(width=c.width, height=c.height, fps=c.fps)
 
-        return PiCamera(cam_cfg, camera_num=c.camera_num, hflip=c.hflip, vflip=c.vflip)
-    if c.kind == "usb":
-        from firmware.hardware.usb_camera import UsbCamera
 
-        return UsbCamera(cam_cfg, device=c.device)
-    if c.kind == "test_pattern":
-        from firmware.hardware.test_pattern import TestPatternCamera
+def picamera(config: CarConfig) -> Camera:
+    """Camera plugin ``picamera``: the Pi camera through picamera2."""
+    from firmware.hardware.picamera import PiCamera
 
-        return TestPatternCamera(cam_cfg)
-    raise ConfigError(f"camera.kind = {c.kind!r} comes with the simulated body (actuators.kind = 'sim')")
+    c = config.camera
+    return PiCamera(_camera_config(config), camera_num=c.camera_num, hflip=c.hflip, vflip=c.vflip)
+
+
+def usb_camera(config: CarConfig) -> Camera:
+    """Camera plugin ``usb``: a USB camera (or a video file) through OpenCV."""
+    from firmware.hardware.usb_camera import UsbCamera
+
+    return UsbCamera(_camera_config(config), device=config.camera.device)
+
+
+def test_pattern_camera(config: CarConfig) -> Camera:
+    """Camera plugin ``test_pattern``: moving bars, no device."""
+    from firmware.hardware.test_pattern import TestPatternCamera
+
+    return TestPatternCamera(_camera_config(config))
+
+
+def pwm_actuators(config: CarConfig) -> Actuators:
+    """Actuators plugin ``pwm``: steering servo and ESC through gpiozero, calibrated."""
+    from firmware.hardware.pwm import PwmActuators
+
+    a = config.actuators
+    try:
+        calibration = load_calibration(a.calibration)
+    except CalibrationError as exc:
+        raise ConfigError(f"actuators.calibration: {exc}") from None
+    return PwmActuators(calibration, pin_factory=a.pin_factory)
+
+
+def null_actuators(config: CarConfig) -> Actuators:
+    """Actuators plugin ``none``: outputs off (bench)."""
+    from firmware.hardware.null_actuators import NullActuators
+
+    return NullActuators()
+
+
+def build_camera(config: CarConfig) -> Camera:
+    if config.camera.kind == "sim":
+        raise ConfigError("camera.kind = 'sim' comes with the simulated body (actuators.kind = 'sim')")
+    factory = _plugin(plugins.CAMERAS, config.camera.kind, "camera.kind")
+    camera: Camera = factory(config)
+    return camera
+
+
+def build_actuators(config: CarConfig) -> Actuators:
+    factory = _plugin(plugins.ACTUATORS, config.actuators.kind, "actuators.kind")
+    actuators: Actuators = factory(config)
+    return actuators
 
 
 def build_sensors(config: CarConfig) -> SensorSuite | None:
@@ -46,22 +95,17 @@ def build_sensors(config: CarConfig) -> SensorSuite | None:
 
 
 def build_body(config: CarConfig) -> Body:
-    """The hardware body the config describes (not connected yet)."""
-    a = config.actuators
-    if a.kind == "sim":
+    """The body the config describes (not connected yet)."""
+    if config.actuators.kind == "sim":
         from edge.sim import build_sim_body
 
         return build_sim_body(config)
-    if a.kind == "pwm":
-        from firmware.hardware.pwm import PwmActuators
-
-        try:
-            calibration = load_calibration(a.calibration)
-        except CalibrationError as exc:
-            raise ConfigError(f"actuators.calibration: {exc}") from None
-        actuators: Actuators = PwmActuators(calibration, pin_factory=a.pin_factory)
-    else:
-        from firmware.hardware.null_actuators import NullActuators
-
-        actuators = NullActuators()
+    actuators = build_actuators(config)
     return Body(build_camera(config), actuators, build_sensors(config))
+
+
+def _plugin(group: str, name: str, setting: str) -> Any:
+    try:
+        return plugins.load(group, name)
+    except plugins.PluginError as exc:
+        raise ConfigError(f"{setting}: {exc}") from None

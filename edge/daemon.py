@@ -242,27 +242,19 @@ class CarDaemon:
         ]
 
     def _install_pilots(self, body: Body) -> None:
-        if "expert" not in self._extra_pilots and body.kind == "sim":
-            from edge.sim import ExpertPilot, SimCarBody
-
-            assert isinstance(body, SimCarBody)
-            sim = self.config.sim
-            self._extra_pilots["expert"] = ExpertPilot(
-                body, noise_std=sim.expert_noise, noise_time_s=sim.expert_noise_time_s, seed=sim.seed
-            )
+        """The pilots given to the daemon, then every pilot plugin this body can carry."""
         for name, pilot in self._extra_pilots.items():
             self.loop.install_pilot(name, pilot)
         for name, factory in pilot_plugins().items():
             if name in self._extra_pilots:
                 continue
             try:
-                pilot = factory(body)
+                pilot = factory(body, self.config)
             except Exception as exc:  # e.g. the expert needs a simulated body
                 log.debug("pilot plugin %s not available here: %s", name, exc)
                 continue
-            if pilot is not None:
-                self.loop.install_pilot(name, pilot)
-                self._extra_pilots[name] = pilot
+            self.loop.install_pilot(name, pilot)
+            self._extra_pilots[name] = pilot
 
     # --- the control loop's sink (control thread) -----------------------------------------------
     def on_tick(self, result: TickResult) -> None:

@@ -22,10 +22,10 @@ from edge.config import CarConfig
 from edge.loop import TickResult
 from edge.mqtt import SessionTask
 from edge.queues import DropQueue
-from edge.recorder import FrameSeq, encode_jpeg, frame_record
+from edge.recorder import FrameSeq, frame_record
 from edge.spool import Spool, SpoolRecord
 from schemas.messages import EVENT_ADAPTER, ModelState, Telemetry
-from schemas.payloads import encode_frame
+from schemas.payloads import encode_frame, encode_jpeg
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -30,8 +30,8 @@ from schemas.dataset import (
     shard_name,
 )
 from schemas.messages import FrameRecord
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample, write_shard
-from trainer.data import encode_jpeg
 from trainer.store import ObjectStore
 
 

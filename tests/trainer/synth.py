@@ -10,8 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from schemas.dataset import SessionManifest, session_manifest_key
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample
-from trainer.data import encode_jpeg
 from trainer.record import put_shard
 from trainer.store import ObjectStore
 
