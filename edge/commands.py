@@ -10,17 +10,20 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiomqtt
 
 from edge.config import CarConfig, ConfigError
-from edge.hotswap import Source
+from edge.hotswap import ModelManager
 from edge.loop import ControlLoop
+from edge.mqtt import MqttLink
 from firmware.calibration import write_atomic
 from schemas.errors import ContractError
 from schemas.messages import (
+    CarStatus,
     CommandResponse,
     ConfigCommand,
     DriveCommand,
@@ -56,16 +59,28 @@ class CarControl(Protocol):
     def start_recording(self, session: str | None = None) -> str: ...
     def stop_recording(self) -> tuple[str | None, int]: ...
     def configure(self, values: dict[str, Any]) -> dict[str, Any]: ...
-    def queue_model(self, source: Source, payload: bytes, arrival_ns: int) -> None: ...
-    async def rebirth(self) -> int | None: ...
-    async def publish(self, topic: str, payload: bytes, *, qos: int) -> None: ...
 
 
 class CommandHandler:
-    def __init__(self, car: str, topics: Topics, control: CarControl) -> None:
+    """``link``, ``models`` and ``birth`` are read when a message arrives: they exist once the car
+    has started, and messages arrive only after that."""
+
+    def __init__(
+        self,
+        car: str,
+        topics: Topics,
+        control: CarControl,
+        *,
+        link: Callable[[], MqttLink],
+        models: Callable[[], ModelManager],
+        birth: Callable[[int], CarStatus],
+    ) -> None:
         self.car = car
         self.topics = topics
         self.control = control
+        self._link = link
+        self._models = models
+        self._birth = birth
         self.tasks: list[asyncio.Task[None]] = []
 
     def on_message(self, message: aiomqtt.Message) -> None:
@@ -80,9 +95,9 @@ class CommandHandler:
             estop = read_estop(payload)
             self.control.set_estop(estop.active, estop.reason)
         elif parsed.kind is TopicKind.CAR_MODEL:
-            self.control.queue_model("car", payload, arrival_ns)
+            self._models().offer("car", payload, arrival_ns)
         elif parsed.kind is TopicKind.GROUP_MODEL:
-            self.control.queue_model("group", payload, arrival_ns)
+            self._models().offer("group", payload, arrival_ns)
         elif parsed.kind is TopicKind.COMMAND and parsed.command is not None:
             self.tasks.append(asyncio.create_task(self.handle(parsed.command, payload)))
             self.tasks = [t for t in self.tasks if not t.done()]
@@ -102,7 +117,7 @@ class CommandHandler:
             )
         if name == "drive" and response.status == "ok" and transaction is None:
             return  # drive commands stream at joystick rate; answer only when asked
-        await self.control.publish(self.topics.command_response(self.car, name), response.to_json(), qos=1)
+        await self._link().publish(self.topics.command_response(self.car, name), response.to_json(), qos=1)
 
     async def apply(self, command: Any) -> dict[str, Any]:
         """Apply a parsed command; return the response data."""
@@ -120,7 +135,15 @@ class CommandHandler:
             return {"session": session, "frames": frames}
         if isinstance(command, ConfigCommand):
             return control.configure(command.values)
-        return {"bdseq": await control.rebirth()}
+        return {"bdseq": await self.rebirth()}
+
+    async def rebirth(self) -> int | None:
+        """Publish the birth message again (the ``rebirth`` command); return its bdseq."""
+        link = self._link()
+        if link.bdseq is not None:
+            birth = self._birth(link.bdseq).to_json()
+            await link.publish(self.topics.car_status(self.car), birth, retain=True)
+        return link.bdseq
 
 
 def read_estop(payload: bytes) -> EStop:

@@ -27,19 +27,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.body_factory import build_body
 from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
-from edge.hotswap import ModelCache, ModelManager, Source, load_model_key
+from edge.hotswap import ModelCache, ModelManager, load_model_key
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
 from edge.outbox import EventLog, Outbox
 from edge.pilots import Pilot, pilot_plugins
 from edge.recorder import Recorder
 from edge.runtimes import preload as preload_runtimes
-from edge.snapshot import Parts, TelemetryBuilder, car_status, status
+from edge.snapshot import Parts, SensorPoller, TelemetryBuilder, car_status, status
 from edge.spool import Spool
-from edge.systemd import Notifier
+from edge.systemd import Notifier, Watchdog
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
-from firmware.sensors import SensorReading
 from schemas.messages import CarStatus, ModelState, Telemetry
 from schemas.topics import Topics
 
@@ -85,10 +84,18 @@ class CarDaemon:
             telemetry=self.telemetry,
             spool=lambda: self.spool,
         )
-        self.commands = CommandHandler(self.car, self.topics, self)
+        self.commands = CommandHandler(
+            self.car,
+            self.topics,
+            self,
+            link=lambda: self.link,
+            models=lambda: self.models,
+            birth=lambda n: self._status("online", n),
+        )
         self.estop_store = EStopStore(config.state_dir)
         self.telemetry_builder = TelemetryBuilder()
-        self.sensor_reading = SensorReading()
+        self.sensors = SensorPoller()
+        self.watchdog = Watchdog(self.notifier)
         # Built by start(), in this order; shutdown() closes whichever exist.
         self._spool: Spool | None = None
         self._loop: ControlLoop | None = None
@@ -97,7 +104,6 @@ class CarDaemon:
         self._link: MqttLink | None = None
         self._link_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._heartbeat = time.monotonic()
         self._first_tick = asyncio.Event()
         self._first_tick_seen = False
         self._started = False
@@ -237,9 +243,12 @@ class CarDaemon:
         self._link_task = asyncio.create_task(self.link.run(), name=f"mqtt-{self.car}")
         self._tasks += [
             asyncio.create_task(self.models.run(), name="models"),
-            asyncio.create_task(self._heartbeat_task(), name="heartbeat"),
-            asyncio.create_task(self._sensor_task(), name="sensors"),
+            asyncio.create_task(self.watchdog.heartbeat(), name="heartbeat"),
         ]
+        sensors = self.body.sensors if self.body is not None else None
+        if sensors is not None:
+            poll = self.sensors.run(sensors, self.recorder, lambda: 1.0 / self.config.publish.telemetry_hz)
+            self._tasks.append(asyncio.create_task(poll, name="sensors"))
 
     def _install_pilots(self, body: Body) -> None:
         """The pilots given to the daemon, then every pilot plugin this body can carry."""
@@ -261,14 +270,7 @@ class CarDaemon:
         recorder = self.recorder
         recorder.offer(result, result.pilot)
         self.outbox.offer_preview(result, recorder.recording)
-        n = self.notifier
-        # Ping only while the event loop is alive too: a stall anywhere gets us restarted.
-        if (
-            n.watchdog_interval_s is not None
-            and n.watchdog_due()
-            and time.monotonic() - self._heartbeat < max(2.0, 2 * n.watchdog_interval_s)
-        ):
-            n.ping()
+        self.watchdog.on_tick()  # pings only while the event loop is alive too
         if not self._first_tick_seen:
             self._first_tick_seen = True
             self._call_soon(self._first_tick.set)
@@ -365,27 +367,9 @@ class CarDaemon:
         self.config, now = apply_settings(self.config, self.loop, values, self.pilots)
         return now
 
-    async def apply_command(self, command: Any) -> dict[str, Any]:
-        """Apply a parsed command (the same code path as MQTT); return the response data."""
-        return await self.commands.apply(command)
-
-    def queue_model(self, source: Source, payload: bytes, arrival_ns: int) -> None:
-        self.models.offer(source, payload, arrival_ns)
-
     async def offer_model(self, envelope: bytes) -> bool:
         """Run a model envelope through the hot-swap pipeline directly (no broker needed)."""
         return await self.models.process(envelope, time.monotonic_ns())
-
-    async def rebirth(self) -> int | None:
-        """Publish the birth message again (the ``rebirth`` command); return its bdseq."""
-        link = self.link
-        if link.bdseq is not None:
-            birth = self._status("online", link.bdseq).to_json()
-            await link.publish(self.topics.car_status(self.car), birth, retain=True)
-        return link.bdseq
-
-    async def publish(self, topic: str, payload: bytes, *, qos: int) -> None:
-        await self.link.publish(topic, payload, qos=qos)
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -402,7 +386,7 @@ class CarDaemon:
 
     def telemetry(self) -> Telemetry:
         return self.telemetry_builder.build(
-            self._parts(), self.config.loop.hz, self.model_ref, self.sensor_reading
+            self._parts(), self.config.loop.hz, self.model_ref, self.sensors.reading
         )
 
     def status(self) -> dict[str, Any]:
@@ -414,23 +398,6 @@ class CarDaemon:
             return
         publish = self._link.publish(self.topics.model_state(self.car), state.to_json(), qos=1, retain=True)
         self._tasks.append(asyncio.create_task(publish))
-
-    # --- background tasks -----------------------------------------------------------------------
-    async def _heartbeat_task(self) -> None:
-        while True:
-            self._heartbeat = time.monotonic()
-            await asyncio.sleep(0.25)
-
-    async def _sensor_task(self) -> None:
-        sensors = self.body.sensors if self.body else None
-        if sensors is None:
-            return
-        while True:
-            reading = await asyncio.to_thread(sensors.read)
-            self.sensor_reading = reading
-            imu = reading.imu()
-            self.recorder.extra = {"imu": imu} if imu else {}
-            await asyncio.sleep(1.0 / self.config.publish.telemetry_hz)
 
     # --- run and shutdown -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event | None = None) -> None:

@@ -4,7 +4,9 @@ Every function reads the running components (:class:`Parts`) and builds a messag
 changes state except the telemetry sequence number.
 """
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from edge.mqtt import MqttLink
 from edge.recorder import Recorder
 from edge.spool import Spool
 from firmware.car_body import Body
-from firmware.sensors import SensorReading
+from firmware.sensors import SensorReading, SensorSuite
 from schemas.messages import CameraInfo, CarStatus, Telemetry
 
 
@@ -52,6 +54,20 @@ def car_status(
         if cam is not None
         else None,
     )
+
+
+class SensorPoller:
+    """Reads the sensors at the telemetry rate; the IMU's readings also go into recorded frames."""
+
+    def __init__(self) -> None:
+        self.reading = SensorReading()
+
+    async def run(self, sensors: SensorSuite, recorder: Recorder, period_s: Callable[[], float]) -> None:
+        while True:
+            self.reading = await asyncio.to_thread(sensors.read)
+            imu = self.reading.imu()
+            recorder.extra = {"imu": imu} if imu else {}
+            await asyncio.sleep(period_s())
 
 
 class TelemetryBuilder:
