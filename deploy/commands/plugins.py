@@ -33,16 +33,19 @@ def _rows() -> list[dict[str, str | bool | None]]:
     return rows
 
 
+HELP = (
+    "List each plugin group with its plugins, the package that declares each, and whether it loads.\n\n"
+    "A plugin is an entry point in paddock.cameras, paddock.actuators, paddock.pilots or "
+    "paddock.runtimes; paddock's own are listed from a source checkout too. Loading imports the entry "
+    "point's object; a camera's or actuators' hardware library (picamera2, gpiozero) is imported only "
+    "when the car builds its body."
+)
+
+
 def plugins_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per plugin, in a list.")] = False,
 ) -> None:
-    """List each plugin group with its plugins, where they come from and whether they load.
-
-    A plugin is an entry point in one of the groups paddock.cameras, paddock.actuators,
-    paddock.pilots and paddock.runtimes; paddock's own are always listed, from a source
-    checkout too. A plugin that does not load usually lacks an optional dependency (picamera2
-    off a Raspberry Pi, LiteRT for tflite): the last column says which.
-    """
+    """List each plugin group with its plugins (see HELP)."""
     rows = _rows()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -56,4 +59,4 @@ def plugins_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("plugins")(plugins_command)
+    app.command("plugins", help=HELP)(plugins_command)
