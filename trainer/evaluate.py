@@ -33,7 +33,7 @@ from schemas.dataset import eval_prefix, model_prefix
 from schemas.messages import EvaluateParams, JobProgress, JobResult, ModelRef
 from schemas.model_card import ModelCard, decode_outputs, preprocess
 from trainer.models import PilotModel
-from trainer.store import MissingObject, open_store
+from trainer.store import MissingObject, ObjectStore, open_store
 
 
 class Pilot(Protocol):
@@ -320,28 +320,11 @@ def run_evaluate_job(
     started = time.monotonic()
     console = console or Console(stderr=True)
     store = open_store(settings.store)
-    prefix = model_prefix(params.model_name, params.model_version)
     eval_id = job or f"{params.model_name}-{params.model_version}-{params.track}"
     work = Path(settings.work_dir) / eval_id
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / "model.onnx"
-    try:
-        model_path.write_bytes(store.get(prefix + "model.onnx"))
-        card = ModelCard.model_validate_json(store.get(prefix + "card.json"))
-    except MissingObject:
-        if not settings.hub:
-            raise
-        # Not in this trainer's store: ask the hub (its own store may be elsewhere).
-        from trainer.hub_client import HubClient
-
-        with HubClient(settings.hub, settings.hub_token) as hub:
-            entry = hub.model(params.model_name, params.model_version)
-            if entry.get("format") != "onnx":
-                raise ValueError(
-                    f"{params.model_name}:{params.model_version} is {entry.get('format')}, not ONNX"
-                ) from None
-            model_path.write_bytes(hub.artifact(params.model_name, params.model_version))
-        card = ModelCard.model_validate(entry["card"])
+    card = _fetch_model(store, settings, params, model_path)
     sink = (
         MqttProgress(settings.broker, job, "evaluate", settings.topic_prefix)
         if settings.broker and job
@@ -363,21 +346,8 @@ def run_evaluate_job(
         )
     finally:
         sink.close()
-    artifacts: dict[str, str] = {}
-    out_prefix = eval_prefix(eval_id)
-    for label, path in {**report.files, "report": str(work / "report.json")}.items():
-        key = out_prefix + Path(path).name
-        store.put(key, Path(path).read_bytes())
-        artifacts[label] = key
-    metrics = {
-        "completion_pct": report.completion_pct,
-        "laps_completed": float(report.laps_completed),
-        "off_track_count": float(report.off_track_count),
-    }
-    if report.best_lap_time_s is not None:
-        metrics["best_lap_time_s"] = report.best_lap_time_s
-    if report.lap_time_vs_expert is not None:
-        metrics["lap_time_vs_expert"] = report.lap_time_vs_expert
+    artifacts = _upload_evaluation(store, eval_id, report, work)
+    metrics = _evaluation_metrics(report)
     (work / "summary.json").write_text(json.dumps(metrics))
     return JobResult(
         job=eval_id,
@@ -389,3 +359,48 @@ def run_evaluate_job(
         metrics=metrics,
         duration_s=time.monotonic() - started,
     )
+
+
+def _fetch_model(store: ObjectStore, settings: Any, params: EvaluateParams, model_path: Path) -> ModelCard:
+    """Write the ONNX model to ``model_path`` and return its card: from the store, else the hub."""
+    prefix = model_prefix(params.model_name, params.model_version)
+    try:
+        model_path.write_bytes(store.get(prefix + "model.onnx"))
+        return ModelCard.model_validate_json(store.get(prefix + "card.json"))
+    except MissingObject:
+        if not settings.hub:
+            raise
+    # Not in this trainer's store: ask the hub (its own store may be elsewhere).
+    from trainer.hub_client import HubClient
+
+    with HubClient(settings.hub, settings.hub_token) as hub:
+        entry = hub.model(params.model_name, params.model_version)
+        if entry.get("format") != "onnx":
+            raise ValueError(f"{params.model_name}:{params.model_version} is {entry.get('format')}, not ONNX")
+        model_path.write_bytes(hub.artifact(params.model_name, params.model_version))
+    return ModelCard.model_validate(entry["card"])
+
+
+def _upload_evaluation(
+    store: ObjectStore, eval_id: str, report: ClosedLoopReport, work: Path
+) -> dict[str, str]:
+    artifacts: dict[str, str] = {}
+    out_prefix = eval_prefix(eval_id)
+    for label, path in {**report.files, "report": str(work / "report.json")}.items():
+        key = out_prefix + Path(path).name
+        store.put(key, Path(path).read_bytes())
+        artifacts[label] = key
+    return artifacts
+
+
+def _evaluation_metrics(report: ClosedLoopReport) -> dict[str, float]:
+    metrics = {
+        "completion_pct": report.completion_pct,
+        "laps_completed": float(report.laps_completed),
+        "off_track_count": float(report.off_track_count),
+    }
+    if report.best_lap_time_s is not None:
+        metrics["best_lap_time_s"] = report.best_lap_time_s
+    if report.lap_time_vs_expert is not None:
+        metrics["lap_time_vs_expert"] = report.lap_time_vs_expert
+    return metrics
