@@ -20,7 +20,7 @@ from edge.config import CarConfig, ConfigError
 from edge.hotswap import ModelManager
 from edge.loop import ControlLoop
 from edge.mqtt import MqttLink
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 from schemas.errors import ContractError
 from schemas.messages import (
     CarStatus,

@@ -35,7 +35,7 @@ from edge.pilots import Pilot, pilot_plugins
 from edge.recorder import Recorder
 from edge.runtimes import preload as preload_runtimes
 from edge.snapshot import Parts, SensorPoller, TelemetryBuilder, car_status, status
-from edge.spool import Spool
+from edge.spool import ForwardSpool
 from edge.systemd import Notifier, Watchdog
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
@@ -97,7 +97,7 @@ class CarDaemon:
         self.sensors = SensorPoller()
         self.watchdog = Watchdog(self.notifier)
         # Built by start(), in this order; shutdown() closes whichever exist.
-        self._spool: Spool | None = None
+        self._spool: ForwardSpool | None = None
         self._loop: ControlLoop | None = None
         self._recorder: Recorder | None = None
         self._models: ModelManager | None = None
@@ -112,7 +112,7 @@ class CarDaemon:
 
     # --- components (built by start) ------------------------------------------------------------
     @property
-    def spool(self) -> Spool:
+    def spool(self) -> ForwardSpool:
         return _built(self._spool, "spool")
 
     @property
@@ -172,7 +172,7 @@ class CarDaemon:
         cfg = self.config
         await asyncio.to_thread(cfg.state_dir.mkdir, parents=True, exist_ok=True)
         self._spool = await asyncio.to_thread(
-            Spool,
+            ForwardSpool,
             cfg.spool_dir,
             int(cfg.recorder.max_spool_mb * 1024 * 1024),
             int(cfg.recorder.segment_mb * 1024 * 1024),

@@ -39,7 +39,7 @@ from edge.config import ConfigError, ModelsSection
 from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState

@@ -23,7 +23,7 @@ from edge.loop import TickResult
 from edge.mqtt import SessionTask
 from edge.queues import DropQueue
 from edge.recorder import FrameSeq, frame_record
-from edge.spool import Spool, SpoolRecord
+from edge.spool import ForwardSpool, SpoolRecord
 from schemas.messages import EVENT_ADAPTER, ModelState, Telemetry
 from schemas.payloads import encode_frame, encode_jpeg
 from schemas.topics import Topics
@@ -91,7 +91,7 @@ class Outbox:
         *,
         model_state: Callable[[], ModelState],
         telemetry: Callable[[], Telemetry],
-        spool: Callable[[], Spool],
+        spool: Callable[[], ForwardSpool],
     ) -> None:
         self.car = car
         self.topics = topics

@@ -14,7 +14,7 @@ import schemas
 from edge.loop import ControlLoop
 from edge.mqtt import MqttLink
 from edge.recorder import Recorder
-from edge.spool import Spool
+from edge.spool import ForwardSpool
 from firmware.car_body import Body
 from firmware.sensors import SensorReading, SensorSuite
 from schemas.messages import CameraInfo, CarStatus, Telemetry
@@ -28,7 +28,7 @@ class Parts:
     body: Body
     loop: ControlLoop
     recorder: Recorder
-    spool: Spool
+    spool: ForwardSpool
     link: MqttLink
 
 

@@ -29,11 +29,11 @@ from firmware.sim import ExpertDriver, World, WorldConfig, drive
 from firmware.sim.run import RunResult
 from firmware.sim.simtrace import SimTraceWriter
 from firmware.sim.world import WorldStatus
+from infra.store import MissingObject, ObjectStore, open_store
 from schemas.dataset import eval_prefix, model_prefix
 from schemas.messages import EvaluateParams, JobProgress, JobResult, ModelRef
 from schemas.model_card import ModelCard, decode_outputs, preprocess
 from trainer.models import PilotModel
-from trainer.store import MissingObject, ObjectStore, open_store
 
 
 class Pilot(Protocol):
