@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from firmware.sim.physics import CarConfig, angle_deg_to_steering, speed_to_throttle
+from firmware.sim.physics import VehicleSpec, angle_deg_to_steering, speed_to_throttle
 from schemas.model_card import ActionSpace, DiscreteAction, InputSpec, ModelCard, OutputSpec
 from trainer.rl.files import ModelFileError, ModelFiles, load_model_dir
 
@@ -26,8 +26,8 @@ ONNX_FILE = "model.onnx"
 CARD_FILE = "model_card.json"
 
 
-def action_space_card(files: ModelFiles, car: CarConfig | None = None) -> ActionSpace:
-    car = car or CarConfig()
+def action_space_card(files: ModelFiles, car: VehicleSpec | None = None) -> ActionSpace:
+    car = car or VehicleSpec()
     meta = files.metadata
     if meta.discrete_actions:
         actions = [
@@ -96,7 +96,9 @@ class _ContinuousPolicy(nn.Module):
         return action, commands[:, 0:1], commands[:, 1:2]
 
 
-def export(model_dir: Path, out: Path | None = None, car: CarConfig | None = None) -> tuple[Path, ModelCard]:
+def export(
+    model_dir: Path, out: Path | None = None, car: VehicleSpec | None = None
+) -> tuple[Path, ModelCard]:
     """Write ``model.onnx`` and ``model_card.json`` next to the trained model (or into ``out``)."""
     from stable_baselines3 import PPO, SAC
 

@@ -22,6 +22,7 @@ from firmware.sim.reward import RewardFunction, RewardFunctionError, load_reward
 METADATA_FILE = "model_metadata.json"
 HYPERPARAMETERS_FILE = "hyperparameters.json"
 REWARD_FILE = "reward_function.py"
+REGISTERED_FILE = "registered.json"  # name and version the hub gave this model directory
 
 # DeepRacer's names, and the short names people use for them.
 NETWORKS = {
@@ -321,3 +322,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             raise ModelFileError(f"--set {key}: must be finite")
         out[key.strip()] = value
     return out
+
+
+def parent_ref(model_dir: Path | None) -> str | None:
+    """``name:version`` of a model directory that was registered (or fetched from the hub)."""
+    if model_dir is None:
+        return None
+    try:
+        data = json.loads((model_dir / REGISTERED_FILE).read_text())
+        return f"{data['name']}:{data['version']}"
+    except (OSError, ValueError, KeyError):
+        return None

@@ -16,7 +16,14 @@ from schemas.dataset import model_prefix
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, ModelRef, RlParams
 from trainer.progress import MqttProgress, NullSink, ProgressSink
-from trainer.rl.files import HYPERPARAMETERS_FILE, METADATA_FILE, REWARD_FILE, Hyperparameters
+from trainer.rl.files import (
+    HYPERPARAMETERS_FILE,
+    METADATA_FILE,
+    REGISTERED_FILE,
+    REWARD_FILE,
+    Hyperparameters,
+    parent_ref,
+)
 from trainer.rl.monitor import IterationStats
 
 UPLOADED = (
@@ -31,7 +38,6 @@ UPLOADED = (
     "reward.png",
     "completion.png",
 )
-REGISTERED_FILE = "registered.json"
 # TrainConfig fields a job's ``options`` may set.
 OPTIONS = ("steps_per_episode", "max_iterations", "max_steps", "width", "height", "obstacles", "randomize")
 
@@ -54,17 +60,6 @@ def fetch_parent(ref: ModelRef, store: Any, directory: Path) -> Path:
             (directory / name).write_bytes(store.get(key))
     (directory / REGISTERED_FILE).write_text(json.dumps({"name": ref.name, "version": ref.version}))
     return directory
-
-
-def parent_ref(model_dir: Path | None) -> str | None:
-    """``name:version`` of a model directory that was registered (or fetched from the hub)."""
-    if model_dir is None:
-        return None
-    try:
-        data = json.loads((model_dir / REGISTERED_FILE).read_text())
-        return f"{data['name']}:{data['version']}"
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def run_rl_job(

@@ -14,7 +14,7 @@ from typing import Any
 from schemas.model_card import ModelCard
 from trainer.hub_client import HubClient, Lineage
 from trainer.rl.export import CARD_FILE, ONNX_FILE, export
-from trainer.rl.job import REGISTERED_FILE, parent_ref
+from trainer.rl.files import REGISTERED_FILE, parent_ref
 
 
 def register(
