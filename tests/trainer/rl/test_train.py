@@ -106,3 +106,55 @@ def test_evaluate_and_export(trained: Path, tmp_path: Path) -> None:
     sb3 = PPO.load(trained / "model.zip", device="cpu")
     chosen, _ = sb3.predict((image * 255).round().astype(np.uint8), deterministic=True)
     assert int(np.argmax(action[0])) == int(chosen[0])
+
+
+@pytest.mark.slow
+def test_sac_for_a_continuous_space_exports_its_mean(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    new_model(tmp_path, "continuous")
+    result = train(_config(tmp_path, overrides=TINY | {"batch_size": 16}))
+    assert (
+        result.iterations == 1 and json.loads((tmp_path / "training.json").read_text())["algorithm"] == "sac"
+    )
+    path, card = export(tmp_path)
+    assert card.action_space is not None and card.action_space.type == "continuous"
+    session = ort.InferenceSession(str(path))
+    image = np.random.default_rng(1).random((1, 1, 60, 80), dtype=np.float32)
+    action, steering, throttle = session.run(["action", "steering", "throttle"], {"image": image})
+    assert -30 <= action[0][0] <= 30 and 0.5 <= action[0][1] <= 1.0
+    assert card.action_space.command(action[0]) == pytest.approx(
+        {"steering": float(steering[0][0]), "throttle": float(throttle[0][0])}, abs=1e-5
+    )
+    from stable_baselines3 import SAC
+
+    mean, _ = SAC.load(tmp_path / "model.zip", device="cpu").predict(
+        (image * 255).round().astype(np.uint8), deterministic=True
+    )
+    assert np.allclose(mean[0], action[0], atol=0.05)
+
+
+def test_lidar_sensor_fuses_camera_and_lidar(tmp_path: Path) -> None:
+    import torch
+
+    from trainer.rl.env import EnvSettings, TrainingEnv
+    from trainer.rl.files import load_model_dir
+    from trainer.rl.train import build_algorithm
+
+    new_model(tmp_path)
+    meta = json.loads((tmp_path / "model_metadata.json").read_text())
+    (tmp_path / "model_metadata.json").write_text(
+        json.dumps(meta | {"sensor": ["FRONT_FACING_CAMERA", "LIDAR"]})
+    )
+    files = load_model_dir(tmp_path, {"stack_size": 2})
+    env = TrainingEnv(EnvSettings(track="oval", metadata=files.metadata.for_env(), stack_size=2))
+    obs, _ = env.reset(seed=0)
+    assert (
+        obs["camera"].shape == (2, 60, 80) and obs["lidar"].ndim == 1 and env.observation_space.contains(obs)
+    )
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    model = build_algorithm(files, DummyVecEnv([lambda: env]), _config(tmp_path))
+    tensors = {k: torch.as_tensor(v[None]) for k, v in obs.items()}
+    features = model.policy.extract_features(tensors)  # type: ignore[operator]
+    assert features.shape == (1, 512 + 64)
