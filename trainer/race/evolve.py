@@ -281,9 +281,9 @@ class Evolution:
     def run(self) -> EvolutionResult:
         started = time.monotonic()
         if not self._resume():
-            gen_started = time.monotonic()
             self.population = initial_population(self.evaluator, self.config)
             self.generation = 0
+            gen_started = time.monotonic()
             self._record(_evaluate(self.toolbox, self.population), started, gen_started)
         else:
             for record in self.logbook:
