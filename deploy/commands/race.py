@@ -27,6 +27,11 @@ race_app = typer.Typer(
 console = Console(stderr=True, soft_wrap=True)
 
 
+@race_app.callback()
+def _group() -> None:
+    """Race optimisation: a racing line evolved by a genetic algorithm (DEAP) on a Dask cluster."""
+
+
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(2)
@@ -188,9 +193,13 @@ def _print_table(result: RaceResult) -> None:
         f"estimated lap {result.estimate.lap_time:.3f} s; {e.generations} generations, {e.evaluations} "
         f"evaluations in {e.elapsed_s:.1f} s on {result.workers} worker(s){resumed}"
     )
-    for key in ("line", "map", "history", "result"):
+    for key in ("line", "map", "history_plot", "result"):
         console.print(f"{key}: {result.files[key]}")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(race_app, name="race")
+
+
+if __name__ == "__main__":  # `python -m deploy.commands.race optimize ...`: the command without the others
+    race_app()

@@ -12,9 +12,9 @@ smooth and closed. The speed profile is the fastest the car can drive that line 
   ``accel_factor`` / ``brake_factor`` because the simulated car follows its throttle with a lag.
 
 The fitness is the lap time of that profile (seconds, lower is better) plus penalties for the line
-leaving the usable road. Everything is numpy over arrays of shape ``(genomes, samples)``, so a whole
-population is evaluated in one call (:meth:`LineEvaluator.evaluate_batch`), and it is a pure function
-of the genes: the same genome gives the same lap time on any machine.
+leaving the usable road. Everything is numpy along the line (no Python loop over samples), and
+it is a pure function of the genes: the same genome gives the same lap time bit for bit, whichever
+batch or worker it is evaluated in.
 """
 
 from __future__ import annotations
@@ -209,9 +209,16 @@ class LineEvaluator:
         return (float(self.evaluate_batch(np.asarray(genes, dtype=np.float64)[None, :])[0]),)
 
     def evaluate_batch(self, genes: NDArray[np.floating]) -> FloatArray:
-        """Fitness (s) of each row of ``genes`` ``(B, K)``."""
-        lap, penalty, _ = self._laps(np.asarray(genes, dtype=np.float64))
-        return np.asarray(lap + penalty)
+        """Fitness (s) of each row of ``genes`` ``(B, K)``.
+
+        One genome at a time, each vectorised along its line: a matrix product's rounding depends
+        on the batch's shape, and a genome's fitness must not depend on which chunk it came in."""
+        rows = np.asarray(genes, dtype=np.float64)
+        out = np.empty(len(rows))
+        for i in range(len(rows)):
+            lap, penalty, _ = self._laps(rows[i : i + 1])
+            out[i] = lap[0] + penalty[0]
+        return out
 
     def estimate(self, genes: NDArray[np.floating] | list[float]) -> LapEstimate:
         """Everything about one genome: its line, offsets, speed profile and lap time."""

@@ -146,7 +146,7 @@ def write_result(
 ) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"line": str(out / "line.csv"), "result": str(out / "result.json"),
-             "map": str(out / "line.png"), "history": str(out / "history.png")}  # fmt: skip
+             "map": str(out / "line.png"), "history_plot": str(out / "history.png")}  # fmt: skip
     est = result.estimate
     s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(est.points, axis=0).T))])
     tmp = out / ".line.csv.tmp"
@@ -206,6 +206,6 @@ def _plots(result: RaceResult, track: Track, files: dict[str, str]) -> None:
         ax.set_ylabel("fitness: lap time + penalties (s)")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(files["history"], dpi=100)
+        fig.savefig(files["history_plot"], dpi=100)
     finally:
         plt.close(fig)
