@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,15 +39,19 @@ def tracks_dir() -> Path:
     return Path(os.environ.get("PADDOCK_TRACKS_DIR", ROOT.parent / "shared" / "tracks"))
 
 
-def one_track(path: Path, population: int, generations: int) -> dict[str, object]:
+def one_track(path: Path, population: int, generations: int) -> dict[str, Any]:
     track = get_track(str(path))
     baseline = replay(track, ExpertDriver(track))
     fast = LineEvaluator(track, LineConfig())
     centre = fast.estimate(np.zeros(fast.n_genes))
     on_centre = replay(track, RaceLineDriver(track, centre.points, centre.speeds))
     started = time.perf_counter()
-    result = optimize(track, LineConfig(), EvolutionConfig(population=population, generations=generations),
-                      RunSettings(workers=0))  # fmt: skip
+    result = optimize(
+        track,
+        LineConfig(),
+        EvolutionConfig(population=population, generations=generations),
+        RunSettings(workers=0),
+    )
     took = time.perf_counter() - started
     base, opt = baseline.best_lap or float("nan"), result.verified.best_lap or float("nan")
     return {
@@ -72,20 +77,28 @@ def main() -> int:
     if len(paths) < GOAL_TRACKS:
         print(f"need at least {GOAL_TRACKS} DeepRacer tracks in {tracks_dir()} (PADDOCK_TRACKS_DIR)")
         return 2
-    print(f"GA: population {args.population}, {args.generations} generations per track; laps in the simulator")
-    header = (f"{'track':26s} {'expert':>8s} {'centre@limits':>14s} {'optimised':>10s} {'(estimate)':>10s} "
-              f"{'wheels off':>10s} {'faster':>7s} {'GA s':>6s}")  # fmt: skip
+    print(
+        f"GA: population {args.population}, {args.generations} generations per track; laps in the simulator"
+    )
+    header = (
+        f"{'track':26s} {'expert':>8s} {'centre@limits':>14s} {'optimised':>10s} {'(estimate)':>10s} "
+        f"{'wheels off':>10s} {'faster':>7s} {'GA s':>6s}"
+    )
     print(header)
     rows = []
     for path in paths:
         r = one_track(path, args.population, args.generations)
         rows.append(r)
-        print(f"{r['track']:26s} {r['baseline']:8.3f} {r['centre']:14.3f} {r['optimised']:10.3f} "
-              f"{r['estimated']:10.3f} {r['optimised_off']:10d} {100 * r['gain']:6.1f}% {r['seconds']:6.1f}",
-              flush=True)  # fmt: skip
-    good = [r for r in rows if r["gain"] >= GOAL_GAIN and r["optimised_off"] == 0]  # type: ignore[operator]
-    print(f"\n{len(good)} of {len(rows)} tracks ≥ {100 * GOAL_GAIN:.0f}% faster than the expert with no wheel off "
-          f"(goal: {GOAL_TRACKS}) — {'MET' if len(good) >= GOAL_TRACKS else 'NOT MET'}")  # fmt: skip
+        print(
+            f"{r['track']:26s} {r['baseline']:8.3f} {r['centre']:14.3f} {r['optimised']:10.3f} "
+            f"{r['estimated']:10.3f} {r['optimised_off']:10d} {100 * r['gain']:6.1f}% {r['seconds']:6.1f}",
+            flush=True,
+        )
+    good = [r for r in rows if r["gain"] >= GOAL_GAIN and r["optimised_off"] == 0]
+    print(
+        f"\n{len(good)} of {len(rows)} tracks ≥ {100 * GOAL_GAIN:.0f}% faster than the expert "
+        f"with no wheel off (goal: {GOAL_TRACKS}) — {'MET' if len(good) >= GOAL_TRACKS else 'NOT MET'}"
+    )
     return 0
 
 

@@ -20,8 +20,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -41,12 +39,14 @@ CONFIGS: dict[str, Callable[[], Mapper]] = {
 }
 
 
-def measure(make: Callable[[], Mapper], evaluator: LineEvaluator, config: EvolutionConfig) -> tuple[float, float]:
+def measure(
+    make: Callable[[], Mapper], evaluator: LineEvaluator, config: EvolutionConfig
+) -> tuple[float, float]:
     """(start-up seconds, evaluations per second of the evolution)."""
     started = time.perf_counter()
     mapper = make()
     try:
-        mapper(evaluator, [np.zeros(evaluator.n_genes)] * 4)  # workers import and build the track
+        mapper(evaluator, [[0.0] * evaluator.n_genes] * 4)  # workers import and build the track
         ready = time.perf_counter()
         result = Evolution(evaluator, config, mapper).run()
         took = time.perf_counter() - ready
@@ -66,20 +66,26 @@ def main() -> int:
     evaluator = ReplayEvaluator(track) if args.fitness == "replay" else LineEvaluator(track)
     config = EvolutionConfig(population=args.population, generations=args.generations, seed=1)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"fitness {args.fitness}, population {args.population}, {args.generations} generations, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}")  # fmt: skip
+    print(
+        f"fitness {args.fitness}, population {args.population}, {args.generations} generations, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}"
+    )
     best: dict[str, tuple[float, float]] = {}
     for rnd in range(args.rounds):
         for name, make in CONFIGS.items():
             startup, rate = measure(make, evaluator, config)
-            print(f"  round {rnd + 1}  {name:18s} start-up {startup:6.2f} s  {rate:8.2f} evaluations/s", flush=True)
+            print(
+                f"  round {rnd + 1}  {name:18s} start-up {startup:6.2f} s  {rate:8.2f} evaluations/s",
+                flush=True,
+            )
             if name not in best or rate > best[name][1]:
                 best[name] = (startup, rate)
     one, two, pool = best["dask, 1 worker"][1], best["dask, 2 workers"][1], best["process pool, 2"][1]
     print(f"\n{'configuration':18s} {'evaluations/s':>14s}  (best of {args.rounds})")
     for name, (_, rate) in best.items():
         print(f"{name:18s} {rate:14.2f}")
-    print(f"\ntwo Dask workers / one: {two / one:.2f}× (goal ≥ 1.7×) — {'MET' if two / one >= 1.7 else 'NOT MET'}")
+    verdict = "MET" if two / one >= 1.7 else "NOT MET"
+    print(f"\ntwo Dask workers / one: {two / one:.2f}× (goal ≥ 1.7×) — {verdict}")
     print(f"two Dask workers / process pool of two: {two / pool:.2f}×")
     return 0
 

@@ -9,8 +9,17 @@ from tests.servers import ServerProcess
 
 class DaskScheduler(ServerProcess):
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "dask", "scheduler", "--host", self.host, "--port", str(self.port),
-                "--no-dashboard"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "dask",
+            "scheduler",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--no-dashboard",
+        ]
 
     @property
     def address(self) -> str:
@@ -26,9 +35,25 @@ class DaskWorker(ServerProcess):
         self.name = name
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "dask", "worker", self.scheduler.address, "--name", self.name,
-                "--nthreads", "1", "--no-nanny", "--no-dashboard", "--host", self.host,
-                "--worker-port", str(self.port), "--local-directory", str(self.workdir)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "dask",
+            "worker",
+            self.scheduler.address,
+            "--name",
+            self.name,
+            "--nthreads",
+            "1",
+            "--no-nanny",
+            "--no-dashboard",
+            "--host",
+            self.host,
+            "--worker-port",
+            str(self.port),
+            "--local-directory",
+            str(self.workdir),
+        ]
 
     def ready_timeout(self) -> float:
         return 60.0  # imports numpy, scipy and the simulator on a busy machine

@@ -136,8 +136,11 @@ class ReplayEvaluator(LineEvaluator):
 
     def replay_fitness(self, genes: NDArray[np.floating]) -> float:
         estimate = self.estimate(genes)
-        run = replay(self.frame.track, RaceLineDriver(self.frame.track, estimate.points, estimate.speeds),
-                     laps=self.laps)  # fmt: skip
+        run = replay(
+            self.frame.track,
+            RaceLineDriver(self.frame.track, estimate.points, estimate.speeds),
+            laps=self.laps,
+        )
         if not run.finished:
             return self.unfinished_s + estimate.penalty
         return sum(run.lap_times) + self.wheel_off_penalty_s * run.wheels_off_steps + estimate.penalty

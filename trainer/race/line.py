@@ -53,9 +53,15 @@ class LineConfig:
 
     def __post_init__(self) -> None:
         positive = (
-            "control_spacing_m", "sample_spacing_m", "lateral_accel", "accel_factor", "brake_factor",
-            "speed_factor", "steering_factor", "curvature_window_m",
-        )  # fmt: skip
+            "control_spacing_m",
+            "sample_spacing_m",
+            "lateral_accel",
+            "accel_factor",
+            "brake_factor",
+            "speed_factor",
+            "steering_factor",
+            "curvature_window_m",
+        )
         for name in positive:
             value = getattr(self, name)
             if not (value > 0 and math.isfinite(value)):

@@ -145,8 +145,12 @@ def write_result(
     result: RaceResult, track: Track, out: Path, line: LineConfig, evolution: EvolutionConfig
 ) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
-    files = {"line": str(out / "line.csv"), "result": str(out / "result.json"),
-             "map": str(out / "line.png"), "history_plot": str(out / "history.png")}  # fmt: skip
+    files = {
+        "line": str(out / "line.csv"),
+        "result": str(out / "result.json"),
+        "map": str(out / "line.png"),
+        "history_plot": str(out / "history.png"),
+    }
     est = result.estimate
     s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(est.points, axis=0).T))])
     tmp = out / ".line.csv.tmp"

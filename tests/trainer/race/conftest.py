@@ -18,8 +18,19 @@ from trainer.race.line import LineConfig
 from trainer.race.result import RunSettings, optimize
 
 TRACK, POPULATION, GENERATIONS, SEED = "oval", 8, 3, 7
-RUN_ARGS = ["--track", TRACK, "--population", str(POPULATION), "--generations", str(GENERATIONS),
-            "--seed", str(SEED), "--fitness", "replay", "--json"]  # fmt: skip
+RUN_ARGS = [
+    "--track",
+    TRACK,
+    "--population",
+    str(POPULATION),
+    "--generations",
+    str(GENERATIONS),
+    "--seed",
+    str(SEED),
+    "--fitness",
+    "replay",
+    "--json",
+]
 
 
 @dataclass
@@ -51,8 +62,11 @@ class Cli:
         self.proc = subprocess.Popen(
             # The race command alone: `paddock`'s other commands import torch (seconds of start-up).
             [sys.executable, "-m", "deploy.commands.race", "optimize", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            text=True,
+        )
         self.lines: list[str] = []
 
     def wait_for(self, text: str, timeout: float = 120.0) -> None:

@@ -13,8 +13,23 @@ runner = CliRunner()
 
 def test_optimize_writes_the_line_and_prints_json(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    res = runner.invoke(race_app, ["optimize", "--track", "technical", "--population", "8", "--generations",
-                                   "2", "--workers", "0", "--out", str(out), "--json"])  # fmt: skip
+    res = runner.invoke(
+        race_app,
+        [
+            "optimize",
+            "--track",
+            "technical",
+            "--population",
+            "8",
+            "--generations",
+            "2",
+            "--workers",
+            "0",
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["track"] == "technical" and summary["finished"]
@@ -47,8 +62,19 @@ def test_a_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_p
 
 
 def test_another_runs_checkpoint_is_refused_with_a_hint(tmp_path: Path) -> None:
-    base = ["optimize", "--track", "oval", "--population", "4", "--generations", "0", "--workers", "0",
-            "--out", str(tmp_path)]  # fmt: skip
+    base = [
+        "optimize",
+        "--track",
+        "oval",
+        "--population",
+        "4",
+        "--generations",
+        "0",
+        "--workers",
+        "0",
+        "--out",
+        str(tmp_path),
+    ]
     assert runner.invoke(race_app, [*base, "--seed", "1"]).exit_code == 0
     res = runner.invoke(race_app, [*base, "--seed", "2"])
     assert res.exit_code == 2 and "--restart" in res.output
