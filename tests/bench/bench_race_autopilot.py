@@ -19,11 +19,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from firmware.sim import get_track  # noqa: E402
+from infra.store import LocalStore  # noqa: E402
 from trainer.race.autopilot import RACE_RECIPE, race_laps, record_race_sessions, train_race_model  # noqa: E402
 from trainer.race.evolve import EvolutionConfig  # noqa: E402
 from trainer.race.line import LineConfig  # noqa: E402
 from trainer.race.result import RunSettings, optimize  # noqa: E402
-from trainer.store import LocalStore  # noqa: E402
 
 GOAL = 1.10
 

@@ -120,7 +120,7 @@ def main() -> int:
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for_port("127.0.0.1", port, 120, proc)  # type: ignore[arg-type]
+            wait_for_port("127.0.0.1", port, 120, proc)
             latencies, took = asyncio.run(load(f"http://127.0.0.1:{port}", body, args.clients, args.requests))
             label = f"paddock serve, max batch {max_batch}"
             print(_row(label, len(latencies) / took, latencies), flush=True)

@@ -15,13 +15,13 @@ from pathlib import Path
 from rich.console import Console
 
 from firmware.sim.track import Track
+from infra.store import ObjectStore
 from schemas.dataset import SessionManifest
 from schemas.messages import JobResult, SessionRef
 from trainer.quickstart import Recipe
 from trainer.race.driver import RaceLineDriver
 from trainer.race.line import LapEstimate
 from trainer.record import RecordConfig, record_expert
-from trainer.store import ObjectStore
 
 # The demo's recipe with more epochs: lapping at twice the expert's speed asks more of the model.
 RACE_RECIPE = Recipe(epochs=24, sessions=4, laps_per_session=2.0, evaluate_laps=0)

@@ -7,11 +7,12 @@ at any instant leaves the previous generation's checkpoint or the new one, never
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infra.files import write_atomic
 
 FORMAT = 1
 
@@ -34,19 +35,7 @@ class Checkpoint:
 
 
 def save(path: Path, checkpoint: Checkpoint) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = pickle.dumps({"format": FORMAT, "checkpoint": checkpoint.__dict__}, protocol=4)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomic(path, pickle.dumps({"format": FORMAT, "checkpoint": checkpoint.__dict__}, protocol=4))
 
 
 def load(path: Path, fingerprint: str) -> Checkpoint | None:

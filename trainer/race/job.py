@@ -22,12 +22,12 @@ from rich.console import Console
 
 from firmware.sim import TrackError, get_track
 from firmware.sim.track import Track
+from infra.store import open_store
 from schemas.messages import JobProgress, JobResult, OptimizeParams
 from trainer.progress import MqttProgress, NullSink, ProgressSink
 from trainer.race.evolve import EvolutionConfig, GenerationStats
 from trainer.race.line import LineConfig
 from trainer.race.result import RunSettings, optimize
-from trainer.store import open_store
 
 if TYPE_CHECKING:  # the pipeline imports torch; an optimize job needs none of it
     from trainer.pipeline import TrainerSettings

@@ -13,6 +13,7 @@ that stays on the track, then :func:`write_result` writes it to a directory:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Callable
@@ -24,6 +25,7 @@ import numpy as np
 
 from firmware.sim import ExpertDriver
 from firmware.sim.track import Track
+from infra.files import write_atomic
 from trainer.race.dask_map import DaskMap, PoolMap, SerialMap
 from trainer.race.driver import RaceLineDriver, Replay, ReplayEvaluator, replay
 from trainer.race.evolve import Evolution, EvolutionConfig, EvolutionResult, GenerationStats
@@ -153,15 +155,13 @@ def write_result(
     }
     est = result.estimate
     s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(est.points, axis=0).T))])
-    tmp = out / ".line.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["s", "x", "y", "offset_m", "speed_mps", "curvature"])
-        for row in zip(
-            s, est.points[:, 0], est.points[:, 1], est.offsets, est.speeds, est.curvature, strict=True
-        ):
-            writer.writerow([f"{v:.5f}" for v in row])
-    os.replace(tmp, files["line"])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["s", "x", "y", "offset_m", "speed_mps", "curvature"])
+    columns = (s, est.points[:, 0], est.points[:, 1], est.offsets, est.speeds, est.curvature)
+    for row in zip(*columns, strict=True):
+        writer.writerow([f"{v:.5f}" for v in row])
+    write_atomic(Path(files["line"]), text.getvalue().encode())
     data = (
         result.summary()
         | {
@@ -174,9 +174,7 @@ def write_result(
         }
         | files
     )
-    tmp = out / ".result.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2, default=float))
-    os.replace(tmp, files["result"])
+    write_atomic(Path(files["result"]), json.dumps(data, indent=2, default=float).encode())
     _plots(result, track, files)
     return files
 

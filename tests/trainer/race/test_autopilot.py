@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 
 from firmware.sim import get_track
+from infra.store import LocalStore
 from schemas.messages import SessionRef
 from trainer.data import load_frames
 from trainer.race.autopilot import record_race_sessions
 from trainer.race.line import LineEvaluator, smoothest_genes
 from trainer.record import RecordConfig, record_session
-from trainer.store import LocalStore
 
 
 def test_the_line_following_expert_records_faster_laps_than_the_expert(tmp_path: Path) -> None:

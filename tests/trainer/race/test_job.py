@@ -10,11 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.store import LocalStore
 from schemas.messages import OptimizeParams
 from tests.trainer.hub_thread import HubThread
 from trainer.agent import AgentSettings, TrainerAgent
 from trainer.race.job import job_configs, run_optimize_job
-from trainer.store import LocalStore
 
 
 def _wait_done(hub: HubThread, job: str, timeout: float = 240) -> dict[str, Any]:
