@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from firmware.sim import TrackError, builtin_track_names, get_track
+from deploy.errors import UserError, classify
+from deploy.options import JsonOpt, parse_sets, set_option
+from firmware.sim import builtin_track_names, get_track
 from firmware.sim.track import Track
-from trainer.race.checkpoint import CheckpointError
 from trainer.race.evolve import EvolutionConfig, GenerationStats
 from trainer.race.line import LineConfig
 from trainer.race.result import CHECKPOINT, FitnessKind, RaceResult, RunSettings, optimize
@@ -32,40 +33,24 @@ def _group() -> None:
     """Race optimisation: a racing line evolved by a genetic algorithm (DEAP) on a Dask cluster."""
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
-
-
 def _track(name: str) -> Track:
-    try:
-        return get_track(name)
-    except TrackError as exc:
-        raise _fail(str(exc)) from None
+    return get_track(name)  # a TrackError is a user error at the entry point
 
 
 def _overrides(values: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``--set lateral_accel=3.5`` → (line settings, evolution settings); values parsed as TOML."""
+    """``--set lateral_accel=3.5`` → (line settings, evolution settings)."""
     line_fields = {f.name for f in dataclasses.fields(LineConfig)} - {"car"}
     evo_fields = {f.name for f in dataclasses.fields(EvolutionConfig)}
     line: dict[str, Any] = {}
     evo: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise _fail(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            value = raw
+    for key, value in parse_sets(values).items():
         if key in line_fields:
             line[key] = value
         elif key in evo_fields - {"population", "generations", "seed", "budget_s"}:
             evo[key] = value
         else:
             known = ", ".join(sorted(line_fields | evo_fields))
-            raise _fail(f"--set {key}: unknown setting; known: {known}")
+            raise UserError(f"--set {key}: unknown setting; known: {known}")
     return line, evo
 
 
@@ -124,11 +109,8 @@ def optimize_command(
         typer.Option(help="Output directory (line, result, plots, checkpoint) [default: race/TRACK]."),
     ] = None,
     restart: Annotated[bool, typer.Option(help="Ignore a checkpoint in --out and start again.")] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a setting, e.g. --set lateral_accel=3.5 (repeatable)."),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    set_: Annotated[list[str] | None, set_option("lateral_accel=3.5")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Evolve a racing line round TRACK and drive it in the simulator.
 
@@ -138,7 +120,7 @@ def optimize_command(
     """
     t = _track(track)
     if fitness not in ("fast", "replay"):
-        raise _fail(f"--fitness must be 'fast' or 'replay', not {fitness!r}")
+        raise UserError(f"--fitness must be 'fast' or 'replay', not {fitness!r}")
     line_set, evo_set = _overrides(set_ or [])
     try:
         line = LineConfig(**line_set)
@@ -146,7 +128,7 @@ def optimize_command(
             population=population, generations=generations, seed=seed, budget_s=budget, **evo_set
         )
     except (TypeError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise UserError(str(exc)) from None
     directory = out or Path("race") / t.name
     if restart:
         (directory / CHECKPOINT).unlink(missing_ok=True)
@@ -175,10 +157,8 @@ def _run(
         task = progress.add_task(f"{t.name}", total=evolution.generations, info="")
         try:
             return optimize(t, line, evolution, settings, directory, _progress_printer(progress, task))
-        except CheckpointError as exc:
-            raise _fail(str(exc)) from None
-        except OSError as exc:
-            raise _fail(f"{exc}") from None
+        except ValueError as exc:  # a checkpoint of another run; a setting the line cannot use
+            raise UserError(str(exc)) from None
 
 
 def _print_table(result: RaceResult) -> None:
@@ -201,5 +181,20 @@ def register(app: typer.Typer) -> None:
     app.add_typer(race_app, name="race")
 
 
-if __name__ == "__main__":  # `python -m deploy.commands.race optimize ...`: the command without the others
-    race_app()
+def _main() -> int:
+    """``python -m deploy.commands.race optimize ...``: this command without the others (which import
+    torch), its errors reported as ``paddock`` reports them."""
+    try:
+        result = race_app(standalone_mode=False)
+    except Exception as exc:
+        verdict = classify(exc, sys.argv[1:])
+        if verdict is None:
+            raise
+        code, message = verdict
+        typer.echo(f"{'error' if code == 2 else 'failed'}: {message}", err=True)
+        return code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from deploy.errors import UserError, classify
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -32,13 +35,11 @@ def serve(
     from trainer.serve import create_app
 
     if not model.is_file():
-        console.print(f"[red]error:[/red] {model}: no such file")
-        raise typer.Exit(2)
+        raise UserError(f"{model}: no such file")
     try:
         app = create_app(model, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=threads)
     except Exception as exc:  # onnxruntime raises its own types for a file that is not a model
-        console.print(f"[red]error:[/red] {model}: {exc}")
-        raise typer.Exit(2) from None
+        raise UserError(f"{model}: not a model paddock can serve ({str(exc).strip()[:200]})") from None
     console.print(f"serving {model} on http://{host}:{port} (docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -47,5 +48,20 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
 
 
-if __name__ == "__main__":  # `python -m deploy.commands.serve MODEL`: without the other commands
-    typer.run(serve)
+def _main() -> int:
+    """``python -m deploy.commands.serve MODEL``: without the other commands, errors reported alike."""
+    command = typer.Typer(add_completion=False)
+    command.command()(serve)
+    try:
+        command(standalone_mode=False)
+    except Exception as exc:
+        verdict = classify(exc, sys.argv[1:])
+        if verdict is None:
+            raise
+        typer.echo(f"{'error' if verdict[0] == 2 else 'failed'}: {verdict[1]}", err=True)
+        return verdict[0]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deploy.commands.race import race_app
+from deploy.cli import app
 
 runner = CliRunner()
 
@@ -14,8 +14,9 @@ runner = CliRunner()
 def test_optimize_writes_the_line_and_prints_json(tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = runner.invoke(
-        race_app,
+        app,
         [
+            "race",
             "optimize",
             "--track",
             "technical",
@@ -55,7 +56,7 @@ def test_optimize_writes_the_line_and_prints_json(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_input_is_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
-    res = runner.invoke(race_app, ["optimize", "--workers", "0", "--out", str(tmp_path), *args])
+    res = runner.invoke(app, ["race", "optimize", "--workers", "0", "--out", str(tmp_path), *args])
     assert res.exit_code == 2
     assert message in res.output
     assert "Traceback" not in res.output
@@ -75,7 +76,7 @@ def test_another_runs_checkpoint_is_refused_with_a_hint(tmp_path: Path) -> None:
         "--out",
         str(tmp_path),
     ]
-    assert runner.invoke(race_app, [*base, "--seed", "1"]).exit_code == 0
-    res = runner.invoke(race_app, [*base, "--seed", "2"])
+    assert runner.invoke(app, ["race", *base, "--seed", "1"]).exit_code == 0
+    res = runner.invoke(app, ["race", *base, "--seed", "2"])
     assert res.exit_code == 2 and "--restart" in res.output
-    assert runner.invoke(race_app, [*base, "--seed", "2", "--restart"]).exit_code == 0
+    assert runner.invoke(app, ["race", *base, "--seed", "2", "--restart"]).exit_code == 0
