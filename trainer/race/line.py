@@ -8,7 +8,7 @@ smooth and closed. The speed profile is the fastest the car can drive that line 
 
 * cornering: ``v = sqrt(lateral_accel / |curvature|)``, and a curvature beyond what the steering
   can turn (``tan(max_steering) / wheelbase``) is penalised;
-* top speed, acceleration and braking from :class:`firmware.sim.physics.CarConfig`, derated by
+* top speed, acceleration and braking from :class:`firmware.sim.physics.VehicleSpec`, derated by
   ``accel_factor`` / ``brake_factor`` because the simulated car follows its throttle with a lag.
 
 The fitness is the lap time of that profile (seconds, lower is better) plus penalties for the line
@@ -28,7 +28,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from firmware.sim.physics import CarConfig
+from firmware.sim.physics import VehicleSpec
 from firmware.sim.track import Track
 
 FloatArray = NDArray[np.float64]
@@ -42,14 +42,14 @@ class LineConfig:
     sample_spacing_m: float = 0.05  # between samples of the line
     margin_m: float = 0.20  # kept free to each border: half the car's track, the pursuit's corner cut, slack
     lateral_accel: float = 4.0  # the grip the speed profile assumes in bends
-    accel_factor: float = 0.6  # of CarConfig.max_accel the profile uses (the throttle lag costs the rest)
-    brake_factor: float = 0.6  # of CarConfig.max_brake
-    speed_factor: float = 1.0  # of CarConfig.max_speed
+    accel_factor: float = 0.6  # of VehicleSpec.max_accel the profile uses (the throttle lag costs the rest)
+    brake_factor: float = 0.6  # of VehicleSpec.max_brake
+    speed_factor: float = 1.0  # of VehicleSpec.max_speed
     steering_factor: float = 0.8  # of the tightest curvature the steering can turn
     curvature_window_m: float = 0.25  # curvature is measured between points this far apart
     off_track_penalty_s_per_m: float = 20.0  # per metre of line outside the usable road
     steering_penalty_s_per_m: float = 20.0  # per metre of line tighter than the steering allows
-    car: CarConfig = field(default_factory=CarConfig)
+    car: VehicleSpec = field(default_factory=VehicleSpec)
 
     def __post_init__(self) -> None:
         positive = (
@@ -81,7 +81,7 @@ class LineConfig:
     def from_dict(cls, data: dict[str, object]) -> LineConfig:
         values = dict(data)
         car = values.pop("car", None)
-        car_config = CarConfig(**car) if isinstance(car, dict) else CarConfig()
+        car_config = VehicleSpec(**car) if isinstance(car, dict) else VehicleSpec()
         return cls(**values, car=car_config)  # type: ignore[arg-type]
 
 
