@@ -72,7 +72,8 @@ def test_a_checkpoint_of_another_run_is_refused(evaluator: LineEvaluator, tmp_pa
 def test_a_budget_stops_the_run_after_a_generation(evaluator: LineEvaluator) -> None:
     result = Evolution(evaluator, EvolutionConfig(population=8, generations=10_000, budget_s=1.0)).run()
     assert result.stopped == "budget"
-    assert 0 < result.generations < 10_000
+    assert result.generations < 10_000 and result.elapsed_s >= 1.0  # however busy the machine is
+    assert len(result.history) == result.generations + 1
 
 
 def test_a_process_pool_gives_the_serial_result(evaluator: LineEvaluator) -> None:
