@@ -18,9 +18,11 @@ ingest         car                                    frames_persisted, frames_s
                                                       duplicates, malformed, frames_per_s
 hub_ingest     (none)                                 frames_per_s, spool_bytes, spool_lag_bytes,
                                                       malformed, cars_online
-job_progress   job, kind, stage?                      epoch, step, loss, val_loss and every metric
-                                                      (rl: mean_reward, completion_pct, episodes_*,
-                                                      best_lap_time_s per iteration)
+job_progress   job, kind, stage                       epoch, epochs, step, loss, val_loss and every
+                                                      metric (an optimize job: best, mean, std,
+                                                      worst, evaluations, evals_per_s per generation;
+                                                      an rl job: mean_reward, completion_pct,
+                                                      episodes_*, best_lap_time_s per iteration)
 =============  =====================================  =============================================
 """
 
@@ -75,7 +77,7 @@ class IngestRecord:
 
 @dataclass(frozen=True, slots=True)
 class JobProgressRecord:
-    """A trainer's progress report (an RL iteration, a training epoch)."""
+    """A trainer's progress report on one job (an epoch, a generation)."""
 
     progress: JobProgress
 
@@ -326,27 +328,28 @@ def to_points(record: Record) -> list[PointData]:
             )
         ]
     if isinstance(record, JobProgressRecord):
-        return _progress_points(record.progress)
+        return _job_points(record.progress)
     ts = _ns(record.ts)
     points = [PointData("ingest", {"car": car}, dict(values), ts) for car, values in record.cars.items()]
     points.append(PointData("hub_ingest", {}, dict(record.hub), ts))
     return points
 
 
-def _progress_points(p: JobProgress) -> list[PointData]:
-    tags = {"job": p.job, "kind": p.kind}
-    if p.stage:
-        tags["stage"] = p.stage
+def _job_points(p: JobProgress) -> list[PointData]:
     fields: dict[str, float] = {}
-    for name in ("epoch", "step", "loss", "val_loss"):
+    for name in ("epoch", "epochs", "step", "total_steps", "loss", "val_loss"):
         v = _num(getattr(p, name))
         if v is not None:
             fields[name] = v
     for name, value in p.metrics.items():
         v = _num(value)
         if v is not None:
-            fields[name] = v
-    return [PointData("job_progress", tags, fields, _ns(p.ts))]
+            fields.setdefault(name, v)
+    if not fields:  # a state change without numbers (started, done) is in the catalog
+        return []
+    return [
+        PointData("job_progress", {"job": p.job, "kind": p.kind, "stage": p.stage or "-"}, fields, _ns(p.ts))
+    ]
 
 
 def line_protocol(points: list[PointData]) -> list[str]:
