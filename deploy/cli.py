@@ -13,6 +13,7 @@ import typer
 
 import schemas
 from deploy import commands
+from schemas.release import install_hint
 
 app = typer.Typer(
     name="paddock",
@@ -50,9 +51,8 @@ def _register_all() -> None:
         module.register(app)
     if _unavailable:
         missing = "; ".join(f"{name} ({reason})" for name, reason in sorted(_unavailable.items()))
-        app.info.epilog = (
-            f"Not available in this installation: {missing}. Install paddock[all] for everything."
-        )
+        text = f"Not available in this installation: {missing}. For everything: {install_hint('all')}."
+        app.info.epilog = text.replace("[", "\\[")  # rich would take "[car]" for markup and drop it
 
 
 _register_all()

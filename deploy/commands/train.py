@@ -8,8 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from schemas.release import install_hint
+
 if importlib.util.find_spec("torch") is None:  # the CLI lists `train` only where it works
-    raise ImportError("paddock train needs the train extra (torch): pip install 'paddock[train]'")
+    raise ImportError(f"paddock train needs the train extra (torch): {install_hint('train')}")
 
 train_app = typer.Typer(
     help="Train driving models from recorded sessions, evaluate them, export them for the car, "
