@@ -52,14 +52,22 @@ def build_body(config: CarConfig) -> Body:
         from edge.sim import build_sim_body
 
         return build_sim_body(config)
-    if a.kind == "pwm":
-        from firmware.hardware.pwm import PwmActuators
+    if a.kind in ("pwm", "pca9685"):
+        from firmware.hardware.pca9685 import Pca9685Actuators
+        from firmware.hardware.pwm import ActuatorError, PwmActuators
 
         try:
             calibration = load_calibration(a.calibration)
         except CalibrationError as exc:
             raise ConfigError(f"actuators.calibration: {exc}") from None
-        actuators: Actuators = PwmActuators(calibration, pin_factory=a.pin_factory)
+        try:
+            actuators: Actuators = (
+                PwmActuators(calibration, pin_factory=a.pin_factory)
+                if a.kind == "pwm"
+                else Pca9685Actuators(calibration)
+            )
+        except ActuatorError as exc:
+            raise ConfigError(f"actuators: {exc}") from None
     else:
         from firmware.hardware.null_actuators import NullActuators
 

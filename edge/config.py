@@ -140,8 +140,10 @@ class CameraSection(_Section):
 
 
 class ActuatorsSection(_Section):
-    kind: Literal["pwm", "none", "sim"] = Field(
-        default="pwm", description="pwm (servo + ESC via gpiozero), none (outputs off: bench) or sim."
+    kind: Literal["pwm", "pca9685", "none", "sim"] = Field(
+        default="pwm",
+        description="pwm (servo + ESC via gpiozero), pca9685 (DonkeyCar's I²C PWM board; channels and "
+        "board in the calibration), none (outputs off: bench) or sim.",
     )
     calibration: Path = Field(
         default=Path("/etc/paddock/calibration.toml"),

@@ -203,7 +203,7 @@ def calibrate(
     Put the car on a stand first: the throttle steps spin the wheels.
     """
     from firmware.hardware.calibrate import CalibrationAborted, CalibrationWizard
-    from firmware.hardware.pwm import ActuatorError, PwmActuators
+    from firmware.hardware.pwm import ActuatorError
 
     try:
         cal = load_calibration(calibration) if calibration.exists() else Calibration()
@@ -220,7 +220,7 @@ def calibrate(
     except (CalibrationError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    actuators = PwmActuators(cal, pin_factory=pin_factory)
+    actuators = _calibration_actuators(cal, pin_factory)
     try:
         actuators.connect()
     except ActuatorError as exc:
@@ -240,6 +240,18 @@ def calibrate(
     typer.echo(f"saved {calibration}")
 
 
+def _calibration_actuators(cal: Calibration, pin_factory: str | None) -> Any:
+    """The PCA9685 board when the calibration names one (its [pca9685] table), else GPIO PWM."""
+    from firmware.hardware.pca9685 import Pca9685Actuators
+    from firmware.hardware.pwm import ActuatorError, PwmActuators
+
+    try:
+        return Pca9685Actuators(cal) if cal.pca9685 else PwmActuators(cal, pin_factory=pin_factory)
+    except ActuatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _pin(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -256,6 +268,34 @@ def unit(
     """Print the systemd unit (Type=notify, watchdog) for this installation."""
     exe = paddock or shutil.which("paddock") or str(Path(sys.executable).with_name("paddock"))
     typer.echo(car_unit(exe, config), nl=False)
+
+
+@car_app.command("import-donkeycar")
+def import_donkeycar(
+    myconfig: Annotated[Path, typer.Argument(help="DonkeyCar's myconfig.py (read, never run).")],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", help="Calibration file to write.")
+    ] = DEFAULT_CALIBRATION_PATH,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing calibration file.")] = False,
+) -> None:
+    """Turn DonkeyCar's steering and throttle calibration (STEERING_LEFT_PWM, ...) into paddock's.
+
+    Reads PWM_STEERING_THROTTLE (DonkeyCar 4.4+/5.x) or the older STEERING_CHANNEL/..._PWM names;
+    PCA9685 pins (e.g. "PCA9685.1:40.1") give actuators.kind = "pca9685", GPIO pins give "pwm".
+    """
+    from firmware.donkeycar_calibration import calibration_from_donkeycar, read_myconfig
+
+    if calibration.exists() and not force:
+        typer.echo(f"error: {calibration} exists; pass --force to replace it", err=True)
+        raise typer.Exit(2)
+    try:
+        cal, kind = calibration_from_donkeycar(read_myconfig(myconfig))
+    except CalibrationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    save_calibration(cal, calibration)
+    typer.echo(f"saved {calibration}; set actuators.kind = \"{kind}\" in the car's config")
+    typer.echo(cal.to_toml(), nl=False)
 
 
 def register(app: typer.Typer) -> None:
