@@ -294,8 +294,77 @@ def import_donkeycar(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     save_calibration(cal, calibration)
-    typer.echo(f"saved {calibration}; set actuators.kind = \"{kind}\" in the car's config")
+    typer.echo(f'saved {calibration}; set actuators.kind = "{kind}" in the car\'s config')
     typer.echo(cal.to_toml(), nl=False)
+
+
+@car_app.command("provision")
+def provision_cmd(
+    out: Annotated[
+        Path, typer.Argument(help="A directory, or the SD card's boot partition (e.g. /media/$USER/bootfs).")
+    ],
+    car_id: Annotated[str, typer.Option("--car-id", help="The new car's id ([a-z0-9-], at most 32).")],
+    broker: Annotated[
+        str, typer.Option("--broker", envvar="PADDOCK_BROKER", help="Broker URL the car connects to.")
+    ],
+    hub_key: Annotated[Path, typer.Option("--hub-key", help="The hub's public key (GET /keys/public.pem).")],
+    broker_user: Annotated[
+        str, typer.Option("--broker-user", help="The car's broker user (default: the car id).")
+    ] = "",
+    broker_password: Annotated[
+        str | None,
+        typer.Option(
+            "--broker-password",
+            envvar="PADDOCK_BROKER_PASSWORD",
+            help="Its password (default: a new random one).",
+        ),
+    ] = None,
+    actuators: Annotated[
+        str, typer.Option("--actuators", help="pwm (GPIO) or pca9685 (DonkeyCar's board).")
+    ] = "pwm",
+    wheel: Annotated[
+        Path | None, typer.Option("--wheel", help="paddock's wheel, copied for the first boot to install.")
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", help="The Pi's hostname (default: the car id).")
+    ] = None,
+    cloud_init: Annotated[
+        bool, typer.Option(help="Write user-data, the first-boot recipe for Raspberry Pi OS.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing user-data.")] = False,
+) -> None:
+    """Write what a new car needs: config, hub key, broker password, unit file, first-boot recipe.
+
+    Pointed at a freshly flashed SD card's boot partition, the Pi installs paddock and starts the
+    car daemon on its first boot (docs/car.md). Add the printed broker user to the broker's password file.
+    """
+    import secrets
+
+    from deploy.provision import CarProvision, ProvisionError, provision
+
+    password = broker_password or secrets.token_urlsafe(24)
+    spec = CarProvision(
+        car_id=car_id,
+        broker_url=broker,
+        broker_user=broker_user or car_id,
+        broker_password=password,
+        hub_key=hub_key,
+        actuators=actuators,
+        wheel=wheel,
+        hostname=hostname or car_id,
+    )
+    try:
+        written = provision(spec, out, cloud_init=cloud_init, force=force)
+    except ProvisionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if broker_password is None:
+        typer.echo(
+            f"broker user {spec.broker_user}: add it on the broker with "
+            f"`mosquitto_passwd -b /etc/mosquitto/passwd {spec.broker_user} {password}`"
+        )
 
 
 def register(app: typer.Typer) -> None:
