@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from infra.store import StoreError, open_store
 from schemas.ids import check_car_id
 from trainer.interop.tub import (
     ImportReport,
@@ -20,7 +21,6 @@ from trainer.interop.tub import (
     read_tub_manifest,
     session_samples,
 )
-from trainer.store import StoreError, open_store
 
 data_app = typer.Typer(
     help="Recorded driving in and out of other tools' formats: DonkeyCar tubs (v2).",

@@ -39,7 +39,7 @@ def test_provision_a_boot_partition(tmp_path: Path) -> None:
         "--wheel",
         str(wheel),
         "--actuators",
-        "pca9685",
+        "none",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -51,7 +51,7 @@ def test_provision_a_boot_partition(tmp_path: Path) -> None:
     assert stat.S_IMODE((files / "broker.password").stat().st_mode) == 0o600
     assert len((files / "broker.password").read_text().strip()) >= 24
     cfg = load_config(files / "car.toml")  # the daemon's own loader accepts it
-    assert cfg.car.id == "car-7" and cfg.actuators.kind == "pca9685"
+    assert cfg.car.id == "car-7" and cfg.actuators.kind == "none"
     assert cfg.broker.url == "mqtt://car-7@hub.local:1883"
     assert str(cfg.broker.password_file) == "/etc/paddock/broker.password"
     assert (

@@ -51,7 +51,9 @@ def test_the_distribution_is_ours_and_the_version_has_one_source() -> None:
 
 
 def test_wheel_and_sdist_carry_every_data_file(release: Path) -> None:
-    tracked = _run(["git", "ls-files", "schemas", "firmware", "edge", "hub", "trainer", "deploy"], cwd=ROOT)
+    tracked = _run(
+        ["git", "ls-files", "schemas", "infra", "firmware", "edge", "hub", "trainer", "deploy"], cwd=ROOT
+    )
     data = {p for p in tracked.stdout.split() if not p.endswith(".py")}
     assert {"deploy/systemd/paddock-car.service", "schemas/json/telemetry.schema.json"} <= data
     wheel = zipfile.ZipFile(release / WHEEL_NAME).namelist()
@@ -109,6 +111,11 @@ def test_fresh_environment_runs_the_commands(release: Path, tmp_path: Path) -> N
     checked = run("car", "config", "--check", str(config))
     assert checked.returncode == 0, checked.stderr
     assert '"fresh-1"' in checked.stdout
+    # the actuators plugins came with the wheel's entry points, DonkeyCar's board among them
+    config.write_text(example.stdout.replace('kind = "pwm"', 'kind = "pca9685"', 1))
+    board = run("car", "config", "--check", str(config))
+    assert board.returncode == 0, board.stderr
+    assert '"pca9685"' in board.stdout
     unit = run("car", "unit")
     assert f"ExecStart={paddock} car run" in unit.stdout  # the unit file came out of the wheel
     lap = run("sim", "run", "--laps", "1")

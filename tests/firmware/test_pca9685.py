@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.body import build_body
+from edge.body_factory import pca9685_actuators
 from edge.config import CarConfig, ConfigError
 from firmware.calibration import (
     Calibration,
@@ -190,24 +190,26 @@ def test_donkeycar_gpio_pins_become_pwm(tmp_path: Path) -> None:
     assert cal.pca9685 is None
 
 
-def test_car_config_builds_pca9685_actuators(tmp_path: Path) -> None:
+def test_the_actuators_plugin_builds_the_board_from_the_calibration(tmp_path: Path) -> None:
+    # The plugin as the daemon calls it (its entry point is checked in the fresh install:
+    # tests/deploy/test_release.py, since this environment's metadata may predate it).
     save_calibration(CAL, tmp_path / "calibration.toml")
     cfg = CarConfig.from_dict(
         {
             "state_dir": str(tmp_path),
             "car": {"id": "donkey-1"},
             "camera": {"kind": "test_pattern"},
-            "actuators": {"kind": "pca9685", "calibration": str(tmp_path / "calibration.toml")},
+            "actuators": {"kind": "none", "calibration": str(tmp_path / "calibration.toml")},
         },
         "test",
     )
-    body = build_body(cfg)
-    assert isinstance(body.actuators, Pca9685Actuators)
-    assert body.actuators.steering_channel == 1
+    actuators = pca9685_actuators(cfg)
+    assert isinstance(actuators, Pca9685Actuators)
+    assert actuators.steering_channel == 1
     bad = CAL.model_copy(update={"throttle": ThrottleCalibration(pin="GPIO13")})
     save_calibration(bad, tmp_path / "calibration.toml")
     with pytest.raises(ConfigError, match="channel number"):
-        build_body(cfg)
+        pca9685_actuators(cfg)
 
 
 def test_import_donkeycar_command(tmp_path: Path) -> None:

@@ -15,13 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from deploy.cli import app
+from infra.store import LocalStore
 from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.messages import SessionRef
+from schemas.payloads import encode_jpeg
 from tests.missing import missing
 from tests.trainer.synth import road_image
-from trainer.data import encode_jpeg, load_frames
+from trainer.data import load_frames
 from trainer.interop.tub import jpeg_size
-from trainer.store import LocalStore
 
 DONKEY_VENV = Path(os.environ.get("PADDOCK_DONKEYCAR_VENV", Path.home() / ".cache/paddock/donkeycar-venv"))
 DELETED = [3, 4, 17]

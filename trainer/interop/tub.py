@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
     SessionManifest,
     SessionStats,
@@ -43,7 +44,6 @@ from schemas.dataset import (
     shard_name,
 )
 from schemas.shards import ReadStats, Sample, read_shard, write_shard
-from trainer.store import MissingObject, ObjectStore
 
 IMAGE_KEY = "cam/image_array"
 CATALOG_LEN = 1000  # DonkeyCar's default records per catalog file
@@ -288,7 +288,7 @@ def session_samples(store: ObjectStore, car: str, session: str) -> Iterator[Samp
     """The frames of a stored session in seq order, shard by shard."""
     try:
         manifest = SessionManifest.from_json(store.get(session_manifest_key(car, session)))
-    except MissingObject:
+    except NoSuchKey:
         raise TubError(f"no session {car}/{session} in {store.url}") from None
     for shard in manifest.shards:
         index = int(shard.name[6:-4])
