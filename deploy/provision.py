@@ -74,7 +74,9 @@ def user_data(p: CarProvision) -> str:
     """The cloud-init first-boot recipe (YAML; JSON strings are valid YAML scalars)."""
     src = f"{BOOT_DIR}/paddock"
     wheel = f"{src}/{p.wheel.name}" if p.wheel else None
-    install = f"{VENV}/bin/pip install {json.dumps(wheel + '[car]' if wheel else '<the paddock wheel>[car]')}"
+    # Without --wheel, the wheel copied into the partition by hand (paddock_fleet-*.whl) is used.
+    spec = json.dumps(wheel + "[car]") if wheel else f'"$(ls {src}/paddock_fleet-*.whl | tail -n 1)[car]"'
+    install = f"{VENV}/bin/pip install {spec}"
     commands = [
         "useradd --system --home-dir /var/lib/paddock --groups video,gpio,i2c paddock || true",
         "install -d -m 0755 /etc/paddock",
