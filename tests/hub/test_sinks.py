@@ -126,6 +126,8 @@ def _grafana_queries() -> list[tuple[str, str]]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         dash = json.loads(path.read_text())
         for var in dash["templating"]["list"]:
+            if var["type"] == "datasource":  # picks a datasource; not a query
+                continue
             out.append((f"{path.name} variable {var['name']}", var["query"]))
         for panel in dash["panels"]:
             for t in panel["targets"]:
@@ -160,10 +162,22 @@ def test_dashboards_are_provisioned_and_portable() -> None:
     for path in DASHBOARDS.glob("*.json"):
         dash = json.loads(path.read_text())
         uids.add(dash["uid"])
+        # Importable into an existing Grafana: the datasource is asked for (__inputs) and chosen
+        # by a variable, never a hard-coded uid; every board can be narrowed to cars.
+        (wanted,) = dash["__inputs"]
+        assert wanted["type"] == "datasource" and wanted["pluginId"] == "influxdb"
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "influxdb"
+        assert variables["datasource"]["current"]["value"] == "${" + wanted["name"] + "}"
+        assert variables["car"]["datasource"]["uid"] == "${datasource}"
+        assert ds["uid"] not in path.read_text(), path.name
         for panel in dash["panels"]:
-            assert panel["datasource"]["uid"] == ds["uid"], (path.name, panel["title"])
+            assert panel["datasource"]["uid"] == "${datasource}", (path.name, panel["title"])
             for t in panel["targets"]:
-                assert t["rawQuery"] is True and t["datasource"]["uid"] == ds["uid"]
+                assert t["rawQuery"] is True and t["datasource"]["uid"] == "${datasource}"
+                if re.search(r'FROM "(telemetry|laps|events|car_status|ingest)"', t["query"]):
+                    assert '"car" =~ /^$car$/' in t["query"], (path.name, panel["title"])
     assert len(uids) == 6
     queries = _grafana_queries()
     assert len(queries) >= 30
