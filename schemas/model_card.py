@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from schemas.base import WireModel, now
 from schemas.errors import ContractError
 from schemas.ids import Name
+from schemas.input_stats import InputStats
 
 Colour = Literal["rgb", "bgr", "gray"]
 
@@ -102,6 +103,9 @@ class ModelCard(WireModel):
     outputs: list[OutputSpec] = Field(min_length=1)
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="dataset, run, metrics")
+    input_stats: InputStats | None = Field(
+        default=None, description="statistics of the training images (the hub's reference for drift)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCard":
@@ -207,3 +211,15 @@ def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> d
                 )
             result[out.name] = float(out.bins[int(np.argmax(arr))])
     return result
+
+
+def output_confidence(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> float | None:
+    """The mean softmax probability of the chosen bin over the categorical outputs (None if linear)."""
+    probs = []
+    for out in card.outputs:
+        if out.kind != "categorical" or out.tensor not in values:
+            continue
+        logits = np.asarray(values[out.tensor], dtype=np.float64).reshape(-1)
+        e = np.exp(logits - logits.max())
+        probs.append(float(e.max() / e.sum()))
+    return sum(probs) / len(probs) if probs else None
