@@ -312,6 +312,34 @@ class MlopsConfig(_Section):
     max_off_track_per_min: float = Field(
         default=2.0, gt=0, description="More off-track moments per minute than this: the model is degraded."
     )
+    gate: bool = Field(
+        default=False,
+        description="Evaluation gate: refuse a deployment (409, with the figures) whose closed-loop "
+        "evaluation is worse than the current model's on the target; `force` overrides it.",
+    )
+    gate_min_completion_pct: float = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Completion needed where the target has no model yet.",
+    )
+    gate_lap_time_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="How much slower than the current best lap still passes.",
+    )
+    retrain_on_drift: bool = Field(
+        default=False, description="Queue a train job on the model's dataset when its inputs drift."
+    )
+    retrain_epochs: int = Field(default=10, ge=1, le=10_000, description="Epochs of a triggered train job.")
+    retrain_evaluate_track: str | None = Field(
+        default=None, description="Track of the triggered job's closed-loop evaluation (the gate's figures)."
+    )
+    retrain_evaluate_laps: int = Field(default=2, ge=0, le=100, description="Laps of that evaluation.")
+    retrain_cooldown_s: float = Field(
+        default=3600, ge=0, description="At most one triggered train job per model in this time."
+    )
 
 
 class HubConfig(_Section):
