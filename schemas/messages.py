@@ -12,6 +12,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from schemas.base import WireModel, _summary, now
 from schemas.errors import ContractError
 from schemas.ids import JobId, Name, SessionId
+from schemas.input_stats import InputStats
 
 Mode = Literal["manual", "autopilot", "stop"]
 Unit = Annotated[float, Field(ge=-1.0, le=1.0)]
@@ -79,6 +80,18 @@ class Telemetry(WireModel):
     off_track: bool | None = None
     frames_dropped: int | None = Field(default=None, ge=0, description="publish drops since boot")
     spool_frames: int | None = Field(default=None, ge=0, description="frames waiting in the car's spool")
+    # model health (optional: older cars do not send them)
+    confidence: float | None = Field(
+        default=None, ge=0, le=1, description="mean output confidence since last report (categorical models)"
+    )
+    interventions: int | None = Field(
+        default=None, ge=0, description="interventions since boot: human takeover, deadman, safety rule"
+    )
+    off_track_count: int | None = Field(default=None, ge=0, description="off-track moments since boot")
+    lap_time_s: float | None = Field(default=None, gt=0, description="the last completed lap's time")
+    input_stats: InputStats | None = Field(
+        default=None, description="the camera images since the previous stats (sent at a low rate)"
+    )
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -182,6 +195,17 @@ class ErrorEvent(_Event):
     component: str = ""
 
 
+class DriftEvent(_Event):
+    """Raised by the hub (not the car) when a model's live inputs part from its training inputs, and
+    again when they come back (``drifted`` false)."""
+
+    type: Literal["drift"] = "drift"
+    model: str
+    score: float = Field(ge=0, description="population stability index, live vs training inputs")
+    threshold: float = Field(gt=0)
+    drifted: bool
+
+
 Event = Annotated[
     LapEvent
     | OffTrackEvent
@@ -190,7 +214,8 @@ Event = Annotated[
     | ModelRejectedEvent
     | RecordingEvent
     | EstopEvent
-    | ErrorEvent,
+    | ErrorEvent
+    | DriftEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from schemas.base import WireModel, now
 from schemas.errors import ContractError
 from schemas.ids import Name
+from schemas.input_stats import InputStats
 
 Colour = Literal["rgb", "bgr", "gray"]
 
@@ -174,6 +175,9 @@ class ModelCard(WireModel):
     action_space: ActionSpace | None = Field(
         default=None, description="for a reinforcement-learning policy: its (DeepRacer) action space"
     )
+    input_stats: InputStats | None = Field(
+        default=None, description="statistics of the training images (the hub's reference for drift)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCard":
@@ -279,3 +283,15 @@ def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> d
                 )
             result[out.name] = float(out.bins[int(np.argmax(arr))])
     return result
+
+
+def output_confidence(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> float | None:
+    """The mean softmax probability of the chosen bin over the categorical outputs (None if linear)."""
+    probs = []
+    for out in card.outputs:
+        if out.kind != "categorical" or out.tensor not in values:
+            continue
+        logits = np.asarray(values[out.tensor], dtype=np.float64).reshape(-1)
+        e = np.exp(logits - logits.max())
+        probs.append(float(e.max() / e.sum()))
+    return sum(probs) / len(probs) if probs else None

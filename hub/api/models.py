@@ -113,6 +113,7 @@ class DeploymentIn(BaseModel):
     car: str | None = Field(default=None, pattern=CAR_ID_PATTERN)
     group: str | None = Field(default=None, pattern=GROUP_ID_PATTERN)
     requested_by: str | None = Field(default=None, max_length=200)
+    force: bool = Field(default=False, description="deploy even if the evaluation gate refuses (recorded)")
 
     @model_validator(mode="after")
     def _one_target(self) -> "DeploymentIn":
@@ -131,6 +132,7 @@ class DeploymentOut(BaseModel):
     can_roll_back: bool
     published: bool | None = Field(default=None, description="the broker acknowledged the retained message")
     history: list[dict[str, Any]] | None = None
+    gate: dict[str, Any] | None = Field(default=None, description="the evaluation gate's decision")
 
 
 class _JobIn(BaseModel):

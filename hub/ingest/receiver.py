@@ -112,6 +112,8 @@ class Ingest:
         self.connections = 0
         self.on_connect_hooks: list[Callable[[], None]] = []
         self.last_telemetry: dict[str, dict[str, Any]] = {}
+        # called on the ingest thread with each valid telemetry message (the fleet monitor); must not block
+        self.telemetry_observers: list[Callable[[str, Telemetry], None]] = []
         self.last_preview: dict[str, tuple[float, bytes]] = {}
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
@@ -315,6 +317,11 @@ class Ingest:
         self.counters.car(car).telemetry += 1
         self.last_telemetry[car] = msg.to_dict()
         self.sinks.put(TelemetryRecord(car, msg))
+        for observe in self.telemetry_observers:
+            try:
+                observe(car, msg)
+            except Exception:
+                log.exception("telemetry observer failed")
 
     def _on_durable(self, tokens: list[Any]) -> None:
         """Spool writer thread: a batch is on disk; count it and release its acks."""

@@ -19,7 +19,7 @@ COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose"
 def test_compose_file_references_what_exists() -> None:
     spec = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
     services = spec["services"]
-    assert set(services) == {"mosquitto", "influxdb", "grafana", "hub"}
+    assert set(services) == {"mosquitto", "influxdb", "grafana", "prometheus", "hub"}
     for name, svc in services.items():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
@@ -28,6 +28,9 @@ def test_compose_file_references_what_exists() -> None:
     build = services["hub"]["build"]
     assert (COMPOSE / build["context"] / build["dockerfile"]).is_file()
     assert services["hub"]["command"][:2] == ["hub", "serve"]
+    # Prometheus reads deploy/prometheus/ and scrapes the hub at the port the hub publishes
+    prom = (COMPOSE / "../prometheus/prometheus.yml").read_text()
+    assert "hub:8080" in prom and "8080:8080" in services["hub"]["ports"]
 
 
 def test_compose_hub_config_is_valid() -> None:
