@@ -1,0 +1,139 @@
+"""``paddock fleet``: the fleet's broker identities, their ACLs, and the TLS certificates.
+
+Every change rewrites Mosquitto's password and ACL files in the fleet directory; send Mosquitto a
+SIGHUP (``docker compose kill -s HUP mosquitto``) to make it read them again.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploy.fleet.bundles import remove_bundle, write_bundle
+from deploy.fleet.identities import FleetError, FleetStore, Role
+from deploy.fleet.mosquitto import write_broker_files
+from schemas.errors import ContractError
+from schemas.mqtt_url import BrokerUrl
+
+fleet_app = typer.Typer(
+    help="Broker identities for cars, trainers, operators and hubs; their ACLs; the fleet's TLS CA.",
+    no_args_is_help=True,
+)
+
+
+def default_fleet_dir() -> Path:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "paddock" / "fleet"
+
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir",
+        envvar="PADDOCK_FLEET_DIR",
+        help="The fleet directory (identities, broker files, bundles, certificates). "
+        "Default: ~/.config/paddock/fleet.",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"paddock fleet: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _open(directory: Path | None, prefix: str | None = None) -> FleetStore:
+    try:
+        return FleetStore.open(directory or default_fleet_dir(), prefix)
+    except (FleetError, ContractError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _save(store: FleetStore) -> tuple[Path, Path]:
+    store.save()
+    return write_broker_files(store)
+
+
+@fleet_app.command("add")
+def add(
+    name: Annotated[
+        str, typer.Argument(help="The identity's name: a car id, or a trainer's, hub's or operator's.")
+    ],
+    role: Annotated[
+        Role, typer.Option("--role", help="What the identity may do (see docs/security.md).")
+    ] = Role.CAR,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="A car's group (repeatable): it may read the group's model."),
+    ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            envvar="PADDOCK_BROKER",
+            help="The broker URL clients use (remembered for later bundles).",
+        ),
+    ] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix of a new fleet.")] = None,
+    directory: DirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an identity with a new random password and write its credentials bundle."""
+    store = _open(directory, prefix)
+    if broker is not None:
+        try:
+            parsed = BrokerUrl.parse(broker)
+        except ContractError as exc:
+            raise _fail(str(exc)) from None
+        store.broker_url = str(parsed) if parsed.username is None else broker
+    try:
+        identity, password = store.add(name, role, tuple(group or ()))
+    except FleetError as exc:
+        raise _fail(str(exc)) from None
+    passwd, acl = _save(store)
+    bundle = write_bundle(store, identity, password)
+    if as_json:
+        typer.echo(json.dumps({"name": name, "role": str(role), "bundle": str(bundle), "acl": str(acl)}))
+        return
+    typer.echo(f"added {role} {name}; credentials bundle: {bundle}")
+    typer.echo(f"updated {passwd} and {acl}: send Mosquitto a SIGHUP to apply")
+
+
+@fleet_app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="The identity to remove.")],
+    directory: DirOption = None,
+) -> None:
+    """Remove an identity: the broker refuses it after its next reload (SIGHUP)."""
+    store = _open(directory)
+    try:
+        identity = store.remove(name)
+    except FleetError as exc:
+        raise _fail(str(exc)) from None
+    passwd, acl = _save(store)
+    remove_bundle(store, name)
+    typer.echo(f"removed {identity.role} {name}; updated {passwd} and {acl}: send Mosquitto a SIGHUP")
+
+
+@fleet_app.command("list")
+def list_cmd(directory: DirOption = None, as_json: JsonOption = False) -> None:
+    """List the fleet's identities."""
+    store = _open(directory)
+    items = sorted(store.identities.values(), key=lambda i: (i.role, i.name))
+    if as_json:
+        rows = [{"name": i.name, "role": str(i.role), "groups": list(i.groups)} for i in items]
+        typer.echo(json.dumps({"prefix": store.prefix, "broker": store.broker_url, "identities": rows}))
+        return
+    if not items:
+        typer.echo(f"no identities in {store.directory}; add one with `paddock fleet add CAR`")
+        return
+    for i in items:
+        groups = f"  groups: {', '.join(i.groups)}" if i.groups else ""
+        typer.echo(f"{i.role:<9} {i.name}{groups}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(fleet_app, name="fleet")
