@@ -11,18 +11,31 @@
   subscription table; a client leaving meanwhile changed the table's size, the loop raised
   ``RuntimeError`` and the new session was never served (no SUBACK, no retained model).
   :class:`SnapshotIteration` makes those loops run over a copy.
+- **Retained messages go only where they may.** On connect amqtt hands a client the retained
+  messages of every topic anyone subscribed to; :class:`PaddockBroker` sends a client only those
+  matching its own subscriptions that its identity may receive.
+
+With a fleet directory the broker lets in only the fleet's identities (:class:`FleetAuth`) and
+holds each to the access matrix of :mod:`deploy.fleet.acl` (:class:`FleetTopicCheck`), the same
+rules Mosquitto gets as its ACL file.
 
 Imported only when the embedded broker starts (amqtt is the ``embedded`` extra).
 """
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
+
+from deploy.fleet.acl import may_publish, may_receive, may_subscribe
+from deploy.fleet.identities import STORE_FILE, FleetStore, Identity
 
 
 class SnapshotIteration(dict[Any, Any]):
@@ -46,6 +59,58 @@ class OpenDoor(BaseAuthPlugin):  # type: ignore[misc]
         return True
 
 
+class _Stores:
+    """Each fleet directory's store, read again whenever its file changes (``paddock fleet add``)."""
+
+    _lock = threading.Lock()
+    _cache: ClassVar[dict[Path, tuple[float, FleetStore]]] = {}
+
+    @classmethod
+    def get(cls, directory: Path) -> FleetStore:
+        mtime = (directory / STORE_FILE).stat().st_mtime
+        with cls._lock:
+            cached = cls._cache.get(directory)
+            if cached is None or cached[0] != mtime:
+                cached = (mtime, FleetStore.open(directory))
+                cls._cache[directory] = cached
+            return cached[1]
+
+
+class FleetAuth(BaseAuthPlugin):  # type: ignore[misc]
+    """Lets in only a fleet identity with its password; anonymous clients are refused.
+
+    Sessions stay named (not anonymous), so persistent sessions keep their messages."""
+
+    @dataclass
+    class Config:
+        fleet_dir: str
+        """The directory of ``paddock fleet`` (its ``identities.json``)."""
+
+    async def authenticate(self, *, session: Session) -> bool:
+        store = _Stores.get(Path(self.context.config.fleet_dir))
+        return store.authenticate(session.username, session.password) is not None
+
+
+class FleetTopicCheck(BaseTopicPlugin):  # type: ignore[misc]
+    """Holds each identity to the access matrix: publish, subscribe and what it receives."""
+
+    @dataclass
+    class Config:
+        fleet_dir: str
+
+    async def topic_filtering(
+        self, *, session: Session | None = None, topic: str | None = None, action: Action | None = None
+    ) -> bool:
+        if session is None or topic is None:
+            return False
+        store = _Stores.get(Path(self.context.config.fleet_dir))
+        identity: Identity | None = store.identities.get(session.username or "")
+        if identity is None:
+            return False
+        check = {Action.PUBLISH: may_publish, Action.SUBSCRIBE: may_subscribe, Action.RECEIVE: may_receive}
+        return check[action](identity, store.topics, topic) if action in check else False
+
+
 class PaddockBroker(Broker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,6 +128,30 @@ class PaddockBroker(Broker):  # type: ignore[misc]
             sends.append(
                 asyncio.ensure_future(
                     handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)
+                )
+            )
+        if sends:
+            await asyncio.wait(sends)
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        """Send the retained messages matching ``subscription``, of the session's own subscriptions,
+        that the session may receive."""
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        topic_filter, qos = subscription
+        own = [f for f, subs in self._subscriptions.items() if any(s is session for s, _ in subs)]
+        sends = []
+        for topic, retained in list(self._retained_messages.items()):
+            if not self._matches(topic, topic_filter) or not any(self._matches(topic, f) for f in own):
+                continue
+            if not await self._topic_filtering(session, topic, Action.RECEIVE):
+                continue
+            sends.append(
+                asyncio.ensure_future(
+                    handler.mqtt_publish(topic, retained.data, min(qos, retained.qos or qos), retain=True)
                 )
             )
         if sends:
