@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
-from deploy.fleet.bundles import remove_bundle, write_bundle
+from deploy.fleet.bundles import bundle_dir, refresh_ca, remove_bundle, write_bundle
 from deploy.fleet.identities import FleetError, FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
+from deploy.fleet.tls import TLS_DIR, issue, load_or_make_ca
 from schemas.errors import ContractError
 from schemas.mqtt_url import BrokerUrl
 
@@ -95,6 +96,9 @@ def add(
         raise _fail(str(exc)) from None
     passwd, acl = _save(store)
     bundle = write_bundle(store, identity, password)
+    if (store.directory / TLS_DIR / "ca.key").exists():
+        authority, _ = load_or_make_ca(store.directory / TLS_DIR)
+        issue(authority, bundle / "client.key", bundle / "client.crt", name)
     if as_json:
         typer.echo(json.dumps({"name": name, "role": str(role), "bundle": str(bundle), "acl": str(acl)}))
         return
@@ -133,6 +137,52 @@ def list_cmd(directory: DirOption = None, as_json: JsonOption = False) -> None:
     for i in items:
         groups = f"  groups: {', '.join(i.groups)}" if i.groups else ""
         typer.echo(f"{i.role:<9} {i.name}{groups}")
+
+
+@fleet_app.command("ca")
+def ca(
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="A name or address clients use to reach the broker (repeatable). "
+            "Default: the fleet's broker host, localhost and 127.0.0.1.",
+        ),
+    ] = None,
+    directory: DirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the fleet's CA (once), a broker certificate, and a client certificate per identity.
+
+    Existing bundles get the CA certificate (and a car's car.toml its ca_file); point Mosquitto's
+    mqtts:// listener at tls/broker.crt and tls/broker.key (see deploy/compose/mosquitto.conf)."""
+    store = _open(directory)
+    tls = store.directory / TLS_DIR
+    hosts = list(dict.fromkeys(host or [BrokerUrl.parse(store.broker_url).host, "localhost", "127.0.0.1"]))
+    try:
+        authority, new = load_or_make_ca(tls)
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot use the CA in {tls}: {exc}") from None
+    issue(authority, tls / "broker.key", tls / "broker.crt", "paddock broker", hosts=hosts)
+    bundles = refresh_ca(store)
+    for out in bundles:
+        name = out.name
+        issue(authority, out / "client.key", out / "client.crt", name)
+    summary = {
+        "ca": str(tls / "ca.crt"),
+        "new_ca": new,
+        "broker_cert": str(tls / "broker.crt"),
+        "hosts": hosts,
+        "bundles": [str(bundle_dir(store, b.name)) for b in bundles],
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(f"{'made' if new else 'kept'} the fleet CA {tls / 'ca.crt'}")
+    typer.echo(f"broker certificate {tls / 'broker.crt'} for {', '.join(hosts)}")
+    typer.echo(
+        f"CA and client certificates in {len(bundles)} bundle(s); restart Mosquitto to load its certificate"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -74,3 +74,19 @@ def _car_toml(store: FleetStore, identity: Identity, url: str, has_ca: bool) -> 
 
 def remove_bundle(store: FleetStore, name: str) -> None:
     shutil.rmtree(bundle_dir(store, name), ignore_errors=True)
+
+
+def refresh_ca(store: FleetStore) -> list[Path]:
+    """Put the fleet's CA certificate into every existing bundle (and a car's ``car.toml``)."""
+    ca = store.directory / CA_CERT
+    done = []
+    for identity in store.identities.values():
+        out = bundle_dir(store, identity.name)
+        if not out.is_dir():
+            continue
+        shutil.copyfile(ca, out / "ca.crt")
+        if identity.role is Role.CAR:
+            url = with_credentials(store.broker_url, identity.name)
+            write_atomic(out / "car.toml", _car_toml(store, identity, url, True).encode(), mode=0o600)
+        done.append(out)
+    return done

@@ -5,6 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner
 
 from deploy.cli import app
@@ -128,3 +129,29 @@ def test_topic_matches(topic: str, topic_filter: str, expected: bool) -> None:
 )
 def test_filter_within(requested: str, allowed: str, expected: bool) -> None:
     assert filter_within(requested, allowed) is expected
+
+
+def test_fleet_ca_makes_the_ca_once_and_certificates_for_the_broker_and_each_identity(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    assert fleet(tmp_path, "add", "car-1", "--broker", "mqtts://hub.lan:8883")[0] == 0
+    code, out, _ = fleet(tmp_path, "ca", "--json")
+    assert code == 0, out
+    first = json.loads(out)
+    assert first["new_ca"] and first["hosts"] == ["hub.lan", "localhost", "127.0.0.1"]
+    broker = x509.load_pem_x509_certificate((tmp_path / "tls" / "broker.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((tmp_path / "tls" / "ca.crt").read_bytes())
+    broker.verify_directly_issued_by(ca)
+    san = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["hub.lan", "localhost"]
+    assert (tmp_path / "tls" / "ca.key").stat().st_mode & 0o077 == 0
+    bundle = tmp_path / "bundles" / "car-1"
+    assert (bundle / "ca.crt").read_bytes() == (tmp_path / "tls" / "ca.crt").read_bytes()
+    x509.load_pem_x509_certificate((bundle / "client.crt").read_bytes()).verify_directly_issued_by(ca)
+    assert 'ca_file = "ca.crt"' in (bundle / "car.toml").read_text()
+
+    assert fleet(tmp_path, "add", "gpu", "--role", "trainer")[0] == 0
+    assert (tmp_path / "bundles" / "gpu" / "client.crt").exists()
+    second = json.loads(fleet(tmp_path, "ca", "--json", "--host", "broker.lan")[1])
+    assert not second["new_ca"] and second["hosts"] == ["broker.lan"]
+    assert (tmp_path / "tls" / "ca.crt").read_bytes() == ca.public_bytes(serialization.Encoding.PEM)

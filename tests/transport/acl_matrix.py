@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy.fleet.identities import FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
@@ -175,7 +176,7 @@ class Client:
     messages: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
-        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"acl-{next(_ids)}")
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{next(_ids)}")
         if self.username is not None:
             self._client.username_pw_set(self.username, self.password)
         self._client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))
