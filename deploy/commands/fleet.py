@@ -75,7 +75,7 @@ def add(
         typer.Option(
             "--broker",
             envvar="PADDOCK_BROKER",
-            help="The broker URL clients use (remembered for later bundles).",
+            help="The broker URL this identity uses; the first one given becomes the fleet's default.",
         ),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix of a new fleet.")] = None,
@@ -86,12 +86,16 @@ def add(
     store = _open(directory, prefix)
     if broker is not None:
         try:
-            parsed = BrokerUrl.parse(broker)
+            BrokerUrl.parse(broker)
         except ContractError as exc:
             raise _fail(str(exc)) from None
-        store.broker_url = str(parsed) if parsed.username is None else broker
+    own_broker = None
+    if broker is not None and not store.identities:
+        store.broker_url = broker  # the first address given becomes the fleet's
+    elif broker is not None and broker != store.broker_url:
+        own_broker = broker
     try:
-        identity, password = store.add(name, role, tuple(group or ()))
+        identity, password = store.add(name, role, tuple(group or ()), own_broker)
     except FleetError as exc:
         raise _fail(str(exc)) from None
     passwd, acl = _save(store)

@@ -34,6 +34,10 @@ def with_credentials(url: str, username: str, password: str | None = None) -> st
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def _broker(store: FleetStore, identity: Identity) -> str:
+    return identity.broker_url or store.broker_url
+
+
 def bundle_dir(store: FleetStore, name: str) -> Path:
     return store.directory / BUNDLES_DIR / name
 
@@ -42,7 +46,7 @@ def write_bundle(store: FleetStore, identity: Identity, password: str) -> Path:
     out = bundle_dir(store, identity.name)
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
-    url = with_credentials(store.broker_url, identity.name)
+    url = with_credentials(_broker(store, identity), identity.name)
     write_atomic(out / "username", f"{identity.name}\n".encode(), mode=0o600)
     write_atomic(out / "password", f"{password}\n".encode(), mode=0o600)
     write_atomic(out / "broker-url", f"{url}\n".encode(), mode=0o600)
@@ -52,7 +56,7 @@ def write_bundle(store: FleetStore, identity: Identity, password: str) -> Path:
     if identity.role is Role.CAR:
         write_atomic(out / "car.toml", _car_toml(store, identity, url, ca.exists()).encode(), mode=0o600)
     else:
-        full = with_credentials(store.broker_url, identity.name, password)
+        full = with_credentials(_broker(store, identity), identity.name, password)
         write_atomic(out / "broker.env", f"PADDOCK_BROKER={full}\n".encode(), mode=0o600)
     return out
 
@@ -86,7 +90,7 @@ def refresh_ca(store: FleetStore) -> list[Path]:
             continue
         shutil.copyfile(ca, out / "ca.crt")
         if identity.role is Role.CAR:
-            url = with_credentials(store.broker_url, identity.name)
+            url = with_credentials(_broker(store, identity), identity.name)
             write_atomic(out / "car.toml", _car_toml(store, identity, url, True).encode(), mode=0o600)
         done.append(out)
     return done

@@ -45,6 +45,8 @@ class Identity:
     groups: tuple[str, ...] = ()
     """Cars only: the groups whose model topic the car may read."""
     created: float = 0.0
+    broker_url: str | None = None
+    """Where this identity reaches the broker, when not the fleet's address (the hub in compose)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -60,6 +62,7 @@ class Identity:
             password_hash=str(data["password_hash"]),
             groups=tuple(check_group_id(g) for g in data.get("groups", ())),
             created=float(data.get("created", 0.0)),
+            broker_url=data.get("broker_url"),
         )
 
 
@@ -113,7 +116,9 @@ class FleetStore:
         }
         write_atomic(self.path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
 
-    def add(self, name: str, role: Role = Role.CAR, groups: tuple[str, ...] = ()) -> tuple[Identity, str]:
+    def add(
+        self, name: str, role: Role = Role.CAR, groups: tuple[str, ...] = (), broker_url: str | None = None
+    ) -> tuple[Identity, str]:
         """Add an identity with a new random password; returns it and the password (kept nowhere here)."""
         try:
             check_car_id(name)
@@ -126,7 +131,7 @@ class FleetStore:
         if groups and role is not Role.CAR:
             raise FleetError(f"only cars belong to groups, not a {role}")
         password = generate_password()
-        identity = Identity(name, role, hash_password(password), groups, time.time())
+        identity = Identity(name, role, hash_password(password), groups, time.time(), broker_url)
         self.identities[name] = identity
         return identity, password
 
