@@ -70,7 +70,9 @@ class DefaultMosquitto(ComposeMosquitto):
 Login = dict[str, tuple[str, str]]
 
 
-def _client(client_id: str, login: tuple[str, str] | None, ca: Path | None, clean: bool = True) -> paho.Client:
+def _client(
+    client_id: str, login: tuple[str, str] | None, ca: Path | None, clean: bool = True
+) -> paho.Client:
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean)
     if login is not None:
         client.username_pw_set(*login)
@@ -147,18 +149,18 @@ def test_compose_mosquitto_refuses_anonymous_and_plain_clients(
         car.close()
         plain = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="plain")
         plain.username_pw_set(*logins["car-1"])
-        with pytest.raises(OSError):  # a TLS listener: the plain CONNECT gets no CONNACK
-            plain.connect(server.host, server.port)
-            plain.loop_start()
-            time.sleep(0.5)
-            plain.loop_stop()
-            if not plain.is_connected():
-                raise ConnectionError("no MQTT without TLS")
+        plain.connect(server.host, server.port)  # a TLS listener: a plain CONNECT gets no CONNACK
+        plain.loop_start()
+        time.sleep(0.5)
+        plain.loop_stop()
+        assert not plain.is_connected()
     finally:
         server.stop()
 
 
-def test_compose_mosquitto_keeps_every_queued_message(tmp_path: Path, compose_fleet: tuple[Path, Login]) -> None:
+def test_compose_mosquitto_keeps_every_queued_message(
+    tmp_path: Path, compose_fleet: tuple[Path, Login]
+) -> None:
     fleet, logins = compose_fleet
     server = ComposeMosquitto(tmp_path / "compose", fleet).start()
     try:
