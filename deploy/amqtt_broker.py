@@ -24,6 +24,7 @@ Imported only when the embedded broker starts (amqtt is the ``embedded`` extra).
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,20 +61,29 @@ class OpenDoor(BaseAuthPlugin):  # type: ignore[misc]
 
 
 class _Stores:
-    """Each fleet directory's store, read again whenever its file changes (``paddock fleet add``)."""
+    """Each fleet directory's store, read again when its file changed (``paddock fleet add``);
+    looked at no more than once a second, since every message is checked."""
 
+    CHECK_EVERY_S = 1.0
     _lock = threading.Lock()
-    _cache: ClassVar[dict[Path, tuple[float, FleetStore]]] = {}
+    _cache: ClassVar[dict[Path, tuple[float, float, FleetStore]]] = {}
 
     @classmethod
     def get(cls, directory: Path) -> FleetStore:
-        mtime = (directory / STORE_FILE).stat().st_mtime
+        now = time.monotonic()
         with cls._lock:
             cached = cls._cache.get(directory)
-            if cached is None or cached[0] != mtime:
-                cached = (mtime, FleetStore.open(directory))
-                cls._cache[directory] = cached
-            return cached[1]
+            if cached is not None and now - cached[1] < cls.CHECK_EVERY_S:
+                return cached[2]
+            mtime = (directory / STORE_FILE).stat().st_mtime
+            store = cached[2] if cached is not None and cached[0] == mtime else FleetStore.open(directory)
+            cls._cache[directory] = (mtime, now, store)
+            return store
+
+    @classmethod
+    def forget(cls, directory: Path) -> None:
+        with cls._lock:
+            cls._cache.pop(directory, None)
 
 
 class FleetAuth(BaseAuthPlugin):  # type: ignore[misc]
@@ -85,6 +95,10 @@ class FleetAuth(BaseAuthPlugin):  # type: ignore[misc]
     class Config:
         fleet_dir: str
         """The directory of ``paddock fleet`` (its ``identities.json``)."""
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        _Stores.forget(Path(self.context.config.fleet_dir))  # a new broker reads the store afresh
 
     async def authenticate(self, *, session: Session) -> bool:
         store = _Stores.get(Path(self.context.config.fleet_dir))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from deploy.fleet.identities import Identity, Role
 from schemas.topics import Topics
@@ -101,13 +102,18 @@ def filter_within(requested: str, allowed: str) -> bool:
     return len(req) == len(allow)
 
 
+@lru_cache(maxsize=4096)
+def _rules(identity: Identity, prefix: str) -> Rules:
+    return rules(identity, Topics(prefix))
+
+
 def may_publish(identity: Identity, topics: Topics, topic: str) -> bool:
-    return any(topic_matches(topic, f) for f in rules(identity, topics).publish)
+    return any(topic_matches(topic, f) for f in _rules(identity, topics.prefix).publish)
 
 
 def may_subscribe(identity: Identity, topics: Topics, topic_filter: str) -> bool:
-    return any(filter_within(topic_filter, f) for f in rules(identity, topics).subscribe)
+    return any(filter_within(topic_filter, f) for f in _rules(identity, topics.prefix).subscribe)
 
 
 def may_receive(identity: Identity, topics: Topics, topic: str) -> bool:
-    return any(topic_matches(topic, f) for f in rules(identity, topics).subscribe)
+    return any(topic_matches(topic, f) for f in _rules(identity, topics.prefix).subscribe)
