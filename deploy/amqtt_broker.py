@@ -11,6 +11,10 @@
   subscription table; a client leaving meanwhile changed the table's size, the loop raised
   ``RuntimeError`` and the new session was never served (no SUBACK, no retained model).
   :class:`SnapshotIteration` makes those loops run over a copy.
+- **A CONNECT is authenticated before it touches a session.** amqtt deletes (clean session) or
+  takes over the existing session of the CONNECT's client id first and authenticates afterwards:
+  a client refused for a wrong password still wiped the hub's queued frames, or disconnected it.
+  :class:`PaddockBroker` refuses such a CONNECT before anything else happens.
 - **Retained messages go only where they may.** On connect amqtt hands a client the retained
   messages of every topic anyone subscribed to; :class:`PaddockBroker` sends a client only those
   matching its own subscriptions that its identity may receive.
@@ -30,13 +34,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import MQTTError
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
 from deploy.fleet.acl import may_publish, may_receive, may_subscribe
 from deploy.fleet.identities import STORE_FILE, FleetStore, Identity
+
+
+class _Replay(ReaderAdapter):  # type: ignore[misc]
+    """A reader that keeps what was read until :meth:`rewind`, then serves it again: the CONNECT
+    is read once to authenticate it, and once more by amqtt."""
+
+    def __init__(self, inner: ReaderAdapter) -> None:
+        self.inner = inner
+        self.kept = bytearray()
+        self.replay = b""
+        self.recording = True
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.replay:
+            size = len(self.replay) if n < 0 else n
+            kept, self.replay = self.replay[:size], self.replay[size:]
+            return kept
+        data: bytes = await self.inner.read(n)
+        if self.recording:
+            self.kept += data
+        return data
+
+    def rewind(self) -> None:
+        self.replay, self.recording = bytes(self.kept), False
+        self.kept.clear()
+
+    def feed_eof(self) -> None:
+        self.inner.feed_eof()
 
 
 class SnapshotIteration(dict[Any, Any]):
@@ -130,6 +165,25 @@ class PaddockBroker(Broker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         table: dict[str, Any] = self._subscriptions  # type: ignore[has-type]
         self._subscriptions = SnapshotIteration(table)
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        """amqtt's, with the CONNECT authenticated before an existing session of its client id is
+        deleted or taken over."""
+        reader = _Replay(reader)
+        handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        if self.plugins_manager._auth_plugins and not await self._authenticate(session, None):
+            session.parent = 0
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await writer.close()
+            raise MQTTError(f"{remote_address}:{remote_port} refused: not authorised")
+        reader.rewind()
+        initialized: tuple[BrokerProtocolHandler, Session] = await super()._initialize_client_session(
+            reader, writer, remote_address, remote_port
+        )
+        return initialized
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         """Send a returning persistent session what was queued for it, as ordinary messages."""

@@ -174,9 +174,15 @@ class Client:
     username: str | None
     password: str | None
     messages: queue.Queue[tuple[str, bytes]] = field(default_factory=queue.Queue)
+    client_id: str | None = None
+    clean_session: bool = True
 
     def __post_init__(self) -> None:
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"acl-{next(_ids)}")
+        self._client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or f"acl-{next(_ids)}",
+            clean_session=self.clean_session,
+        )
         if self.username is not None:
             self._client.username_pw_set(self.username, self.password)
         self._client.on_message = lambda _c, _u, m: self.messages.put((m.topic, bytes(m.payload)))

@@ -73,3 +73,42 @@ def test_acl_matrix(fleet_broker: tuple[str, dict[str, str]], capsys: pytest.Cap
         or (allowed and subscribed[(who, topic_filter)][0] == 0x80)
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_refused_client_neither_wipes_nor_takes_over_a_session(
+    fleet_broker: tuple[str, dict[str, str]],
+) -> None:
+    """A CONNECT with a wrong password and the hub's client id leaves the hub's session alone:
+    what was queued for it while away arrives, and its next connection is not thrown off."""
+    url, passwords = fleet_broker
+    frames = "paddock/v1/cars/car-1/frames"
+
+    def hub() -> Client:
+        client = Client(url, "hub", passwords["hub"], client_id="the-hub", clean_session=False)
+        assert client.connect() == 0
+        return client
+
+    first = hub()
+    assert first.subscribe("paddock/v1/cars/+/frames") == 1
+    first.close()
+    car = Client(url, "car-1", passwords["car-1"])
+    assert car.connect() == 0
+    for i in range(5):
+        assert car.publish(frames, f"queued-{i}".encode())
+    intruder = Client(url, "hub", "guessed", client_id="the-hub", clean_session=True)
+    assert intruder.connect() in (134, 135)
+    intruder.close()
+
+    again = hub()
+    try:
+        got = [p for _, p in again.wait_for(b"queued-4")]
+        assert got == [f"queued-{i}".encode() for i in range(5)]
+        intruder = Client(url, "hub", "guessed", client_id="the-hub")
+        assert intruder.connect() in (134, 135)
+        intruder.close()
+        assert car.publish(frames, b"after")
+        again.wait_for(b"after")
+        assert not again.disconnected.is_set()
+    finally:
+        again.close()
+        car.close()
