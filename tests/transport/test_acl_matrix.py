@@ -1,13 +1,18 @@
 """The access matrix of ARCHITECTURE.md §9 against real Mosquitto (with the files `paddock fleet`
 writes) and against the embedded broker (with the same identity store), with real clients."""
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.broker import EmbeddedBroker
-from deploy.fleet.mosquitto import ACL_FILE, PASSWORD_FILE
+from deploy.fleet.identities import FleetStore
+from deploy.fleet.mosquitto import ACL_FILE, PASSWORD_FILE, write_broker_files
 from tests.servers.mosquitto import Mosquitto
 from tests.transport.acl_matrix import (
     PUBLISH_CASES,
@@ -21,7 +26,8 @@ from tests.transport.acl_matrix import (
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
-def fleet_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+def fleet_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Any]]:
+    """(url, passwords, the broker) of a broker running on the test fleet."""
     fleet = tmp_path / "fleet"
     passwords = make_fleet(fleet)
     if request.param == "mosquitto":
@@ -30,12 +36,17 @@ def fleet_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
         )
         server.start()
         try:
-            yield server.url, passwords
+            yield server.url, passwords, server
         finally:
             server.stop()
     else:
         with EmbeddedBroker(fleet_dir=fleet) as broker:
-            yield broker.url, passwords
+            yield broker.url, passwords, broker
+
+
+@pytest.fixture
+def fleet_broker(fleet_server: tuple[str, dict[str, str], Any]) -> tuple[str, dict[str, str]]:
+    return fleet_server[0], fleet_server[1]
 
 
 def test_only_fleet_identities_get_in(fleet_broker: tuple[str, dict[str, str]]) -> None:
@@ -112,3 +123,28 @@ def test_a_refused_client_neither_wipes_nor_takes_over_a_session(
     finally:
         again.close()
         car.close()
+
+
+def test_a_removed_identity_is_refused_once_the_broker_reloads(
+    fleet_server: tuple[str, dict[str, str], Any], tmp_path: Path
+) -> None:
+    url, passwords, server = fleet_server
+    store = FleetStore.open(tmp_path / "fleet")
+    store.remove("car-2")
+    store.save()
+    write_broker_files(store)
+    if isinstance(server, Mosquitto):
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGHUP)  # Mosquitto reads its password and ACL files again
+    deadline = time.monotonic() + 5
+    while True:  # the embedded broker looks at the store at most once a second
+        client = Client(url, "car-2", passwords["car-2"])
+        rc = client.connect()
+        client.close()
+        if rc != 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert rc in (134, 135)
+    still = Client(url, "car-1", passwords["car-1"])
+    assert still.connect() == 0
+    still.close()
