@@ -19,7 +19,8 @@
   messages of every topic anyone subscribed to; :class:`PaddockBroker` sends a client only those
   matching its own subscriptions that its identity may receive.
 
-With a fleet directory the broker lets in only the fleet's identities (:class:`FleetAuth`) and
+With a fleet directory the broker lets in only the fleet's identities, with last wills they may
+publish (:class:`FleetAuth`; amqtt sends a will unchecked), and
 holds each to the access matrix of :mod:`deploy.fleet.acl` (:class:`FleetTopicCheck`), the same
 rules Mosquitto gets as its ACL file.
 
@@ -122,7 +123,8 @@ class _Stores:
 
 
 class FleetAuth(BaseAuthPlugin):  # type: ignore[misc]
-    """Lets in only a fleet identity with its password; anonymous clients are refused.
+    """Lets in only a fleet identity with its password, and with a last will it may publish;
+    anonymous clients are refused.
 
     Sessions stay named (not anonymous), so persistent sessions keep their messages."""
 
@@ -137,7 +139,12 @@ class FleetAuth(BaseAuthPlugin):  # type: ignore[misc]
 
     async def authenticate(self, *, session: Session) -> bool:
         store = _Stores.get(Path(self.context.config.fleet_dir))
-        return store.authenticate(session.username, session.password) is not None
+        identity = store.authenticate(session.username, session.password)
+        if identity is None:
+            return False
+        # amqtt publishes a last will without the topic check: refuse a will the identity may not
+        # publish, as Mosquitto does.
+        return not session.will_flag or may_publish(identity, store.topics, session.will_topic or "")
 
 
 class FleetTopicCheck(BaseTopicPlugin):  # type: ignore[misc]

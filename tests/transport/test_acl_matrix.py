@@ -3,6 +3,7 @@ writes) and against the embedded broker (with the same identity store), with rea
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from deploy.broker import EmbeddedBroker
 from deploy.fleet.identities import FleetStore
 from deploy.fleet.mosquitto import ACL_FILE, PASSWORD_FILE, write_broker_files
+from schemas.mqtt_url import BrokerUrl
 from tests.servers.mosquitto import Mosquitto
 from tests.transport.acl_matrix import (
     PUBLISH_CASES,
@@ -148,3 +150,45 @@ def test_a_removed_identity_is_refused_once_the_broker_reloads(
     still = Client(url, "car-1", passwords["car-1"])
     assert still.connect() == 0
     still.close()
+
+
+def _connect_packet(client_id: str, username: str, password: str, will_topic: str, will: bytes) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a retained QoS 1 last will."""
+
+    def string(value: str | bytes) -> bytes:
+        raw = value.encode() if isinstance(value, str) else value
+        return len(raw).to_bytes(2, "big") + raw
+
+    flags = 0x02 | 0x04 | (1 << 3) | 0x20 | 0x80 | 0x40
+    body = string("MQTT") + bytes((4, flags)) + (30).to_bytes(2, "big")
+    body += string(client_id) + string(will_topic) + string(will) + string(username) + string(password)
+    assert len(body) < 128  # one length byte
+    return bytes((0x10, len(body))) + body
+
+
+def _connect_with_will(url: str, username: str, password: str, topic: str, payload: bytes) -> int:
+    """Connect over a raw socket with a last will on ``topic``, then drop the connection unannounced
+    (so the broker sends the will); returns the CONNACK's return code."""
+    broker = BrokerUrl.parse(url)
+    packet = _connect_packet(f"will-{payload.decode()}", username, password, topic, payload)
+    with socket.create_connection((broker.host, broker.port), timeout=5) as sock:
+        sock.sendall(packet)
+        connack = sock.recv(4)
+        time.sleep(0.1)
+    return connack[3] if len(connack) == 4 else -1
+
+
+def test_a_last_will_obeys_the_acl(fleet_broker: tuple[str, dict[str, str]]) -> None:
+    """A car cannot release the e-stop through its last will (amqtt 0.12 sent wills unchecked)."""
+    url, passwords = fleet_broker
+    watcher = Client(url, "ops", passwords["ops"])
+    assert watcher.connect() == 0
+    assert watcher.subscribe("paddock/v1/#") == 1
+    try:
+        estop = _connect_with_will(url, "car-1", passwords["car-1"], "paddock/v1/fleet/estop", b"released")
+        own = _connect_with_will(url, "car-1", passwords["car-1"], "paddock/v1/cars/car-1/status", b"dead")
+        assert own == 0
+        seen = [p for _, p in watcher.wait_for(b"dead")]
+        assert b"released" not in seen, f"the forbidden will was sent (CONNACK {estop})"
+    finally:
+        watcher.close()
