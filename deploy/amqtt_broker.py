@@ -14,7 +14,8 @@
 - **A CONNECT is authenticated before it touches a session.** amqtt deletes (clean session) or
   takes over the existing session of the CONNECT's client id first and authenticates afterwards:
   a client refused for a wrong password still wiped the hub's queued frames, or disconnected it.
-  :class:`PaddockBroker` refuses such a CONNECT before anything else happens.
+  :class:`PaddockBroker` refuses such a CONNECT before anything else happens; with a fleet it
+  also refuses a client id that another identity's session holds.
 - **Retained messages go only where they may.** On connect amqtt hands a client the retained
   messages of every topic anyone subscribed to; :class:`PaddockBroker` sends a client only those
   matching its own subscriptions that its identity may receive.
@@ -180,7 +181,7 @@ class PaddockBroker(Broker):  # type: ignore[misc]
         deleted or taken over."""
         reader = _Replay(reader)
         handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
-        if self.plugins_manager._auth_plugins and not await self._authenticate(session, None):
+        if not await self._may_connect(session):
             session.parent = 0
             handler.attach(session, reader, writer)
             await handler.mqtt_connack_authorize(False)
@@ -191,6 +192,20 @@ class PaddockBroker(Broker):  # type: ignore[misc]
             reader, writer, remote_address, remote_port
         )
         return initialized
+
+    async def _may_connect(self, session: Session) -> bool:
+        """Authenticated, and not after a client id that another identity's session holds."""
+        if not self.plugins_manager._auth_plugins:
+            return True
+        if not await self._authenticate(session, None):
+            return False
+        held = self._sessions.get(session.client_id)
+        owner = held[0].username if held is not None else None
+        fleet = any(isinstance(p, FleetAuth) for p in self.plugins_manager._auth_plugins)
+        if fleet and owner is not None and owner != session.username:
+            self.logger.warning(f"{session.username} may not use {owner}'s client id {session.client_id}")
+            return False
+        return True
 
     async def _publish_session_retained_messages(self, session: Session) -> None:
         """Send a returning persistent session what was queued for it, as ordinary messages."""

@@ -192,3 +192,24 @@ def test_a_last_will_obeys_the_acl(fleet_broker: tuple[str, dict[str, str]]) -> 
         assert b"released" not in seen, f"the forbidden will was sent (CONNACK {estop})"
     finally:
         watcher.close()
+
+
+def test_the_embedded_broker_keeps_a_client_id_to_its_identity(tmp_path: Path) -> None:
+    """A car cannot take over the hub's session by using its client id (Mosquitto 2.0 has no such
+    check without a plugin: docs/security.md)."""
+    fleet = tmp_path / "fleet"
+    passwords = make_fleet(fleet)
+    with EmbeddedBroker(fleet_dir=fleet) as broker:
+        hub = Client(broker.url, "hub", passwords["hub"], client_id="the-hub", clean_session=False)
+        assert hub.connect() == 0
+        try:
+            car = Client(broker.url, "car-1", passwords["car-1"], client_id="the-hub")
+            assert car.connect() == 135
+            car.close()
+            assert hub.subscribe("paddock/v1/cars/+/status") == 1
+            assert not hub.disconnected.is_set()
+        finally:
+            hub.close()
+        again = Client(broker.url, "hub", passwords["hub"], client_id="the-hub", clean_session=False)
+        assert again.connect() == 0
+        again.close()
