@@ -39,12 +39,12 @@ from edge.pilots import Pilot, pilot_plugins
 from edge.queues import DropQueue
 from edge.recorder import FrameSeq, Recorder, encode_jpeg, frame_record
 from edge.runtimes import preload as preload_runtimes
-from edge.spool import Spool, SpoolRecord
+from edge.spool import ForwardSpool, SpoolRecord
 from edge.systemd import Notifier
 from firmware.body import Body
-from firmware.calibration import write_atomic
 from firmware.cycle_timer import CycleTimer
 from firmware.sensors import SensorReading
+from infra.files import write_atomic
 from schemas.errors import ContractError
 from schemas.messages import (
     EVENT_ADAPTER,
@@ -159,7 +159,7 @@ class CarDaemon:
         public_key = self._load_public_key()
         await asyncio.to_thread(cfg.state_dir.mkdir, parents=True, exist_ok=True)
         self.spool = await asyncio.to_thread(
-            Spool,
+            ForwardSpool,
             cfg.spool_dir,
             int(cfg.recorder.max_spool_mb * 1024 * 1024),
             int(cfg.recorder.segment_mb * 1024 * 1024),

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from edge.loop import TickResult
 from edge.queues import DropQueue
-from edge.spool import Spool, SpoolFull
+from edge.spool import ForwardSpool, SpoolFull
 from schemas.messages import FrameRecord
 from schemas.payloads import encode_frame
 
@@ -104,7 +104,7 @@ class Recorder:
     def __init__(
         self,
         car: str,
-        spool: Spool,
+        spool: ForwardSpool,
         seq: FrameSeq,
         *,
         jpeg_quality: int = 90,

@@ -1,19 +1,23 @@
 """The rooms' import rules (docs/architecture.md), checked on the source itself."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ROOMS = ("schemas", "firmware", "edge", "hub", "trainer", "deploy")
+ROOMS = ("schemas", "infra", "firmware", "edge", "hub", "trainer", "deploy")
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
-    "firmware": {"schemas"},
-    "edge": {"schemas", "firmware"},
-    "hub": {"schemas"},
-    "trainer": {"schemas", "firmware"},
-    "deploy": {"schemas", "firmware", "edge", "hub", "trainer"},
+    "infra": {"schemas"},
+    "firmware": {"schemas", "infra"},
+    "edge": {"schemas", "infra", "firmware"},
+    "hub": {"schemas", "infra"},
+    "trainer": {"schemas", "infra", "firmware"},
+    "deploy": {"schemas", "infra", "firmware", "edge", "hub", "trainer"},
 }
 # Heavy third-party packages a room must never import (even lazily).
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -21,6 +25,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "firmware": {"torch", "fastapi", "uvicorn"},
     "hub": {"torch", "picamera2", "onnxruntime"},
     "schemas": {"torch", "fastapi", "aiomqtt", "paho"},
+    "infra": {"torch", "fastapi", "uvicorn", "aiomqtt", "paho", "onnxruntime"},
 }
 
 
@@ -71,3 +76,48 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("import hub.api\nfrom edge import loop\n")
     assert _imports(f) == {"hub", "edge"}
+
+
+def test_the_car_imports_no_store_or_web_dependencies() -> None:
+    """infra is shared with the car: boto3 (S3 only) and FastAPI must stay out of its imports."""
+    code = (
+        "import sys\n"
+        "import infra.config, infra.files, infra.records, infra.store, edge.config, edge.daemon\n"
+        "heavy = sorted({'boto3', 'botocore', 'fastapi', 'uvicorn'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+# hub's sub-packages along the frame's path: each may import only those after it (docs/hub.md).
+HUB_LAYERS = ("service", "api", "fleet", "ingest", "storage", "telemetry")
+
+
+def _hub_layer(path: Path) -> str | None:
+    parts = path.relative_to(ROOT / "hub").with_suffix("").parts
+    return parts[0] if parts[0] in HUB_LAYERS else None
+
+
+def test_hub_sub_packages_point_down_the_frames_path() -> None:
+    bad = []
+    for path in _room_files("hub"):
+        layer = _hub_layer(path)
+        if layer is None:
+            continue
+        below = set(HUB_LAYERS[HUB_LAYERS.index(layer) + 1 :])
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            for mod in mods:
+                parts = mod.split(".")
+                other = parts[1] if parts[0] == "hub" and len(parts) > 1 else None
+                if other in HUB_LAYERS and other != layer and other not in below:
+                    bad.append(f"{path.relative_to(ROOT)} imports {mod}")
+    assert not bad, "\n".join(bad)

@@ -30,13 +30,13 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from infra.store import MissingObject, ObjectStore, StoreError
 from schemas.dataset import SessionManifest, session_manifest_key, session_prefix, shard_key
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.model_card import InputSpec, preprocess
 from schemas.shards import ReadStats, ShardError, read_shard
 from trainer.augment import DRAWS, AugmentConfig, PixelSpace, augment_samples
-from trainer.store import MissingObject, ObjectStore, StoreError
 
 ACTIONS = ("steering", "throttle")
 Weighting = Literal["none", "loss", "sampler"]

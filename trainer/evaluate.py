@@ -26,11 +26,11 @@ from rich.console import Console
 
 from firmware.sim import ExpertDriver, World, WorldConfig, drive
 from firmware.sim.simtrace import SimTraceWriter
+from infra.store import MissingObject, open_store
 from schemas.dataset import eval_prefix, model_prefix
 from schemas.messages import EvaluateParams, JobProgress, JobResult, ModelRef
 from schemas.model_card import ModelCard, decode_outputs, preprocess
 from trainer.models import PilotModel
-from trainer.store import MissingObject, open_store
 
 
 class Pilot(Protocol):

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+from infra.store import open_store
 from schemas.dataset import model_prefix
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, ModelRef, SessionRef, TrainParams
@@ -26,7 +27,6 @@ from trainer.hub_client import HubClient, Lineage
 from trainer.launch import launch
 from trainer.progress import MqttProgress, NullSink, ProgressSink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
-from trainer.store import open_store
 from trainer.train import TrainConfig, TrainResult, load_checkpoint, write_json
 
 EXPORT_FORMATS = ("onnx", "onnx-int8", "tflite")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, World, WorldConfig
+from infra.store import ObjectStore
 from schemas.dataset import (
     SessionManifest,
     SessionStats,
@@ -32,7 +33,6 @@ from schemas.dataset import (
 from schemas.messages import FrameRecord
 from schemas.shards import Sample, write_shard
 from trainer.data import encode_jpeg
-from trainer.store import ObjectStore
 
 
 def put_shard(store: ObjectStore, car: str, session: str, index: int, samples: list[Sample]) -> ShardInfo:

@@ -29,6 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from infra.files import write_atomic, write_atomic_with
+from infra.store import open_store
 from schemas.messages import JobProgress, SessionRef
 from schemas.model_card import ModelCard
 from trainer.augment import AugmentConfig
@@ -46,7 +48,6 @@ from trainer.data import (
 from trainer.distributed import Backend, detect
 from trainer.models import ACTION_INDEX, DEFAULT_ARCHITECTURE, ModelOptions, PilotModel, build_model
 from trainer.progress import MqttProgress, NullSink, ProgressSink
-from trainer.store import open_store
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -131,7 +132,7 @@ class TrainResult(BaseModel):
     duration_s: float
 
     def save(self, path: Path) -> None:
-        _atomic_write(path, self.model_dump_json(indent=2).encode())
+        write_atomic(path, self.model_dump_json(indent=2).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainResult:
@@ -139,21 +140,8 @@ class TrainResult(BaseModel):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic_with(path, lambda out: torch.save(state, out))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -640,4 +628,4 @@ def predict_table(
 
 
 def write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, allow_nan=False).encode())
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False).encode())

@@ -177,9 +177,9 @@ def export(
     ] = "onnx,onnx-int8,tflite",
 ) -> None:
     """Export a checkpoint to ONNX, int8 ONNX and TFLite, checking each against torch."""
+    from infra.store import open_store
     from trainer.data import load_frames, preprocessed_samples
     from trainer.export import ExportError, export_all
-    from trainer.store import open_store
     from trainer.train import load_checkpoint
 
     try:
@@ -245,10 +245,10 @@ def evaluate(
     the expert's lap time for reference, and writes simtrace.csv, run.mp4 and map.png. Offline
     metrics (MAE, R², accuracy) use the run's validation sessions unless --session is given.
     """
+    from infra.store import open_store
     from trainer.data import load_frames
     from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
     from trainer.report import offline_metrics, plot_predictions
-    from trainer.store import open_store
     from trainer.train import load_checkpoint, write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -324,8 +324,8 @@ def record(
     ] = True,
 ) -> None:
     """Record the simulator's expert driver into the store, in the hub's dataset layout."""
+    from infra.store import open_store
     from trainer.record import RecordConfig, record_expert
-    from trainer.store import open_store
 
     try:
         manifests = record_expert(

@@ -95,7 +95,7 @@ async def test_a_failed_start_says_why_and_leaves_nothing_running(tmp_path: Path
     import threading
 
     from hub import HubService
-    from hub.store import StoreError
+    from infra.store import StoreError
 
     def ours() -> list[str]:
         return [t.name for t in threading.enumerate() if t.name.startswith(("hub-", "paho"))]

@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.store import LocalStore, S3Store, StoreError, open_store
 from schemas.dataset import session_manifest_key, shard_key
 from schemas.messages import SessionRef
 from schemas.model_card import preprocess
@@ -31,7 +32,6 @@ from trainer.data import (
     steering_weights,
 )
 from trainer.models import ModelOptions
-from trainer.store import LocalStore, S3Store, StoreError, open_store
 
 
 def _refs(n: int, car: str = "car-1") -> list[SessionRef]:

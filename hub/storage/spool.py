@@ -5,10 +5,10 @@ everything that arrived while the previous fsync ran, writes it with one ``write
 only then reports the batch durable (the caller acknowledges those messages to the broker). A hub
 killed at any instant has either a frame on disk or an unacknowledged message the broker resends.
 
-Record layout: ``b"R1" | uint32 LE length | uint32 LE crc32(body) | body`` where body is the frame
-envelope as received, or a control record (``b"CTL1"`` + JSON, e.g. "close this session") that must
-take effect exactly after the frames before it. A torn tail (the last write of a killed process)
-fails its magic, length or crc check and is skipped: it was never acknowledged.
+Records are in the format of :mod:`infra.records` (the car's forward spool uses the same); a body
+is the frame envelope as received, or a control record (``b"CTL1"`` + JSON, e.g. "close this
+session") that must take effect exactly after the frames before it. A torn tail (the last write of
+a killed process) fails its magic, length or crc check and is skipped: it was never acknowledged.
 
 A reader (the sealer) follows the spool up to the durable position and releases segments once
 everything in them is sealed into shards.
@@ -16,20 +16,18 @@ everything in them is sealed into shards.
 
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from infra import records
+from infra.files import fsync_dir
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"R1"
-HEADER = struct.Struct("<2sII")
-MAX_RECORD = 256 * 1024 * 1024
 CONTROL = b"CTL1"
 _SUFFIX = ".wal"
 
@@ -60,12 +58,10 @@ def list_segments(directory: Path) -> list[int]:
     return sorted(out)
 
 
-def encode_record(body: bytes) -> bytes:
-    return HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
-
-
-class Spool:
-    """Append-only segments with group-committed fsync, written by one thread."""
+class WriteAheadSpool:
+    """The hub's write-ahead spool: append-only segments with group-committed fsync, written by one
+    thread (named apart from the car's :class:`edge.spool.ForwardSpool`, which waits for the broker
+    where this one waits for the disk)."""
 
     def __init__(
         self,
@@ -120,7 +116,7 @@ class Spool:
         path = segment_path(self.directory, self._segment)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._offset = os.fstat(self._fd).st_size
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write and acknowledge what is pending, then stop the writer."""
@@ -235,7 +231,7 @@ class Spool:
         chunks: list[bytes] = []
         for body, _ in batch:
             if body is not None:
-                chunks.append(HEADER.pack(MAGIC, len(body), zlib.crc32(body)))
+                chunks.append(records.header(body))
                 chunks.append(body)
         if not chunks:
             return
@@ -295,8 +291,8 @@ def segments_size(directory: Path) -> int:
 
 
 class SpoolLike(Protocol):
-    """What a reader needs of a spool: the writer's own (``Spool``) or a view of one that another
-    process writes (``hub.sealproc.SpoolView``)."""
+    """What a reader needs of a spool: the writer's own (``WriteAheadSpool``) or a view of one that another
+    process writes (``hub.storage.sealproc.SpoolView``)."""
 
     directory: Path
     first_segment: int
@@ -316,7 +312,7 @@ class SpoolLike(Protocol):
 class SpoolReader:
     """Reads records from the oldest segment up to the spool's durable position."""
 
-    def __init__(self, spool: "Spool | SpoolLike", chunk_bytes: int = 8 * 1024 * 1024) -> None:
+    def __init__(self, spool: "WriteAheadSpool | SpoolLike", chunk_bytes: int = 8 * 1024 * 1024) -> None:
         self.spool = spool
         self.chunk_bytes = chunk_bytes
         segments = list_segments(spool.directory)
@@ -368,29 +364,29 @@ class SpoolReader:
                     return
                 self.position = (nxt, 0)
                 continue
-            if end - offset < HEADER.size:
+            if end - offset < records.HEADER.size:
                 if self.spool.live_tail and segment == durable_segment:
                     return
                 self._torn(segment, offset, end)
                 continue
             data = os.pread(self._fd, min(end - offset, self.chunk_bytes), offset)
             pos = 0
-            while produced < max_records and pos + HEADER.size <= len(data):
-                magic, length, crc = HEADER.unpack_from(data, pos)
-                record_end = pos + HEADER.size + length
+            while produced < max_records and pos + records.HEADER.size <= len(data):
+                head = records.parse_header(data, pos)
+                record_end = pos + records.size(head.length) if head is not None else len(data)
                 if self.spool.live_tail and segment == durable_segment and offset + record_end > end:
                     return  # another process is still writing this record: read it next time
-                if magic != MAGIC or length > MAX_RECORD or offset + record_end > end:
+                if head is None or offset + record_end > end:
                     self._torn(segment, offset + pos, end)
                     break
                 if record_end > len(data):
                     if pos == 0:  # one record larger than a chunk: read exactly that record
-                        data = os.pread(self._fd, HEADER.size + length, offset)
+                        data = os.pread(self._fd, records.size(head.length), offset)
                         continue
                     break  # the next chunk starts at this record
-                body = data[pos + HEADER.size : record_end]
+                body = data[pos + records.HEADER.size : record_end]
                 # Records of an earlier process are checked (a torn tail); our own are durable as written.
-                if segment < self.spool.first_segment and zlib.crc32(body) != crc:
+                if segment < self.spool.first_segment and not records.intact(body, head):
                     self._torn(segment, offset + pos, end)
                     break
                 pos = record_end
@@ -412,13 +408,3 @@ class SpoolReader:
         else:  # cannot happen for data this process made durable; stop rather than loop
             log.error("spool segment %d: corrupt record at offset %d", segment, at)
             self.position = (segment, end)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

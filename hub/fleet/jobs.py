@@ -5,7 +5,7 @@ import secrets
 import time
 from typing import Any
 
-from hub.catalog import Catalog
+from hub.storage.catalog import Catalog
 from schemas.errors import ContractError
 from schemas.ids import check_name
 from schemas.messages import EvaluateJob, EvaluateParams, OptimizeJob, OptimizeParams, TrainJob, TrainParams

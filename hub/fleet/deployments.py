@@ -19,13 +19,14 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.catalog import Catalog, Conflict
-from hub.store import ObjectStore
+from hub.storage.catalog import Catalog, Conflict
+from infra.keys import load_or_create_private_key
+from infra.store import ObjectStore
 from schemas.errors import ContractError
 from schemas.ids import check_car_id, check_group_id
 from schemas.model_card import ModelCard, ModelManifest
 from schemas.payloads import encode_model
-from schemas.signing import key_id, load_or_create_private_key, public_key_pem, sign_manifest
+from schemas.signing import key_id, public_key_pem, sign_manifest
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

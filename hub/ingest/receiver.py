@@ -1,10 +1,10 @@
 """MQTT ingest: one subscriber with a persistent session and QoS 1, acknowledging only what is safe.
 
-The MQTT thread (:mod:`hub.mqtt`) does as little as possible per message: parse the topic (cached),
+The MQTT thread (:mod:`hub.ingest.mqtt`) does as little as possible per message: parse the topic (cached),
 check a frame's envelope, hand it to the spool, and return. Frames are acknowledged when their spool batch
 is fsynced; births, deaths, events, model states and job reports when the catalog has them
 (a control thread); telemetry (QoS 0) goes to the sinks without waiting. Acks leave in arrival
-order (:mod:`hub.acks`). A malformed message is counted, logged with its topic and reason, and
+order (:mod:`hub.ingest.acks`). A malformed message is counted, logged with its topic and reason, and
 acknowledged so the broker does not resend it; it never stops ingest.
 """
 
@@ -22,13 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.acks import AckSequencer, AckToken
-from hub.catalog import Catalog
 from hub.config import HubConfig
-from hub.metrics import IngestCounters
-from hub.mqtt import Message, MqttClient, Will
-from hub.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
-from hub.spool import CONTROL, Spool
+from hub.ingest.acks import AckSequencer, AckToken
+from hub.ingest.mqtt import Message, MqttClient, Will
+from hub.storage.catalog import Catalog
+from hub.storage.spool import CONTROL, WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters
+from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from schemas import __version__
 from schemas.base import _summary
 from schemas.envelope import (
@@ -95,7 +95,7 @@ class Ingest:
         self,
         config: HubConfig,
         topics: Topics,
-        spool: Spool,
+        spool: WriteAheadSpool,
         catalog: Catalog,
         counters: IngestCounters,
         sinks: Fanout,
@@ -163,6 +163,32 @@ class Ingest:
     def start(self) -> None:
         self._control_thread.start()
         self.client.start()
+
+    def refuse_messages(self) -> None:
+        """Drop every message from now on (unacknowledged, so the broker keeps it for next time)."""
+        self._closing = True
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected to the broker; False after ``timeout`` seconds."""
+        return self.connected.wait(timeout)
+
+    @property
+    def ack_outstanding(self) -> int:
+        """QoS 1 messages received and not yet acknowledged."""
+        return self.acks.outstanding
+
+    def telemetry_of(self, car: str) -> dict[str, Any] | None:
+        """The car's last telemetry message, as received."""
+        return self.last_telemetry.get(car)
+
+    def preview_of(self, car: str) -> bytes | None:
+        """The car's latest preview (QoS 0) frame envelope."""
+        item = self.last_preview.get(car)
+        return None if item is None else item[1]
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""

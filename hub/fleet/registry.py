@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.catalog import Catalog, Conflict
-from hub.store import ObjectStore
+from hub.storage.catalog import Catalog, Conflict
+from infra.store import ObjectStore
 from schemas.dataset import DatasetManifest, dataset_manifest_key, model_prefix
 from schemas.errors import ContractError
 from schemas.ids import check_name

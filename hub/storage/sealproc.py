@@ -2,10 +2,10 @@
 
 Python runs one thread at a time per process. Acknowledging frames (the network thread and the
 spool writer) is the hub's latency-critical path; building shards, hashing and uploading them is
-throughput work that can run on another core. The hub starts ``python -m hub.sealproc`` as a child:
+throughput work that can run on another core. The hub starts ``python -P -m hub.storage.sealproc`` as a child:
 
 * the child follows the spool files (a view of a spool another process writes: a record still being
-  written is read next time, never taken for a torn one) and runs the same :class:`hub.sealer.Sealer`;
+  written is read next time, never taken for a torn one) and runs the same :class:`hub.storage.sealer.Sealer`;
 * requests (flush, trim, delete, stop) and replies travel as JSON lines on stdin/stdout, and the
   child reports its counters every 100 ms the same way;
 * the child dies with the hub (``PR_SET_PDEATHSIG`` and end of stdin), and the hub starts a new one
@@ -26,20 +26,20 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from hub.catalog import Catalog, CatalogError
 from hub.config import HubConfig
-from hub.metrics import IngestCounters
-from hub.sealer import Sealer, SessionNotFound
-from hub.spool import (
+from hub.storage.catalog import Catalog, CatalogError
+from hub.storage.sealer import Sealer, SealerHandle, SessionNotFound
+from hub.storage.spool import (
     Position,
-    Spool,
     SpoolStats,
+    WriteAheadSpool,
     list_segments,
     release_segments,
     segment_path,
     segments_size,
 )
-from hub.store import NoSuchKey, StoreError, open_store
+from hub.telemetry.metrics import IngestCounters
+from infra.store import NoSuchKey, ObjectStore, StoreError, open_store
 from schemas.dataset import SessionManifest
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,9 @@ def main() -> None:
 
 # --- parent side --------------------------------------------------------------------------------
 class SealerProcess:
-    """The hub's handle on the sealer process; the same calls as :class:`hub.sealer.Sealer`."""
+    """The hub's handle on the sealer process; the same calls as :class:`hub.storage.sealer.Sealer`."""
 
-    def __init__(self, config: HubConfig, spool: Spool, counters: IngestCounters) -> None:
+    def __init__(self, config: HubConfig, spool: WriteAheadSpool, counters: IngestCounters) -> None:
         self.config = config
         self.spool = spool
         self.counters = counters
@@ -250,7 +250,7 @@ class SealerProcess:
         self._stopping = False
         self._ready = threading.Event()
         self._supervisor: threading.Thread | None = None
-        self.restarts = 0
+        self._restarts = 0
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -277,12 +277,12 @@ class SealerProcess:
             reader.join(5)
             if self._stopping:
                 return
-            self.restarts += 1
+            self._restarts += 1
             log.error(
                 "the sealer process exited with %s; starting a new one (the spool keeps everything)", code
             )
             self._rebase()
-            time.sleep(min(0.2 * self.restarts, 5))
+            time.sleep(min(0.2 * self._restarts, 5))
 
     def _spawn(self) -> "subprocess.Popen[str]":
         cfg = self.config
@@ -302,7 +302,9 @@ class SealerProcess:
             "first_segment": self.spool.first_segment,
         }
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.sealproc"],
+            # -P: the working directory is not put on sys.path, so a folder there named like a
+            # package of ours (a data dir "hub/spool") cannot shadow the installed hub.
+            [sys.executable, "-P", "-m", "hub.storage.sealproc"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -454,8 +456,26 @@ class SealerProcess:
         return self._proc is not None and self._proc.poll() is None
 
     @property
+    def restarts(self) -> int:
+        """How often the process died and was started again."""
+        return self._restarts
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+
+def make_sealer(
+    config: HubConfig,
+    spool: WriteAheadSpool,
+    store: ObjectStore,
+    catalog: Catalog,
+    counters: IngestCounters,
+) -> SealerHandle:
+    """The sealer ``shards.sealer`` asks for: a process of its own, or a thread of the hub."""
+    if config.shards.sealer == "process":
+        return SealerProcess(config, spool, counters)
+    return Sealer.from_config(config.shards, spool, store, catalog, counters)
 
 
 if __name__ == "__main__":

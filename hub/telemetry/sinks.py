@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.sqlite import ThreadConnections
+from hub.config import SinkQueueConfig, SinksConfig
+from infra.sqlite import ThreadConnections
 from schemas.messages import CarStatus, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)
@@ -517,3 +518,39 @@ class SqliteSink:
 
     def close(self) -> None:
         self._connections.close()
+
+
+def sinks_from_config(config: SinksConfig, telemetry_path: Path) -> tuple[Fanout, SqliteSink | None]:
+    """The sink workers ``[sinks]`` enables, and the SQLite sink (the API reads telemetry from it)."""
+    workers = []
+    sqlite_sink = None
+    s = config.sqlite
+    if s.enabled:
+        sqlite_sink = SqliteSink(telemetry_path, retention_s=s.retention_s, max_rows=s.max_rows)
+        workers.append(_worker(sqlite_sink, s))
+    i = config.influxdb
+    if i.enabled:
+        influx = InfluxSink(
+            i.url,
+            api=i.api,
+            token=i.token.get_secret_value() if i.token else None,
+            org=i.org,
+            bucket=i.bucket,
+            database=i.database,
+            retention_policy=i.retention_policy,
+            username=i.username,
+            password=i.password.get_secret_value() if i.password else None,
+            timeout_s=i.timeout_s,
+        )
+        workers.append(_worker(influx, i))
+    return Fanout(workers), sqlite_sink
+
+
+def _worker(sink: Sink, queue: SinkQueueConfig) -> SinkWorker:
+    return SinkWorker(
+        sink,
+        queue_size=queue.queue_size,
+        batch_size=queue.batch_size,
+        flush_interval_s=queue.flush_interval_s,
+        retry_max_s=queue.retry_max_s,
+    )

@@ -1,6 +1,6 @@
 """The catalog: cars, sessions, datasets, models with lineage, deployments and jobs, in SQLite.
 
-The schema is created and upgraded by numbered SQL files in ``hub/migrations`` (``PRAGMA
+The schema is created and upgraded by numbered SQL files in ``hub/storage/migrations`` (``PRAGMA
 user_version`` records the last one applied). Each thread gets its own connection (WAL mode), so
 ingest threads and API workers write without sharing a connection.
 """
@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hub.sqlite import ThreadConnections
+from infra.sqlite import ThreadConnections
 from schemas.messages import CarStatus
 
 JOB_PROGRESS_KEPT = 1000
@@ -38,7 +38,7 @@ class Migration:
 
 def migrations() -> list[Migration]:
     out = []
-    for entry in resources.files("hub.migrations").iterdir():
+    for entry in resources.files("hub.storage.migrations").iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             out.append(Migration(int(name[:4]), name, entry.read_text()))

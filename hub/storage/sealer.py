@@ -19,15 +19,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from hub.catalog import Catalog
 from hub.config import ShardsConfig
-from hub.metrics import IngestCounters
-from hub.seqset import SeqSet
-from hub.shardwriter import shard_bytes
-from hub.spool import CONTROL, Position, Spool, SpoolLike, SpoolReader
-from hub.store import NoSuchKey, ObjectStore
+from hub.storage.catalog import Catalog
+from hub.storage.seqset import SeqSet
+from hub.storage.shards import shard_bytes
+from hub.storage.spool import CONTROL, Position, SpoolLike, SpoolReader, WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters
+from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
     SessionManifest,
     SessionStats,
@@ -209,12 +209,34 @@ class SessionNotFound(KeyError):
     pass
 
 
+class SealerHandle(Protocol):
+    """What the hub needs of a sealer, in-process (:class:`Sealer`) or in a process of its own
+    (:class:`hub.storage.sealproc.SealerProcess`); :func:`hub.storage.sealproc.make_sealer` picks one."""
+
+    @property
+    def lag_bytes(self) -> int: ...
+    @property
+    def store_errors(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def restarts(self) -> int: ...
+    def start(self) -> None: ...
+    def stop(self, seal: bool = True, timeout: float = 60.0) -> None: ...
+    def flush(self, timeout: float = 60.0) -> bool: ...
+    def sync(self, timeout: float = 10.0) -> None: ...
+    def trim(self, car: str, session: str, start: int, end: int) -> SessionManifest: ...
+    def delete(self, car: str, session: str) -> None: ...
+
+
 class Sealer:
     """Follows the spool and keeps shards, manifests and the catalog's sessions up to date."""
 
     def __init__(
         self,
-        spool: "Spool | SpoolLike",
+        spool: "WriteAheadSpool | SpoolLike",
         store: ObjectStore,
         catalog: Catalog,
         counters: IngestCounters,
@@ -256,7 +278,7 @@ class Sealer:
     def from_config(
         cls,
         shards: ShardsConfig,
-        spool: "Spool | SpoolLike",
+        spool: "WriteAheadSpool | SpoolLike",
         store: ObjectStore,
         catalog: Catalog,
         counters: IngestCounters,
@@ -311,6 +333,18 @@ class Sealer:
         with self._flush_lock:
             self._flush_requests.append((target or self.spool.durable, done))
         return done.wait(max(deadline - time.monotonic(), 0.0))
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Nothing to do: an in-process sealer updates the hub's counters as it goes."""
+
+    @property
+    def alive(self) -> bool:
+        """Whether the sealing thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def restarts(self) -> int:
+        return 0  # a thread is not restarted; a process is (SealerProcess)
 
     def request_close(self, car: str, session: str) -> None:
         """Seal what a session has buffered and mark it sealed, at the next chance.

@@ -5,7 +5,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Any
 
-from hub.store import ObjectStore
+from infra.store import ObjectStore
 from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
 from schemas.shards import ReadStats, Sample, read_shard
 
