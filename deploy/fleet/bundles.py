@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from deploy.fleet.identities import FleetStore, Identity, Role
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 
 BUNDLES_DIR = "bundles"
 CA_CERT = "tls/ca.crt"

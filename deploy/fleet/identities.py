@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.fleet.passwords import generate_password, hash_password, verify_password
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 from schemas.errors import ContractError
 from schemas.ids import check_car_id, check_group_id
 from schemas.topics import DEFAULT_PREFIX, Topics

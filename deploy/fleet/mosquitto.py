@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deploy.fleet.acl import rules
 from deploy.fleet.identities import FleetStore
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 
 PASSWORD_FILE = "mosquitto/passwd"
 ACL_FILE = "mosquitto/acl"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 
 TLS_DIR = "tls"
 CA_DAYS = 3650
