@@ -11,11 +11,12 @@ from typing import Annotated
 
 import typer
 
+from deploy.errors import UserError
 from deploy.fleet.bundles import bundle_dir, refresh_ca, remove_bundle, write_bundle
 from deploy.fleet.identities import FleetError, FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
 from deploy.fleet.tls import TLS_DIR, issue, load_or_make_ca
-from schemas.errors import ContractError
+from deploy.options import JsonOpt, broker_option
 from schemas.mqtt_url import BrokerUrl
 
 fleet_app = typer.Typer(
@@ -38,19 +39,14 @@ DirOption = Annotated[
         "Default: ~/.config/paddock/fleet.",
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"paddock fleet: {message}", err=True)
-    return typer.Exit(2)
+JsonOption = JsonOpt
 
 
 def _open(directory: Path | None, prefix: str | None = None) -> FleetStore:
     try:
         return FleetStore.open(directory or default_fleet_dir(), prefix)
-    except (FleetError, ContractError) as exc:
-        raise _fail(str(exc)) from None
+    except FleetError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _save(store: FleetStore) -> tuple[Path, Path]:
@@ -72,11 +68,7 @@ def add(
     ] = None,
     broker: Annotated[
         str | None,
-        typer.Option(
-            "--broker",
-            envvar="PADDOCK_BROKER",
-            help="The broker URL this identity uses; the first one given becomes the fleet's default.",
-        ),
+        broker_option("The broker URL this identity uses; the first one given becomes the fleet's default."),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Topic prefix of a new fleet.")] = None,
     directory: DirOption = None,
@@ -85,10 +77,7 @@ def add(
     """Add an identity with a new random password and write its credentials bundle."""
     store = _open(directory, prefix)
     if broker is not None:
-        try:
-            BrokerUrl.parse(broker)
-        except ContractError as exc:
-            raise _fail(str(exc)) from None
+        BrokerUrl.parse(broker)  # a ContractError is the user's: one line, exit code 2
     own_broker = None
     if broker is not None and not store.identities:
         store.broker_url = broker  # the first address given becomes the fleet's
@@ -97,7 +86,7 @@ def add(
     try:
         identity, password = store.add(name, role, tuple(group or ()), own_broker)
     except FleetError as exc:
-        raise _fail(str(exc)) from None
+        raise UserError(str(exc)) from None
     passwd, acl = _save(store)
     bundle = write_bundle(store, identity, password)
     if (store.directory / TLS_DIR / "ca.key").exists():
@@ -120,7 +109,7 @@ def remove(
     try:
         identity = store.remove(name)
     except FleetError as exc:
-        raise _fail(str(exc)) from None
+        raise UserError(str(exc)) from None
     passwd, acl = _save(store)
     remove_bundle(store, name)
     typer.echo(f"removed {identity.role} {name}; updated {passwd} and {acl}: send Mosquitto a SIGHUP")
@@ -166,7 +155,7 @@ def ca(
     try:
         authority, new = load_or_make_ca(tls)
     except (OSError, ValueError) as exc:
-        raise _fail(f"cannot use the CA in {tls}: {exc}") from None
+        raise UserError(f"cannot use the CA in {tls}: {exc}") from None
     issue(authority, tls / "broker.key", tls / "broker.crt", "paddock broker", hosts=hosts)
     bundles = refresh_ca(store)
     for out in bundles:
