@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deploy.cli import app
-from tests.hub.test_compose import ComposeMosquitto
+from tests.hub.test_compose import ComposeMosquitto, Login, compose_fleet  # noqa: F401 (a fixture)
 from tests.missing import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,20 +54,23 @@ def test_compose_services_have_health_checks_and_wait_for_them() -> None:
     assert set(services["grafana"]["depends_on"]) == {"influxdb"}
 
 
-def test_the_broker_health_check_passes_against_the_compose_config(tmp_path: Path) -> None:
-    sub = shutil.which("mosquitto_sub")
-    if not sub:
+def test_the_broker_health_check_passes_against_the_compose_config(
+    tmp_path: Path, compose_fleet: tuple[Path, Login]
+) -> None:
+    if not shutil.which("mosquitto_sub"):
         missing("mosquitto_sub not found: apt-get install mosquitto-clients")
+    fleet, _ = compose_fleet
     test = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())["services"]["mosquitto"][
         "healthcheck"
-    ]
-    argv = [a.replace("$$", "$") for a in test["test"][1:]]  # compose un-escapes $$
-    server = ComposeMosquitto(tmp_path)
+    ]["test"]
+    assert test[0] == "CMD-SHELL"
+    server = ComposeMosquitto(tmp_path / "compose", fleet)
     server.start()
+    # compose un-escapes $$; the container's paths and port become the test broker's
+    shell = test[1].replace("$$", "$").replace("/mosquitto/fleet/", f"{fleet}/")
+    shell = shell.replace("-p 8883", f"-p {server.port}")
     try:
-        done = subprocess.run([sub, *argv[1:], "-p", str(server.port)], capture_output=True, timeout=10)
-        assert done.returncode == 0, done.stderr
+        assert subprocess.run(["sh", "-c", shell], timeout=10).returncode == 0
     finally:
         server.stop()
-    done = subprocess.run([sub, *argv[1:], "-p", str(server.port)], capture_output=True, timeout=10)
-    assert done.returncode != 0  # and it fails once the broker is gone
+    assert subprocess.run(["sh", "-c", shell], timeout=10).returncode != 0  # the broker is gone
