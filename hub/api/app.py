@@ -16,9 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hub.api.deps import require_token
-from hub.api.models import Problem
+from hub.api.models import EStopOut, Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import cars, datasets, deployments, jobs, models, sessions
+from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -29,7 +29,7 @@ from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, jobs)
+ROUTERS = (hub_routes, live, cars, sessions, datasets, models, deployments, jobs, web)
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -42,6 +42,7 @@ def create_app(parts: ApiParts) -> FastAPI:
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
+    app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
     for module in ROUTERS:
         app.include_router(module.router)
     _install_error_handlers(app)
