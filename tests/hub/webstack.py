@@ -2,7 +2,6 @@
 and headless Chromium driven by Selenium: what the web app's browser tests run against."""
 
 import asyncio
-import os
 import shutil
 import threading
 import time
@@ -78,11 +77,16 @@ def chromium() -> Any:
         missing("headless Chromium is not installed: apt-get install -y chromium chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-                "--disable-gpu", "--mute-audio", "--no-first-run"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--disable-gpu",
+        "--mute-audio",
+        "--no-first-run",
+    ):
         options.add_argument(arg)
-    if os.geteuid() != 0:
-        options.add_argument("--user-data-dir=/tmp/paddock-chromium-%d" % os.getpid())
     service = webdriver.ChromeService(executable_path=driver_path)
     return webdriver.Chrome(options=options, service=service)
 

@@ -32,7 +32,7 @@ async function route() {
   view.innerHTML = `<p>No page here. <a href="#/fleet">Fleet</a></p>`;
 }
 
-async function signIn(token) {
+async function signIn(token, remember = true) {
   auth.token = token;
   try {
     auth.scope = (await api("/whoami")).scope;
@@ -40,7 +40,9 @@ async function signIn(token) {
     auth.token = ""; auth.scope = "read";
     if (token) throw e;
   }
-  if (auth.token) localStorage.setItem("paddock-token", auth.token); else localStorage.removeItem("paddock-token");
+  if (remember) {
+    if (auth.token) localStorage.setItem("paddock-token", auth.token); else localStorage.removeItem("paddock-token");
+  }
   document.body.classList.toggle("viewer", !auth.canOperate);
   document.getElementById("signin").textContent = auth.canOperate ? "operator · sign out" : "viewer · sign in";
   connectLive(showLink);
@@ -91,4 +93,5 @@ function setupEStop() {
 setupSignIn();
 setupEStop();
 window.addEventListener("hashchange", route);
-signIn(auth.token).catch(() => signIn("")).finally(route);
+// at boot the stored token is only read: a wrong one leaves this page a viewer, not the storage empty
+signIn(auth.token, false).catch(() => signIn("", false)).finally(route);

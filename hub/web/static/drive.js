@@ -86,7 +86,9 @@ export class Driver {
   send(steering, throttle) {
     if (!this.ws || this.ws.readyState !== 1) return;
     const clip = (v) => Math.max(-1, Math.min(1, v));
+    const wasStill = !this.last || this.last.throttle === 0;
     this.last = { steering: clip(steering), throttle: clip(throttle) };
+    if (wasStill && this.last.throttle !== 0) this.firstMoveAt = Date.now(); // read by the latency test
     this.ws.send(JSON.stringify({ ...this.last, ts: Date.now() / 1000 }));
     this.sent += 1;
     this.onState(this);
