@@ -84,10 +84,10 @@ def test_cli_prints_and_checks_configs(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "[sinks.influxdb]" in out.output
     path = tmp_path / "hub.toml"
     path.write_text(out.output)
-    out = runner.invoke(app, ["hub", "check-config", str(path)])
+    out = runner.invoke(app, ["hub", "config", "--check", str(path)])
     assert out.exit_code == 0 and "store:" in out.output
     path.write_text("[api]\nport = -1\n")
-    out = runner.invoke(app, ["hub", "check-config", str(path)])
+    out = runner.invoke(app, ["hub", "config", "--check", str(path)])
     assert out.exit_code == 2 and "api.port" in out.output
 
 
