@@ -188,7 +188,8 @@ def test_a_deployment_made_in_the_page_hot_swaps_a_car(browser: Any, stack: Stac
     except AssertionError:
         car = httpx.get(f"{stack.url}/cars/car-1", timeout=10).json()
         deployed = httpx.get(f"{stack.url}/deployments/car/car-1", timeout=10).json()
-        raise AssertionError(f"car-1 is not running pilot:{version}: {car['model_state']}; {deployed}") from None
+        state = car["model_state"]
+        raise AssertionError(f"car-1 is not running pilot:{version}: {state}; {deployed}") from None
     rows = poll(
         lambda: [e.text for e in browser.find_elements("css selector", "table tr") if "car-1" in e.text], 10
     )
