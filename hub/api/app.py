@@ -29,7 +29,7 @@ from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (hub_routes, live, cars, sessions, datasets, models, deployments, jobs, web)
+ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, jobs)
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -38,13 +38,17 @@ def create_app(parts: ApiParts) -> FastAPI:
         title="paddock hub",
         version=__version__,
         description="Ingest, sessions, datasets, models, signed deployments and jobs of a paddock fleet.",
-        dependencies=[Depends(require_token)] if parts.settings.protect_reads else [],
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
     app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
+    protect = [Depends(require_token)] if parts.settings.protect_reads else []
     for module in ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=protect)
+    # The web app's files load without a header (a browser sends none for a page); its live
+    # channels check the token they are given as ?token= themselves.
+    app.include_router(live.router)
+    app.include_router(web.router)
     _install_error_handlers(app)
     app.middleware("http")(_server_header)
     return app

@@ -68,6 +68,7 @@ def snapshot(hub: ApiParts, estop: EStopOut) -> dict[str, Any]:
     "/live",
     summary="Server-sent events: a fleet snapshot (cars, e-stop, jobs) twice a second",
     response_class=StreamingResponse,
+    include_in_schema=False,  # a stream without end; docs/hub.md describes it with the sockets
 )
 async def live(request: Request, hub: Parts, token: Token = None) -> StreamingResponse:
     if not require_reader(hub, token):

@@ -1,7 +1,8 @@
 // A model's lineage as a left-to-right graph in SVG: dataset → training run → model → evaluations,
 // deployments. One column per stage; every node of a column links to every node of the next.
 const NS = "http://www.w3.org/2000/svg";
-const BOX = { w: 170, h: 34, gapX: 60, gapY: 14 };
+const BOX = { w: 232, h: 38, gapX: 44, gapY: 14 };
+const cut = (t, n) => (t.length > n ? `${t.slice(0, n - 1)}…` : t);
 
 function node(label, sub, href) { return { label, sub, href }; }
 
@@ -47,8 +48,9 @@ export function lineageSvg(m) {
     const { x, y } = pos[ci][ri];
     const g = el("g", { class: "node" });
     g.append(el("rect", { x, y, width: BOX.w, height: BOX.h, rx: 6 }));
-    g.append(el("text", { x: x + 8, y: y + 14 }, n.label.slice(0, 26)));
-    if (n.sub) g.append(el("text", { x: x + 8, y: y + 28, opacity: 0.65, "font-size": 10 }, n.sub.slice(0, 30)));
+    g.append(el("text", { x: x + 8, y: y + 15 }, cut(n.label, 31)));
+    if (n.sub) g.append(el("text", { x: x + 8, y: y + 30, opacity: 0.65, "font-size": 10 }, cut(n.sub, 36)));
+    g.append(el("title", {}, `${n.label}${n.sub ? `\n${n.sub}` : ""}`));
     if (n.href) { const a = el("a", { href: n.href }); a.append(g); svg.append(a); } else svg.append(g);
   }));
   return svg;

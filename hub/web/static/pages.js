@@ -93,11 +93,17 @@ export async function car(view, carId) {
   const fpsTimer = setInterval(() => { view.querySelector("#fps").textContent = stats.fps.toFixed(1); }, 500);
   const driveChart = new LineChart(view.querySelector("#chart-drive"), { series: ["steering", "throttle", "speed"], window: 60 });
   const loopChart = new LineChart(view.querySelector("#chart-loop"), { series: ["loop ms", "late p99 ms", "inference ms"], window: 60 });
+  let lastTs = 0;
   const addTelemetry = (t) => {
+    if (!(t.ts > lastTs)) return; // one point per report, in time order
+    lastTs = t.ts;
     driveChart.push(t.ts, [t.steering, t.throttle, t.speed]);
     loopChart.push(t.ts, [t.loop_period_ms, t.loop_late_p99_ms, t.inference_ms]);
   };
-  try { (await api(`/cars/${enc(carId)}/telemetry?limit=300`)).reverse().forEach((row) => addTelemetry(row.data || row)); } catch { /* sink off */ }
+  try {
+    const rows = await api(`/cars/${enc(carId)}/telemetry?limit=300`);
+    rows.sort((a, b) => a.ts - b.ts).forEach(addTelemetry);
+  } catch { /* the SQLite sink is off: live values only */ }
   let lastSeq = null, recording = false;
   const off = onLive((s) => {
     const c = s.cars.find((x) => x.car === carId);
@@ -255,9 +261,11 @@ export async function model(view, name, version) {
       <div class="row" data-need="operate">${targetPicker(cars, targets)}<button id="deploy">deploy</button></div>
       <p><a href="${esc(m.download_url)}">download</a></p></div></div></section>`));
   view.querySelector("#lineage").append(lineageSvg(m));
-  const evalChart = new LineChart(view.querySelector("#chart-eval"), { series: ["lap time s", "off-track"], window: null });
-  evalChart.set([m.evaluations.map((e, i) => [i, (e.metrics || {}).lap_time_s]).filter((p) => p[1] != null),
-    m.evaluations.map((e, i) => [i, (e.metrics || {}).off_track]).filter((p) => p[1] != null)]);
+  const keys = [...new Set(m.evaluations.flatMap((e) => Object.keys(e.metrics || {})))].slice(0, 4);
+  const evalCanvas = view.querySelector("#chart-eval");
+  evalCanvas.hidden = !m.evaluations.length;
+  const evalChart = new LineChart(evalCanvas, { series: keys, window: null });
+  evalChart.set(keys.map((k) => m.evaluations.map((e, i) => [i + 1, e.metrics?.[k]]).filter((p) => typeof p[1] === "number")));
   evalChart.draw();
   view.querySelector("#deploy")?.addEventListener("click", () => act(() => deploy(name, version, pickedTarget(view)), `deployed ${name}:${version}`));
 }
@@ -307,6 +315,17 @@ export function jobs(view) {
   });
 }
 
+function logLine(p) {
+  const parts = [new Date(p.ts * 1000).toLocaleTimeString(), p.state, p.stage || ""];
+  if (p.epoch != null) parts.push(`epoch ${p.epoch + 1}/${p.epochs ?? "?"}`);
+  if (p.step != null) parts.push(`step ${p.step}/${p.total_steps ?? "?"}`);
+  if (p.loss != null) parts.push(`loss ${num(p.loss, 4)}`);
+  if (p.val_loss != null) parts.push(`val ${num(p.val_loss, 4)}`);
+  for (const [k, v] of Object.entries(p.metrics || {})) parts.push(`${k} ${num(v, 3)}`);
+  if (p.message) parts.push(p.message);
+  return parts.join("  ");
+}
+
 export async function job(view, jobId) {
   view.append(h(`<section><h1><a href="#/jobs">Jobs</a> / ${esc(jobId)} <span id="job-state" class="pill"></span></h1>
     <div class="card"><div class="bar"><span id="job-bar"></span></div><p id="job-line" class="drive-state"></p>
@@ -317,7 +336,8 @@ export async function job(view, jobId) {
   const refresh = async () => {
     const j = await api(`/jobs/${enc(jobId)}?history=1000`);
     const hist = j.history || [];
-    const x = (p, i) => p.step ?? p.epoch ?? i;
+    // x in epochs: a train report carries its epoch and its step within the epoch; others their order
+    const x = (p, i) => (p.epoch != null ? p.epoch + (p.total_steps ? (p.step || 0) / p.total_steps : 0) : i);
     view.querySelector("#job-state").textContent = j.state;
     view.querySelector("#job-bar").style.width = `${(progressOf(j) * 100).toFixed(0)}%`;
     view.querySelector("#job-line").textContent = `${j.kind} · ${j.progress?.stage || ""} · updated ${ago(j.updated)}`;
@@ -325,7 +345,7 @@ export async function job(view, jobId) {
     const m = (k) => hist.map((p, i) => [x(p, i), p.metrics?.[k]]).filter((p) => p[1] != null);
     metric.set([m("reward"), m("best_fitness"), m("mean_fitness")]);
     loss.draw(); metric.draw();
-    view.querySelector("#job-log").textContent = hist.map((p) => `${new Date(p.ts * 1000).toLocaleTimeString()} ${p.state} ${p.stage || ""} ${p.message || ""}`).join("\n");
+    view.querySelector("#job-log").textContent = hist.map(logLine).join("\n");
     view.querySelector("#job-result").textContent = j.result ? JSON.stringify(j.result, null, 2) : "–";
   };
   await refresh();
