@@ -12,6 +12,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 import infra.config
+from edge import plugins
 from schemas.ids import CarId, GroupId
 from schemas.messages import Mode
 from schemas.mqtt_url import BrokerUrl
@@ -125,11 +126,25 @@ class LoopSection(_Section):
     )
 
 
+def _plugin_name(group: str, name: str) -> str:
+    installed = ["sim", *plugins.names(group)]
+    if name not in installed:
+        raise ValueError(f"no {plugins.KIND[group]} named {name!r}; installed: {', '.join(installed)}")
+    return name
+
+
 class CameraSection(_Section):
-    kind: Literal["picamera", "usb", "test_pattern", "sim"] = Field(
+    kind: str = Field(
         default="picamera",
-        description="picamera (Pi camera via picamera2), usb (OpenCV), test_pattern (no device) or sim.",
+        description="picamera (Pi camera via picamera2), usb (OpenCV), test_pattern (no device), sim, "
+        "or a camera plugin (`paddock plugins`).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _plugin_name(plugins.CAMERAS, v)
+
     width: int = Field(default=160, ge=8, le=4096, description="Image width the loop and recorder get.")
     height: int = Field(default=120, ge=8, le=4096, description="Image height the loop and recorder get.")
     fps: float = Field(default=30.0, gt=0, le=240, description="Capture rate.")
@@ -140,9 +155,17 @@ class CameraSection(_Section):
 
 
 class ActuatorsSection(_Section):
-    kind: Literal["pwm", "none", "sim"] = Field(
-        default="pwm", description="pwm (servo + ESC via gpiozero), none (outputs off: bench) or sim."
+    kind: str = Field(
+        default="pwm",
+        description="pwm (servo + ESC via gpiozero), none (outputs off: bench), sim, "
+        "or an actuators plugin (`paddock plugins`).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _plugin_name(plugins.ACTUATORS, v)
+
     calibration: Path = Field(
         default=Path("/etc/paddock/calibration.toml"),
         description="Pulse widths, pins, trim and limits; written by `paddock car calibrate`.",

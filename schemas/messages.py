@@ -1,4 +1,4 @@
-"""JSON payloads of the topic tree (ARCHITECTURE §3), one model per payload.
+"""JSON payloads of the topic tree (docs/wire.md "Topics"), one model per payload.
 
 Conventions: ``ts`` is wall-clock seconds since the epoch; steering and throttle are in [-1, 1]
 (steering -1 is full left, +1 full right, as in DonkeyCar; throttle > 0 drives forward); ``seq``
@@ -318,8 +318,11 @@ class EvaluateParams(WireModel):
 class OptimizeParams(WireModel):
     track: str
     generations: int = Field(default=20, ge=1)
-    population: int = Field(default=32, ge=2)
+    population: int = Field(default=32, ge=4)
     seed: int = 0
+    budget_s: float | None = Field(
+        default=None, gt=0, description="wall-clock seconds: stop after the generation that passes them"
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -78,6 +78,101 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     assert _imports(f) == {"hub", "edge"}
 
 
+# --- import cycles --------------------------------------------------------------------------------
+# Every import counts, lazy ones (inside a function) included: a lazy import that closes a cycle
+# only hides it. A package's ``__init__`` is a module like any other.
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported_modules(module: str, path: Path, known: set[str]) -> set[str]:
+    """The modules of ``known`` that ``path`` (module ``module``) imports, relative imports resolved."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # ``from a import b`` imports the module a.b when there is one, else a name from a.
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+        else:
+            continue
+        found.update(t for t in targets if t in known and t != module)
+    return found
+
+
+def import_graph(root: Path, rooms: tuple[str, ...]) -> dict[str, set[str]]:
+    files = {_module_name(root, p): p for room in rooms for p in sorted((root / room).rglob("*.py"))}
+    known = set(files)
+    return {m: _imported_modules(m, p, known) for m, p in files.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def test_no_import_cycles() -> None:
+    cycles = import_cycles(import_graph(ROOT, ROOMS))
+    assert not cycles, "import cycles:\n" + "\n".join(" ↔ ".join(c) for c in cycles)
+
+
+def test_the_cycle_checker_finds_a_cycle(tmp_path: Path) -> None:
+    pkg = tmp_path / "room" / "sub"
+    pkg.mkdir(parents=True)
+    (tmp_path / "room" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")  # relative: room.sub.b
+    (pkg / "b.py").write_text("def f():\n    from ..c import g\n")  # lazy and relative: room.c
+    (tmp_path / "room" / "c.py").write_text("import room.sub.a\ng = 1\n")
+    (tmp_path / "room" / "d.py").write_text("from room.sub import a\n")  # imports into the cycle only
+    graph = import_graph(tmp_path, ("room",))
+    assert graph["room.sub.a"] == {"room.sub.b"}
+    assert graph["room.sub.b"] == {"room.c"}
+    assert import_cycles(graph) == [["room.c", "room.sub.a", "room.sub.b"]]
+    (tmp_path / "room" / "c.py").write_text("g = 1\n")
+    assert import_cycles(import_graph(tmp_path, ("room",))) == []
+
+
 def test_the_car_imports_no_store_or_web_dependencies() -> None:
     """infra is shared with the car: boto3 (S3 only) and FastAPI must stay out of its imports."""
     code = (

@@ -1,4 +1,6 @@
-"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store (ARCHITECTURE §6).
+"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store.
+
+The keys: docs/wire.md, "Storage layout".
 
 Loading reads every shard of the chosen sessions once (in parallel threads: S3 latency hides behind
 each other), checks each frame (a JPEG that decodes, a finite steering and throttle in [-1, 1]) and
@@ -43,15 +45,6 @@ Weighting = Literal["none", "loss", "sampler"]
 
 
 # --- JPEG ----------------------------------------------------------------------------------------
-def encode_jpeg(rgb: NDArray[np.uint8], quality: int = 90) -> bytes:
-    """Encode an RGB (or gray) uint8 image as JPEG."""
-    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"cannot encode a {rgb.shape} image as JPEG")
-    return bytes(buf.tobytes())
-
-
 def decode_jpeg(data: bytes) -> NDArray[np.uint8] | None:
     """Decode JPEG bytes to an RGB uint8 image, or ``None`` if they do not decode."""
     arr = np.frombuffer(data, dtype=np.uint8)

@@ -339,7 +339,7 @@ async def test_sensors_reach_telemetry_and_recorded_frames(tmp_path: Path) -> No
     import struct
 
     from edge.spool import ForwardSpool
-    from firmware.body import Body
+    from firmware.car_body import Body
     from firmware.sensors import CpuTemperature, Mpu6050Imu, SensorSuite
     from schemas.payloads import decode_frame
     from tests.firmware.test_sensors import RegisterBus

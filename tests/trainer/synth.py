@@ -11,8 +11,8 @@ from numpy.typing import NDArray
 
 from infra.store import ObjectStore
 from schemas.dataset import SessionManifest, session_manifest_key
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample
-from trainer.data import encode_jpeg
 from trainer.record import put_shard
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from firmware.actuators import Actuators
 from firmware.camera import Camera, CameraError, StaleFrame
-from firmware.sim.body import SimBody
 from firmware.sim.expert import ExpertDriver
+from firmware.sim.simulated_body import SimBody
 from firmware.sim.world import SimEvent
 
 

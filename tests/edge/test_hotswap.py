@@ -11,10 +11,10 @@ from typing import Any, ClassVar
 import pytest
 
 from edge.config import LoopSection
+from edge.hotswap import ModelCache, ModelManager, ModelRejected, load_and_test, verify_envelope
 from edge.loop import ControlLoop
-from edge.models import ModelCache, ModelManager, ModelRejected, load_and_test, verify_envelope
 from edge.runtimes import preload
-from firmware.body import Body
+from firmware.car_body import Body
 from schemas.envelope import encode
 from schemas.signing import generate_private_key
 from tests.edge.bodies import bench_body

@@ -1,4 +1,5 @@
-"""Model hot-swap (ARCHITECTURE §5): verify, cache, load, warm up, smoke-test, swap between ticks.
+"""Model hot-swap: verify, cache, load, warm up, smoke-test, swap between ticks (docs/car.md,
+"Model hot-swap"; the envelope and its signature: docs/wire.md).
 
 Models arrive as retained envelopes on the car's own topic and on its group's; the car's own
 assignment wins while it exists. For each new assignment, off the control loop:
@@ -34,6 +35,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from numpy.typing import NDArray
 
+from edge.config import ConfigError, ModelsSection
 from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
@@ -42,7 +44,7 @@ from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
 from schemas.model_card import ModelManifest, decode_outputs, preprocess, sha256_hex
-from schemas.signing import SignatureError, verify_manifest
+from schemas.signing import SignatureError, load_public_key, verify_manifest
 
 log = logging.getLogger(__name__)
 
@@ -501,3 +503,27 @@ class ModelManager:
             log.info("booted with cached model %s", manifest.ref)
             return True
         return False
+
+
+def load_model_key(
+    models: ModelsSection, override: Ed25519PublicKey | None = None
+) -> Ed25519PublicKey | None:
+    """The hub's public key that models must be signed with (None: unsigned models only)."""
+    if override is not None:
+        return override
+    if models.public_key is None:
+        if not models.allow_unsigned:
+            log.warning("no models.public_key: every model sent to this car will be rejected")
+        return None
+    if not models.public_key.exists():
+        if models.allow_unsigned:
+            log.warning("models.public_key %s not found; accepting unsigned models only", models.public_key)
+            return None
+        raise ConfigError(
+            f"models.public_key: {models.public_key} not found (copy the hub's public key there, or set "
+            "models.allow_unsigned = true for development)"
+        )
+    try:
+        return load_public_key(models.public_key)
+    except ContractError as exc:
+        raise ConfigError(f"models.public_key: {models.public_key}: {exc}") from None
