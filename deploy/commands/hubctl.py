@@ -246,5 +246,9 @@ def estop(
     typer.echo(f"fleet e-stop {'set' if state == 'on' else 'released'}")
 
 
+JOINS = "hub"
+"""The group these commands belong to (``paddock hub --help`` lists them)."""
+
+
 def register(app: typer.Typer) -> None:
     """Nothing to add at the top: these commands joined ``paddock hub`` when this module was imported."""
