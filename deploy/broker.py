@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from schemas.release import install_hint
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -56,7 +58,7 @@ class EmbeddedBroker:
         try:
             from deploy.amqtt_broker import PaddockBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError("the embedded broker needs amqtt: pip install 'paddock[embedded]'") from exc
+            raise RuntimeError(f"the embedded broker needs amqtt: {install_hint('embedded')}") from exc
         # amqtt logs every connection at INFO, and at ERROR a client that acknowledges a QoS 1
         # message late (the trainer agent acknowledges a job only once it is done): with a log file
         # its messages go there instead of the console.
