@@ -55,6 +55,8 @@ class StackConfig:
     """0 picks a free port."""
     seed: int = 0
     car_hz: float = 30.0
+    preview_hz: float = 2.0
+    """Live-view frames per second each car sends while not recording (the web app's camera)."""
     randomize: bool = False
     expert_noise: float = 0.25
     """Steering perturbation while the expert records, so the data show recoveries (0: none)."""
@@ -217,7 +219,7 @@ class LocalStack:
                     "expert_noise": cfg.expert_noise,
                 },
                 "models": {"public_key": str(self.public_key_path), "preload_runtimes": ["onnx"]},
-                "publish": {"telemetry_hz": 5.0, "preview_hz": 2.0},
+                "publish": {"telemetry_hz": 5.0, "preview_hz": cfg.preview_hz},
             },
             source=f"demo car {car}",
         )

@@ -2,7 +2,7 @@
 error responses documented on each route, and the 404 helper."""
 
 import hmac
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,11 +22,34 @@ def parts(request: Request) -> ApiParts:
 Parts = Annotated[ApiParts, Depends(parts)]
 
 
+Scope = Literal["read", "operate"]
+
+
+def scope_of(hub: ApiParts, token: str | None) -> Scope | None:
+    """What a bearer token may do: ``operate`` (drive, deploy, delete) for the hub's token, ``read``
+    without one when reads are open, ``None`` when refused. This is the one place a per-user token
+    table with read/operate/admin scopes plugs in."""
+    if token and hmac.compare_digest(token.encode(), hub.token.encode()):
+        return "operate"
+    if not token and not hub.settings.protect_reads:
+        return "read"
+    return None
+
+
 def require_token(
     hub: Parts, creds: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 ) -> None:
-    if creds is None or not hmac.compare_digest(creds.credentials.encode(), hub.token.encode()):
+    if scope_of(hub, creds.credentials if creds else None) != "operate":
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_operator(hub: ApiParts, token: str | None) -> bool:
+    """For routes without headers (WebSockets, EventSource), where the token comes as ``?token=``."""
+    return scope_of(hub, token) == "operate"
+
+
+def require_reader(hub: ApiParts, token: str | None) -> bool:
+    return scope_of(hub, token) is not None
 
 
 AUTH = [Depends(require_token)]

@@ -193,3 +193,13 @@ class EStopIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     active: bool
     reason: str = Field(default="", max_length=500)
+
+
+class EStopOut(BaseModel):
+    active: bool = False
+    reason: str = ""
+    ts: float | None = Field(default=None, description="when this hub last set it (None: not since start)")
+
+
+class WhoAmI(BaseModel):
+    scope: Literal["read", "operate"]
