@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from firmware.sim.labels import FrameLabels, LabelConfig, frame_labels
 from firmware.sim.lidar import Lidar, LidarConfig
 from firmware.sim.obstacles import Obstacle, rectangles_overlap
 from firmware.sim.physics import Car, CarConfig, CarState, throttle_to_speed
@@ -307,6 +308,10 @@ class World:
         """The camera image now: ``(H, W, 3)`` RGB uint8 (``(H, W, 1)`` if grayscale)."""
         s = self.car.state
         return self.renderer.render(s.x, s.y, s.yaw)
+
+    def labels(self, config: LabelConfig | None = None) -> FrameLabels:
+        """Ground-truth labels of the current frame (see :mod:`firmware.sim.labels`)."""
+        return frame_labels(self, config)
 
     def lidar(self) -> NDArray[np.float32]:
         """Lidar ranges (m) now, one per beam (see :class:`LidarConfig`)."""
