@@ -117,10 +117,10 @@ def random_obstacles(
     kinds: Sequence[ObstacleKind] = OBSTACLE_KINDS,
     min_gap_m: float = 2.5,
 ) -> tuple[Obstacle, ...]:
-    """A random scene: ``on_track`` obstacles in random lanes (never a wall: a wall across the
-    road could not be passed) at least ``min_gap_m`` apart along the track, so a car can weave
-    between them, and ``beside`` obstacles just outside a border (walls parallel to it)."""
-    road_kinds = [k for k in kinds if k != "wall"] or ["box"]
+    """A random scene: ``on_track`` obstacles in random lanes at least ``min_gap_m`` apart along
+    the track, so a car can weave between them (walls lie along a side lane, never across the
+    road), and ``beside`` obstacles just outside a border (walls parallel to it)."""
+    road_kinds = list(kinds) or ["box"]
     out: list[Obstacle] = []
     taken: list[float] = []
     for _ in range(on_track * 20):
@@ -130,9 +130,11 @@ def random_obstacles(
         if any(abs((s - t + track.length / 2) % track.length - track.length / 2) < min_gap_m for t in taken):
             continue
         taken.append(s)
-        lateral = float(rng.choice([-0.5, 0.0, 0.5])) * track.min_half_width
         kind: ObstacleKind = road_kinds[int(rng.integers(len(road_kinds)))]
-        yaw = track.heading_at(s) + (float(rng.uniform(-0.4, 0.4)) if kind != "car" else 0.0)
+        lanes = [-0.55, 0.55] if kind == "wall" else [-0.5, 0.0, 0.5]
+        lateral = float(rng.choice(lanes)) * track.min_half_width
+        turn = 0.0 if kind in ("car", "wall") else float(rng.uniform(-0.4, 0.4))
+        yaw = track.heading_at(s) + turn
         out.append(Obstacle.of_kind(kind, *_offset(track, s, lateral), yaw))
     for _ in range(beside):
         s = float(rng.uniform(0.0, 1.0)) * track.length

@@ -93,12 +93,15 @@ class Randomization:
     pitch_jitter_deg: float = 2.0
     height_jitter_m: float = 0.01
     surfaces: bool = False  # also draw the road surface and the off-track floor per reset
+    surface_choices: tuple[Surface, ...] = SURFACES  # the road surfaces drawn from
 
     def __post_init__(self) -> None:
         for name in ("brightness", "texture_noise", "blur_sigma", "pixel_noise"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"Randomization.{name} must be 0 <= low <= high, got {(lo, hi)}")
+        if not self.surface_choices or any(v not in SURFACES for v in self.surface_choices):
+            raise ValueError(f"Randomization.surface_choices must be some of {', '.join(SURFACES)}")
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"Randomization.color_jitter must be in [0, 1), got {self.color_jitter}")
 
@@ -236,19 +239,19 @@ class Renderer:
             kind_rgb=tuple((k, v[0]) for k, v in _KIND_RGB.items()),
         )
         if r.surfaces:
-            self._look = self._random_surfaces(rng, self._look)
+            self._look = self._random_surfaces(rng, self._look, r.surface_choices)
         self._grain = self._unit_grain(rng)
         self._build()
 
     @staticmethod
-    def _random_surfaces(rng: np.random.Generator, look: _Look) -> _Look:
+    def _random_surfaces(rng: np.random.Generator, look: _Look, choices: Sequence[str]) -> _Look:
         """Draw the road surface, its colour, the off-track floor and the obstacles' colours."""
 
         def pick(options: list[RGB], amount: float) -> RGB:
             rgb = options[int(rng.integers(len(options)))]
             return tuple(int(np.clip(v + rng.uniform(-amount, amount), 0, 255)) for v in rgb)  # type: ignore[return-value]
 
-        surface = SURFACES[int(rng.integers(len(SURFACES)))]
+        surface = choices[int(rng.integers(len(choices)))]
         kinds = tuple((k, pick(v, 20)) for k, v in _KIND_RGB.items())
         return replace(
             look,
