@@ -46,7 +46,9 @@ def test_capture_writes_shards_labels_lidar_and_manifest(tmp_path: Path) -> None
 def test_capture_command(tmp_path: Path) -> None:
     out = tmp_path / "cap"
     cmd = [sys.executable, "-m", "deploy.cli", "sim", "capture", "--track", "technical", "--out", str(out)]
-    done = subprocess.run([*cmd, "--sessions", "1", "--frames", "6", "--json"], capture_output=True, text=True)
+    done = subprocess.run(
+        [*cmd, "--sessions", "1", "--frames", "6", "--json"], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["frames"] == 6
