@@ -59,10 +59,13 @@ class CaptureConfig:
     sessions: int = 8
     frames: int = 300
     record_every: int = 2  # world steps (30 Hz) between frames; every step while an obstacle is ahead
-    on_track: int = 4  # obstacles on the road per scene
+    on_track: int = 5  # obstacles on the road per scene
     beside: int = 4  # obstacles beside it
     noise_std: float = 0.3  # stationary std of the steering perturbation
     noise_time_s: float = 0.8
+    drift_every_s: float = 4.0  # on average, a drift towards a border starts this often
+    drift_s: float = 0.7  # and lasts this long (the camera then looks off the road)
+    shots: float = 0.4  # fraction of frames taken as shots from 0.1–1.1 m behind an obstacle on the road
     max_speed: float = 1.6
     jpeg_quality: int = 90
     per_shard: int = 500
@@ -78,6 +81,8 @@ class CaptureConfig:
             raise ValueError("record_every and per_shard must be >= 1")
         if self.on_track < 0 or self.beside < 0:
             raise ValueError("obstacle counts must be >= 0")
+        if not 0 <= self.shots < 1:
+            raise ValueError("shots must be in [0, 1)")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError("jpeg_quality must be in [1, 100]")
 
@@ -167,6 +172,104 @@ class _SessionWriter:
         return manifest
 
 
+def _record(
+    world: World, writer: _SessionWriter, seq: int, action: tuple[float, float], t_s: float, quality: int
+) -> None:
+    """Render, label and scan the world as it is now: frame ``seq`` of the session."""
+    state = world.state
+    image = world.render()
+    record = FrameRecord(
+        car=writer.car,
+        session=writer.session,
+        seq=seq,
+        t_capture_ns=round(t_s * 1e9),
+        steering=float(np.clip(action[0], -1, 1)),
+        throttle=float(np.clip(action[1], -1, 1)),
+        mode="manual",
+        speed=float(state.speed),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+    ).to_dict() | {
+        "track": world.track.name,
+        "x": round(state.x, 4),
+        "y": round(state.y, 4),
+        "yaw": round(state.yaw, 4),
+        "labels": world.labels().to_dict(),
+    }
+    sample = Sample(seq=seq, jpeg=_jpeg(image, quality), record=record)
+    writer.add(sample, t_s, (state.x, state.y, state.yaw), world.lidar())
+
+
+def _drive(
+    world: World,
+    expert: ExpertDriver,
+    writer: _SessionWriter,
+    c: CaptureConfig,
+    frames: int,
+    rng: np.random.Generator,
+    on_frame: Callable[[int], None] | None,
+) -> int:
+    """Drive the scene with the wandering expert, recording ``frames`` frames; return the count."""
+    theta = 1.0 / c.noise_time_s
+    sigma = c.noise_std * math.sqrt(2 * theta)
+    noise, steps, seq = 0.0, 0, 0
+    drift, drift_left = 0.0, 0
+    last_pose: tuple[float, float] | None = None  # a stopped car is not recorded twice
+    while seq < frames and world.time < 60.0 + frames:
+        state = world.state
+        action = expert.act(state)
+        moved = last_pose is None or math.dist(last_pose, (state.x, state.y)) > 0.005
+        if moved and (steps % c.record_every == 0 or world.labels().obstacle_ahead != "none"):
+            last_pose = (state.x, state.y)
+            _record(world, writer, seq, action, world.time, c.jpeg_quality)
+            seq += 1
+            if on_frame is not None:
+                on_frame(seq)
+        noise += -theta * noise * world.dt + sigma * math.sqrt(world.dt) * float(rng.standard_normal())
+        if drift_left == 0 and rng.random() < world.dt / c.drift_every_s:
+            drift, drift_left = float(rng.choice([-0.6, 0.6])), round(c.drift_s / world.dt)
+        drift_left = max(0, drift_left - 1)
+        # No perturbation while passing an obstacle: the point is to see it, not to hit it.
+        wander = 0.0 if expert.is_passing(state) else noise + (drift if drift_left else 0.0)
+        status = world.step(float(np.clip(action[0] + wander, -1, 1)), action[1])
+        steps += 1
+        if status.off_track or status.crashed:
+            world.reset_to_track()
+            expert.reset()
+            noise = 0.0
+    return seq
+
+
+def _shots(
+    world: World,
+    writer: _SessionWriter,
+    c: CaptureConfig,
+    first: int,
+    count: int,
+    rng: np.random.Generator,
+    on_frame: Callable[[int], None] | None,
+) -> int:
+    """Frames from 0.1–1.1 m behind obstacles on the road, roughly facing them; return the count."""
+    track = world.track
+    on_road = [o for o in world.config.obstacles if track.on_track(np.array([[o.x, o.y]]))[0]]
+    if not on_road:
+        return 0
+    car = world.config.car
+    nose = car.length - car.rear_overhang - car.front_offset  # front reference point to the nose
+    t0 = world.time
+    for k in range(count):
+        ob = on_road[int(rng.integers(len(on_road)))]
+        p = track.project(ob.x, ob.y)
+        gap = float(rng.uniform(0.1, 1.1)) + ob.length / 2 + nose
+        s = (p.s - gap) % track.length
+        lateral = p.lateral + float(rng.uniform(-0.15, 0.15))
+        world.place_car(100 * s / track.length, lateral, float(rng.uniform(-0.25, 0.25)))
+        _record(world, writer, first + k, (0.0, 0.0), t0 + (k + 1) * world.dt, c.jpeg_quality)
+        if on_frame is not None:
+            on_frame(first + k + 1)
+    return count
+
+
 def capture_session(
     root: Path,
     track: str,
@@ -190,45 +293,9 @@ def capture_session(
         world.track, world.config.car, ExpertConfig(max_speed=c.max_speed), obstacles=obstacles
     )
     writer = _SessionWriter(root, c.car, session, c, world.config.lidar.beams)
-    theta = 1.0 / c.noise_time_s
-    sigma = c.noise_std * math.sqrt(2 * theta)
-    noise, steps, seq = 0.0, 0, 0
-    while seq < c.frames and world.time < 60.0 + c.frames:
-        state = world.state
-        steering, throttle = expert.act(state)
-        labels = world.labels()
-        if steps % c.record_every == 0 or labels.obstacle_ahead != "none":
-            image = world.render()
-            record = FrameRecord(
-                car=c.car,
-                session=session,
-                seq=seq,
-                t_capture_ns=round(world.time * 1e9),
-                steering=float(np.clip(steering, -1, 1)),
-                throttle=float(np.clip(throttle, -1, 1)),
-                mode="manual",
-                speed=float(state.speed),
-                width=int(image.shape[1]),
-                height=int(image.shape[0]),
-            ).to_dict() | {
-                "track": world.track.name,
-                "x": round(state.x, 4),
-                "y": round(state.y, 4),
-                "yaw": round(state.yaw, 4),
-                "labels": labels.to_dict(),
-            }
-            sample = Sample(seq=seq, jpeg=_jpeg(image, c.jpeg_quality), record=record)
-            writer.add(sample, world.time, (state.x, state.y, state.yaw), world.lidar())
-            seq += 1
-            if on_frame is not None:
-                on_frame(seq)
-        noise += -theta * noise * world.dt + sigma * math.sqrt(world.dt) * float(rng.standard_normal())
-        status = world.step(float(np.clip(steering + noise, -1, 1)), throttle)
-        steps += 1
-        if status.off_track or status.crashed:
-            world.reset_to_track()
-            expert.reset()
-            noise = 0.0
+    shots = round(c.frames * c.shots)
+    driven = _drive(world, expert, writer, c, c.frames - shots, rng, on_frame)
+    _shots(world, writer, c, driven, c.frames - driven, rng, on_frame)
     scene = {
         "track": world.track.name,
         "seed": seed,

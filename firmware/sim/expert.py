@@ -96,6 +96,8 @@ class ExpertDriver:
         self._rng = np.random.default_rng(seed)
         self._hint: int | None = None
         self.obstacles: tuple[Obstacle, ...] | None = None
+        self.offsets = np.zeros(self._n)
+        self.passing = np.zeros(self._n, dtype=bool)  # path points where it moves round an obstacle
         if obstacles is not None:
             self.set_obstacles(obstacles)
 
@@ -106,6 +108,7 @@ class ExpertDriver:
         normals = _left_normals(self.base_path)
         self.path = self.base_path + offsets[:, None] * normals
         self.offsets = offsets
+        self.passing = slow | (offsets != 0)
         self.curvature = _smooth_curvature(self.path)
         self.speed_profile = self._profile(slow)
         self._hint = None
@@ -186,6 +189,10 @@ class ExpertDriver:
                 return int(window[i])
         d2 = (self.path[:, 0] - x) ** 2 + (self.path[:, 1] - y) ** 2
         return int(np.argmin(d2))
+
+    def is_passing(self, state: CarState) -> bool:
+        """Whether the car is where the path moves round an obstacle (or slows for one)."""
+        return bool(self.passing[self._nearest(state.x, state.y)])
 
     def act(self, state: CarState) -> tuple[float, float]:
         """``(steering, throttle)`` for the car's ground truth ``state``."""

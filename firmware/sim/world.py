@@ -189,6 +189,19 @@ class World:
         self._status = self._measure(proj, (), progress=self._status.progress)
         return self._status
 
+    def place_car(self, progress: float, lateral: float = 0.0, yaw_offset: float = 0.0) -> WorldStatus:
+        """Move the car, stopped, to ``progress`` % of the track, ``lateral`` m left of the centre
+        line, turned ``yaw_offset`` rad, keeping the look, time and laps (a camera shot of a scene)."""
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be in [0, 100], got {progress}")
+        self._place(progress / 100 * self.track.length, lateral, yaw_offset, 0.0)
+        proj = self.track.project(*self.car.front_point())
+        self._prev_s = proj.s
+        self._reverse_count = 0
+        self._crashed = False
+        self._status = self._measure(proj, (), progress=self._status.progress)
+        return self._status
+
     def _clear_of_obstacles(self, s: float) -> float:
         """Step back along the track until the car's body is clear of every obstacle."""
         for back in np.arange(0.0, 3.0, 0.05):
