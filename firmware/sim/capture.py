@@ -35,6 +35,7 @@ import numpy as np
 from firmware.sim.expert import ExpertConfig, ExpertDriver
 from firmware.sim.obstacles import random_obstacles
 from firmware.sim.render import SURFACES, Randomization
+from firmware.sim.tracks import get_track
 from firmware.sim.world import World, WorldConfig
 from schemas.dataset import (
     SessionManifest,
@@ -283,12 +284,12 @@ def capture_session(
     """Capture one randomised scene as session ``session`` under ``root``; return its manifest."""
     c = config or CaptureConfig()
     rng = np.random.default_rng(seed)
-    probe = World(track, seed=seed)  # the track, to place the scene on
-    obstacles = random_obstacles(probe.track, rng, on_track=c.on_track, beside=c.beside)
+    the_track = get_track(track)
+    obstacles = random_obstacles(the_track, rng, on_track=c.on_track, beside=c.beside)
     choices = (surface,) if surface else SURFACES
     randomization = Randomization(enabled=True, surfaces=True, surface_choices=choices)  # type: ignore[arg-type]
-    world = World(probe.track, WorldConfig(randomization=randomization, obstacles=obstacles), seed=seed)
-    world.reset(seed, start_progress=float(rng.uniform(0, 100)))
+    world = World(the_track, WorldConfig(randomization=randomization, obstacles=obstacles), seed=seed)
+    world.place_car(float(rng.uniform(0, 100)))  # keeps the look drawn at construction
     expert = ExpertDriver(
         world.track, world.config.car, ExpertConfig(max_speed=c.max_speed), obstacles=obstacles
     )

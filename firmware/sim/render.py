@@ -31,6 +31,7 @@ Image = NDArray[np.uint8]
 RGB = tuple[int, int, int]
 
 _LEVELS = 3  # level-of-detail textures: full, 1/2, 1/4 resolution
+_DRAW_RANGE_M = 8.0  # obstacles farther away than this are a few pixels at most: not drawn
 
 Surface = Literal["asphalt", "wood", "carpet", "tile"]
 SURFACES: tuple[Surface, ...] = ("asphalt", "wood", "carpet", "tile")
@@ -471,8 +472,13 @@ class Renderer:
         return out.copy() if out is frame else out
 
     def _draw_obstacles(self, frame: Image, R: NDArray[np.float64], cam: NDArray[np.float64]) -> None:
-        order = sorted(self.obstacles, key=lambda o: -((o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2))
+        far = _DRAW_RANGE_M**2
+        near = [o for o in self.obstacles if (o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2 < far]
+        order = sorted(near, key=lambda o: -((o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2))
+        forward = R[2]
         for ob in order:
+            if (ob.x - cam[0]) * forward[0] + (ob.y - cam[1]) * forward[1] < -ob.radius:
+                continue  # wholly behind the camera
             ground = ob.corners()
             top = ground
             if ob.kind == "cone":  # a tapered cone: the top is a fifth of the base
