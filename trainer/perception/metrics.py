@@ -115,7 +115,8 @@ def _curves_png(
         ax.set_ylabel("precision")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
     ax.set_title(f"{path.stem.split('_')[0]}: {'ROC' if kind == 'roc' else 'precision-recall'} (one vs rest)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

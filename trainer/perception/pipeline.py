@@ -48,7 +48,7 @@ class RunConfig(BaseModel):
     split_seed: int = 0
     tracking_uri: str | None = Field(default=None, description="MLflow store; None: not tracked")
     experiment: str = "perception"
-    register: bool = True
+    register_model: bool = True
     export: bool = True
     run_name: str = "perception"
 
@@ -98,6 +98,7 @@ def _train_and_test(
     trials: list[dict[str, Any]] = []
     if config.trials:
         say(f"search: {config.trials} trials of up to {config.epochs_per_trial} epochs")
+
         def on_trial(number: int, info: dict[str, Any]) -> None:
             trials.append({"trial": number} | info)
             say(f"trial {number}: {info['state'].lower()}, val score {info['value']}")
@@ -145,7 +146,9 @@ def _train_and_test(
         from trainer.perception.train import to_input
 
         example = to_input(test.images[:2]).numpy()
-        version = tracker.log_model(result.model, example, "perception-detector" if config.register else None)
+        version = tracker.log_model(
+            result.model, example, "perception-detector" if config.register_model else None
+        )
         summary["mlflow"] = {"model_version": version}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

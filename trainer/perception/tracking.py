@@ -80,6 +80,7 @@ class Tracker:
             input_example=example,
             pip_requirements=["torch"],
             registered_model_name=register,
+            serialization_format="pickle",
         )
         version = getattr(info, "registered_model_version", None)
         return str(version) if version is not None else None

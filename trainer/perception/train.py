@@ -50,7 +50,7 @@ class TrainConfig(BaseModel):
     class_weights: bool = Field(default=True, description="weigh each class by its inverse frequency")
     net: NetOptions = Field(default_factory=NetOptions)
     augment: AugmentConfig = Field(default_factory=_default_augment)
-    threads: int = Field(default=2, ge=1, le=256)
+    threads: int = Field(default=1, ge=1, le=256)
     seed: int = 0
 
 
@@ -125,7 +125,7 @@ def _epoch(
         idx = np.sort(order[start : start + config.batch_size])
         if len(idx) < 2:
             continue
-        pixels = table.images[idx].transpose(0, 3, 1, 2).astype(np.float32)
+        pixels = np.ascontiguousarray(table.images[idx].transpose(0, 3, 1, 2), dtype=np.float32)
         if config.augment.enabled:
             draws = rng.random((len(idx), DRAWS))
             pixels, _ = augment_batch(pixels, np.zeros(len(idx), np.float32), draws, config.augment)
@@ -140,7 +140,7 @@ def _epoch(
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
         count += len(idx)
     return total / max(count, 1)
 
