@@ -6,12 +6,13 @@ the file and the field. ``paddock car config --example`` prints a complete, comm
 from the descriptions below.
 """
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+import infra.config
+from edge import plugins
 from schemas.ids import CarId, GroupId
 from schemas.messages import Mode
 from schemas.mqtt_url import BrokerUrl
@@ -22,8 +23,8 @@ RuntimeName = Literal["onnx", "tflite"]
 RUNTIME_NAMES: tuple[RuntimeName, ...] = ("onnx", "tflite")
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names the file and the field."""
+class ConfigError(infra.config.ConfigError):
+    """A car configuration that cannot be used; the message names the file and the field."""
 
 
 class _Section(BaseModel):
@@ -125,11 +126,25 @@ class LoopSection(_Section):
     )
 
 
+def _plugin_name(group: str, name: str) -> str:
+    installed = ["sim", *plugins.names(group)]
+    if name not in installed:
+        raise ValueError(f"no {plugins.KIND[group]} named {name!r}; installed: {', '.join(installed)}")
+    return name
+
+
 class CameraSection(_Section):
-    kind: Literal["picamera", "usb", "test_pattern", "sim"] = Field(
+    kind: str = Field(
         default="picamera",
-        description="picamera (Pi camera via picamera2), usb (OpenCV), test_pattern (no device) or sim.",
+        description="picamera (Pi camera via picamera2), usb (OpenCV), test_pattern (no device), sim, "
+        "or a camera plugin (`paddock plugins`).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _plugin_name(plugins.CAMERAS, v)
+
     width: int = Field(default=160, ge=8, le=4096, description="Image width the loop and recorder get.")
     height: int = Field(default=120, ge=8, le=4096, description="Image height the loop and recorder get.")
     fps: float = Field(default=30.0, gt=0, le=240, description="Capture rate.")
@@ -140,9 +155,17 @@ class CameraSection(_Section):
 
 
 class ActuatorsSection(_Section):
-    kind: Literal["pwm", "none", "sim"] = Field(
-        default="pwm", description="pwm (servo + ESC via gpiozero), none (outputs off: bench) or sim."
+    kind: str = Field(
+        default="pwm",
+        description="pwm (servo + ESC via gpiozero), none (outputs off: bench), sim, "
+        "or an actuators plugin (`paddock plugins`).",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return _plugin_name(plugins.ACTUATORS, v)
+
     calibration: Path = Field(
         default=Path("/etc/paddock/calibration.toml"),
         description="Pulse widths, pins, trim and limits; written by `paddock car calibrate`.",
@@ -335,10 +358,7 @@ class CarConfig(_Section):
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "CarConfig":
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {format_errors(exc)}") from None
+        return infra.config.validate(cls, data, source, ConfigError)
 
     def with_values(self, values: dict[str, Any], source: str = "config") -> "CarConfig":
         """A copy with dotted keys changed (``{"loop.hz": 50}``), validated as a whole."""
@@ -358,16 +378,7 @@ class CarConfig(_Section):
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> CarConfig:
     """Read and validate a TOML config file; ``overrides`` are dotted keys applied on top."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (see `paddock car config --example`)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = infra.config.read_toml(path, ConfigError, hint=" (see `paddock car config --example`)")
     config = CarConfig.from_dict(data, str(path))
     if overrides:
         config = config.with_values(overrides, str(path))
@@ -390,63 +401,11 @@ def _resolve_paths(config: CarConfig, base: Path) -> CarConfig:
     return CarConfig.model_validate(data)
 
 
-def format_errors(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(file)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling)"
-        elif err["type"] == "missing":
-            msg = "required"
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
-
-
-# --- the documented example file ------------------------------------------------------------------
-def _toml_literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Path):
-        return f'"{value}"'
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_literal(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
-    raise TypeError(type(value))
-
-
 def example_toml(car_id: str = "car-1") -> str:
     """A complete config file: every field with its description and default."""
-    config = CarConfig(car=CarSection(id=car_id))
-    lines = [
-        "# paddock car configuration (/etc/paddock/car.toml).",
-        "# Every setting is shown with its default; only [car] id is required.",
+    header = [
+        "paddock car configuration (/etc/paddock/car.toml).",
+        "Every setting is shown with its default; only [car] id is required.",
         "",
     ]
-    sections: list[tuple[str, BaseModel]] = []
-    for name, info in CarConfig.model_fields.items():
-        value = getattr(config, name)
-        if isinstance(value, BaseModel):
-            sections.append((name, value))
-            continue
-        lines.append(f"# {info.description}")
-        lines.append(f"{name} = {_toml_literal(value)}")
-    for name, section in sections:
-        lines.append("")
-        doc = (type(section).__doc__ or "").strip()
-        if doc and not doc.startswith("Usage docs"):
-            lines.append(f"# {doc}")
-        lines.append(f"[{name}]")
-        for field, info in type(section).model_fields.items():
-            lines.append(f"# {info.description}")
-            value = getattr(section, field)
-            if value is None:
-                lines.append(f"# {field} =")
-            else:
-                lines.append(f"{field} = {_toml_literal(value)}")
-    return "\n".join(lines) + "\n"
+    return infra.config.commented_toml(CarConfig(car=CarSection(id=car_id)), header)

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 from edge.config import LoopSection
 from edge.pilots import Decision, Pilot
 from firmware.actuators import Applied, clip_unit
-from firmware.body import Body, BodyState
 from firmware.camera import CameraError, Frame
+from firmware.car_body import Body, BodyState
 from firmware.cycle_timer import CycleTimer, TimingStats
 from schemas.messages import Mode
 
@@ -85,6 +85,30 @@ class _PendingPilot:
     name: str
     pilot: Pilot | None
     on_installed: Callable[[int, int], None] | None
+
+
+@dataclass(slots=True)
+class _Inputs:
+    pending: list[_PendingPilot]
+    mode: Mode
+    estop: bool
+    manual: tuple[float, float, int]  # steering, throttle, monotonic ns when received
+    autopilot: str
+    autopilot_throttle: float
+    max_throttle: float
+    deadman_ns: int
+
+
+@dataclass(slots=True)
+class _Choice:
+    """What this tick asks of the actuators, and why (``reason``: why not the pilot's wish)."""
+
+    steering: float = 0.0
+    throttle: float = 0.0
+    reason: str | None = None
+    pilot: str | None = None
+    inference_ms: float | None = None
+    decision: Decision | None = None
 
 
 class ControlLoop:
@@ -199,15 +223,61 @@ class ControlLoop:
     # --- the tick ---------------------------------------------------------------------------------
     def tick(self, tick_index: int | None = None) -> TickResult:
         t_ns = time.monotonic_ns()
+        index = self.timer.ticks if tick_index is None else tick_index
+        inputs = self._take_inputs()
+        self._install_pending(inputs.pending, index, t_ns)
+        self.body.before_tick()
+        frame, new_frame = self._read_camera()
+        body_state = self.body.state()
+        choice = self._decide(inputs, frame, t_ns)
+        if (
+            choice.reason != self._last_reason
+            and choice.reason in ("stale_frame", "no_pilot")
+            and inputs.mode == "autopilot"
+        ):
+            self._emit({"type": "intervention", "reason": f"autopilot held: {choice.reason}"})
+        self._last_reason = choice.reason
+
+        applied = self.body.actuators.apply(choice.steering, choice.throttle)
+        result = TickResult(
+            tick=index,
+            t_ns=t_ns,
+            mode="stop" if inputs.estop else inputs.mode,
+            requested_mode=inputs.mode,
+            estop=inputs.estop,
+            steering=applied.steering,
+            throttle=applied.throttle,
+            pilot=choice.pilot,
+            inference_ms=choice.inference_ms,
+            frame=frame,
+            new_frame=new_frame,
+            reason=choice.reason,
+            body=body_state,
+            decision=choice.decision,
+        )
+        self.last = result
+        self._account(result)
+        for event in self.body.poll_events():
+            self._emit(event)
+        self.sink.on_tick(result)
+        return result
+
+    def _take_inputs(self) -> _Inputs:
+        """What other threads set, read once per tick under the lock."""
         with self._lock:
             pending, self._pending = self._pending, []
-            mode = self._mode
-            estop = self._estop
-            manual = self._manual
-            autopilot = self._autopilot
-            ap_throttle = self._autopilot_throttle
-            max_throttle = self._max_throttle
-            deadman_ns = self._deadman_ns
+            return _Inputs(
+                pending,
+                self._mode,
+                self._estop,
+                self._manual,
+                self._autopilot,
+                self._autopilot_throttle,
+                self._max_throttle,
+                self._deadman_ns,
+            )
+
+    def _install_pending(self, pending: list[_PendingPilot], index: int, t_ns: int) -> None:
         for p in pending:
             old = self._pilots.pop(p.name, None)
             if p.pilot is not None:
@@ -215,9 +285,10 @@ class ControlLoop:
             if old is not None and old is not p.pilot:
                 self._on_replaced(old)
             if p.on_installed is not None:
-                p.on_installed(self.timer.ticks if tick_index is None else tick_index, t_ns)
+                p.on_installed(index, t_ns)
 
-        self.body.before_tick()
+    def _read_camera(self) -> tuple[Frame | None, bool]:
+        """The latest frame (None if older than ``max_frame_age_ms``) and whether it is new."""
         frame: Frame | None = None
         try:
             frame = self.body.camera.read_latest(self.config.max_frame_age_ms)
@@ -226,72 +297,42 @@ class ControlLoop:
         new_frame = frame is not None and frame.index != self._last_frame_index
         if frame is not None:
             self._last_frame_index = frame.index
-        body_state = self.body.state()
+        return frame, new_frame
 
-        steering, throttle = 0.0, 0.0
-        reason: str | None = None
-        pilot_name: str | None = None
-        inference_ms: float | None = None
-        decision: Decision | None = None
-        if estop:
-            reason = "estop"
-        elif mode == "stop":
-            reason = "stop"
-        elif mode == "manual":
-            steering, throttle, t_cmd = manual
-            if t_ns - t_cmd > deadman_ns:
-                if throttle != 0.0 and not self._deadman_tripped:
-                    self._deadman_tripped = True
-                    self._emit({"type": "intervention", "reason": "deadman: no drive command"})
-                throttle = 0.0
-                reason = "deadman"
-            else:
-                self._deadman_tripped = False
-        else:  # autopilot
-            pilot = self._pilots.get(autopilot)
-            if pilot is None:
-                reason = "no_pilot"
-            elif pilot.needs_frame and frame is None:
-                reason = "stale_frame"
-            else:
-                pilot_name = pilot.ref
-                try:
-                    decision = pilot.act(frame)
-                except Exception as exc:
-                    reason = "pilot_error"
-                    self._report_error(f"pilot {pilot_name}: {exc}")
-                else:
-                    steering = decision.steering
-                    throttle = ap_throttle if decision.throttle is None else decision.throttle
-                    throttle = clip_unit(throttle) * max_throttle
-                    inference_ms = decision.inference_ms
-        if reason != self._last_reason and reason in ("stale_frame", "no_pilot") and mode == "autopilot":
-            self._emit({"type": "intervention", "reason": f"autopilot held: {reason}"})
-        self._last_reason = reason
+    def _decide(self, inputs: _Inputs, frame: Frame | None, t_ns: int) -> _Choice:
+        if inputs.estop:
+            return _Choice(reason="estop")
+        if inputs.mode == "stop":
+            return _Choice(reason="stop")
+        if inputs.mode == "manual":
+            return self._manual_choice(inputs, t_ns)
+        return self._autopilot_choice(inputs, frame)
 
-        applied = self.body.actuators.apply(steering, throttle)
-        result = TickResult(
-            tick=self.timer.ticks if tick_index is None else tick_index,
-            t_ns=t_ns,
-            mode="stop" if estop else mode,
-            requested_mode=mode,
-            estop=estop,
-            steering=applied.steering,
-            throttle=applied.throttle,
-            pilot=pilot_name,
-            inference_ms=inference_ms,
-            frame=frame,
-            new_frame=new_frame,
-            reason=reason,
-            body=body_state,
-            decision=decision,
-        )
-        self.last = result
-        self._account(result)
-        for event in self.body.poll_events():
-            self._emit(event)
-        self.sink.on_tick(result)
-        return result
+    def _manual_choice(self, inputs: _Inputs, t_ns: int) -> _Choice:
+        steering, throttle, t_cmd = inputs.manual
+        if t_ns - t_cmd > inputs.deadman_ns:
+            if throttle != 0.0 and not self._deadman_tripped:
+                self._deadman_tripped = True
+                self._emit({"type": "intervention", "reason": "deadman: no drive command"})
+            return _Choice(steering, 0.0, reason="deadman")
+        self._deadman_tripped = False
+        return _Choice(steering, throttle)
+
+    def _autopilot_choice(self, inputs: _Inputs, frame: Frame | None) -> _Choice:
+        pilot = self._pilots.get(inputs.autopilot)
+        if pilot is None:
+            return _Choice(reason="no_pilot")
+        if pilot.needs_frame and frame is None:
+            return _Choice(reason="stale_frame")
+        name = pilot.ref
+        try:
+            decision = pilot.act(frame)
+        except Exception as exc:
+            self._report_error(f"pilot {name}: {exc}")
+            return _Choice(reason="pilot_error", pilot=name)
+        throttle = inputs.autopilot_throttle if decision.throttle is None else decision.throttle
+        throttle = clip_unit(throttle) * inputs.max_throttle
+        return _Choice(decision.steering, throttle, None, name, decision.inference_ms, decision)
 
     def _account(self, r: TickResult) -> None:
         with self._lock:

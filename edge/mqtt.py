@@ -21,7 +21,7 @@ from typing import Any
 import aiomqtt
 
 from edge.config import CarConfig
-from firmware.calibration import write_atomic
+from infra.files import write_atomic
 from schemas.messages import CarStatus
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics

@@ -4,8 +4,8 @@
   the model card (``schemas.model_card.preprocess``, the trainer's own function) and decoding the
   outputs with ``decode_outputs``.
 * Other pilots are plugins: an entry point in the group ``paddock.pilots`` names a factory
-  ``factory(body) -> Pilot``. The simulator's ``expert`` pilot is one (it drives from the sim's
-  ground truth, to record training laps).
+  ``factory(body, config) -> Pilot`` (:mod:`edge.plugins`). The simulator's ``expert`` pilot is
+  one, declared like any other (it drives from the sim's ground truth, to record training laps).
 
 A pilot runs on the control thread, once per tick: it must not block on I/O.
 """
@@ -15,18 +15,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 import numpy as np
 
+from edge import plugins
 from edge.runtimes import LoadedModel
 from firmware.camera import Frame
 from schemas.model_card import ModelManifest, decode_outputs, preprocess
 
 log = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "paddock.pilots"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +89,15 @@ class ModelPilot(Pilot):
         self.model.close()
 
 
-PilotFactory = Callable[[Any], Pilot]
+PilotFactory = Callable[[Any, Any], Pilot]  # (body, CarConfig) -> Pilot; see edge.plugins
 
 
 def pilot_plugins() -> dict[str, PilotFactory]:
-    """Pilot factories registered by installed packages (entry point group ``paddock.pilots``)."""
+    """Pilot factories of the group ``paddock.pilots`` that load (the expert among them)."""
     found: dict[str, PilotFactory] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for name, plugin in plugins.plugins(plugins.PILOTS).items():
         try:
-            found[ep.name] = ep.load()
-        except Exception as exc:
-            log.warning("pilot plugin %s failed to load: %s", ep.name, exc)
+            found[name] = plugin.load()
+        except plugins.PluginError as exc:
+            log.warning("%s", exc)
     return found

@@ -16,14 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from edge.loop import TickResult
 from edge.queues import DropQueue
-from edge.spool import Spool, SpoolFull
+from edge.spool import ForwardSpool, SpoolFull
 from schemas.messages import FrameRecord
-from schemas.payloads import encode_frame
+from schemas.payloads import encode_frame, encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +29,6 @@ def new_session_id(prefix: str = "") -> str:
     t = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(t)) + f"-{int(t * 1000) % 1000:03d}"
     return f"{prefix}{stamp}"
-
-
-def encode_jpeg(image: NDArray[np.uint8], quality: int) -> bytes:
-    import cv2
-
-    bgr = image[:, :, ::-1] if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return bytes(buf)
 
 
 def frame_record(
@@ -104,7 +91,7 @@ class Recorder:
     def __init__(
         self,
         car: str,
-        spool: Spool,
+        spool: ForwardSpool,
         seq: FrameSeq,
         *,
         jpeg_quality: int = 90,

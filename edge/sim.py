@@ -18,8 +18,8 @@ import numpy as np
 
 from edge.config import CarConfig, ConfigError
 from edge.pilots import Decision, Pilot
-from firmware.body import Body, BodyState
 from firmware.camera import Frame
+from firmware.car_body import Body, BodyState
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, RenderConfig, SimBody, WorldConfig
 from firmware.sim.track import TrackError
 from firmware.sim.tracks import get_track
@@ -138,11 +138,13 @@ class ExpertPilot(Pilot):
         return Decision(applied, throttle, None, {"teacher": "expert", "label": label})
 
 
-def expert_pilot(body: Body) -> Pilot:
-    """Pilot factory (entry point ``paddock.pilots: expert``): only a simulated body has an expert."""
+def expert_pilot(body: Body, config: CarConfig) -> Pilot:
+    """Pilot plugin ``expert`` (group ``paddock.pilots``): only a simulated body has an expert. Its
+    steering noise comes from the ``[sim]`` section."""
     if not isinstance(body, SimCarBody):
         raise ValueError("the expert pilot needs a simulated body")
-    return ExpertPilot(body)
+    sim = config.sim
+    return ExpertPilot(body, noise_std=sim.expert_noise, noise_time_s=sim.expert_noise_time_s, seed=sim.seed)
 
 
 def build_sim_body(config: CarConfig) -> SimCarBody:

@@ -3,8 +3,10 @@
 Recorded frames are appended here first and leave only when the broker has acknowledged them, so a
 broker outage, a lost connection or a reboot loses nothing: the backlog is sent again, in order.
 
-Layout: segment files ``{n:012d}.seg`` (a 4-byte magic, then records ``uint32 length · uint32
-crc32 · bytes``) and a ``head`` file with the position of the first unacknowledged record. A torn
+Layout: segment files ``{n:012d}.seg`` (a 4-byte magic, then records in the format of
+:mod:`infra.records`, the same as the hub's write-ahead spool) and a ``head`` file with the position
+of the first unacknowledged record. Segments of the earlier format (magic ``PSP1``, records without
+their own magic) are rewritten in the current one when the spool opens. A torn
 record at the end of a segment (power cut mid-write) is cut off when the spool opens. Segments
 before the head are deleted. The head is saved atomically, a little behind the acknowledgements,
 so after a crash a few records may be sent twice (MQTT QoS 1 is at-least-once anyway; receivers
@@ -24,11 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from infra import records
+from infra.files import fsync_dir, write_atomic
+
 log = logging.getLogger(__name__)
 
-MAGIC = b"PSP1"
-_REC = struct.Struct("<II")
+MAGIC = b"PSP2"
 FIRST = len(MAGIC)
+# The format before infra.records (``uint32 length · uint32 crc32 · bytes``), only read to upgrade.
+_LEGACY_MAGIC = b"PSP1"
+_LEGACY_REC = struct.Struct("<II")
 HEAD_SAVE_INTERVAL_S = 0.2
 
 
@@ -60,7 +67,9 @@ class _Segment:
     sealed: bool
 
 
-class Spool:
+class ForwardSpool:
+    """The car's store-and-forward spool: records wait here until the broker has them."""
+
     def __init__(
         self,
         directory: Path,
@@ -95,6 +104,8 @@ class Spool:
     def _open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         numbers = sorted(int(p.stem) for p in self.directory.glob("*.seg") if p.stem.isdigit())
+        for n in numbers:
+            _upgrade_legacy(self._path(n))
         head = self._load_head(numbers)
         for n in numbers:
             path = self._path(n)
@@ -145,12 +156,8 @@ class Spool:
                 self.truncated_bytes += len(data)
                 return FIRST, 0
             off = FIRST
-            while off + _REC.size <= len(data):
-                length, crc = _REC.unpack_from(data, off)
-                end = off + _REC.size + length
-                if end > len(data) or zlib.crc32(data[off + _REC.size : end]) != crc:
-                    break
-                if off >= start:
+            for at, end, _body in records.scan(data, FIRST):
+                if at >= start:
                     count += 1
                 off = end
             if off != len(data):
@@ -165,14 +172,7 @@ class Spool:
         os.write(fd, MAGIC)
         self._tail_fd = fd
         self._segments[n] = _Segment(n, path, FIRST, sealed=False)
-        self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     # --- writer -------------------------------------------------------------------------------
     @property
@@ -181,7 +181,7 @@ class Spool:
 
     def append(self, data: bytes) -> Position:
         """Append one record; raise :class:`SpoolFull` when it does not fit."""
-        need = _REC.size + len(data)
+        need = records.size(len(data))
         with self._lock:
             if self._closed:
                 raise RuntimeError("spool is closed")
@@ -197,7 +197,7 @@ class Spool:
                 tail = self._segments[tail.number + 1]
             assert self._tail_fd is not None
             pos = Position(tail.number, tail.size)
-            os.write(self._tail_fd, _REC.pack(len(data), zlib.crc32(data)) + data)
+            os.write(self._tail_fd, records.encode(data))
             tail.size += need
             self.pending_records += 1
             self.appended += 1
@@ -272,12 +272,14 @@ class Spool:
                     pos = Position(pos.segment + 1, FIRST)
                     continue
                 break
-            header = os.pread(fd, _REC.size, pos.offset)
-            length, crc = _REC.unpack(header)
-            data = os.pread(fd, length, pos.offset + _REC.size)
-            nxt = Position(pos.segment, pos.offset + _REC.size + length)
-            if len(data) != length or zlib.crc32(data) != crc:
+            head = records.parse_header(os.pread(fd, records.HEADER.size, pos.offset))
+            if head is None:
+                raise SpoolCorrupt(f"spool record at {pos} has no valid header")
+            data = os.pread(fd, head.length, pos.offset + records.HEADER.size)
+            nxt = Position(pos.segment, pos.offset + records.size(head.length))
+            if not records.intact(data, head):
                 raise SpoolCorrupt(f"spool record at {pos} fails its checksum")
+            length = head.length
             out.append(SpoolRecord(pos, nxt, data))
             total += length
             pos = nxt
@@ -324,9 +326,9 @@ class Spool:
             not force and now - self._head_saved_at < HEAD_SAVE_INTERVAL_S
         ):
             return
-        tmp = self.directory / "head.tmp"
-        tmp.write_text(f"{self._head.segment} {self._head.offset}\n")
-        os.replace(tmp, self.directory / "head")
+        # Not fsynced: a head that lags after a power cut only resends a few records.
+        head = f"{self._head.segment} {self._head.offset}\n".encode()
+        write_atomic(self.directory / "head", head, durable=False)
         self._head_saved_at = now
         self._head_dirty = False
 
@@ -345,3 +347,37 @@ class Spool:
                 os.close(fd)
             self._read_fds.clear()
             self._closed = True
+
+
+def _upgrade_legacy(path: Path) -> None:
+    """Rewrite a ``PSP1`` segment in the current format (atomically); others stay as they are.
+
+    Offsets move by two bytes per record (the record magic), so the head file is rewritten as well
+    when it points into this segment.
+    """
+    with path.open("rb") as fh:
+        if fh.read(len(_LEGACY_MAGIC)) != _LEGACY_MAGIC:
+            return
+        data = _LEGACY_MAGIC + fh.read()
+    out = [MAGIC]
+    shift: dict[int, int] = {FIRST: FIRST}
+    off, new_off = FIRST, FIRST
+    while off + _LEGACY_REC.size <= len(data):
+        length, crc = _LEGACY_REC.unpack_from(data, off)
+        end = off + _LEGACY_REC.size + length
+        body = data[off + _LEGACY_REC.size : end]
+        if end > len(data) or zlib.crc32(body) != crc:
+            break  # a torn tail: never acknowledged, and _scan would cut it anyway
+        out.append(records.encode(body))
+        off, new_off = end, new_off + records.size(length)
+        shift[off] = new_off
+    upgraded = b"".join(out)
+    head_file = path.parent / "head"
+    try:
+        segment, offset = (int(x) for x in head_file.read_text().split())
+    except (FileNotFoundError, ValueError):
+        segment, offset = -1, 0
+    write_atomic(path, upgraded)
+    if segment == int(path.stem) and offset in shift:
+        write_atomic(head_file, f"{segment} {shift[offset]}\n".encode())
+    log.info("spool segment %s upgraded to the current record format", path)

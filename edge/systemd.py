@@ -5,6 +5,7 @@ manager) also shows signs of life, so a stall in either part gets the daemon res
 systemd. Outside systemd (no ``NOTIFY_SOCKET``) every call does nothing.
 """
 
+import asyncio
 import logging
 import os
 import socket
@@ -73,3 +74,26 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+class Watchdog:
+    """The control loop pings through :meth:`on_tick`; :meth:`heartbeat` runs on the event loop,
+    and a ping goes out only while it has beaten within the last two ping intervals."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self._heartbeat = time.monotonic()
+
+    def on_tick(self) -> None:
+        n = self.notifier
+        if (
+            n.watchdog_interval_s is not None
+            and n.watchdog_due()
+            and time.monotonic() - self._heartbeat < max(2.0, 2 * n.watchdog_interval_s)
+        ):
+            n.ping()
+
+    async def heartbeat(self) -> None:
+        while True:
+            self._heartbeat = time.monotonic()
+            await asyncio.sleep(0.25)

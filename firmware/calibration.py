@@ -29,7 +29,6 @@ shifts the pulse (it corrects the linkage, so it is not part of the action).
 """
 
 import math
-import os
 import tomllib
 from pathlib import Path
 from typing import Any, Self
@@ -37,6 +36,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from firmware.actuators import clip_unit
+from infra.files import write_atomic
 
 DEFAULT_CALIBRATION_PATH = Path("/etc/paddock/calibration.toml")
 
@@ -138,26 +138,6 @@ def load_calibration(path: Path) -> Calibration:
 def save_calibration(calibration: Calibration, path: Path) -> None:
     """Write atomically (temp file, fsync, rename), so a power cut never leaves half a file."""
     write_atomic(path, calibration.to_toml().encode())
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _errors(exc: ValidationError) -> str:

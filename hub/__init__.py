@@ -14,7 +14,7 @@ or run it with ``paddock hub serve --config hub.toml``. See docs/hub.md.
 from typing import TYPE_CHECKING, Any
 
 from hub.config import HubConfig, HubConfigError
-from hub.metrics import CarIngest, IngestStats
+from hub.telemetry.metrics import CarIngest, IngestStats
 
 if TYPE_CHECKING:
     from hub.service import HubService, serve
@@ -23,7 +23,7 @@ __all__ = ["CarIngest", "HubConfig", "HubConfigError", "HubService", "IngestStat
 
 
 def __getattr__(name: str) -> Any:
-    # The service pulls in FastAPI and uvicorn; the sealer process (hub.sealproc) needs neither.
+    # The service pulls in FastAPI and uvicorn; the sealer process (hub.storage.sealproc) needs neither.
     if name in ("HubService", "serve"):
         from hub import service
 

@@ -6,13 +6,14 @@ whole file with each field's description. Relative paths in a TOML file are rela
 """
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+import infra.config
+from infra.store import ObjectStore, open_store
 from schemas.errors import ContractError
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
@@ -21,8 +22,8 @@ MiB = 1024 * 1024
 Seconds = Annotated[float, Field(gt=0)]
 
 
-class HubConfigError(ValueError):
-    """A configuration that cannot be used; the message names the file and the field."""
+class HubConfigError(infra.config.ConfigError):
+    """A hub configuration that cannot be used; the message names the file and the field."""
 
 
 class _Section(BaseModel):
@@ -342,24 +343,12 @@ class HubConfig(_Section):
     def load(cls, path: Path | str) -> Self:
         """Load a TOML file; relative paths in it are taken relative to the file's directory."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise HubConfigError(f"{path}: no such file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise HubConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = infra.config.read_toml(path, HubConfigError)
         return cls.from_dict(data, source=str(path), base_dir=path.parent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config", base_dir: Path | None = None) -> Self:
-        try:
-            config = cls.model_validate(data)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-                lines.append(f"{source}: {loc}: {err['msg']}")
-            raise HubConfigError("\n".join(lines)) from None
+        config = infra.config.validate(cls, data, source, HubConfigError)
         return config.resolve_paths(base_dir) if base_dir is not None else config
 
     def resolve_paths(self, base_dir: Path) -> Self:
@@ -385,6 +374,18 @@ class HubConfig(_Section):
             config.store.url = str(fix(Path(url)))
         return config
 
+    def open_store(self) -> ObjectStore:
+        """The object store ``[store]`` names (boto3 is imported only for ``s3://``)."""
+        store = self.store
+        return open_store(
+            self.store_url,
+            endpoint_url=store.endpoint_url,
+            region=store.region,
+            access_key_id=store.access_key_id,
+            secret_access_key=store.secret_access_key.get_secret_value() if store.secret_access_key else None,
+            create_bucket=store.create_bucket,
+        )
+
     def api_token_from_env(self) -> str | None:
         if self.api.token is not None:
             return self.api.token.get_secret_value()
@@ -393,65 +394,9 @@ class HubConfig(_Section):
 
 def default_toml() -> str:
     """The default configuration as a commented TOML file (what ``paddock hub config`` prints)."""
-    lines = [
-        "# paddock hub configuration. Every value shown is the default; delete what you do not change.",
-        "# Relative paths are relative to this file.",
+    header = [
+        "paddock hub configuration. Every value shown is the default; delete what you do not change.",
+        "Relative paths are relative to this file.",
         "",
     ]
-    _emit(HubConfig(), lines, prefix="")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _toml_value(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, SecretStr):
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, Path):
-        return _toml_str(str(value))
-    if isinstance(value, str):
-        return _toml_str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _emit(model: BaseModel, lines: list[str], prefix: str) -> None:
-    sections: list[tuple[str, BaseModel]] = []
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            sections.append((name, value))
-            continue
-        if field.description:
-            lines.extend(f"# {chunk}" for chunk in _wrap(field.description))
-        rendered = _toml_value(value)
-        lines.append(f"{name} = {rendered}" if rendered is not None else f"# {name} =")
-    for name, section in sections:
-        table = f"{prefix}{name}"
-        lines.append("")
-        doc = (type(section).__doc__ or "").strip().splitlines()
-        if doc:
-            lines.append(f"# {doc[0]}")
-        lines.append(f"[{table}]")
-        _emit(section, lines, prefix=f"{table}.")
-
-
-def _wrap(text: str, width: int = 100) -> list[str]:
-    out: list[str] = []
-    line = ""
-    for word in text.split():
-        if line and len(line) + 1 + len(word) > width:
-            out.append(line)
-            line = word
-        else:
-            line = f"{line} {word}" if line else word
-    if line:
-        out.append(line)
-    return out
+    return infra.config.commented_toml(HubConfig(), header)

@@ -26,19 +26,19 @@ from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from hub.catalog import Catalog
+from hub.api.app import create_app
+from hub.api.parts import ApiParts
 from hub.config import HubConfig
-from hub.deployments import Deployer, load_signing_key
-from hub.ingest import Ingest
-from hub.metrics import IngestCounters, IngestStats
-from hub.sealer import Sealer, manifest_from_row
-from hub.sealproc import SealerProcess
-from hub.sinks import Fanout, InfluxSink, IngestRecord, SinkWorker, SqliteSink
-from hub.spool import Spool
-from hub.store import ObjectStore, open_store
+from hub.fleet.deployments import Deployer, load_signing_key
+from hub.ingest.receiver import Ingest
+from hub.storage.catalog import Catalog
+from hub.storage.sealer import SealerHandle, manifest_from_row
+from hub.storage.sealproc import make_sealer
+from hub.storage.spool import WriteAheadSpool
+from hub.telemetry.metrics import HubCollector, HubGauges, IngestCounters, IngestStats
+from hub.telemetry.sinks import Fanout, IngestRecord, SqliteSink, sinks_from_config
+from infra.store import ObjectStore
 from schemas import __version__
 from schemas.dataset import SessionManifest
 from schemas.topics import Topics
@@ -82,8 +82,8 @@ class HubService:
         self.api_token = ""
         self.catalog: Catalog
         self.store: ObjectStore
-        self.spool: Spool
-        self.sealer: Sealer | SealerProcess
+        self.spool: WriteAheadSpool
+        self.sealer: SealerHandle
         self.sinks: Fanout
         self.sqlite_sink: SqliteSink | None = None
         self.ingest: Ingest
@@ -131,7 +131,7 @@ class HubService:
         self.started_at = time.time()
         wait = self.config.mqtt.connect_wait_s
         if wait > 0:
-            connected = await asyncio.to_thread(self.ingest.connected.wait, wait)
+            connected = await asyncio.to_thread(self.ingest.wait_connected, wait)
             if not connected:
                 log.warning("broker %s not reachable yet; ingest keeps trying", self.config.mqtt.broker)
         log.info(
@@ -164,75 +164,49 @@ class HubService:
         self._api_url = f"http://{host}:{port}"
 
     def _start_components(self) -> None:
+        """Build the parts along the frame's path, then start them in the order that loses nothing."""
+        self._prepare_token()
+        self._open_catalog_and_store()
+        self.sinks, self.sqlite_sink = sinks_from_config(self.config.sinks, self.config.telemetry_path)
+        self._build_spool_and_sealer()
+        self._build_ingest()
+        self._build_deployer()
+        # Order matters: the sealer replays the spool before a new frame arrives, so duplicates are
+        # recognised; the spool starts a fresh segment after the old ones.
+        self.spool.open()
+        self.sealer.start()
+        self.sinks.start()
+        self.ingest.start()
+        self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
+        self._start_ingest_points()
+
+    def _prepare_token(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.api_token = cfg.api_token_from_env() or _load_or_create_token(cfg.token_path)
         if not cfg.api_token_from_env():
             log.info("the API token for mutating routes is in %s", cfg.token_path)
-        key = load_signing_key(cfg.key_path)
-        self.catalog = Catalog(cfg.catalog_path)
-        self.store = open_store(
-            cfg.store_url,
-            endpoint_url=cfg.store.endpoint_url,
-            region=cfg.store.region,
-            access_key_id=cfg.store.access_key_id,
-            secret_access_key=cfg.store.secret_access_key.get_secret_value()
-            if cfg.store.secret_access_key
-            else None,
-            create_bucket=cfg.store.create_bucket,
-        )
+
+    def _open_catalog_and_store(self) -> None:
+        self.catalog = Catalog(self.config.catalog_path)
+        self.store = self.config.open_store()
         self.store.check()
-        workers = []
-        s = cfg.sinks.sqlite
-        if s.enabled:
-            self.sqlite_sink = SqliteSink(cfg.telemetry_path, retention_s=s.retention_s, max_rows=s.max_rows)
-            workers.append(
-                SinkWorker(
-                    self.sqlite_sink,
-                    queue_size=s.queue_size,
-                    batch_size=s.batch_size,
-                    flush_interval_s=s.flush_interval_s,
-                    retry_max_s=s.retry_max_s,
-                )
-            )
-        i = cfg.sinks.influxdb
-        if i.enabled:
-            influx = InfluxSink(
-                i.url,
-                api=i.api,
-                token=i.token.get_secret_value() if i.token else None,
-                org=i.org,
-                bucket=i.bucket,
-                database=i.database,
-                retention_policy=i.retention_policy,
-                username=i.username,
-                password=i.password.get_secret_value() if i.password else None,
-                timeout_s=i.timeout_s,
-            )
-            workers.append(
-                SinkWorker(
-                    influx,
-                    queue_size=i.queue_size,
-                    batch_size=i.batch_size,
-                    flush_interval_s=i.flush_interval_s,
-                    retry_max_s=i.retry_max_s,
-                )
-            )
-        self.sinks = Fanout(workers)
-        self.spool = Spool(
-            cfg.spool_dir,
-            fsync=cfg.spool.fsync,
-            segment_bytes=int(cfg.spool.segment_mb * MiB),
-            max_batch=cfg.spool.max_batch_frames,
-            max_pending_bytes=int(cfg.spool.max_pending_mb * MiB),
-            commit_interval_s=cfg.spool.commit_interval_ms / 1000,
+
+    def _build_spool_and_sealer(self) -> None:
+        spool = self.config.spool
+        self.spool = WriteAheadSpool(
+            self.config.spool_dir,
+            fsync=spool.fsync,
+            segment_bytes=int(spool.segment_mb * MiB),
+            max_batch=spool.max_batch_frames,
+            max_pending_bytes=int(spool.max_pending_mb * MiB),
+            commit_interval_s=spool.commit_interval_ms / 1000,
         )
-        if cfg.shards.sealer == "process":
-            self.sealer = SealerProcess(cfg, self.spool, self.counters)
-        else:
-            self.sealer = Sealer.from_config(cfg.shards, self.spool, self.store, self.catalog, self.counters)
+        self.sealer = make_sealer(self.config, self.spool, self.store, self.catalog, self.counters)
+
+    def _build_ingest(self) -> None:
         self.ingest = Ingest(
-            cfg,
+            self.config,
             self.topics,
             self.spool,
             self.catalog,
@@ -240,11 +214,14 @@ class HubService:
             self.sinks,
             lambda: self.public_url,
         )
+
+    def _build_deployer(self) -> None:
+        cfg = self.config
         self.deployer = Deployer(
             self.catalog,
             self.store,
             self.topics,
-            key,
+            load_signing_key(cfg.key_path),
             self.ingest.publish,
             inline_max_bytes=int(cfg.deployments.inline_max_mb * MiB),
             public_url=lambda: self.public_url,
@@ -254,21 +231,32 @@ class HubService:
             self.ingest.on_connect_hooks.append(
                 lambda: log.debug("republished %d deployments", deployer.republish_all())
             )
-        # Order matters: the sealer replays the spool before a new frame arrives, so duplicates are
-        # recognised; the spool starts a fresh segment after the old ones.
-        self.spool.open()
-        self.sealer.start()
-        self.sinks.start()
-        self.ingest.start()
-        self.registry.register(_HubCollector(self))
-        if i.enabled:
+
+    def _start_ingest_points(self) -> None:
+        influx = self.config.sinks.influxdb
+        if influx.enabled:
             self._ingest_writer = threading.Thread(
                 target=self._write_ingest_points,
-                args=(i.ingest_interval_s,),
+                args=(influx.ingest_interval_s,),
                 name="hub-ingest-points",
                 daemon=True,
             )
             self._ingest_writer.start()
+
+    def _gauges(self) -> HubGauges:
+        return HubGauges(
+            spool_batches=self.spool.stats.batches,
+            spool_fsync_seconds=self.spool.stats.fsync_seconds,
+            spool_bytes=self.spool.size_bytes(),
+            spool_lag_bytes=self.sealer.lag_bytes,
+            store_errors=self.sealer.store_errors,
+            mqtt_connected=self.ingest.is_connected,
+            ack_outstanding=self.ingest.ack_outstanding,
+            cars_online=self._cars_online(),
+        )
+
+    def _cars_online(self) -> int:
+        return sum(1 for car in self.catalog.list_cars() if car["state"] == "online")
 
     def _cleanup_partial_start(self) -> None:
         """Undo what a failed start got done (nothing here may raise over the original error)."""
@@ -287,9 +275,7 @@ class HubService:
                     log.debug("cleaning up %s after a failed start", name, exc_info=True)
 
     async def _start_api(self) -> None:
-        from hub.api import create_app
-
-        app = create_app(self)
+        app = create_app(self._api_parts())
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -306,6 +292,24 @@ class HubService:
                 self._server_task.result()
                 raise RuntimeError("the API server stopped while starting")
             await asyncio.sleep(0.01)
+
+    def _api_parts(self) -> ApiParts:
+        return ApiParts(
+            settings=self.config.api,
+            token=self.api_token,
+            catalog=self.catalog,
+            store=self.store,
+            sealer=self.sealer,
+            ingest=self.ingest,
+            deployer=self.deployer,
+            counters=self.counters,
+            topics=self.topics,
+            telemetry=self.sqlite_sink,
+            registry=self.registry,
+            public_url=lambda: self.public_url,
+            health=self.health,
+            ingest_stats=self.ingest_stats,
+        )
 
     async def stop(self) -> None:
         if not self._running:
@@ -324,7 +328,7 @@ class HubService:
 
     def _stop_components(self) -> None:
         # Stop taking messages first, then finish what is on disk, then close the stores.
-        self.ingest._closing = True
+        self.ingest.refuse_messages()
         self.spool.close()
         self.ingest.stop()
         self.sealer.stop(seal=True)
@@ -360,15 +364,14 @@ class HubService:
         while True:
             row = await asyncio.to_thread(self.catalog.get_session, car, session)
             if row is not None and row["state"] == "sealed":
-                if isinstance(self.sealer, SealerProcess):
-                    await asyncio.to_thread(self.sealer.sync)
+                await asyncio.to_thread(self.sealer.sync)
                 return manifest_from_row(row)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")
             await asyncio.sleep(0.05)
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
-        return await asyncio.to_thread(self.ingest.connected.wait, timeout)
+        return await asyncio.to_thread(self.ingest.wait_connected, timeout)
 
     def health(self) -> dict[str, Any]:
         sinks = {
@@ -384,8 +387,8 @@ class HubService:
         }
         spool_error = self.spool.error
         store_ok = self.sealer.last_error is None or self.sealer.store_errors == 0
-        mqtt_ok = self.ingest.connected.is_set()
-        sealer_ok = not isinstance(self.sealer, SealerProcess) or self.sealer.alive
+        mqtt_ok = self.ingest.is_connected
+        sealer_ok = self.sealer.alive
         ok = mqtt_ok and spool_error is None and sealer_ok
         return {
             "status": "ok" if ok else "degraded",
@@ -409,8 +412,8 @@ class HubService:
                 "last_error": self.sealer.last_error,
                 "ok": store_ok,
                 "sealer": self.config.shards.sealer,
-                "sealer_alive": self.sealer.alive if isinstance(self.sealer, SealerProcess) else True,
-                "sealer_restarts": self.sealer.restarts if isinstance(self.sealer, SealerProcess) else 0,
+                "sealer_alive": self.sealer.alive,
+                "sealer_restarts": self.sealer.restarts,
             },
             "sinks": sinks,
         }
@@ -437,7 +440,7 @@ class HubService:
                     "frames_per_s": (c.frames_persisted - prev) / dt,
                 }
                 last[car] = c.frames_persisted
-            online = sum(1 for car in self.catalog.list_cars() if car["state"] == "online")
+            online = self._cars_online()
             hub = {
                 "frames_per_s": (stats.frames_persisted - last_total) / dt if last_total else 0.0,
                 "spool_bytes": float(stats.spool_bytes),
@@ -455,111 +458,6 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-class _HubCollector(Collector):
-    """Prometheus metrics read from the hub's counters at scrape time."""
-
-    def __init__(self, hub: HubService) -> None:
-        self.hub = hub
-
-    def collect(self) -> Iterator[Metric]:
-        hub = self.hub
-        cars = dict(hub.counters.cars)
-
-        def per_car(name: str, doc: str, attr: str, counter: bool = True) -> Metric:
-            m: CounterMetricFamily | GaugeMetricFamily
-            if counter:
-                m = CounterMetricFamily(f"paddock_hub_{name}", doc, labels=["car"])
-            else:
-                m = GaugeMetricFamily(f"paddock_hub_{name}", doc, labels=["car"])
-            for car, c in sorted(cars.items()):
-                m.add_metric([car], getattr(c, attr))
-            return m
-
-        yield per_car(
-            "frames_received", "Recorded frames received (valid, before the spool).", "frames_received"
-        )
-        yield per_car(
-            "frames_persisted",
-            "Frames durable in the spool (acknowledged to the broker).",
-            "frames_persisted",
-        )
-        yield per_car("frames_sealed", "Frames sealed into shards in the object store.", "frames_sealed")
-        yield per_car(
-            "frames_duplicate", "Frames received again (resent after a reconnect) and dropped.", "duplicates"
-        )
-        yield per_car("preview_frames", "QoS 0 preview frames seen (not recorded).", "preview_frames")
-        yield per_car("telemetry_messages", "Telemetry messages received.", "telemetry")
-        yield per_car("events", "Events received.", "events")
-        yield per_car(
-            "frames_missing", "Seqs missing inside recorded ranges (frames lost).", "missing", counter=False
-        )
-        yield per_car("gaps", "Gaps (missing seq ranges) in recorded sessions.", "gaps", counter=False)
-        malformed = CounterMetricFamily(
-            "paddock_hub_malformed", "Messages rejected as malformed.", labels=["car", "kind", "reason"]
-        )
-        for (car, kind, reason), n in sorted(hub.counters.malformed.items()):
-            malformed.add_metric([car, kind, reason], n)
-        yield malformed
-        yield CounterMetricFamily(
-            "paddock_hub_shards_sealed", "Shards written to the store.", value=hub.counters.shards_sealed
-        )
-        yield CounterMetricFamily(
-            "paddock_hub_shard_bytes", "Bytes of shards written.", value=hub.counters.shard_bytes
-        )
-        yield CounterMetricFamily(
-            "paddock_hub_stale_deaths",
-            "Deaths ignored as older than the birth.",
-            value=hub.counters.stale_deaths,
-        )
-        st = hub.spool.stats
-        yield CounterMetricFamily("paddock_hub_spool_batches", "fsync batches written.", value=st.batches)
-        yield CounterMetricFamily(
-            "paddock_hub_spool_fsync_seconds", "Time spent in fsync.", value=st.fsync_seconds
-        )
-        yield GaugeMetricFamily(
-            "paddock_hub_spool_bytes", "Bytes in spool segments.", value=hub.spool.size_bytes()
-        )
-        yield GaugeMetricFamily(
-            "paddock_hub_spool_lag_bytes", "Durable spool bytes not yet sealed.", value=hub.sealer.lag_bytes
-        )
-        yield GaugeMetricFamily(
-            "paddock_hub_store_errors", "Failed object-store writes (retried).", value=hub.sealer.store_errors
-        )
-        yield GaugeMetricFamily(
-            "paddock_hub_mqtt_connected",
-            "1 while connected to the broker.",
-            value=int(hub.ingest.connected.is_set()),
-        )
-        yield GaugeMetricFamily(
-            "paddock_hub_ack_outstanding",
-            "QoS 1 messages received, not yet acknowledged.",
-            value=hub.ingest.acks.outstanding,
-        )
-        written = CounterMetricFamily(
-            "paddock_hub_sink_written", "Records written by each sink.", labels=["sink"]
-        )
-        dropped = CounterMetricFamily(
-            "paddock_hub_sink_dropped", "Records a full sink queue dropped.", labels=["sink"]
-        )
-        errors = CounterMetricFamily(
-            "paddock_hub_sink_errors", "Failed sink writes (retried).", labels=["sink"]
-        )
-        queued = GaugeMetricFamily(
-            "paddock_hub_sink_queued", "Records waiting in each sink's queue.", labels=["sink"]
-        )
-        for w in hub.sinks.workers:
-            written.add_metric([w.name], w.stats.written)
-            dropped.add_metric([w.name], w.stats.dropped)
-            errors.add_metric([w.name], w.stats.errors)
-            queued.add_metric([w.name], w.queued)
-        yield written
-        yield dropped
-        yield errors
-        yield queued
-        online = sum(1 for car in hub.catalog.list_cars() if car["state"] == "online")
-        yield GaugeMetricFamily("paddock_hub_cars_online", "Cars whose last status is a birth.", value=online)
 
 
 async def serve(config: HubConfig) -> None:

@@ -1,4 +1,4 @@
-"""Storage layout and the manifests that describe recorded data (ARCHITECTURE §6).
+"""Storage layout and the manifests that describe recorded data (docs/wire.md "Storage layout").
 
 Object-store keys::
 

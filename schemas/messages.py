@@ -1,4 +1,4 @@
-"""JSON payloads of the topic tree (ARCHITECTURE §3), one model per payload.
+"""JSON payloads of the topic tree (docs/wire.md "Topics"), one model per payload.
 
 Conventions: ``ts`` is wall-clock seconds since the epoch; steering and throttle are in [-1, 1]
 (steering -1 is full left, +1 full right, as in DonkeyCar; throttle > 0 drives forward); ``seq``

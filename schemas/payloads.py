@@ -1,9 +1,23 @@
 """Typed envelopes: frames (frame record + JPEG) and models (manifest + model bytes)."""
 
+import numpy as np
+from numpy.typing import NDArray
+
 from schemas.envelope import DEFAULT_MAX_HEADER, DEFAULT_MAX_TOTAL, decode, encode
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord
 from schemas.model_card import ModelManifest, sha256_hex
+
+
+def encode_jpeg(image: NDArray[np.uint8], quality: int = 90) -> bytes:
+    """A frame's payload: an RGB (or gray) uint8 image as JPEG, as the car records it."""
+    import cv2  # only where images are encoded (car, simulator recording, tests)
+
+    bgr = image[:, :, ::-1] if image.ndim == 3 else image
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"cannot encode a {image.shape} image as JPEG")
+    return bytes(buf)
 
 
 def encode_frame(record: FrameRecord, jpeg: bytes) -> bytes:

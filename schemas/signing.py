@@ -7,7 +7,6 @@ public); the private key file is created with mode 0600.
 
 import base64
 import hashlib
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -56,19 +55,11 @@ def generate_private_key() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
 
 
-def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
-    """Write a PEM private key atomically with mode 0600."""
-    pem = key.private_bytes(
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """The key as unencrypted PKCS#8 PEM (``infra.keys`` writes it to a file, mode 0600)."""
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def public_key_pem(key: Ed25519PublicKey) -> bytes:
@@ -91,13 +82,4 @@ def load_public_key(data: bytes | Path) -> Ed25519PublicKey:
         raise ContractError(f"not a PEM public key: {exc}") from None
     if not isinstance(key, Ed25519PublicKey):
         raise ContractError("the public key is not Ed25519")
-    return key
-
-
-def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
-    """Load the key at ``path``, creating it (mode 0600) on first use."""
-    if path.exists():
-        return load_private_key(path)
-    key = generate_private_key()
-    save_private_key(key, path)
     return key

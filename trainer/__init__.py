@@ -1,6 +1,6 @@
 """The trainer: learn to drive from recorded sessions, evaluate, export, register (docs/trainer.md).
 
-* :mod:`trainer.store` — the object store (a directory or S3) · :mod:`trainer.data` — shards as a
+* :mod:`infra.store` — the object store (shared with the hub) · :mod:`trainer.data` — shards as a
   dataset, split by session · :mod:`trainer.augment` — training-only augmentations
 * :mod:`trainer.models` — ``mobilenet`` (default), ``linear`` and ``categorical`` with their cards
 * :mod:`trainer.train` — :func:`~trainer.train.fit` · :mod:`trainer.distributed` /

@@ -1,4 +1,6 @@
-"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store (ARCHITECTURE §6).
+"""Recorded driving as a PyTorch dataset: WebDataset shards from the object store.
+
+The keys: docs/wire.md, "Storage layout".
 
 Loading reads every shard of the chosen sessions once (in parallel threads: S3 latency hides behind
 each other), checks each frame (a JPEG that decodes, a finite steering and throttle in [-1, 1]) and
@@ -30,28 +32,19 @@ import torch
 from numpy.typing import NDArray
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from infra.store import MissingObject, ObjectStore, StoreError
 from schemas.dataset import SessionManifest, session_manifest_key, session_prefix, shard_key
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.model_card import InputSpec, preprocess
 from schemas.shards import ReadStats, ShardError, read_shard
 from trainer.augment import DRAWS, AugmentConfig, PixelSpace, augment_samples
-from trainer.store import MissingObject, ObjectStore, StoreError
 
 ACTIONS = ("steering", "throttle")
 Weighting = Literal["none", "loss", "sampler"]
 
 
 # --- JPEG ----------------------------------------------------------------------------------------
-def encode_jpeg(rgb: NDArray[np.uint8], quality: int = 90) -> bytes:
-    """Encode an RGB (or gray) uint8 image as JPEG."""
-    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError(f"cannot encode a {rgb.shape} image as JPEG")
-    return bytes(buf.tobytes())
-
-
 def decode_jpeg(data: bytes) -> NDArray[np.uint8] | None:
     """Decode JPEG bytes to an RGB uint8 image, or ``None`` if they do not decode."""
     arr = np.frombuffer(data, dtype=np.uint8)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,12 +26,14 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from firmware.sim import ExpertDriver, World, WorldConfig, drive
+from firmware.sim.run import RunResult
 from firmware.sim.simtrace import SimTraceWriter
+from firmware.sim.world import WorldStatus
+from infra.store import MissingObject, ObjectStore, open_store
 from schemas.dataset import eval_prefix, model_prefix
 from schemas.messages import EvaluateParams, JobProgress, JobResult, ModelRef
 from schemas.model_card import ModelCard, decode_outputs, preprocess
 from trainer.models import PilotModel
-from trainer.store import MissingObject, open_store
 
 
 class Pilot(Protocol):
@@ -167,20 +170,7 @@ def closed_loop(
     world = World(track, WorldConfig(), seed=seed)
     world.reset(seed)
     out = Path(out_dir) if out_dir is not None else None
-    files: dict[str, str] = {}
-    simtrace = video_writer = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        simtrace = SimTraceWriter(out / "simtrace.csv")
-        files["simtrace"] = str(out / "simtrace.csv")
-        if video:
-            from firmware.sim.media import VideoWriter
-
-            writer = VideoWriter(
-                out / "run.mp4", world.track, fps=1 / (world.dt * video_every), scale=video_scale
-            )
-            video_writer = _EveryNth(writer, video_every)
-            files["video"] = str(out / "run.mp4")
+    outputs = _Outputs.open(out, world, video, video_scale, video_every)
     inference: list[float] = []
     distances: list[float] = []
 
@@ -201,36 +191,80 @@ def closed_loop(
             laps=laps,
             max_time_s=max_time_s,
             recover=recover,
-            simtrace=simtrace,
-            video=video_writer,  # type: ignore[arg-type]
+            simtrace=outputs.simtrace,
+            video=outputs.video,  # type: ignore[arg-type]
             on_step=on_step,
         )
     finally:
-        if simtrace is not None:
-            simtrace.close()
-        if video_writer is not None:
-            video_writer.close()
+        outputs.close()
+    report = _report(world, result, laps, seed, recover, outputs.files)
+    report = report.model_copy(
+        update={
+            "mean_abs_distance_from_center_m": float(np.mean(distances)) if distances else 0.0,
+            "inference_ms_mean": float(np.mean(inference)) if inference else 0.0,
+        }
+    )
+    if out is not None:
+        report = _write_map_and_report(out, world, result, report)
+    if console is not None:
+        console.print(summary(report))
+    return report
+
+
+@dataclass
+class _Outputs:
+    """The files a closed-loop run writes as it drives (none without an output directory)."""
+
+    files: dict[str, str]
+    simtrace: SimTraceWriter | None = None
+    video: _EveryNth | None = None
+
+    @classmethod
+    def open(cls, out: Path | None, world: World, video: bool, scale: int, every: int) -> _Outputs:
+        if out is None:
+            return cls({})
+        out.mkdir(parents=True, exist_ok=True)
+        outputs = cls({"simtrace": str(out / "simtrace.csv")}, SimTraceWriter(out / "simtrace.csv"))
+        if video:
+            from firmware.sim.media import VideoWriter
+
+            writer = VideoWriter(out / "run.mp4", world.track, fps=1 / (world.dt * every), scale=scale)
+            outputs.video = _EveryNth(writer, every)
+            outputs.files["video"] = str(out / "run.mp4")
+        return outputs
+
+    def close(self) -> None:
+        if self.simtrace is not None:
+            self.simtrace.close()
+        if self.video is not None:
+            self.video.close()
+
+
+def _episode_status(result: RunResult, status: WorldStatus, recover: bool) -> str:
+    if result.finished:
+        return "lap_complete"
+    if status.crashed:
+        return "crashed"
+    if status.off_track or (result.off_track and not recover):
+        return "off_track"
+    return "time_up"
+
+
+def _report(
+    world: World, result: RunResult, laps: int, seed: int, recover: bool, files: dict[str, str]
+) -> ClosedLoopReport:
     status = world.status
     partial = 0.0 if result.finished else max(0.0, min(100.0, status.progress)) / 100.0
     completion = 100.0 * min(1.0, (result.laps + partial) / laps)
-    if result.finished:
-        episode_status = "lap_complete"
-    elif status.crashed:
-        episode_status = "crashed"
-    elif status.off_track or (result.off_track and not recover):
-        episode_status = "off_track"
-    else:
-        episode_status = "time_up"
-    lap_times = [LapMetrics(lap=i + 1, time_s=t) for i, t in enumerate(result.lap_times)]
     expert_time = expert_lap_time(world.track, seed)
     best = result.best_lap
-    report = ClosedLoopReport(
+    return ClosedLoopReport(
         track=world.track.name,
         laps_requested=laps,
         laps_completed=result.laps,
         completion_pct=round(completion, 2),
-        episode_status=episode_status,
-        lap_times=lap_times,
+        episode_status=_episode_status(result, status, recover),
+        lap_times=[LapMetrics(lap=i + 1, time_s=t) for i, t in enumerate(result.lap_times)],
         best_lap_time_s=best,
         mean_lap_time_s=float(np.mean(result.lap_times)) if result.lap_times else None,
         total_time_s=result.sim_time,
@@ -240,25 +274,27 @@ def closed_loop(
         expert_lap_time_s=expert_time,
         lap_time_vs_expert=(best / expert_time) if best and expert_time else None,
         mean_speed=float(np.mean(result.speeds)) if len(result.speeds) else 0.0,
-        mean_abs_distance_from_center_m=float(np.mean(distances)) if distances else 0.0,
-        inference_ms_mean=float(np.mean(inference)) if inference else 0.0,
+        mean_abs_distance_from_center_m=0.0,  # the caller measured these two while driving
+        inference_ms_mean=0.0,
         seed=seed,
         recover=recover,
         files=files,
     )
-    if out is not None:
-        from firmware.sim.media import plot_track_map
 
-        title = (
-            f"{report.track}: {report.laps_completed}/{laps} laps, {report.completion_pct:.0f}% "
-            f"({report.episode_status})" + (f", best lap {best:.2f} s" if best else "")
-        )
-        plot_track_map(world.track, out / "map.png", trace=result.trace, speeds=result.speeds, title=title)
-        files["map"] = str(out / "map.png")
-        report = report.model_copy(update={"files": files})
-        (out / "report.json").write_text(report.model_dump_json(indent=2))
-    if console is not None:
-        console.print(summary(report))
+
+def _write_map_and_report(
+    out: Path, world: World, result: RunResult, report: ClosedLoopReport
+) -> ClosedLoopReport:
+    from firmware.sim.media import plot_track_map
+
+    best = report.best_lap_time_s
+    title = (
+        f"{report.track}: {report.laps_completed}/{report.laps_requested} laps, {report.completion_pct:.0f}% "
+        f"({report.episode_status})" + (f", best lap {best:.2f} s" if best else "")
+    )
+    plot_track_map(world.track, out / "map.png", trace=result.trace, speeds=result.speeds, title=title)
+    report = report.model_copy(update={"files": {**report.files, "map": str(out / "map.png")}})
+    (out / "report.json").write_text(report.model_dump_json(indent=2))
     return report
 
 
@@ -284,28 +320,11 @@ def run_evaluate_job(
     started = time.monotonic()
     console = console or Console(stderr=True)
     store = open_store(settings.store)
-    prefix = model_prefix(params.model_name, params.model_version)
     eval_id = job or f"{params.model_name}-{params.model_version}-{params.track}"
     work = Path(settings.work_dir) / eval_id
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / "model.onnx"
-    try:
-        model_path.write_bytes(store.get(prefix + "model.onnx"))
-        card = ModelCard.model_validate_json(store.get(prefix + "card.json"))
-    except MissingObject:
-        if not settings.hub:
-            raise
-        # Not in this trainer's store: ask the hub (its own store may be elsewhere).
-        from trainer.hub_client import HubClient
-
-        with HubClient(settings.hub, settings.hub_token) as hub:
-            entry = hub.model(params.model_name, params.model_version)
-            if entry.get("format") != "onnx":
-                raise ValueError(
-                    f"{params.model_name}:{params.model_version} is {entry.get('format')}, not ONNX"
-                ) from None
-            model_path.write_bytes(hub.artifact(params.model_name, params.model_version))
-        card = ModelCard.model_validate(entry["card"])
+    card = _fetch_model(store, settings, params, model_path)
     sink = (
         MqttProgress(settings.broker, job, "evaluate", settings.topic_prefix)
         if settings.broker and job
@@ -327,21 +346,8 @@ def run_evaluate_job(
         )
     finally:
         sink.close()
-    artifacts: dict[str, str] = {}
-    out_prefix = eval_prefix(eval_id)
-    for label, path in {**report.files, "report": str(work / "report.json")}.items():
-        key = out_prefix + Path(path).name
-        store.put(key, Path(path).read_bytes())
-        artifacts[label] = key
-    metrics = {
-        "completion_pct": report.completion_pct,
-        "laps_completed": float(report.laps_completed),
-        "off_track_count": float(report.off_track_count),
-    }
-    if report.best_lap_time_s is not None:
-        metrics["best_lap_time_s"] = report.best_lap_time_s
-    if report.lap_time_vs_expert is not None:
-        metrics["lap_time_vs_expert"] = report.lap_time_vs_expert
+    artifacts = _upload_evaluation(store, eval_id, report, work)
+    metrics = _evaluation_metrics(report)
     (work / "summary.json").write_text(json.dumps(metrics))
     return JobResult(
         job=eval_id,
@@ -353,3 +359,48 @@ def run_evaluate_job(
         metrics=metrics,
         duration_s=time.monotonic() - started,
     )
+
+
+def _fetch_model(store: ObjectStore, settings: Any, params: EvaluateParams, model_path: Path) -> ModelCard:
+    """Write the ONNX model to ``model_path`` and return its card: from the store, else the hub."""
+    prefix = model_prefix(params.model_name, params.model_version)
+    try:
+        model_path.write_bytes(store.get(prefix + "model.onnx"))
+        return ModelCard.model_validate_json(store.get(prefix + "card.json"))
+    except MissingObject:
+        if not settings.hub:
+            raise
+    # Not in this trainer's store: ask the hub (its own store may be elsewhere).
+    from trainer.hub_client import HubClient
+
+    with HubClient(settings.hub, settings.hub_token) as hub:
+        entry = hub.model(params.model_name, params.model_version)
+        if entry.get("format") != "onnx":
+            raise ValueError(f"{params.model_name}:{params.model_version} is {entry.get('format')}, not ONNX")
+        model_path.write_bytes(hub.artifact(params.model_name, params.model_version))
+    return ModelCard.model_validate(entry["card"])
+
+
+def _upload_evaluation(
+    store: ObjectStore, eval_id: str, report: ClosedLoopReport, work: Path
+) -> dict[str, str]:
+    artifacts: dict[str, str] = {}
+    out_prefix = eval_prefix(eval_id)
+    for label, path in {**report.files, "report": str(work / "report.json")}.items():
+        key = out_prefix + Path(path).name
+        store.put(key, Path(path).read_bytes())
+        artifacts[label] = key
+    return artifacts
+
+
+def _evaluation_metrics(report: ClosedLoopReport) -> dict[str, float]:
+    metrics = {
+        "completion_pct": report.completion_pct,
+        "laps_completed": float(report.laps_completed),
+        "off_track_count": float(report.off_track_count),
+    }
+    if report.best_lap_time_s is not None:
+        metrics["best_lap_time_s"] = report.best_lap_time_s
+    if report.lap_time_vs_expert is not None:
+        metrics["lap_time_vs_expert"] = report.lap_time_vs_expert
+    return metrics

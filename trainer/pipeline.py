@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
+from infra.store import ObjectStore, open_store
 from schemas.dataset import model_prefix
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, ModelRef, SessionRef, TrainParams
-from trainer.data import load_frames, preprocessed_samples
+from schemas.model_card import ModelCard
+from trainer.data import FrameTable, load_frames, preprocessed_samples
 from trainer.distributed import Launcher
-from trainer.export import export_all
+from trainer.export import ExportResult, export_all
 from trainer.hub_client import HubClient, Lineage
 from trainer.launch import launch
+from trainer.models import PilotModel
 from trainer.progress import MqttProgress, NullSink, ProgressSink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
-from trainer.store import open_store
 from trainer.train import TrainConfig, TrainResult, load_checkpoint, write_json
 
 EXPORT_FORMATS = ("onnx", "onnx-int8", "tflite")
@@ -104,24 +107,7 @@ def run_train_job(
         else NullSink()
     )
 
-    timings: dict[str, float] = {}
-    current: list[Any] = [None, time.monotonic()]
-
-    def stage(text: str | None, **fields: Any) -> None:
-        """Start the next stage (``None``: the last one ended); the time of each goes to the report."""
-        now = time.monotonic()
-        if current[0] is not None:
-            timings[current[0]] = round(now - current[1], 3)
-        current[0], current[1] = text, now
-        if text is None:
-            return
-        console.print(f"[bold]{text}[/]")
-        if job:
-            progress = JobProgress(
-                job=job, kind="train", state="running", stage=text, ts=time.time(), **fields
-            )
-            sink.emit(progress)
-
+    stages = _Stages(console, sink, job)
     try:
         params, val_sessions = _resolve_dataset(params, settings)
         config = train_config(params, settings, run_dir, job)
@@ -129,19 +115,17 @@ def run_train_job(
             config = config.model_copy(update={"val_sessions": val_sessions})
         launcher: Launcher = settings.launcher or params.launcher
         workers = settings.workers or params.workers
-        stage(f"training {config.architecture} with {launcher} × {workers}")
+        stages.start(f"training {config.architecture} with {launcher} × {workers}")
         result = launch(config, launcher, workers, hosts=settings.hosts)
-        artifacts, metrics, _registration = _finish(
-            result, params, settings, name, version, run_dir, job, stage, console, timings
-        )
+        finished = _finish(_Job(params, settings, name, version, run_dir, job, stages), result)
         return JobResult(
             job=job or f"{name}-{version}",
             kind="train",
             status="succeeded",
             ts=time.time(),
             model=ModelRef(name=name, version=version),
-            artifacts=artifacts,
-            metrics=metrics,
+            artifacts=finished.artifacts,
+            metrics=finished.metrics,
             duration_s=time.monotonic() - started,
         )
     finally:
@@ -164,90 +148,174 @@ def _resolve_dataset(
     )
 
 
-def _finish(
-    result: TrainResult,
-    params: TrainParams,
-    settings: TrainerSettings,
-    name: str,
-    version: str,
-    run_dir: Path,
-    job: str | None,
-    stage: Any,
-    console: Console,
-    timings: dict[str, float],
-) -> tuple[dict[str, str], dict[str, float], dict[str, Any] | None]:
-    model, ckpt = load_checkpoint(result.checkpoint)
-    store = open_store(settings.store)
-    card = result.card
-    # --- offline metrics and plots on the validation split (the training split if there is none) --
-    stage("evaluating on the validation split")
-    eval_refs = result.val_sessions or result.train_sessions
-    table = load_frames(store, eval_refs)
-    offline = offline_metrics(model, table)
-    plots = {
-        "loss.png": plot_losses(result.history, run_dir / "loss.png", f"{name}:{version} loss"),
-        "predictions.png": plot_predictions(model, table, run_dir / "predictions.png"),
-    }
-    # --- export -----------------------------------------------------------------------------------
-    stage("exporting " + ", ".join(settings.export_formats))
-    exported = export_all(
-        model,
-        run_dir / "export",
-        preprocessed_samples(table, model.spec),
-        card=card,
-        formats=settings.export_formats,
-    )
-    for fmt, err in exported.errors.items():
-        console.print(f"[yellow]{fmt} export skipped[/]: {err}")
-    # --- closed loop in the simulator ---------------------------------------------------------------
-    evaluations: list[dict[str, Any]] = []
-    if params.evaluate_track and params.evaluate_laps > 0:
-        from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
+class _Stages:
+    """The job's stages, one after the other: each is announced, and its duration goes to the report."""
 
-        stage(f"closed-loop evaluation: {params.evaluate_laps} laps of {params.evaluate_track}")
-        # Drive the exported file the car will load, through the car's preprocessing.
-        pilot = (
-            OnnxPilot(exported.files["onnx"].path, card) if "onnx" in exported.files else TorchPilot(model)
-        )
-        report = closed_loop(
-            pilot,
-            params.evaluate_track,
-            laps=params.evaluate_laps,
-            out_dir=run_dir / "closed-loop",
-            seed=params.seed,
-        )
-        console.print(summary(report))
-        evaluations.append(report.model_dump(mode="json"))
-    # --- report -----------------------------------------------------------------------------------
-    metrics = {k: v for k, v in offline.items() if k != "frames"}
-    for ev in evaluations:
-        metrics["completion_pct"] = float(ev["completion_pct"])
-        if ev.get("best_lap_time_s") is not None:
-            metrics["best_lap_time_s"] = float(ev["best_lap_time_s"])
+    def __init__(self, console: Console, sink: ProgressSink, job: str | None) -> None:
+        self.console = console
+        self.sink = sink
+        self.job = job
+        self.timings: dict[str, float] = {}
+        self._current: str | None = None
+        self._since = time.monotonic()
+
+    def start(self, text: str | None) -> None:
+        """Start the next stage (``None``: the last one ended)."""
+        now = time.monotonic()
+        if self._current is not None:
+            self.timings[self._current] = round(now - self._since, 3)
+        self._current, self._since = text, now
+        if text is None:
+            return
+        self.console.print(f"[bold]{text}[/]")
+        if self.job:
+            progress = JobProgress(job=self.job, kind="train", state="running", stage=text, ts=time.time())
+            self.sink.emit(progress)
+
+
+@dataclass
+class _Job:
+    """One training job after its training: what the steps of :func:`_finish` share."""
+
+    params: TrainParams
+    settings: TrainerSettings
+    name: str
+    version: str
+    run_dir: Path
+    job: str | None
+    stages: _Stages
+
+    @property
+    def console(self) -> Console:
+        return self.stages.console
+
+    @property
+    def prefix(self) -> str:
+        return model_prefix(self.name, self.version)
+
+
+@dataclass
+class _Finished:
+    artifacts: dict[str, str]
+    metrics: dict[str, float]
+    registration: dict[str, Any] | None
+
+
+@dataclass
+class _Offline:
+    """The offline evaluation on the validation split (the training split if there is none)."""
+
+    sessions: list[SessionRef]
+    table: FrameTable
+    metrics: dict[str, Any]
+    plots: dict[str, Path]
+
+
+def _finish(job: _Job, result: TrainResult) -> _Finished:
+    """Evaluate, export, drive, report, upload and register the trained model."""
+    model, ckpt = load_checkpoint(result.checkpoint)
+    store = open_store(job.settings.store)
+    offline = _evaluate_offline(job, model, store, result)
+    exported = _export(job, model, result.card, offline.table)
+    evaluations = _closed_loop(job, model, result.card, exported)
+    metrics = _metrics(offline, evaluations)
     report_data = {
-        "model": {"name": name, "version": version},
-        "card": card.model_dump(mode="json"),
+        "model": {"name": job.name, "version": job.version},
+        "card": result.card.model_dump(mode="json"),
         "training": json.loads(result.model_dump_json(exclude={"card"})),
-        "offline": {"sessions": [r.to_dict() for r in eval_refs], "metrics": offline},
+        "offline": {"sessions": [r.to_dict() for r in offline.sessions], "metrics": offline.metrics},
         "export": {k: v.model_dump(mode="json") for k, v in exported.files.items()},
         "export_errors": exported.errors,
         "closed_loop": evaluations,
     }
-    stage("writing the report")
-    report_data["timings_s"] = timings
-    write_json(run_dir / "report.json", report_data)
-    # --- upload -----------------------------------------------------------------------------------
-    stage("uploading to the object store")
-    prefix = model_prefix(name, version)
+    job.stages.start("writing the report")
+    write_json(job.run_dir / "report.json", report_data | {"timings_s": job.stages.timings})
+    job.stages.start("uploading to the object store")
+    artifacts = _upload(job, store, result, exported, offline.plots, evaluations)
+    lineage = _lineage(job, result, ckpt, metrics, artifacts, evaluations)
+    store.put(job.prefix + "lineage.json", lineage.model_dump_json(indent=2).encode())
+    job.stages.start(None)
+    write_json(job.run_dir / "report.json", report_data | {"timings_s": job.stages.timings})
+    store.put(job.prefix + "report.json", (job.run_dir / "report.json").read_bytes())
+    registration = _register(job, result, exported, lineage) if job.settings.hub else None
+    job.console.print(f"[green]model {job.name}:{job.version}[/] → {store.url}/{job.prefix}")
+    job.console.print("  " + ", ".join(f"{k}: {v:.1f} s" for k, v in job.stages.timings.items()))
+    return _Finished(artifacts, metrics, registration)
+
+
+def _evaluate_offline(job: _Job, model: PilotModel, store: ObjectStore, result: TrainResult) -> _Offline:
+    job.stages.start("evaluating on the validation split")
+    sessions = result.val_sessions or result.train_sessions
+    table = load_frames(store, sessions)
+    plots = {
+        "loss.png": plot_losses(result.history, job.run_dir / "loss.png", f"{job.name}:{job.version} loss"),
+        "predictions.png": plot_predictions(model, table, job.run_dir / "predictions.png"),
+    }
+    return _Offline(sessions, table, offline_metrics(model, table), plots)
+
+
+def _export(job: _Job, model: PilotModel, card: ModelCard, table: FrameTable) -> ExportResult:
+    formats = job.settings.export_formats
+    job.stages.start("exporting " + ", ".join(formats))
+    samples = preprocessed_samples(table, model.spec)
+    exported = export_all(model, job.run_dir / "export", samples, card=card, formats=formats)
+    for fmt, err in exported.errors.items():
+        job.console.print(f"[yellow]{fmt} export skipped[/]: {err}")
+    return exported
+
+
+def _closed_loop(
+    job: _Job, model: PilotModel, card: ModelCard, exported: ExportResult
+) -> list[dict[str, Any]]:
+    """Laps in the simulator, when the job asks for them."""
+    params = job.params
+    if not (params.evaluate_track and params.evaluate_laps > 0):
+        return []
+    from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
+
+    job.stages.start(f"closed-loop evaluation: {params.evaluate_laps} laps of {params.evaluate_track}")
+    # Drive the exported file the car will load, through the car's preprocessing.
+    onnx = exported.files.get("onnx")
+    pilot = OnnxPilot(onnx.path, card) if onnx is not None else TorchPilot(model)
+    report = closed_loop(
+        pilot,
+        params.evaluate_track,
+        laps=params.evaluate_laps,
+        out_dir=job.run_dir / "closed-loop",
+        seed=params.seed,
+    )
+    job.console.print(summary(report))
+    return [report.model_dump(mode="json")]
+
+
+def _metrics(offline: _Offline, evaluations: list[dict[str, Any]]) -> dict[str, float]:
+    metrics = {k: v for k, v in offline.metrics.items() if k != "frames"}
+    for ev in evaluations:
+        metrics["completion_pct"] = float(ev["completion_pct"])
+        if ev.get("best_lap_time_s") is not None:
+            metrics["best_lap_time_s"] = float(ev["best_lap_time_s"])
+    return metrics
+
+
+def _upload(
+    job: _Job,
+    store: ObjectStore,
+    result: TrainResult,
+    exported: ExportResult,
+    plots: dict[str, Path],
+    evaluations: list[dict[str, Any]],
+) -> dict[str, str]:
+    """Put the model files, card, report, checkpoint, plots and lap files under the model's prefix;
+    return the keys by label."""
+    prefix = job.prefix
     names = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "tflite": "model.tflite"}
     artifacts: dict[str, str] = {}
     for fmt, f in exported.files.items():
-        key = prefix + names[fmt]
-        store.put(key, Path(f.path).read_bytes())
-        artifacts[fmt] = key
+        store.put(prefix + names[fmt], Path(f.path).read_bytes())
+        artifacts[fmt] = prefix + names[fmt]
     uploads = {
-        "card.json": card.model_dump_json(indent=2).encode(),
-        "report.json": (run_dir / "report.json").read_bytes(),
+        "card.json": result.card.model_dump_json(indent=2).encode(),
+        "report.json": (job.run_dir / "report.json").read_bytes(),
         "checkpoint.pt": Path(result.checkpoint).read_bytes(),
         **{n: p.read_bytes() for n, p in plots.items()},
     }
@@ -258,10 +326,21 @@ def _finish(
     for fname, data in uploads.items():
         store.put(prefix + fname, data)
         artifacts.setdefault(fname.rsplit(".", 1)[0].replace("/", "_"), prefix + fname)
-    lineage = Lineage(
-        dataset=params.dataset,
-        run=run_dir.name,
-        job=job,
+    return artifacts
+
+
+def _lineage(
+    job: _Job,
+    result: TrainResult,
+    ckpt: dict[str, Any],
+    metrics: dict[str, float],
+    artifacts: dict[str, str],
+    evaluations: list[dict[str, Any]],
+) -> Lineage:
+    return Lineage(
+        dataset=job.params.dataset,
+        run=job.run_dir.name,
+        job=job.job,
         metrics=metrics,
         sessions=result.train_sessions,
         val_sessions=result.val_sessions,
@@ -276,27 +355,25 @@ def _finish(
         files=artifacts,
         evaluations=evaluations,
     )
-    store.put(prefix + "lineage.json", lineage.model_dump_json(indent=2).encode())
-    stage(None)
-    write_json(run_dir / "report.json", report_data | {"timings_s": timings})
-    store.put(prefix + "report.json", (run_dir / "report.json").read_bytes())
-    registration: dict[str, Any] | None = None
-    if settings.hub:
-        # The hub keeps one file per version: the float ONNX model (else the TFLite one).
-        main = next((f for f in ("onnx", "tflite") if f in exported.files), None)
-        if main is None:
-            raise ValueError("registering with the hub needs an ONNX or TFLite export")
-        console.print(f"[bold]registering {name}:{version} with {settings.hub}[/]")
-        with HubClient(settings.hub, settings.hub_token) as hub:
-            registration = hub.register_model(
-                name=name,
-                version=version,
-                artifact=Path(exported.files[main].path),
-                card=card,
-                lineage=lineage,
-                report=(run_dir / "report.json").read_bytes(),
-                description=f"{card.architecture}, {result.epochs_run} epochs, {result.launcher}",
-            )
-    console.print(f"[green]model {name}:{version}[/] → {store.url}/{prefix}")
-    console.print("  " + ", ".join(f"{k}: {v:.1f} s" for k, v in timings.items()))
-    return artifacts, metrics, registration
+
+
+def _register(job: _Job, result: TrainResult, exported: ExportResult, lineage: Lineage) -> dict[str, Any]:
+    """Register the model with the hub, which keeps one file per version: the float ONNX model
+    (else the TFLite one)."""
+    hub_url = job.settings.hub
+    assert hub_url is not None
+    main = next((f for f in ("onnx", "tflite") if f in exported.files), None)
+    if main is None:
+        raise ValueError("registering with the hub needs an ONNX or TFLite export")
+    job.console.print(f"[bold]registering {job.name}:{job.version} with {hub_url}[/]")
+    card = result.card
+    with HubClient(hub_url, job.settings.hub_token) as hub:
+        return hub.register_model(
+            name=job.name,
+            version=job.version,
+            artifact=Path(exported.files[main].path),
+            card=card,
+            lineage=lineage,
+            report=(job.run_dir / "report.json").read_bytes(),
+            description=f"{card.architecture}, {result.epochs_run} epochs, {result.launcher}",
+        )

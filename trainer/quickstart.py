@@ -18,10 +18,10 @@ from typing import Any
 
 from rich.console import Console
 
+from infra.store import open_store
 from schemas.messages import JobResult, SessionRef, TrainParams
 from trainer.pipeline import TrainerSettings, run_train_job
 from trainer.record import RecordConfig, record_expert
-from trainer.store import open_store
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Record the simulator's expert driver into the hub's dataset layout (ARCHITECTURE §6).
+"""Record the simulator's expert driver into the hub's dataset layout (docs/wire.md "Storage layout").
 
 Each session is one drive of a few laps: camera frames (JPEG) with the expert's action, written
 as WebDataset shards with ``schemas.shards.write_shard`` (the hub's writer) plus a sealed session
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, World, WorldConfig
+from infra.store import ObjectStore
 from schemas.dataset import (
     SessionManifest,
     SessionStats,
@@ -30,9 +31,8 @@ from schemas.dataset import (
     shard_name,
 )
 from schemas.messages import FrameRecord
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample, write_shard
-from trainer.data import encode_jpeg
-from trainer.store import ObjectStore
 
 
 def put_shard(store: ObjectStore, car: str, session: str, index: int, samples: list[Sample]) -> ShardInfo:
@@ -103,27 +103,9 @@ def record_session(
         state = world.state
         steering, throttle = expert.act(state)
         if steps % c.record_every == 0 and not status.off_track:
-            image = world.render()
-            record = FrameRecord(
-                car=car,
-                session=session,
-                seq=seq,
-                t_capture_ns=t_ns,
-                steering=float(np.clip(steering, -1, 1)),
-                throttle=float(np.clip(throttle, -1, 1)),
-                mode=c.mode,
-                speed=float(state.speed),
-                width=int(image.shape[1]),
-                height=int(image.shape[0]),
-            ).to_dict() | {
-                "track": world.track.name,
-                "x": round(state.x, 4),
-                "y": round(state.y, 4),
-                "yaw": round(state.yaw, 4),
-                "progress": round(status.progress, 3),
-            }
-            samples.append(Sample(seq=seq, jpeg=encode_jpeg(image, c.jpeg_quality), record=record))
-            actions.append((record["steering"], record["throttle"], float(state.speed)))
+            sample = _frame(world, c, car, session, seq, t_ns, (steering, throttle))
+            samples.append(sample)
+            actions.append((sample.record["steering"], sample.record["throttle"], float(state.speed)))
             seq += 1
             if on_frame is not None:
                 on_frame(seq)
@@ -138,8 +120,49 @@ def record_session(
             expert.reset()
             noise = 0.0
     flush()
+    manifest = _manifest(world, car, session, shards, actions, status.time)
+    store.put(session_manifest_key(car, session), manifest.to_json())
+    return manifest
+
+
+def _frame(
+    world: World, c: RecordConfig, car: str, session: str, seq: int, t_ns: int, action: tuple[float, float]
+) -> Sample:
+    """The camera image now, with the expert's action and the ground truth, as one training frame."""
+    state, status = world.state, world.status
+    image = world.render()
+    record = FrameRecord(
+        car=car,
+        session=session,
+        seq=seq,
+        t_capture_ns=t_ns,
+        steering=float(np.clip(action[0], -1, 1)),
+        throttle=float(np.clip(action[1], -1, 1)),
+        mode=c.mode,
+        speed=float(state.speed),
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
+    ).to_dict() | {
+        "track": world.track.name,
+        "x": round(state.x, 4),
+        "y": round(state.y, 4),
+        "yaw": round(state.yaw, 4),
+        "progress": round(status.progress, 3),
+    }
+    return Sample(seq=seq, jpeg=encode_jpeg(image, c.jpeg_quality), record=record)
+
+
+def _manifest(
+    world: World,
+    car: str,
+    session: str,
+    shards: list[ShardInfo],
+    actions: list[tuple[float, float, float]],
+    duration_s: float,
+) -> SessionManifest:
+    seq = len(actions)
     arr = np.asarray(actions, dtype=np.float64).reshape(-1, 3)
-    manifest = SessionManifest(
+    return SessionManifest(
         car=car,
         session=session,
         frame_count=seq,
@@ -152,14 +175,12 @@ def record_session(
             throttle_mean=float(arr[:, 1].mean()) if seq else None,
             throttle_std=float(arr[:, 1].std()) if seq else None,
             speed_mean=float(arr[:, 2].mean()) if seq else None,
-            duration_s=status.time,
+            duration_s=duration_s,
             width=world.config.camera.width,
             height=world.config.camera.height,
         ),
         state="sealed",
     )
-    store.put(session_manifest_key(car, session), manifest.to_json())
-    return manifest
 
 
 def record_expert(

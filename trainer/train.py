@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
+from infra.files import write_atomic, write_atomic_with
+from infra.store import open_store
 from schemas.messages import JobProgress, SessionRef
 from schemas.model_card import ModelCard
 from trainer.augment import AugmentConfig
@@ -46,7 +49,6 @@ from trainer.data import (
 from trainer.distributed import Backend, detect
 from trainer.models import ACTION_INDEX, DEFAULT_ARCHITECTURE, ModelOptions, PilotModel, build_model
 from trainer.progress import MqttProgress, NullSink, ProgressSink
-from trainer.store import open_store
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -131,7 +133,7 @@ class TrainResult(BaseModel):
     duration_s: float
 
     def save(self, path: Path) -> None:
-        _atomic_write(path, self.model_dump_json(indent=2).encode())
+        write_atomic(path, self.model_dump_json(indent=2).encode())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainResult:
@@ -139,21 +141,8 @@ class TrainResult(BaseModel):
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic_with(path, lambda out: torch.save(state, out))
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -307,47 +296,143 @@ def _emit(sink: ProgressSink, config: TrainConfig, backend: Backend, **fields: A
         sink.emit(JobProgress(job=config.job, kind=config.job_kind, state="running", **fields))
 
 
+@dataclass
+class _Run:
+    """What every stage of one run reads: the config, the processes, and where output goes."""
+
+    config: TrainConfig
+    backend: Backend
+    sink: ProgressSink
+    console: Console
+    run_dir: Path
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def emit(self, **fields: Any) -> None:
+        _emit(self.sink, self.config, self.backend, **fields)
+
+    def say(self, text: str) -> None:
+        if self.backend.is_main:
+            self.console.print(text)
+
+
+@dataclass
+class _Data:
+    train_refs: list[SessionRef]
+    val_refs: list[SessionRef]
+    report: LoadReport
+    train_table: FrameTable
+    val_table: FrameTable | None
+
+    @property
+    def monitor(self) -> str:
+        has_val = self.val_refs and self.val_table is not None and len(self.val_table)
+        return "val_loss" if has_val else "train_eval_loss"
+
+
+@dataclass
+class _Loaders:
+    train_sampler: EpochSampler
+    train: DataLoader[Any]
+    eval: DataLoader[Any]
+
+
+@dataclass
+class _Optimization:
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+@dataclass
+class _Progress:
+    """Where training stands after each epoch (saved in and restored from ``last.pt``)."""
+
+    history: list[EpochMetrics] = field(default_factory=list)
+    start_epoch: int = 0
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    stopped_early: bool = False
+
+    def record(self, entry: EpochMetrics, monitored: float, config: TrainConfig) -> bool:
+        """Add an epoch; return whether it improved the monitored loss."""
+        self.history.append(entry)
+        improved = monitored < self.best_loss - config.min_delta
+        if improved:
+            self.best_loss, self.best_epoch, self.bad_epochs = monitored, entry.epoch, 0
+        else:
+            self.bad_epochs += 1
+        self.stopped_early = self.bad_epochs >= config.patience and entry.epoch < config.epochs
+        return improved
+
+
 def _fit(
     config: TrainConfig, backend: Backend, sink: ProgressSink, console: Console, started: float
 ) -> TrainResult:
-    run_dir = Path(config.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
+    run = _Run(config, backend, sink, console, Path(config.run_dir))
+    _prepare(run)
+    data = _load_data(run)
+    model = build_model(config.architecture, config.model)
+    loaders = _make_loaders(run, data, model)
+    progress, opt = _optimization(run, model, len(loaders.train))
+    _train(run, data, loaders, model, opt, progress)
+    result = _result(run, data, model, progress, started)
     if backend.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        result.save(run.run_dir / "result.json")
+        (run.run_dir / "card.json").write_text(result.card.model_dump_json(indent=2))
+    backend.barrier()
+    return result
+
+
+def _prepare(run: _Run) -> None:
+    config, backend = run.config, run.backend
+    if backend.is_main:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads or default_threads(backend.local_world))
     # Tiny gradients and optimizer moments become denormal floats, which are ~10× slower on CPUs.
     torch.set_flush_denormal(True)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(config.seed)
-    show = config.progress_bar and backend.is_main
 
-    # --- data -----------------------------------------------------------------------------------
-    _emit(sink, config, backend, stage="loading", message="reading shards")
-    train_refs, val_refs = _resolve_sessions(config, backend)
+
+def _load_data(run: _Run) -> _Data:
+    """Read the frames of the training and validation sessions."""
+    config = run.config
+    run.emit(stage="loading", message="reading shards")
+    train_refs, val_refs = _resolve_sessions(config, run.backend)
     if not train_refs:
         raise ValueError(f"no training sessions found in {config.store}")
     store = open_store(config.store)
     table = load_frames(store, train_refs + val_refs, cache_pixels_mb=config.cache_pixels_mb)
-    report: LoadReport = table.report
-    train_table = table.subset(train_refs)
-    val_table = table.subset(val_refs) if val_refs else None
-    if len(train_table) == 0:
-        raise ValueError(f"no usable frames in the training sessions: {report.summary()}")
-    if backend.is_main:
-        console.print(f"[bold]data[/]: {report.summary()}")
-        console.print(
-            f"  train {len(train_table)} frames ({len(train_refs)} sessions), "
-            f"val {len(val_table) if val_table else 0} frames ({len(val_refs)} sessions)"
-        )
-        if not val_refs:
-            console.print("  [yellow]one session only: no validation split; monitoring the training loss[/]")
+    data = _Data(
+        train_refs,
+        val_refs,
+        table.report,
+        table.subset(train_refs),
+        table.subset(val_refs) if val_refs else None,
+    )
+    if len(data.train_table) == 0:
+        raise ValueError(f"no usable frames in the training sessions: {data.report.summary()}")
+    run.say(f"[bold]data[/]: {data.report.summary()}")
+    run.say(
+        f"  train {len(data.train_table)} frames ({len(train_refs)} sessions), "
+        f"val {len(data.val_table) if data.val_table else 0} frames ({len(val_refs)} sessions)"
+    )
+    if not val_refs:
+        run.say("  [yellow]one session only: no validation split; monitoring the training loss[/]")
+    return data
 
-    model = build_model(config.architecture, config.model)
-    spec = model.spec
-    weights = steering_weights(train_table.actions[:, 0]) if config.weighting != "none" else None
+
+def _make_loaders(run: _Run, data: _Data, model: PilotModel) -> _Loaders:
+    """The training loader (weighted, augmented, sharded over ranks) and the evaluation loader."""
+    config, backend = run.config, run.backend
+    weights = steering_weights(data.train_table.actions[:, 0]) if config.weighting != "none" else None
     train_ds = DrivingDataset(
-        train_table,
-        spec,
+        data.train_table,
+        model.spec,
         config.augment,
         weights if config.weighting == "loss" else None,
         cache_mb=config.cache_pixels_mb,
@@ -360,57 +445,50 @@ def _fit(
         world=backend.world,
         pad=True,
     )
-    eval_table = val_table if val_table is not None and len(val_table) else train_table
-    eval_ds = DrivingDataset(eval_table, spec, cache_mb=config.cache_pixels_mb)
+    val = data.val_table
+    eval_ds = DrivingDataset(
+        val if val is not None and len(val) else data.train_table, model.spec, cache_mb=config.cache_pixels_mb
+    )
     eval_sampler = EpochSampler(
         len(eval_ds), shuffle=False, rank=backend.rank, world=backend.world, pad=False
     )
+    args = _loader_args(config)
+    return _Loaders(
+        train_sampler,
+        train_ds.loader(config.batch_size, train_sampler, **args),
+        eval_ds.loader(max(config.batch_size, 128), eval_sampler, **args),
+    )
+
+
+def _loader_args(config: TrainConfig) -> dict[str, Any]:
     # Loaders get their own generator: drawing their base seed from the global one would shift
     # the dropout stream depending on whether workers persist across epochs.
-    loader_args: dict[str, Any] = {
+    args: dict[str, Any] = {
         "num_workers": config.loader_workers,
         "generator": torch.Generator().manual_seed(config.seed),
     }
     if config.loader_workers and "jax" in sys.modules:
         # JAX (loaded by the TFLite converter) runs threads that a forked worker could deadlock on.
-        loader_args["multiprocessing_context"] = "forkserver"
+        args["multiprocessing_context"] = "forkserver"
     if config.loader_workers:
         # The sampler runs here and hands each worker its keys (with their augmentation draws), so
         # workers can live across epochs.
-        loader_args["persistent_workers"] = True
-    train_loader = train_ds.loader(config.batch_size, train_sampler, **loader_args)
-    eval_loader = eval_ds.loader(max(config.batch_size, 128), eval_sampler, **loader_args)
-    steps_per_epoch = len(train_loader)
+        args["persistent_workers"] = True
+    return args
 
-    # --- model, optimizer, schedule, resume -----------------------------------------------------
+
+def _optimization(run: _Run, model: PilotModel, steps_per_epoch: int) -> tuple[_Progress, _Optimization]:
+    """AdamW and its warm-up/cosine schedule, restored from ``last.pt`` when resuming."""
+    config, backend = run.config, run.backend
     optimizer: torch.optim.Optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     total_steps = steps_per_epoch * config.epochs
     warmup = min(round(config.warmup_epochs * steps_per_epoch), total_steps // 2)
-    history: list[EpochMetrics] = []
-    start_epoch = 0
-    best_loss, best_epoch, bad_epochs = math.inf, -1, 0
-    last_path = ckpt_dir / "last.pt"
-    resume_state = None
-    if config.resume and backend.is_main and last_path.exists():
-        resume_state = torch.load(last_path, map_location="cpu", weights_only=False)
-    resume_state = backend.broadcast_object(resume_state) if backend.world > 1 else resume_state
+    resume_state = _resume_state(run)
+    progress = _Progress()
     if resume_state is not None:
-        if resume_state.get("architecture") != config.architecture:
-            raise ValueError(
-                f"{last_path} holds a {resume_state.get('architecture')!r} model, the config asks for "
-                f"{config.architecture!r}; use another run_dir or resume=false"
-            )
-        model.load_state_dict(resume_state["model"])
-        optimizer.load_state_dict(resume_state["optimizer"])
-        start_epoch = int(resume_state["epoch"])
-        best_loss = float(resume_state["best_loss"])
-        best_epoch = int(resume_state["best_epoch"])
-        bad_epochs = int(resume_state["bad_epochs"])
-        history = [EpochMetrics.model_validate(h) for h in resume_state["history"]]
-        if backend.is_main:
-            console.print(f"[bold]resuming[/] {last_path} after epoch {start_epoch}")
+        progress = _restore(run, resume_state, model, optimizer)
     net = backend.wrap_model(model)
     optimizer = backend.wrap_optimizer(optimizer, model)
     backend.sync_state(model, optimizer)
@@ -422,111 +500,70 @@ def _fit(
         scheduler.load_state_dict(resume_state["scheduler"])
         for group, lr in zip(optimizer.param_groups, scheduler.get_last_lr(), strict=True):
             group["lr"] = lr
+    progress.stopped_early = progress.bad_epochs >= config.patience
+    return progress, _Optimization(net, optimizer, scheduler)
 
-    monitor = "val_loss" if val_refs and val_table is not None and len(val_table) else "train_eval_loss"
-    stopped_early = bad_epochs >= config.patience
-    epoch = start_epoch
-    _emit(
-        sink,
-        config,
-        backend,
-        stage="train",
-        epoch=start_epoch,
-        epochs=config.epochs,
-        step=0,
-        total_steps=steps_per_epoch,
+
+def _resume_state(run: _Run) -> dict[str, Any] | None:
+    config, backend = run.config, run.backend
+    last_path = run.ckpt_dir / "last.pt"
+    state = None
+    if config.resume and backend.is_main and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+    state = backend.broadcast_object(state) if backend.world > 1 else state
+    if state is not None and state.get("architecture") != config.architecture:
+        raise ValueError(
+            f"{last_path} holds a {state.get('architecture')!r} model, the config asks for "
+            f"{config.architecture!r}; use another run_dir or resume=false"
+        )
+    return state
+
+
+def _restore(
+    run: _Run, state: dict[str, Any], model: PilotModel, optimizer: torch.optim.Optimizer
+) -> _Progress:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    progress = _Progress(
+        history=[EpochMetrics.model_validate(h) for h in state["history"]],
+        start_epoch=int(state["epoch"]),
+        best_loss=float(state["best_loss"]),
+        best_epoch=int(state["best_epoch"]),
+        bad_epochs=int(state["bad_epochs"]),
     )
-    with _progress_bar(show, console) as bar:
-        for epoch in range(start_epoch, config.epochs):
-            if stopped_early:
+    run.say(f"[bold]resuming[/] {run.ckpt_dir / 'last.pt'} after epoch {progress.start_epoch}")
+    return progress
+
+
+def _train(
+    run: _Run, data: _Data, loaders: _Loaders, model: PilotModel, opt: _Optimization, progress: _Progress
+) -> None:
+    """Epochs until the last one or the early stop: train, evaluate, checkpoint, report."""
+    config = run.config
+    steps = len(loaders.train)
+    run.emit(stage="train", epoch=progress.start_epoch, epochs=config.epochs, step=0, total_steps=steps)
+    with _progress_bar(config.progress_bar and run.backend.is_main, run.console) as bar:
+        for epoch in range(progress.start_epoch, config.epochs):
+            if progress.stopped_early:
                 break
             t0 = time.monotonic()
-            train_sampler.set_epoch(epoch)
-            torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + backend.rank)
-            net.train()
-            task = (
-                bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps_per_epoch, loss=0.0, ips=0.0)
-                if bar is not None
-                else None
-            )
-            loss_sum = torch.zeros(2, dtype=torch.float64)
-            seen = 0
-            for step, (x, y, w) in enumerate(train_loader):
-                outputs = net(x)
-                loss = model.loss(outputs, y, w if config.weighting == "loss" else None)
-                optimizer.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimizer.step()
-                scheduler.step()
-                loss_sum[0] += float(loss.detach()) * x.shape[0]
-                loss_sum[1] += x.shape[0]
-                seen += x.shape[0]
-                ips = seen * backend.world / max(1e-9, time.monotonic() - t0)
-                if bar is not None and task is not None:
-                    bar.update(task, advance=1, loss=float(loss_sum[0] / loss_sum[1]), ips=ips)
-                _emit(
-                    sink,
-                    config,
-                    backend,
-                    stage="train",
-                    epoch=epoch,
-                    epochs=config.epochs,
-                    step=step + 1,
-                    total_steps=steps_per_epoch,
-                    loss=float(loss_sum[0] / loss_sum[1]),
-                )
-            _sync_buffers(model, backend)
-            totals = backend.all_sum(loss_sum)
+            totals = _train_epoch(run, loaders, model, opt, epoch, bar)
             train_loss = float(totals[0] / max(1.0, float(totals[1])))
-            train_time = time.monotonic() - t0
-            images_per_s = float(totals[1]) / max(1e-9, train_time)
-
-            eval_loss, metrics = evaluate_loader(model, eval_loader, backend)
-            monitored = eval_loss
+            images_per_s = float(totals[1]) / max(1e-9, time.monotonic() - t0)
+            eval_loss, metrics = evaluate_loader(model, loaders.eval, run.backend)
             entry = EpochMetrics(
                 epoch=epoch + 1,
-                lr=float(scheduler.get_last_lr()[0]),
+                lr=float(opt.scheduler.get_last_lr()[0]),
                 train_loss=train_loss,
-                val_loss=eval_loss if monitor == "val_loss" else None,
+                val_loss=eval_loss if data.monitor == "val_loss" else None,
                 metrics=metrics,
                 duration_s=time.monotonic() - t0,
                 images_per_s=images_per_s,
             )
-            history.append(entry)
-            improved = monitored < best_loss - config.min_delta
-            if improved:
-                best_loss, best_epoch, bad_epochs = monitored, epoch + 1, 0
-            else:
-                bad_epochs += 1
-            stopped_early = bad_epochs >= config.patience and epoch + 1 < config.epochs
-            if backend.is_main:
-                state = {
-                    "version": CHECKPOINT_VERSION,
-                    "architecture": config.architecture,
-                    "options": model.options.model_dump(mode="json"),
-                    "card": model.card().model_dump(mode="json"),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch + 1,
-                    "best_loss": best_loss,
-                    "best_epoch": best_epoch,
-                    "bad_epochs": bad_epochs,
-                    "history": [h.model_dump() for h in history],
-                    "config": config.model_dump(mode="json"),
-                    "train_sessions": [r.to_dict() for r in train_refs],
-                    "val_sessions": [r.to_dict() for r in val_refs],
-                }
-                if improved:
-                    _save_checkpoint(ckpt_dir / "best.pt", state)
-                _save_checkpoint(last_path, state)
-                with open(run_dir / "metrics.jsonl", "a") as fh:
-                    fh.write(entry.model_dump_json() + "\n")
-                _print_epoch(console, entry, monitor, improved)
-            _emit(
-                sink,
-                config,
-                backend,
+            improved = progress.record(entry, eval_loss, config)
+            if run.backend.is_main:
+                _save_epoch(run, data, model, opt, progress, improved)
+            run.emit(
                 stage="epoch",
                 epoch=epoch + 1,
                 epochs=config.epochs,
@@ -534,54 +571,114 @@ def _fit(
                 val_loss=eval_loss,
                 metrics=metrics,
             )
-            if stopped_early and backend.is_main:
-                console.print(
-                    f"[yellow]early stop[/]: no improvement of {monitor} for {config.patience} epochs"
+            if progress.stopped_early:
+                run.say(
+                    f"[yellow]early stop[/]: no improvement of {data.monitor} for {config.patience} epochs"
                 )
 
-    digests = backend.gather_object(weights_digest(model))
-    best_path = ckpt_dir / "best.pt"
-    best_card = model.card()
+
+def _train_epoch(
+    run: _Run, loaders: _Loaders, model: PilotModel, opt: _Optimization, epoch: int, bar: Progress | None
+) -> torch.Tensor:
+    """One pass over the training data; returns the loss sum and sample count over all ranks."""
+    config, backend = run.config, run.backend
+    steps = len(loaders.train)
+    t0 = time.monotonic()
+    loaders.train_sampler.set_epoch(epoch)
+    torch.manual_seed(config.seed * 1_000_003 + epoch * 1009 + backend.rank)
+    opt.net.train()
+    task = (
+        bar.add_task(f"epoch {epoch + 1}/{config.epochs}", total=steps, loss=0.0, ips=0.0)
+        if bar is not None
+        else None
+    )
+    loss_sum = torch.zeros(2, dtype=torch.float64)
+    for step, (x, y, w) in enumerate(loaders.train):
+        outputs = opt.net(x)
+        loss = model.loss(outputs, y, w if config.weighting == "loss" else None)
+        opt.optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.optimizer.step()
+        opt.scheduler.step()
+        loss_sum[0] += float(loss.detach()) * x.shape[0]
+        loss_sum[1] += x.shape[0]
+        mean = float(loss_sum[0] / loss_sum[1])
+        if bar is not None and task is not None:
+            ips = float(loss_sum[1]) * backend.world / max(1e-9, time.monotonic() - t0)
+            bar.update(task, advance=1, loss=mean, ips=ips)
+        run.emit(
+            stage="train", epoch=epoch, epochs=config.epochs, step=step + 1, total_steps=steps, loss=mean
+        )
+    _sync_buffers(model, backend)
+    totals: torch.Tensor = backend.all_sum(loss_sum)
+    return totals
+
+
+def _save_epoch(
+    run: _Run, data: _Data, model: PilotModel, opt: _Optimization, progress: _Progress, improved: bool
+) -> None:
+    """Rank 0: ``last.pt`` (and ``best.pt`` on improvement), the metrics line, the console line."""
+    config, entry = run.config, progress.history[-1]
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "architecture": config.architecture,
+        "options": model.options.model_dump(mode="json"),
+        "card": model.card().model_dump(mode="json"),
+        "model": model.state_dict(),
+        "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "epoch": entry.epoch,
+        "best_loss": progress.best_loss,
+        "best_epoch": progress.best_epoch,
+        "bad_epochs": progress.bad_epochs,
+        "history": [h.model_dump() for h in progress.history],
+        "config": config.model_dump(mode="json"),
+        "train_sessions": [r.to_dict() for r in data.train_refs],
+        "val_sessions": [r.to_dict() for r in data.val_refs],
+    }
+    if improved:
+        _save_checkpoint(run.ckpt_dir / "best.pt", state)
+    _save_checkpoint(run.ckpt_dir / "last.pt", state)
+    with open(run.run_dir / "metrics.jsonl", "a") as fh:
+        fh.write(entry.model_dump_json() + "\n")
+    _print_epoch(run.console, entry, data.monitor, improved)
+
+
+def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, started: float) -> TrainResult:
+    config, backend, history = run.config, run.backend, progress.history
+    best_epoch = progress.best_epoch
     final_metrics = history[best_epoch - 1].metrics if 0 < best_epoch <= len(history) else {}
-    result = TrainResult(
-        run_dir=str(run_dir),
+    training = {
+        "sessions": [r.to_dict() for r in data.train_refs],
+        "val_sessions": [r.to_dict() for r in data.val_refs],
+        "epochs": len(history),
+        "best_epoch": best_epoch,
+        "seed": config.seed,
+        "metrics": final_metrics,
+        "job": config.job,
+    }
+    return TrainResult(
+        run_dir=str(run.run_dir),
         architecture=config.architecture,
-        card=best_card.model_copy(
-            update={
-                "training": {
-                    "sessions": [r.to_dict() for r in train_refs],
-                    "val_sessions": [r.to_dict() for r in val_refs],
-                    "epochs": len(history),
-                    "best_epoch": best_epoch,
-                    "seed": config.seed,
-                    "metrics": final_metrics,
-                    "job": config.job,
-                }
-            }
-        ),
+        card=model.card().model_copy(update={"training": training}),
         launcher=backend.name,
         world=backend.world,
         epochs_run=len(history),
         best_epoch=best_epoch,
-        best_loss=best_loss,
-        monitor=monitor,
-        stopped_early=stopped_early,
+        best_loss=progress.best_loss,
+        monitor=data.monitor,
+        stopped_early=progress.stopped_early,
         history=history,
         metrics=final_metrics,
-        data_report=report.to_dict(),
-        train_sessions=train_refs,
-        val_sessions=val_refs,
-        train_frames=len(train_table),
-        val_frames=len(val_table) if val_table is not None else 0,
-        checkpoint=str(best_path),
-        weights_sha256=digests,
+        data_report=data.report.to_dict(),
+        train_sessions=data.train_refs,
+        val_sessions=data.val_refs,
+        train_frames=len(data.train_table),
+        val_frames=len(data.val_table) if data.val_table is not None else 0,
+        checkpoint=str(run.ckpt_dir / "best.pt"),
+        weights_sha256=backend.gather_object(weights_digest(model)),
         duration_s=time.monotonic() - started,
     )
-    if backend.is_main:
-        result.save(run_dir / "result.json")
-        (run_dir / "card.json").write_text(result.card.model_dump_json(indent=2))
-    backend.barrier()
-    return result
 
 
 def _sync_buffers(model: torch.nn.Module, backend: Backend) -> None:
@@ -640,4 +737,4 @@ def predict_table(
 
 
 def write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, json.dumps(data, indent=2, allow_nan=False).encode())
+    write_atomic(path, json.dumps(data, indent=2, allow_nan=False).encode())

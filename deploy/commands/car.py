@@ -10,12 +10,13 @@ from typing import Annotated, Any
 
 import typer
 
+from deploy.errors import UserError
+from deploy.options import broker_option, parse_sets, set_option
 from deploy.systemd import car_unit
 from edge.config import DEFAULT_CONFIG_PATH, CarConfig, ConfigError, example_toml, load_config
 from firmware.calibration import (
     DEFAULT_CALIBRATION_PATH,
     Calibration,
-    CalibrationError,
     load_calibration,
     save_calibration,
 )
@@ -24,22 +25,6 @@ car_app = typer.Typer(
     help="The car daemon: drive, record, hot-swap models; calibration and service files.",
     no_args_is_help=True,
 )
-
-
-def _overrides(values: list[str]) -> dict[str, Any]:
-    """``--set loop.hz=50`` → {"loop.hz": 50} (values parsed as TOML scalars when they can be)."""
-    import tomllib
-
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = raw
-    return out
 
 
 def _setup_logging(level: str) -> None:
@@ -66,7 +51,7 @@ def run(
     ] = None,
     car_id: Annotated[str | None, typer.Option("--car-id", help="Car id (--sim default: sim-1).")] = None,
     broker: Annotated[
-        str | None, typer.Option("--broker", help="Broker URL, e.g. mqtt://127.0.0.1:1883.")
+        str | None, broker_option("Broker URL, e.g. mqtt://127.0.0.1:1883 (default: the config's).")
     ] = None,
     clock: Annotated[
         str | None, typer.Option("--clock", help="--sim: realtime (default) or lockstep.")
@@ -81,10 +66,7 @@ def run(
     allow_unsigned: Annotated[
         bool, typer.Option("--allow-unsigned", help="DEVELOPMENT ONLY: accept unsigned models.")
     ] = False,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a setting, e.g. --set loop.hz=50 (repeatable)."),
-    ] = None,
+    set_: Annotated[list[str] | None, set_option("loop.hz=50")] = None,
 ) -> None:
     """Run the car daemon until SIGINT/SIGTERM (under systemd: Type=notify with a watchdog).
 
@@ -92,7 +74,7 @@ def run(
     `paddock car run --sim --track oval --broker mqtt://127.0.0.1:1883` (a config file is optional;
     its [sim] section and camera settings apply).
     """
-    overrides = _overrides(set_ or [])
+    overrides = parse_sets(set_)
     if sim:
         overrides |= {"camera.kind": "sim", "actuators.kind": "sim"}
     if track is not None:
@@ -107,14 +89,10 @@ def run(
         overrides["models.public_key"] = str(public_key.resolve())
     if allow_unsigned:
         overrides["models.allow_unsigned"] = True
-    try:
-        if config is None and sim:
-            cfg = _sim_config(car_id or "sim-1", state_dir, public_key).with_values(overrides, "--sim")
-        else:
-            cfg = load_config(config or DEFAULT_CONFIG_PATH, overrides)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if config is None and sim:
+        cfg = _sim_config(car_id or "sim-1", state_dir, public_key).with_values(overrides, "--sim")
+    else:
+        cfg = load_config(config or DEFAULT_CONFIG_PATH, overrides)
     _setup_logging(cfg.log_level)
     raise typer.Exit(asyncio.run(_run(cfg)))
 
@@ -159,26 +137,21 @@ async def _run(cfg: CarConfig, body: Any = None) -> int:
 @car_app.command("config")
 def config_cmd(
     example: Annotated[
-        bool, typer.Option("--example", help="Print a complete, commented config file.")
+        bool, typer.Option("--example", help="Print a complete, commented config file (the default).")
     ] = False,
     check: Annotated[
-        Path | None, typer.Option("--check", help="Validate this config file and print it resolved.")
+        Path | None,
+        typer.Option("--check", metavar="FILE", help="Validate this config file and print it resolved."),
     ] = None,
     car_id: Annotated[str, typer.Option("--car-id", help="Car id to put in the example.")] = "car-1",
 ) -> None:
-    """Print an example config, or check one."""
-    if example:
+    """Print a complete, commented config file, or check one (`--check FILE`, printed as JSON)."""
+    if example and check is not None:
+        raise UserError("use either --example or --check FILE")
+    if check is None:
         typer.echo(example_toml(car_id), nl=False)
         return
-    if check is None:
-        typer.echo("use --example or --check FILE", err=True)
-        raise typer.Exit(2)
-    try:
-        cfg = load_config(check)
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(cfg.model_dump_json(indent=2))
+    typer.echo(load_config(check).model_dump_json(indent=2))
 
 
 @car_app.command("calibrate")
@@ -203,29 +176,19 @@ def calibrate(
     Put the car on a stand first: the throttle steps spin the wheels.
     """
     from firmware.hardware.calibrate import CalibrationAborted, CalibrationWizard
-    from firmware.hardware.pwm import ActuatorError, PwmActuators
+    from firmware.hardware.pwm import PwmActuators
 
-    try:
-        cal = load_calibration(calibration) if calibration.exists() else Calibration()
-        if steering_pin is not None or throttle_pin is not None:
-            cal = Calibration.model_validate(
-                cal.model_dump()
-                | {
-                    "steering": cal.steering.model_dump()
-                    | ({"pin": _pin(steering_pin)} if steering_pin else {}),
-                    "throttle": cal.throttle.model_dump()
-                    | ({"pin": _pin(throttle_pin)} if throttle_pin else {}),
-                }
-            )
-    except (CalibrationError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cal = load_calibration(calibration) if calibration.exists() else Calibration()
+    if steering_pin is not None or throttle_pin is not None:
+        cal = Calibration.model_validate(
+            cal.model_dump()
+            | {
+                "steering": cal.steering.model_dump() | ({"pin": _pin(steering_pin)} if steering_pin else {}),
+                "throttle": cal.throttle.model_dump() | ({"pin": _pin(throttle_pin)} if throttle_pin else {}),
+            }
+        )
     actuators = PwmActuators(cal, pin_factory=pin_factory)
-    try:
-        actuators.connect()
-    except ActuatorError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    actuators.connect()  # an ActuatorError is a failure (exit 1), reported by the entry point
     wizard = CalibrationWizard(
         actuators, ask=lambda q: typer.prompt(q, default="", show_default=False), say=typer.echo
     )

@@ -10,7 +10,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from deploy.demo import Demo, DemoError, DemoOptions, summary_table
+from deploy.demo import Demo, DemoOptions, summary_table
+from deploy.errors import as_user_error
+from deploy.options import broker_option
+from firmware.sim import get_track
+from hub.config import MqttConfig
 
 
 def demo(
@@ -22,10 +26,13 @@ def demo(
     race_laps: Annotated[int, typer.Option(help="Full laps each car drives on the trained model.")] = 2,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 16,
     directory: Annotated[
-        Path, typer.Option("--dir", help="Working directory; a previous demo's state there is replaced.")
+        Path,
+        typer.Option(
+            "--out", help="Where the demo's state and report go; a previous demo's state there is replaced."
+        ),
     ] = Path("paddock-demo"),
     broker: Annotated[
-        str | None, typer.Option(help="Use this broker (mqtt://host:port) instead of the embedded one.")
+        str | None, broker_option("Use this broker (mqtt://host:port) instead of the embedded one.")
     ] = None,
     keep: Annotated[
         bool, typer.Option(help="Leave the stack running afterwards and print its addresses.")
@@ -39,10 +46,13 @@ def demo(
     and hot-swapped while the cars drive, and they race on it. Ctrl-C stops everything cleanly.
 
     The report (JSON, lap-time plot, track traces, a video of an autonomous lap) is written to
-    DIR/report.
+    OUT/report.
     """
     console = Console(soft_wrap=True)
-    try:
+    get_track(track)  # an unknown track or a bad URL stops here, before anything starts
+    if broker is not None:
+        MqttConfig(url=broker)
+    with as_user_error(ValueError):
         options = DemoOptions(
             cars=cars,
             track=track,
@@ -56,9 +66,6 @@ def demo(
             video=video,
             stage_timeout_s=stage_timeout,
         )
-    except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from None
     runner = Demo(options, console)
     try:
         report = asyncio.run(_run_until_signalled(runner))
@@ -69,9 +76,6 @@ def demo(
             return
         console.print("[yellow]interrupted: everything was stopped[/]")
         raise typer.Exit(130) from None
-    except DemoError as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
-        raise typer.Exit(1) from None
     console.print(summary_table(report))
     console.print(f"report: {runner.root / 'report'}")
 

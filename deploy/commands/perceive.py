@@ -4,12 +4,15 @@ list the tracked runs."""
 import importlib.util
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from deploy.errors import UserError, WorkFailed
+from deploy.options import JsonOpt, nested, parse_sets, set_option, store_option
+
 if importlib.util.find_spec("torch") is None:  # listed only where it works
-    raise ImportError("paddock perceive needs the train extra (torch): pip install 'paddock[train]'")
+    raise ImportError("paddock perceive needs the train extra (torch; script/setup installs it)")
 
 perceive_app = typer.Typer(
     help="Perception: validate captured datasets, train and measure the obstacle-ahead and surface "
@@ -19,46 +22,18 @@ perceive_app = typer.Typer(
 
 StoreOpt = Annotated[
     str,
-    typer.Option(
-        "--store",
-        "--data",
-        envvar="PADDOCK_STORE",
-        help="Where the sessions are: a directory (e.g. from 'paddock sim capture --out'), file://… or s3://….",
-    ),
+    store_option("Where the sessions are: a directory ('paddock sim capture --out'), file://… or s3://…."),
 ]
 MlflowOpt = Annotated[
     str | None,
     typer.Option(
         "--mlflow",
         envvar="PADDOCK_MLFLOW",
+        metavar="URL",
         help="MLflow tracking URI: http://host:5000, sqlite:///path.db or a file: folder "
         "(default: sqlite mlflow.db in the current directory).",
     ),
 ]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
-
-
-def _overrides(values: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` (dotted keys reach nested settings: ``net.dropout=0.1``)."""
-    out: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            _fail(f"--set {item!r}: expected key=value")
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 @perceive_app.command("validate")
@@ -67,20 +42,16 @@ def validate(
     out: Annotated[
         Path | None, typer.Option("--out", help="Write data_report.{json,md} and a plot here.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """The data report of a dataset (frames per class, balance, blur, exposure, duplicates, missing
     labels, lidar ranges) and its checks; exit 1 when a check fails."""
+    from infra.store import open_store
     from trainer.perception.dataset import load_table
     from trainer.perception.validate import data_report, write_data_report
-    from trainer.store import StoreError, open_store
 
-    try:
-        s = open_store(store)
-        table = load_table(s)
-    except (StoreError, ValueError) as exc:
-        _fail(str(exc))
-    report = data_report(s, table)
+    s = open_store(store)
+    report = data_report(s, load_table(s))
     if out is not None:
         write_data_report(report, out)
     if json_out:
@@ -92,8 +63,7 @@ def validate(
         for c in report.checks:
             typer.echo(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
     if not report.ok:
-        typer.secho("dataset refused: " + "; ".join(report.reasons), fg="red", err=True)
-        raise typer.Exit(1)
+        raise WorkFailed("dataset refused: " + "; ".join(report.reasons))
 
 
 @perceive_app.command("train")
@@ -108,41 +78,29 @@ def train(
     mlflow: MlflowOpt = None,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
     name: Annotated[str, typer.Option(help="The MLflow run's name.")] = "perception",
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Training setting key=value (e.g. lr=0.002, net.dropout=0.1)."),
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the run's summary as JSON.")] = False,
+    overrides: Annotated[list[str] | None, set_option("net.dropout=0.1")] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Validate, split by session, search (optional), train with early stopping, measure on the
     held-out sessions, export ONNX + int8, and track it all in MLflow."""
-    from pydantic import ValidationError
-
     from trainer.perception.pipeline import RunConfig, run
     from trainer.perception.tracking import default_tracking_uri
     from trainer.perception.train import TrainConfig
     from trainer.perception.validate import DatasetRefused
-    from trainer.store import StoreError
 
-    try:
-        config = RunConfig(
-            data=store,
-            out=out,
-            train=TrainConfig.model_validate({"epochs": epochs} | _overrides(overrides)),
-            trials=trials,
-            epochs_per_trial=epochs_per_trial,
-            tracking_uri=None if no_track else (mlflow or default_tracking_uri()),
-            run_name=name,
-        )
-    except ValidationError as exc:
-        _fail(f"bad setting: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}")
+    config = RunConfig(
+        data=store,
+        out=out,
+        train=TrainConfig.model_validate({"epochs": epochs} | nested(parse_sets(overrides))),
+        trials=trials,
+        epochs_per_trial=epochs_per_trial,
+        tracking_uri=None if no_track else (mlflow or default_tracking_uri()),
+        run_name=name,
+    )
     try:
         summary = run(config, progress=lambda msg: typer.echo(msg, err=True))
     except DatasetRefused as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    except (StoreError, ValueError) as exc:
-        _fail(str(exc))
+        raise WorkFailed(str(exc)) from None
     if json_out:
         typer.echo(json.dumps(summary, default=str))
         return
@@ -168,7 +126,7 @@ def runs(
         found = list_runs(mlflow, experiment, limit)
         versions = model_versions(mlflow)
     except Exception as exc:  # an unreachable server or a store that is not MLflow's
-        _fail(f"cannot read the MLflow store: {exc}")
+        raise UserError(f"cannot read the MLflow store: {exc}") from None
     if json_out:
         typer.echo(json.dumps({"runs": found, "model_versions": versions}))
         return

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from deploy.errors import UserError
+from deploy.options import JsonOpt
 from schemas import jsonschema
 from schemas.envelope import decode
 from schemas.errors import ContractError
@@ -39,13 +41,16 @@ def check(
 @schemas_app.command("inspect")
 def inspect(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="An envelope file.")],
+    json_out: JsonOpt = False,
 ) -> None:
     """Print the header of an envelope (a frame or a model) and its payload size."""
     try:
         env = decode(path.read_bytes())
-    except ContractError as exc:
-        typer.echo(f"{path}: {exc}", err=True)
-        raise typer.Exit(2) from None
+    except ContractError as exc:  # name the file in the one-line error
+        raise UserError(f"{path}: {exc}") from exc
+    if json_out:
+        typer.echo(json.dumps({"header": env.header, "payload_bytes": len(env.payload)}, ensure_ascii=False))
+        return
     typer.echo(json.dumps(env.header, indent=2, ensure_ascii=False))
     typer.echo(f"payload: {len(env.payload)} bytes")
 

@@ -13,12 +13,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deploy.errors import UserError
+from deploy.options import JsonOpt
 from firmware.sim import (
     ExpertConfig,
     ExpertDriver,
     Obstacle,
     Randomization,
-    RewardFunctionError,
     TrackError,
     World,
     WorldConfig,
@@ -51,17 +52,16 @@ TrackOption = Annotated[
 
 
 def _track(name: str) -> Track:
-    try:
-        return get_track(name)
-    except TrackError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    return get_track(name)  # a TrackError is reported by the entry point (exit code 2)
 
 
 @sim_app.command("tracks")
 def tracks(
     directory: Annotated[
-        Path | None, typer.Argument(help="Also list the .npy track files in this directory.")
+        Path | None,
+        typer.Argument(
+            exists=True, file_okay=False, help="Also list the .npy track files in this directory."
+        ),
     ] = None,
 ) -> None:
     """List the built-in tracks (and the track files in DIRECTORY)."""
@@ -110,30 +110,21 @@ def run(
     fps: Annotated[
         float, typer.Option(min=5, max=60, help="Simulation steps (and video frames) per second.")
     ] = 15.0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Drive LAPS laps and report lap times; optionally write a video, a track map and a simtrace."""
     t = _track(track)
     if driver != "expert":
-        console.print(f"[red]error:[/red] unknown driver {driver!r}; available: expert")
-        raise typer.Exit(2)
+        raise UserError(f"unknown driver {driver!r}; available: expert")
     if video is not None and video.suffix.lower() not in VIDEO_SUFFIXES:
-        console.print(f"[red]error:[/red] {video}: the video must end in .mp4 or .gif")
-        raise typer.Exit(2)
+        raise UserError(f"{video}: the video must end in .mp4 or .gif")
     placed: tuple[Obstacle, ...] = ()
     if obstacles:
         try:
             placed = place_obstacles(t, [float(v) for v in obstacles.split(",")])
         except ValueError as exc:
-            console.print(f"[red]error:[/red] --obstacles: {exc}")
-            raise typer.Exit(2) from None
-    reward_fn = None
-    if reward is not None:
-        try:
-            reward_fn = load_reward_function(reward)
-        except RewardFunctionError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from None
+            raise UserError(f"--obstacles: {exc}") from None
+    reward_fn = load_reward_function(reward) if reward is not None else None
     config = WorldConfig(
         dt=1.0 / fps,
         substeps=max(1, round(60 / fps)),
@@ -176,9 +167,6 @@ def run(
                 video=writer,
                 on_step=on_step,
             )
-    except RewardFunctionError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
     finally:
         if writer is not None:
             writer.close()
@@ -221,11 +209,11 @@ def run(
 @sim_app.command("map")
 def map_(
     track: TrackOption = "oval",
-    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")] = Path("track.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("track.png"),
 ) -> None:
     """Draw a track map PNG (borders, centre line, start line and direction, waypoint numbers)."""
     t = _track(track)
-    typer.echo(plot_track_map(t, output))
+    typer.echo(plot_track_map(t, out))
 
 
 @sim_app.command("frame")
@@ -233,7 +221,7 @@ def frame(
     track: TrackOption = "oval",
     progress: Annotated[float, typer.Option(min=0, max=100, help="Where on the track (% of a lap).")] = 0.0,
     lateral: Annotated[float, typer.Option(help="Metres left of the centre line.")] = 0.0,
-    output: Annotated[Path, typer.Option("--output", "-o", help="The PNG to write.")] = Path("frame.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("frame.png"),
     scale: Annotated[int, typer.Option(min=1, max=8, help="Upscale factor for viewing.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed for domain randomisation.")] = 0,
     randomize: Annotated[bool, typer.Option(help="Domain randomisation.")] = False,
@@ -247,9 +235,9 @@ def frame(
         image = np.asarray(
             cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST), np.uint8
         )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(output), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    typer.echo(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    typer.echo(out)
 
 
 @sim_app.command("capture")

@@ -8,8 +8,19 @@ from typing import Annotated, Any
 
 import typer
 
+from deploy.errors import UserError, as_user_error
+from deploy.options import (
+    broker_option,
+    hub_option,
+    nested,
+    parse_sets,
+    set_option,
+    store_option,
+    token_option,
+)
+
 if importlib.util.find_spec("torch") is None:  # the CLI lists `train` only where it works
-    raise ImportError("paddock train needs the train extra (torch): pip install 'paddock[train]'")
+    raise ImportError("paddock train needs the train extra (torch; script/setup installs it)")
 
 train_app = typer.Typer(
     help="Train driving models from recorded sessions, evaluate them, export them for the car, "
@@ -17,14 +28,8 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 
-StoreOpt = Annotated[
-    str,
-    typer.Option(
-        "--store",
-        envvar="PADDOCK_STORE",
-        help="Object store: a directory, file://… or s3://bucket/prefix?endpoint=http://host:9000.",
-    ),
-]
+StoreOpt = Annotated[str, store_option()]
+TokenOpt = Annotated[str | None, token_option("The hub's API token (for registering).")]
 SessionsOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -41,11 +46,17 @@ def _sessions(values: list[str] | None) -> list[Any]:
         car, sep, session = value.partition("/")
         if not sep:
             raise typer.BadParameter(f"{value!r}: expected CAR/SESSION", param_hint="--session")
-        try:
+        with as_user_error(ValueError):
             refs.append(SessionRef(car=car, session=session))
-        except Exception as exc:
-            raise typer.BadParameter(f"{value!r}: {exc}", param_hint="--session") from None
     return refs
+
+
+def _check_store(url: str | None) -> None:
+    """Fail on a bad store URL before any work starts (a StoreError is reported as exit code 2)."""
+    from infra.store import open_store
+
+    if url:
+        open_store(url)
 
 
 def _checkpoint_sessions(ckpt: dict[str, Any]) -> list[Any]:
@@ -54,11 +65,6 @@ def _checkpoint_sessions(ckpt: dict[str, Any]) -> list[Any]:
 
     refs = ckpt.get("val_sessions") or ckpt.get("train_sessions") or []
     return [SessionRef.model_validate(r) for r in refs]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(1)
 
 
 @train_app.command("train")
@@ -87,77 +93,53 @@ def train(
         "runs"
     ),
     formats: Annotated[str, typer.Option(help="Export formats, comma-separated.")] = "onnx,onnx-int8,tflite",
-    options: Annotated[
-        str | None,
-        typer.Option(
-            help='More training settings as JSON or @file.json, e.g. \'{"model": {"width": 80, '
-            '"height": 40}, "patience": 3, "augment": {"flip_p": 0.5}}\' (see docs/trainer.md).'
-        ),
+    set_: Annotated[
+        list[str] | None,
+        set_option("model.width=80 --set patience=3: any training setting (see docs/trainer.md)"),
     ] = None,
     evaluate_track: Annotated[
         str | None, typer.Option(help="Drive the trained model in the simulator on this track.")
     ] = None,
     evaluate_laps: Annotated[int, typer.Option(help="Laps for --evaluate-track.")] = 3,
-    hub: Annotated[
-        str | None, typer.Option(envvar="PADDOCK_HUB", help="Hub API base URL: register the model there.")
-    ] = None,
-    hub_token: Annotated[
-        str | None, typer.Option(envvar="PADDOCK_HUB_TOKEN", help="The hub's API token (for registering).")
-    ] = None,
-    broker: Annotated[
-        str | None, typer.Option(envvar="PADDOCK_BROKER", help="MQTT URL: publish progress (with --job).")
-    ] = None,
+    hub: Annotated[str | None, hub_option("Hub API base URL: register the model there.")] = None,
+    token: TokenOpt = None,
+    broker: Annotated[str | None, broker_option("MQTT URL: publish progress (with --job).")] = None,
     job: Annotated[str | None, typer.Option(help="Job id for progress events.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a model on recorded sessions, evaluate it, export it and upload it to the store."""
     from schemas.messages import TrainParams
-    from trainer.launch import LaunchError
     from trainer.pipeline import TrainerSettings, run_train_job
 
-    extra: dict[str, Any] = {}
-    if options:
-        text = Path(options[1:]).read_text() if options.startswith("@") else options
-        try:
-            extra = json.loads(text)
-        except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--options") from None
-    sessions = _sessions(session)
-    try:
-        params = TrainParams(
-            dataset=dataset,
-            sessions=sessions,
-            architecture=architecture,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            seed=seed,
-            model_name=name,
-            model_version=version,
-            workers=workers,
-            launcher=launcher,
-            evaluate_track=evaluate_track,
-            evaluate_laps=evaluate_laps if evaluate_track else 0,
-            options=extra,
-        )
-        settings = TrainerSettings(
-            store=store,
-            work_dir=str(work_dir),
-            broker=broker,
-            hub=hub,
-            hub_token=hub_token,
-            hosts=hosts,
-            export_formats=[f.strip() for f in formats.split(",") if f.strip()],
-            progress_bar=progress,
-        )
-    except Exception as exc:
-        _fail(str(exc))
-        return
-    try:
+    _check_store(store)
+    params = TrainParams(
+        dataset=dataset,
+        sessions=_sessions(session),
+        architecture=architecture,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        seed=seed,
+        model_name=name,
+        model_version=version,
+        workers=workers,
+        launcher=launcher,
+        evaluate_track=evaluate_track,
+        evaluate_laps=evaluate_laps if evaluate_track else 0,
+        options=nested(parse_sets(set_)),
+    )
+    settings = TrainerSettings(
+        store=store,
+        work_dir=str(work_dir),
+        broker=broker,
+        hub=hub,
+        hub_token=token,
+        hosts=hosts,
+        export_formats=[f.strip() for f in formats.split(",") if f.strip()],
+        progress_bar=progress,
+    )
+    with as_user_error(ValueError):  # the trainer's ValueErrors are about its inputs
         result = run_train_job(params, settings, job=job)
-    except (ValueError, LaunchError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
     typer.echo(json.dumps(result.to_dict(), indent=2))
 
 
@@ -177,34 +159,24 @@ def export(
     ] = "onnx,onnx-int8,tflite",
 ) -> None:
     """Export a checkpoint to ONNX, int8 ONNX and TFLite, checking each against torch."""
+    from infra.store import open_store
     from trainer.data import load_frames, preprocessed_samples
-    from trainer.export import ExportError, export_all
-    from trainer.store import open_store
+    from trainer.export import export_all
     from trainer.train import load_checkpoint
 
-    try:
+    with as_user_error(ValueError):
         model, ckpt = load_checkpoint(checkpoint)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
     store_url = store or ckpt.get("config", {}).get("store")
     if not store_url:
-        _fail("no store to take calibration frames from: pass --store")
+        raise UserError("no store to take calibration frames from: pass --store")
     st = open_store(str(store_url))
     sessions = _sessions(session) or _checkpoint_sessions(ckpt)
     table = load_frames(st, sessions)
     if len(table) == 0:
-        _fail(f"no frames in {st.url} to calibrate and check with")
-    try:
-        result = export_all(
-            model,
-            out,
-            preprocessed_samples(table, model.spec),
-            formats=[f.strip() for f in formats.split(",")],
-        )
-    except ExportError as exc:
-        _fail(str(exc))
-        return
+        raise UserError(f"no frames in {st.url} to calibrate and check with")
+    result = export_all(  # an ExportError is a failure (exit 1), reported by the entry point
+        model, out, preprocessed_samples(table, model.spec), formats=[f.strip() for f in formats.split(",")]
+    )
     for fmt, f in result.files.items():
         diff = f"max |Δ| vs torch {f.max_abs_diff:.2e}" if f.max_abs_diff is not None else ""
         typer.echo(f"{fmt:10s} {f.path}  {f.size / 1024:.0f} KiB  {diff} {f.action_mae or ''}")
@@ -245,24 +217,21 @@ def evaluate(
     the expert's lap time for reference, and writes simtrace.csv, run.mp4 and map.png. Offline
     metrics (MAE, R², accuracy) use the run's validation sessions unless --session is given.
     """
+    from infra.store import open_store
     from trainer.data import load_frames
     from trainer.evaluate import OnnxPilot, TorchPilot, closed_loop, summary
     from trainer.report import offline_metrics, plot_predictions
-    from trainer.store import open_store
     from trainer.train import load_checkpoint, write_json
 
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"model": str(model)}
     checkpoint = None
-    try:
+    with as_user_error(ValueError):
         if model.suffix == ".onnx":
             pilot: Any = OnnxPilot(model)
         else:
             checkpoint = load_checkpoint(model)
             pilot = TorchPilot(checkpoint[0])
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
     if checkpoint is not None:
         net, ckpt = checkpoint
         store_url = store or ckpt.get("config", {}).get("store")
@@ -277,26 +246,23 @@ def evaluate(
             for key, value in metrics.items():
                 typer.echo(f"  {key:20s} {value:.4f}")
         elif not track:
-            _fail(
+            raise UserError(
                 "nothing to evaluate: pass --track for the simulator or --store/--session for offline metrics"
             )
     elif session:
-        _fail("offline metrics need a checkpoint (the .onnx file carries no training data)")
+        raise UserError("offline metrics need a checkpoint (the .onnx file carries no training data)")
     elif not track:
-        _fail("pass --track to drive the model in the simulator")
+        raise UserError("pass --track to drive the model in the simulator")
     unfinished = []
     if track:
         report["closed_loop"] = []
         for name in track:
             # One folder per track (named after the file for a DeepRacer .npy).
             folder = out / "closed-loop" / (Path(name).stem if len(track) > 1 else "")
-            try:
+            with as_user_error(ValueError):
                 closed = closed_loop(
                     pilot, name, laps=laps, out_dir=folder, seed=seed, recover=recover, video=video
                 )
-            except (ValueError, FileNotFoundError) as exc:
-                _fail(str(exc))
-                return
             report["closed_loop"].append(closed.model_dump(mode="json"))
             typer.echo(summary(closed))
             for label, path in closed.files.items():
@@ -324,17 +290,14 @@ def record(
     ] = True,
 ) -> None:
     """Record the simulator's expert driver into the store, in the hub's dataset layout."""
+    from infra.store import open_store
     from trainer.record import RecordConfig, record_expert
-    from trainer.store import open_store
 
-    try:
+    with as_user_error(ValueError):
         manifests = record_expert(
             open_store(store), track, sessions=sessions, car=car, seed=seed,
             config=RecordConfig(laps=laps, noise_std=noise, randomize=randomize),
         )  # fmt: skip
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
     for m in manifests:
         typer.echo(f"{m.car}/{m.session}: {m.frame_count} frames in {len(m.shards)} shards")
 
@@ -351,6 +314,7 @@ def quickstart(
 
     from trainer.quickstart import DEMO, run_quickstart
 
+    _check_store(store)
     recipe = replace(DEMO, track=track, seed=seed)
     result = run_quickstart(store, work_dir, recipe)
     typer.echo(json.dumps(result.to_dict(), indent=2))
@@ -360,17 +324,13 @@ def quickstart(
 
 @train_app.command("agent")
 def agent(
-    broker: Annotated[str, typer.Option(envvar="PADDOCK_BROKER", help="MQTT URL the jobs come from.")],
+    broker: Annotated[str, broker_option("MQTT URL the jobs come from.")],
     store: StoreOpt,
     work_dir: Annotated[Path, typer.Option(help="Where job logs, runs and results go.")] = Path(
         "trainer-agent"
     ),
-    hub: Annotated[
-        str | None, typer.Option(envvar="PADDOCK_HUB", help="Hub API base URL for registration.")
-    ] = None,
-    hub_token: Annotated[
-        str | None, typer.Option(envvar="PADDOCK_HUB_TOKEN", help="The hub's API token (for registering).")
-    ] = None,
+    hub: Annotated[str | None, hub_option("Hub API base URL for registration.")] = None,
+    token: TokenOpt = None,
     prefix: Annotated[str, typer.Option(help="MQTT topic prefix.")] = "paddock",
     client_id: Annotated[
         str | None, typer.Option(help="MQTT client id (keep it stable: jobs wait for it).")
@@ -388,12 +348,13 @@ def agent(
     """Take train and evaluate jobs from MQTT (jobs/train, jobs/evaluate) and run them one at a time."""
     from trainer.agent import AgentSettings, TrainerAgent
 
+    _check_store(store)
     values: dict[str, Any] = {
         "broker": broker,
         "store": store,
         "work_dir": str(work_dir),
         "hub": hub,
-        "hub_token": hub_token,
+        "hub_token": token,
         "topic_prefix": prefix,
         "share_group": share_group,
         "launcher": launcher,
@@ -403,11 +364,9 @@ def agent(
     }
     if client_id:
         values["client_id"] = client_id
-    try:
-        settings = AgentSettings.model_validate(values)
-        TrainerAgent(settings).run_forever()
-    except ValueError as exc:
-        _fail(str(exc))
+    with as_user_error(ValueError):
+        agent = TrainerAgent(AgentSettings.model_validate(values))
+    agent.run_forever()
 
 
 def register(app: typer.Typer) -> None:

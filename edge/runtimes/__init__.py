@@ -1,23 +1,21 @@
 """Autopilot runtimes: turn model bytes + model card into something that runs one sample.
 
 Built in: ``onnx`` (ONNX Runtime, the default) and ``tflite`` (LiteRT from ``ai-edge-litert``,
-falling back to ``tflite_runtime``). More can be added as plugins: a package declares an entry
-point in the group ``paddock.runtimes`` whose value is a :class:`Runtime` subclass; its
-``formats`` say which manifest formats it takes.
+falling back to ``tflite_runtime``). Both are entry points of the group ``paddock.runtimes``
+(:mod:`edge.plugins`), and a package adds more the same way: the value is a :class:`Runtime`
+subclass whose ``formats`` say which manifest formats it takes.
 """
 
 import logging
 from abc import ABC, abstractmethod
-from importlib.metadata import entry_points
 
 import numpy as np
 from numpy.typing import NDArray
 
+from edge import plugins
 from schemas.model_card import ModelCard
 
 log = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "paddock.runtimes"
 
 
 class RuntimeUnavailable(RuntimeError):
@@ -70,26 +68,19 @@ def check_input_shape(declared: list[object], card: ModelCard, where: str) -> No
             )
 
 
-def builtin_runtimes() -> dict[str, type[Runtime]]:
-    from edge.runtimes.litert import LiteRtRuntime
-    from edge.runtimes.onnx import OnnxRuntime
-
-    return {OnnxRuntime.name: OnnxRuntime, LiteRtRuntime.name: LiteRtRuntime}
-
-
 def available_runtimes() -> dict[str, type[Runtime]]:
-    """Built-in runtimes plus those registered by installed packages."""
-    found = builtin_runtimes()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    """The runtimes that load: paddock's own (``onnx``, ``tflite``) first, then plugins."""
+    found: dict[str, type[Runtime]] = {}
+    for name, plugin in plugins.plugins(plugins.RUNTIMES).items():
         try:
-            cls = ep.load()
-        except Exception as exc:
-            log.warning("runtime plugin %s failed to load: %s", ep.name, exc)
+            cls = plugin.load()
+        except plugins.PluginError as exc:
+            log.warning("%s", exc)
             continue
         if isinstance(cls, type) and issubclass(cls, Runtime):
-            found[ep.name] = cls
+            found[name] = cls
         else:
-            log.warning("runtime plugin %s is not a Runtime subclass", ep.name)
+            log.warning("runtime plugin %s is not a Runtime subclass", name)
     return found
 
 

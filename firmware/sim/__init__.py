@@ -6,13 +6,12 @@ The gymnasium environment lives in :mod:`firmware.sim.gym_env` (importing it reg
 See docs/simulator.md.
 """
 
-from firmware.sim.body import GroundTruth, SimActuators, SimBody, SimCamera
 from firmware.sim.expert import ExpertConfig, ExpertDriver
 from firmware.sim.lidar import LidarConfig
 from firmware.sim.obstacles import Obstacle, place_obstacles
 from firmware.sim.physics import (
-    CarConfig,
     CarState,
+    VehicleSpec,
     angle_deg_to_steering,
     speed_to_throttle,
     steering_to_angle_deg,
@@ -27,13 +26,13 @@ from firmware.sim.reward import (
     load_reward_function,
 )
 from firmware.sim.run import RunResult, drive
+from firmware.sim.simulated_body import GroundTruth, SimActuators, SimBody, SimCamera
 from firmware.sim.track import Projection, Track, TrackError, load_track
 from firmware.sim.tracks import builtin_track, builtin_track_names, get_track
 from firmware.sim.world import SimEvent, World, WorldConfig, WorldStatus
 
 __all__ = [
     "PARAM_KEYS",
-    "CarConfig",
     "CarState",
     "ExpertConfig",
     "ExpertDriver",
@@ -52,6 +51,7 @@ __all__ = [
     "SimEvent",
     "Track",
     "TrackError",
+    "VehicleSpec",
     "World",
     "WorldConfig",
     "WorldStatus",

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from firmware.sim.obstacles import Obstacle
-from firmware.sim.physics import CarConfig, CarState, speed_to_throttle
-from firmware.sim.track import FloatArray, Track
+from firmware.sim.physics import CarState, VehicleSpec, speed_to_throttle
+from firmware.sim.track import FloatArray, Track, resample_closed
 
 if TYPE_CHECKING:
     from firmware.sim.world import World
@@ -74,21 +74,21 @@ class ExpertDriver:
     def __init__(
         self,
         track: Track,
-        car: CarConfig | None = None,
+        car: VehicleSpec | None = None,
         config: ExpertConfig | None = None,
         line: NDArray[np.floating] | None = None,
         seed: int | None = None,
         obstacles: Sequence[Obstacle] | None = None,
     ) -> None:
         self.track = track
-        self.car = car or CarConfig()
+        self.car = car or VehicleSpec()
         self.config = config or ExpertConfig()
         raw = track.center[:-1] if line is None else np.asarray(line, dtype=np.float64)
         if raw.ndim != 2 or raw.shape[1] != 2 or len(raw) < 4 or not np.isfinite(raw).all():
             raise ValueError("a racing line must be a finite K×2 array with at least 4 points")
         if np.allclose(raw[0], raw[-1]):
             raw = raw[:-1]
-        self.base_path = _resample_closed(raw, _SPACING)
+        self.base_path = resample_closed(raw, _SPACING)
         self.path = self.base_path
         self._n = len(self.path)
         self.curvature = _smooth_curvature(self.path)
@@ -230,15 +230,6 @@ class ExpertDriver:
         if self.obstacles is None:
             self.set_obstacles(world.config.obstacles)
         return self.act(world.car.state)
-
-
-def _resample_closed(points: FloatArray, spacing: float) -> FloatArray:
-    closed = np.vstack([points, points[:1]])
-    seg = np.hypot(*np.diff(closed, axis=0).T)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(8, round(cum[-1] / spacing))
-    s = np.linspace(0.0, cum[-1], n, endpoint=False)
-    return np.stack([np.interp(s, cum, closed[:, 0]), np.interp(s, cum, closed[:, 1])], axis=1)
 
 
 def _left_normals(path: FloatArray) -> FloatArray:

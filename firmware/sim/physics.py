@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
-class CarConfig:
+class VehicleSpec:
     """A car's geometry and dynamics. The defaults are a 1:18 car (AWS DeepRacer size).
 
     Positions are of the rear axle's centre; ``front_offset`` is DeepRacer's reference point (the
@@ -58,22 +58,22 @@ class CarConfig:
         }
         for name, value in positive.items():
             if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"CarConfig.{name} must be positive, got {value}")
+                raise ValueError(f"VehicleSpec.{name} must be positive, got {value}")
         if not 0 < self.max_steering_deg < 89:
-            raise ValueError(f"CarConfig.max_steering_deg must be in (0, 89), got {self.max_steering_deg}")
+            raise ValueError(f"VehicleSpec.max_steering_deg must be in (0, 89), got {self.max_steering_deg}")
         if not 0 <= self.min_speed <= self.max_speed:
-            raise ValueError(f"CarConfig.min_speed must be in [0, max_speed], got {self.min_speed}")
+            raise ValueError(f"VehicleSpec.min_speed must be in [0, max_speed], got {self.min_speed}")
         for name in ("speed_time_constant", "steering_time_constant", "latency", "rear_overhang"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"CarConfig.{name} must be >= 0, got {value}")
+                raise ValueError(f"VehicleSpec.{name} must be >= 0, got {value}")
 
     @property
     def max_steering_rad(self) -> float:
         return math.radians(self.max_steering_deg)
 
 
-def throttle_to_speed(throttle: float, car: CarConfig) -> float:
+def throttle_to_speed(throttle: float, car: VehicleSpec) -> float:
     """Commanded speed (m/s) for a throttle in [-1, 1] (see the module docstring)."""
     if not throttle > 0:  # also NaN
         return 0.0
@@ -81,7 +81,7 @@ def throttle_to_speed(throttle: float, car: CarConfig) -> float:
     return car.min_speed + t * (car.max_speed - car.min_speed)
 
 
-def speed_to_throttle(speed: float, car: CarConfig) -> float:
+def speed_to_throttle(speed: float, car: VehicleSpec) -> float:
     """The throttle that commands ``speed`` m/s (the inverse of :func:`throttle_to_speed`).
 
     Speeds at or below zero give 0 (brake); positive speeds are clipped to
@@ -97,12 +97,12 @@ def speed_to_throttle(speed: float, car: CarConfig) -> float:
     return max((v - car.min_speed) / span, 1e-9)
 
 
-def steering_to_angle_deg(steering: float, car: CarConfig) -> float:
+def steering_to_angle_deg(steering: float, car: VehicleSpec) -> float:
     """DeepRacer's ``steering_angle`` (degrees, positive = LEFT) for a steering in [-1, 1]."""
     return -_clip_unit(steering) * car.max_steering_deg
 
 
-def angle_deg_to_steering(angle_deg: float, car: CarConfig) -> float:
+def angle_deg_to_steering(angle_deg: float, car: VehicleSpec) -> float:
     """Steering in [-1, 1] (+1 = RIGHT) for DeepRacer's ``steering_angle`` in degrees (+ = LEFT)."""
     return _clip_unit(-float(angle_deg) / car.max_steering_deg)
 
@@ -138,7 +138,7 @@ class Command:
 class Car:
     """The bicycle model with its actuators. Advance it with :meth:`tick` at a fixed ``dt``."""
 
-    config: CarConfig
+    config: VehicleSpec
     dt: float
     state: CarState = field(default_factory=CarState)
     command: Command = field(default_factory=Command)  # the latest command given

@@ -1,6 +1,7 @@
 """DeepRacer reward functions: the ``params`` dict and calling a user's ``reward_function``.
 
-:func:`deepracer_params` builds the 27 keys of the DeepRacer simulator (deepracer-simapp's
+:func:`deepracer_params` (in :mod:`firmware.sim.world`, which owns the state it reads; imported
+here for reward users) builds the 27 keys of the DeepRacer simulator (deepracer-simapp's
 ``RewardParam``) with its units and quirks:
 
 * ``x``, ``y`` are the car's front reference point (0.14 m ahead of the rear axle by default);
@@ -22,7 +23,6 @@ finite number within ±1e5. Anything else is a :class:`RewardFunctionError` nami
 
 from __future__ import annotations
 
-import bisect
 import importlib.util
 import math
 import numbers
@@ -35,109 +35,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from firmware.sim.physics import steering_to_angle_deg
-from firmware.sim.world import World
-
-PARAM_KEYS: tuple[str, ...] = (
-    "all_wheels_on_track",
-    "x",
-    "y",
-    "heading",
-    "distance_from_center",
-    "projection_distance",
-    "progress",
-    "steps",
-    "speed",
-    "steering_angle",
-    "track_width",
-    "track_length",
-    "waypoints",
-    "closest_waypoints",
-    "is_left_of_center",
-    "is_reversed",
-    "closest_objects",
-    "objects_location",
-    "objects_left_of_center",
-    "object_in_camera",
-    "objects_speed",
-    "objects_heading",
-    "objects_distance_from_center",
-    "objects_distance",
-    "is_crashed",
-    "is_offtrack",
-    "sim_time",
-)
+# The world computes the params; reward users import them from here too.
+from firmware.sim.world import PARAM_KEYS as PARAM_KEYS
+from firmware.sim.world import Params as Params
+from firmware.sim.world import deepracer_params as deepracer_params
 
 REWARD_LIMIT = 1e5
-Params = dict[str, Any]
-
-
-def deepracer_params(world: World) -> Params:
-    """DeepRacer's reward ``params`` for the world as it is now (after the last step)."""
-    track = world.track
-    status = world.status
-    car = world.car
-    fx, fy = car.front_point()
-    proj = track.project(fx, fy)
-    (ix, iy), (ox, oy) = track.border_points(fx, fy)
-    closer_to_inner = math.hypot(fx - ix, fy - iy) < math.hypot(fx - ox, fy - oy)
-    heading = math.degrees(car.state.yaw)
-    params: Params = {
-        "all_wheels_on_track": status.all_wheels_on_track,
-        "x": fx,
-        "y": fy,
-        "heading": heading,
-        "distance_from_center": proj.distance,
-        "projection_distance": proj.s,
-        "progress": status.progress,
-        "steps": status.steps,
-        "speed": world.commanded_speed,
-        "steering_angle": steering_to_angle_deg(car.command.steering, world.config.car),
-        "track_width": math.hypot(ix - ox, iy - oy),
-        "track_length": track.length,
-        "waypoints": track.waypoint_list,
-        "closest_waypoints": list(track.closest_waypoints(proj.s)),
-        "is_left_of_center": closer_to_inner ^ (not track.is_ccw),
-        "is_reversed": track.is_reversed,
-        "closest_objects": [0, 0],
-        "objects_location": [],
-        "objects_left_of_center": [],
-        "object_in_camera": False,
-        "objects_speed": [],
-        "objects_heading": [],
-        "objects_distance_from_center": [],
-        "objects_distance": [],
-        "is_crashed": status.crashed,
-        "is_offtrack": status.off_track,
-        "sim_time": status.time,
-    }
-    obstacles = world.config.obstacles
-    if obstacles:
-        projections = [track.project(o.x, o.y) for o in obstacles]
-        pdists = [p.s for p in projections]
-        order = sorted(range(len(obstacles)), key=lambda k: pdists[k])
-        ordered = [pdists[k] for k in order]
-        nxt = bisect.bisect_right(ordered, proj.s)
-        prev = nxt - 1
-        if prev == -1:
-            prev = len(ordered) - 1
-        if nxt == len(ordered):
-            nxt = 0
-        prev_i, next_i = order[prev], order[nxt]
-        s = car.state
-        params.update(
-            closest_objects=[prev_i, next_i],
-            objects_location=[[o.x, o.y] for o in obstacles],
-            objects_left_of_center=[(p.lateral > 0) for p in projections],
-            object_in_camera=world.renderer.object_in_view(
-                s.x, s.y, s.yaw, obstacles[next_i].x, obstacles[next_i].y
-            ),
-            objects_speed=[0.0] * len(obstacles),
-            objects_heading=[0.0] * len(obstacles),
-            objects_distance_from_center=[p.distance for p in projections],
-            objects_distance=pdists,
-        )
-    return params
 
 
 def copy_params(params: Params) -> Params:

@@ -72,35 +72,13 @@ def drive(
         done = status.lap - start_lap >= laps or status.time >= limit
         trouble = status.off_track or status.crashed
         if simtrace is not None or reward_function is not None:
-            params = deepracer_params(world)
-            reward = reward_function(params) if reward_function is not None else 0.0
-            total_reward += reward
-            if simtrace is not None:
-                episode_status = (
-                    "lap_complete" if status.lap_completed else
-                    "crashed" if status.crashed else
-                    "off_track" if status.off_track else
-                    "reversed" if status.reversed else
-                    "time_up" if done else "in_progress"
-                )  # fmt: skip
-                simtrace.write(
-                    episode=episode,
-                    params=params,
-                    action=f"[{params['steering_angle']:.2f} {params['speed']:.2f}]",
-                    reward=reward,
-                    done=done or (trouble and not recover),
-                    episode_status=episode_status,
-                )
+            finished = done or (trouble and not recover)
+            total_reward += _score(world, status, reward_function, simtrace, episode, done, finished)
         fx, fy = world.car.front_point()
         trace.append((fx, fy))
         speeds.append(status.speed)
         if video is not None:
-            lap_no = min(status.lap - start_lap + 1, laps)
-            hud = (
-                f"lap {lap_no}/{laps}  {status.time - _lap_start(status):5.2f} s  "
-                f"{status.speed:4.2f} m/s  steer {steering:+.2f}  throttle {throttle:.2f}"
-            )
-            video.add(world.render(), fx, fy, hud)
+            _video_frame(video, world, status, laps, status.lap - start_lap, (steering, throttle))
         if on_step is not None:
             on_step(status)
         if trouble:
@@ -120,6 +98,54 @@ def drive(
         trace=np.asarray(trace),
         speeds=np.asarray(speeds),
     )
+
+
+def _score(
+    world: World,
+    status: WorldStatus,
+    reward_function: RewardFunction | None,
+    simtrace: SimTraceWriter | None,
+    episode: int,
+    done: bool,
+    finished: bool,
+) -> float:
+    """The step's reward (0 without a reward function), and its simtrace row."""
+    params = deepracer_params(world)
+    reward = reward_function(params) if reward_function is not None else 0.0
+    if simtrace is not None:
+        episode_status = (
+            "lap_complete" if status.lap_completed else
+            "crashed" if status.crashed else
+            "off_track" if status.off_track else
+            "reversed" if status.reversed else
+            "time_up" if done else "in_progress"
+        )  # fmt: skip
+        simtrace.write(
+            episode=episode,
+            params=params,
+            action=f"[{params['steering_angle']:.2f} {params['speed']:.2f}]",
+            reward=reward,
+            done=finished,
+            episode_status=episode_status,
+        )
+    return reward
+
+
+def _video_frame(
+    video: VideoWriter,
+    world: World,
+    status: WorldStatus,
+    laps: int,
+    laps_done: int,
+    action: tuple[float, float],
+) -> None:
+    fx, fy = world.car.front_point()
+    steering, throttle = action
+    hud = (
+        f"lap {min(laps_done + 1, laps)}/{laps}  {status.time - _lap_start(status):5.2f} s  "
+        f"{status.speed:4.2f} m/s  steer {steering:+.2f}  throttle {throttle:.2f}"
+    )
+    video.add(world.render(), fx, fy, hud)
 
 
 def _lap_start(status: WorldStatus) -> float:

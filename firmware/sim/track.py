@@ -263,6 +263,16 @@ class Track:
 # ---- loading -----------------------------------------------------------------------------------
 
 
+def resample_closed(points: FloatArray, spacing: float) -> FloatArray:
+    """Points evenly spaced by arc length along a densely sampled closed curve (no closing point)."""
+    closed = np.vstack([points, points[:1]])
+    seg = np.hypot(*np.diff(closed, axis=0).T)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(8, round(cum[-1] / spacing))
+    s = np.linspace(0.0, cum[-1], n, endpoint=False)
+    return np.stack([np.interp(s, cum, closed[:, 0]), np.interp(s, cum, closed[:, 1])], axis=1)
+
+
 def load_track(path: str | Path, name: str | None = None) -> Track:
     """Load a DeepRacer ``.npy`` track file. Raises :class:`TrackError` naming the file."""
     p = Path(path)

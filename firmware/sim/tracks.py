@@ -14,19 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.sim.track import FloatArray, Track, TrackError, load_track
+from firmware.sim.track import FloatArray, Track, TrackError, load_track, resample_closed
 
 WAYPOINT_SPACING_M = 0.10
-
-
-def _resample_closed(points: FloatArray, spacing: float) -> FloatArray:
-    """Points evenly spaced by arc length along a densely sampled closed curve (no closing point)."""
-    closed = np.vstack([points, points[:1]])
-    seg = np.hypot(*np.diff(closed, axis=0).T)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    n = max(8, round(cum[-1] / spacing))
-    s = np.linspace(0.0, cum[-1], n, endpoint=False)
-    return np.stack([np.interp(s, cum, closed[:, 0]), np.interp(s, cum, closed[:, 1])], axis=1)
 
 
 def _catmull_rom_closed(control: list[tuple[float, float]], samples: int = 80) -> FloatArray:
@@ -53,7 +43,7 @@ def _catmull_rom_closed(control: list[tuple[float, float]], samples: int = 80) -
 def _smooth_closed(points: FloatArray, sigma_m: float) -> FloatArray:
     """Gaussian smoothing along a closed curve: rounds the tightest bends off the spline."""
     step = 0.02
-    dense = _resample_closed(points, step)
+    dense = resample_closed(points, step)
     half = int(4 * sigma_m / step)
     x = np.arange(-half, half + 1) * step
     kernel = np.exp(-0.5 * (x / sigma_m) ** 2)
@@ -65,7 +55,7 @@ def _smooth_closed(points: FloatArray, sigma_m: float) -> FloatArray:
 def _designed(name: str, control: list[tuple[float, float]], width: float) -> Track:
     loop = _smooth_closed(_catmull_rom_closed(control), sigma_m=0.25)
     return Track.from_centerline(
-        name, _resample_closed(loop, WAYPOINT_SPACING_M), width, source=f"built-in {name}"
+        name, resample_closed(loop, WAYPOINT_SPACING_M), width, source=f"built-in {name}"
     )
 
 
@@ -86,7 +76,7 @@ def _oval() -> Track:
     start = int(np.argmin(np.hypot(loop[:, 0], loop[:, 1] + radius)))
     loop = np.roll(loop, -start, axis=0)
     return Track.from_centerline(
-        "oval", _resample_closed(loop, WAYPOINT_SPACING_M), 0.8, source="built-in oval"
+        "oval", resample_closed(loop, WAYPOINT_SPACING_M), 0.8, source="built-in oval"
     )
 
 

@@ -13,6 +13,7 @@ started (waypoint 0 unless :meth:`World.reset` was given another start).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from numpy.typing import NDArray
 from firmware.sim.labels import FrameLabels, LabelConfig, frame_labels
 from firmware.sim.lidar import Lidar, LidarConfig
 from firmware.sim.obstacles import Obstacle, rectangles_overlap
-from firmware.sim.physics import Car, CarConfig, CarState, throttle_to_speed
+from firmware.sim.physics import Car, CarState, VehicleSpec, steering_to_angle_deg, throttle_to_speed
 from firmware.sim.render import Image, Randomization, RenderConfig, Renderer
 from firmware.sim.track import Projection, Track
 from firmware.sim.tracks import get_track
@@ -39,7 +40,7 @@ class WorldConfig:
 
     dt: float = 1.0 / 30.0
     substeps: int = 2
-    car: CarConfig = field(default_factory=CarConfig)
+    car: VehicleSpec = field(default_factory=VehicleSpec)
     camera: RenderConfig = field(default_factory=RenderConfig)
     lidar: LidarConfig = field(default_factory=LidarConfig)
     randomization: Randomization = field(default_factory=Randomization)
@@ -100,7 +101,7 @@ class WorldStatus:
 
 
 class World:
-    """One car on one track. Not thread-safe (see :class:`firmware.sim.body.SimBody`)."""
+    """One car on one track. Not thread-safe (see :class:`firmware.sim.simulated_body.SimBody`)."""
 
     def __init__(
         self, track: Track | str | Path, config: WorldConfig | None = None, seed: int | None = None
@@ -312,9 +313,7 @@ class World:
         return throttle_to_speed(self.car.command.throttle, self.config.car)
 
     def params(self) -> dict[str, Any]:
-        """DeepRacer's reward ``params`` now (see :func:`firmware.sim.reward.deepracer_params`)."""
-        from firmware.sim.reward import deepracer_params  # the reward module builds on the world
-
+        """DeepRacer's reward ``params`` now (see :func:`deepracer_params`)."""
         return deepracer_params(self)
 
     def render(self) -> Image:
@@ -332,3 +331,105 @@ class World:
             self._lidar = Lidar(self.track, self.config.lidar, self.config.obstacles)
         s = self.car.state
         return self._lidar.scan(s.x, s.y, s.yaw, self.rng)
+
+
+# --- the world in DeepRacer's terms (what a reward function reads) ---------------------------------
+PARAM_KEYS: tuple[str, ...] = (
+    "all_wheels_on_track",
+    "x",
+    "y",
+    "heading",
+    "distance_from_center",
+    "projection_distance",
+    "progress",
+    "steps",
+    "speed",
+    "steering_angle",
+    "track_width",
+    "track_length",
+    "waypoints",
+    "closest_waypoints",
+    "is_left_of_center",
+    "is_reversed",
+    "closest_objects",
+    "objects_location",
+    "objects_left_of_center",
+    "object_in_camera",
+    "objects_speed",
+    "objects_heading",
+    "objects_distance_from_center",
+    "objects_distance",
+    "is_crashed",
+    "is_offtrack",
+    "sim_time",
+)
+
+Params = dict[str, Any]
+
+
+def deepracer_params(world: World) -> Params:
+    """DeepRacer's reward ``params`` for the world as it is now (after the last step)."""
+    track = world.track
+    status = world.status
+    car = world.car
+    fx, fy = car.front_point()
+    proj = track.project(fx, fy)
+    (ix, iy), (ox, oy) = track.border_points(fx, fy)
+    closer_to_inner = math.hypot(fx - ix, fy - iy) < math.hypot(fx - ox, fy - oy)
+    heading = math.degrees(car.state.yaw)
+    params: Params = {
+        "all_wheels_on_track": status.all_wheels_on_track,
+        "x": fx,
+        "y": fy,
+        "heading": heading,
+        "distance_from_center": proj.distance,
+        "projection_distance": proj.s,
+        "progress": status.progress,
+        "steps": status.steps,
+        "speed": world.commanded_speed,
+        "steering_angle": steering_to_angle_deg(car.command.steering, world.config.car),
+        "track_width": math.hypot(ix - ox, iy - oy),
+        "track_length": track.length,
+        "waypoints": track.waypoint_list,
+        "closest_waypoints": list(track.closest_waypoints(proj.s)),
+        "is_left_of_center": closer_to_inner ^ (not track.is_ccw),
+        "is_reversed": track.is_reversed,
+        "closest_objects": [0, 0],
+        "objects_location": [],
+        "objects_left_of_center": [],
+        "object_in_camera": False,
+        "objects_speed": [],
+        "objects_heading": [],
+        "objects_distance_from_center": [],
+        "objects_distance": [],
+        "is_crashed": status.crashed,
+        "is_offtrack": status.off_track,
+        "sim_time": status.time,
+    }
+    obstacles = world.config.obstacles
+    if obstacles:
+        projections = [track.project(o.x, o.y) for o in obstacles]
+        pdists = [p.s for p in projections]
+        order = sorted(range(len(obstacles)), key=lambda k: pdists[k])
+        ordered = [pdists[k] for k in order]
+        nxt = bisect.bisect_right(ordered, proj.s)
+        prev = nxt - 1
+        if prev == -1:
+            prev = len(ordered) - 1
+        if nxt == len(ordered):
+            nxt = 0
+        prev_i, next_i = order[prev], order[nxt]
+        s = car.state
+        params.update(
+            closest_objects=[prev_i, next_i],
+            objects_location=[[o.x, o.y] for o in obstacles],
+            objects_left_of_center=[(p.lateral > 0) for p in projections],
+            object_in_camera=world.renderer.object_in_view(
+                s.x, s.y, s.yaw, obstacles[next_i].x, obstacles[next_i].y
+            ),
+            objects_speed=[0.0] * len(obstacles),
+            objects_heading=[0.0] * len(obstacles),
+            objects_distance_from_center=[p.distance for p in projections],
+            objects_distance=pdists,
+        )
+    return params

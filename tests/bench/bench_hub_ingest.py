@@ -146,7 +146,7 @@ class HubClientCounter(RawCounter):
     and only counting. hub / this = what persisting costs, apart from the MQTT client."""
 
     def connect(self) -> None:
-        from hub.mqtt import Message, MqttClient
+        from hub.ingest.mqtt import Message, MqttClient
 
         def on_message(msg: Message) -> None:
             self.count += 1

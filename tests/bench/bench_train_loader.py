@@ -32,12 +32,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from infra.store import LocalStore  # noqa: E402
 from schemas.model_card import InputSpec, preprocess  # noqa: E402
 from trainer.augment import AugmentConfig  # noqa: E402
 from trainer.data import DrivingDataset, EpochSampler, FrameTable, list_sessions, load_frames  # noqa: E402
 from trainer.models import ModelOptions, build_model  # noqa: E402
 from trainer.record import RecordConfig, record_expert  # noqa: E402
-from trainer.store import LocalStore  # noqa: E402
 
 BATCH = 64
 WARMUP = 5

@@ -116,7 +116,7 @@ def test_interrupting_the_demo_while_it_trains_leaves_no_process_and_no_corrupt_
     tmp_path: Path, signum: int
 ) -> None:
     root = tmp_path / "demo"
-    command = [sys.executable, "-m", "deploy.cli", "demo", "--dir", str(root), "--cars", "1"]
+    command = [sys.executable, "-m", "deploy.cli", "demo", "--out", str(root), "--cars", "1"]
     command += ["--record-laps", "1", "--epochs", "30", "--no-video"]
     proc = subprocess.Popen(
         command,

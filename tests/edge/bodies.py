@@ -2,9 +2,9 @@
 
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from firmware.body import Body
 from firmware.calibration import Calibration, SteeringCalibration, ThrottleCalibration
 from firmware.camera import CameraConfig
+from firmware.car_body import Body
 from firmware.hardware.pwm import PwmActuators
 from firmware.hardware.test_pattern import TestPatternCamera
 

@@ -338,8 +338,8 @@ async def test_boot_without_a_broker_drives_the_cached_model(mosquitto: Any, tmp
 async def test_sensors_reach_telemetry_and_recorded_frames(tmp_path: Path) -> None:
     import struct
 
-    from edge.spool import Spool
-    from firmware.body import Body
+    from edge.spool import ForwardSpool
+    from firmware.car_body import Body
     from firmware.sensors import CpuTemperature, Mpu6050Imu, SensorSuite
     from schemas.payloads import decode_frame
     from tests.firmware.test_sensors import RegisterBus
@@ -358,7 +358,7 @@ async def test_sensors_reach_telemetry_and_recorded_frames(tmp_path: Path) -> No
         daemon.start_recording("with-imu")
         await until(lambda: daemon.spool.pending_records > 5, what="recorded frames")
         daemon.stop_recording()
-    spool = Spool(cfg.spool_dir, max_bytes=1 << 30)
+    spool = ForwardSpool(cfg.spool_dir, max_bytes=1 << 30)
     records = [decode_frame(r.data)[0] for r in spool.read(spool.head, max_records=10)]
     spool.close()
     assert records and all(r.session == "with-imu" and r.model_extra["recorded"] is True for r in records)

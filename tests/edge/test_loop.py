@@ -8,8 +8,8 @@ from edge.config import LoopSection
 from edge.loop import ControlLoop, TickResult
 from edge.pilots import Decision, ModelPilot, Pilot
 from edge.runtimes.onnx import OnnxRuntime
-from firmware.body import Body
 from firmware.camera import Frame
+from firmware.car_body import Body
 from tests.edge.bodies import bench_body, throttle_pulse_us
 from tests.edge.modelkit import manifest, onnx_model
 

@@ -1,6 +1,6 @@
 """Acks leave in arrival order, all that became due in one call, and never for an old connection."""
 
-from hub.acks import AckSequencer
+from hub.ingest.acks import AckSequencer
 
 
 def test_acks_leave_in_arrival_order_in_batches() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.catalog import Catalog, CatalogError, Conflict, migrations
-from hub.deployments import Current, current_from_history, rollback_target
+from hub.fleet.deployments import Current, current_from_history, rollback_target
+from hub.storage.catalog import Catalog, CatalogError, Conflict, migrations
 from schemas.messages import CarStatus
 
 

@@ -4,7 +4,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.ingest import check_frame
+from hub.ingest.receiver import check_frame
 from schemas.envelope import encode
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord

@@ -84,10 +84,10 @@ def test_cli_prints_and_checks_configs(tmp_path: Path) -> None:
     assert out.exit_code == 0 and "[sinks.influxdb]" in out.output
     path = tmp_path / "hub.toml"
     path.write_text(out.output)
-    out = runner.invoke(app, ["hub", "check-config", str(path)])
+    out = runner.invoke(app, ["hub", "config", "--check", str(path)])
     assert out.exit_code == 0 and "store:" in out.output
     path.write_text("[api]\nport = -1\n")
-    out = runner.invoke(app, ["hub", "check-config", str(path)])
+    out = runner.invoke(app, ["hub", "config", "--check", str(path)])
     assert out.exit_code == 2 and "api.port" in out.output
 
 
@@ -95,7 +95,7 @@ async def test_a_failed_start_says_why_and_leaves_nothing_running(tmp_path: Path
     import threading
 
     from hub import HubService
-    from hub.store import StoreError
+    from infra.store import StoreError
 
     def ours() -> list[str]:
         return [t.name for t in threading.enumerate() if t.name.startswith(("hub-", "paho"))]

@@ -4,14 +4,14 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 
-from hub.api import create_app
+from hub.api.app import create_app
 from hub.config import HubConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hub.md"
 
 
 def test_route_table_matches_the_api() -> None:
-    spec = create_app(SimpleNamespace(config=HubConfig())).openapi()  # type: ignore[arg-type]
+    spec = create_app(SimpleNamespace(settings=HubConfig().api)).openapi()  # type: ignore[arg-type]
     actual = {
         (method.upper(), path, bool(op.get("security")))
         for path, ops in spec["paths"].items()

@@ -4,6 +4,9 @@ messages are counted, births and deaths follow the bdseq rules."""
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from hub import HubConfig, HubService
 from schemas.envelope import encode
@@ -336,7 +339,7 @@ async def test_a_killed_sealer_process_is_replaced_and_nothing_is_lost(
 
 
 async def test_sealing_in_a_thread(mosquitto, make_config: Callable[..., HubConfig]) -> None:  # type: ignore[no-untyped-def]
-    from hub.sealer import Sealer
+    from hub.storage.sealer import Sealer
 
     cfg = make_config(mosquitto.url, shards={"sealer": "thread", "busy_share": 0.5})
     async with HubService(cfg) as hub:
@@ -349,3 +352,24 @@ async def test_sealing_in_a_thread(mosquitto, make_config: Callable[..., HubConf
         assert manifest.gaps == [(3, 3)] and hub.ingest_stats().cars["car-t"].frames_sealed == 199
     _, samples = read_session(_store_root(hub), "car-t", "s")
     assert [s.seq for s in samples] == sent
+
+
+async def test_the_sealer_process_starts_from_a_folder_holding_a_hub_directory(
+    mosquitto, make_config: Callable[..., HubConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """``python -m`` puts the working directory first on sys.path: a data dir ``hub/`` there (with the
+    spool in ``hub/spool``) must not be taken for the hub package. With an editable install a plain
+    folder shadows it; the ``__init__.py`` makes it shadow under any install, as here."""
+    data = tmp_path / "hub"
+    (data / "spool").mkdir(parents=True)
+    (data / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    cfg = make_config(mosquitto.url, data_dir=Path("hub"), shards={"sealer": "process"})
+    async with HubService(cfg) as hub:
+        assert hub.sealer.alive and hub.health()["store"]["sealer_alive"]
+        car = FakeCar(mosquitto.url, "car-cwd", prefix=cfg.topic_prefix).connect()
+        await asyncio.to_thread(car.record, "s", 20)
+        car.stop_recording("s")
+        manifest = await hub.wait_sealed("car-cwd", "s")
+        car.close()
+    assert manifest.frame_count == 20

@@ -21,7 +21,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from deploy.broker import EmbeddedBroker
-from hub.mqtt import (
+from hub.ingest.mqtt import (
     PINGRESP,
     PUBACK,
     SUBACK,
@@ -242,7 +242,7 @@ def test_wrong_credentials_are_refused_and_retried(
     broker = mosquitto_factory(extra_config=f"allow_anonymous false\npassword_file {passwords}\n")
     broker.start()
     wrong = _client(f"mqtt://hub:nope@127.0.0.1:{broker.port}", Inbox())
-    with caplog.at_level("WARNING", logger="hub.mqtt"):
+    with caplog.at_level("WARNING", logger="hub.ingest.mqtt"):
         wrong.start()
         try:
             time.sleep(1.5)

@@ -85,9 +85,9 @@ def _openapi() -> dict[str, Any]:
     """The OpenAPI document, built from the app itself (no server needed at collection time)."""
     from types import SimpleNamespace
 
-    from hub.api import create_app
+    from hub.api.app import create_app
 
-    app = create_app(SimpleNamespace(config=HubConfig()))  # type: ignore[arg-type]
+    app = create_app(SimpleNamespace(settings=HubConfig().api))  # type: ignore[arg-type]
     return app.openapi()
 
 

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.seqset import SeqSet
+from hub.storage.seqset import SeqSet
 
 ops = st.lists(
     st.one_of(

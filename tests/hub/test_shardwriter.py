@@ -5,7 +5,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.shardwriter import shard_bytes
+from hub.storage.shards import shard_bytes
 from schemas.shards import ReadStats, Sample, read_shard, write_shard
 
 records = st.dictionaries(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from hub import HubConfig, HubService
-from hub.sinks import SqliteSink, TelemetryRecord, line_protocol, to_points
+from hub.telemetry.sinks import SqliteSink, TelemetryRecord, line_protocol, to_points
 from schemas.messages import LapEvent, OffTrackEvent, Telemetry
 from tests.hub.conftest import eventually
 from tests.hub.fakecar import FakeCar
@@ -311,6 +311,6 @@ def test_line_protocol_escapes_and_types() -> None:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_numbers_never_reach_a_sink(bad: float) -> None:
-    from hub.sinks import _num
+    from hub.telemetry.sinks import _num
 
     assert _num(bad) is None

@@ -5,10 +5,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from hub.spool import HEADER, Spool, SpoolReader, list_segments, segment_path
+from hub.storage.spool import SpoolReader, WriteAheadSpool, list_segments, segment_path
+from infra.records import HEADER
 
 
-def _collect(spool: Spool) -> list[Any]:
+def _collect(spool: WriteAheadSpool) -> list[Any]:
     got: list[Any] = []
     lock = threading.Lock()
 
@@ -21,7 +22,7 @@ def _collect(spool: Spool) -> list[Any]:
 
 
 def test_records_are_durable_in_order_and_read_back(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_batch=7)
+    spool = WriteAheadSpool(tmp_path, max_batch=7)
     got = _collect(spool)
     spool.open()
     bodies = [os.urandom(100 + i) for i in range(50)]
@@ -39,7 +40,7 @@ def test_records_are_durable_in_order_and_read_back(tmp_path: Path) -> None:
     assert spool.stats.appended == 50
     assert spool.stats.batches >= 50 // 7
     # A new spool (a restarted hub) reads everything back from the old segment.
-    again = Spool(tmp_path)
+    again = WriteAheadSpool(tmp_path)
     again.open()
     reader = SpoolReader(again)
     assert [body for _, body in reader.read(1000)] == bodies
@@ -48,7 +49,7 @@ def test_records_are_durable_in_order_and_read_back(tmp_path: Path) -> None:
 
 
 def test_reader_follows_the_writer_and_segments_rotate(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, segment_bytes=1000)
+    spool = WriteAheadSpool(tmp_path, segment_bytes=1000)
     spool.open()
     reader = SpoolReader(spool)
     seen: list[bytes] = []
@@ -70,7 +71,7 @@ def test_reader_follows_the_writer_and_segments_rotate(tmp_path: Path) -> None:
 
 
 def test_a_torn_tail_is_skipped_and_later_segments_still_read(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = WriteAheadSpool(tmp_path)
     spool.open()
     for i in range(3):
         spool.append(b"frame-%d" % i, i)
@@ -78,11 +79,11 @@ def test_a_torn_tail_is_skipped_and_later_segments_still_read(tmp_path: Path) ->
     # A killed writer left half a record, then garbage.
     with segment_path(tmp_path, 0).open("ab") as fh:
         fh.write(HEADER.pack(b"R1", 1000, 0) + b"half")
-    spool2 = Spool(tmp_path)
+    spool2 = WriteAheadSpool(tmp_path)
     spool2.open()
     spool2.append(b"after-restart", "x")
     spool2.close()
-    spool3 = Spool(tmp_path)
+    spool3 = WriteAheadSpool(tmp_path)
     spool3.open()
     reader = SpoolReader(spool3)
     assert [b for _, b in reader.read(100)] == [b"frame-0", b"frame-1", b"frame-2", b"after-restart"]
@@ -91,7 +92,7 @@ def test_a_torn_tail_is_skipped_and_later_segments_still_read(tmp_path: Path) ->
 
 
 def test_a_corrupt_record_is_detected_by_its_crc(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = WriteAheadSpool(tmp_path)
     spool.open()
     spool.append(b"a" * 50, 0)
     spool.append(b"b" * 50, 1)
@@ -100,7 +101,7 @@ def test_a_corrupt_record_is_detected_by_its_crc(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[HEADER.size + 50 + HEADER.size + 10] ^= 0xFF  # flip a bit in the second body
     path.write_bytes(bytes(data))
-    spool2 = Spool(tmp_path)
+    spool2 = WriteAheadSpool(tmp_path)
     spool2.open()
     reader = SpoolReader(spool2)
     assert [b for _, b in reader.read(10)] == [b"a" * 50]
@@ -108,13 +109,13 @@ def test_a_corrupt_record_is_detected_by_its_crc(tmp_path: Path) -> None:
 
 
 def test_large_records_are_read_whole(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
+    spool = WriteAheadSpool(tmp_path)
     spool.open()
     big = os.urandom(3 * 1024 * 1024)
     spool.append(big, 0)
     spool.append(b"small", 1)
     spool.close()
-    spool2 = Spool(tmp_path)
+    spool2 = WriteAheadSpool(tmp_path)
     spool2.open()
     reader = SpoolReader(spool2, chunk_bytes=1024 * 1024)
     assert [b for _, b in reader.read(10)] == [big, b"small"]
@@ -122,7 +123,7 @@ def test_large_records_are_read_whole(tmp_path: Path) -> None:
 
 
 def test_append_blocks_while_too_much_is_pending(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_pending_bytes=1000)
+    spool = WriteAheadSpool(tmp_path, max_pending_bytes=1000)
     release = threading.Event()
     durable: list[Any] = []
 

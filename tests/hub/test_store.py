@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from hub import HubConfig, HubService
-from hub.store import LocalStore, NoSuchKey, S3Store, check_key, open_store
+from infra.store import LocalStore, NoSuchKey, S3Store, check_key, open_store
 from schemas.shards import read_shard
 from tests.hub.conftest import TOKEN
 from tests.hub.fakecar import FakeCar

@@ -4,6 +4,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infra.keys import load_or_create_private_key
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord
 from schemas.model_card import (
@@ -20,7 +21,6 @@ from schemas.model_card import (
 from schemas.payloads import decode_frame, decode_model, encode_frame, encode_model
 from schemas.signing import (
     SignatureError,
-    load_or_create_private_key,
     load_public_key,
     public_key_pem,
     sign_manifest,

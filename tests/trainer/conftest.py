@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.store import LocalStore
 from tests.trainer.synth import write_session
 from trainer.models import ModelOptions
-from trainer.store import LocalStore
 from trainer.train import TrainConfig
 
 # A small input keeps the tests fast; the mapping to learn is the same.

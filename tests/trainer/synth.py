@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from infra.store import ObjectStore
 from schemas.dataset import SessionManifest, session_manifest_key
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample
-from trainer.data import encode_jpeg
 from trainer.record import put_shard
-from trainer.store import ObjectStore
 
 
 def road_image(

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from infra.store import LocalStore
 from schemas.messages import JobProgress, JobResult, TrainJob, TrainParams
 from schemas.mqtt_url import BrokerUrl
 from tests.trainer.hub_thread import HubThread
 from trainer.agent import AgentSettings, TrainerAgent
-from trainer.store import LocalStore
 
 OPTIONS = {"model": {"width": 64, "height": 32}, "threads": 1, "epochs": 2, "batch_size": 16}
 

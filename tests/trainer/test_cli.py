@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from deploy.cli import app
 
 runner = CliRunner()
-SMALL = '{"model": {"width": 64, "height": 32}, "threads": 1}'
+SMALL = ["--set", "model.width=64", "--set", "model.height=32", "--set", "threads=1"]
 
 
 def test_help_lists_the_subcommands() -> None:
@@ -29,7 +29,7 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
     train = runner.invoke(
         app,
         ["train", "train", "--store", store, "--epochs", "1", "--batch-size", "16", "--formats", "onnx",
-         "--options", SMALL, "--work-dir", str(tmp_path / "runs"), "--version", "v1", "--no-progress"],
+         *SMALL, "--work-dir", str(tmp_path / "runs"), "--version", "v1", "--no-progress"],
     )  # fmt: skip
     assert train.exit_code == 0, train.output
     result = json.loads(train.output[train.output.index("{") :])
@@ -61,12 +61,12 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
 
 def test_errors_are_clear(tmp_path: Path) -> None:
     empty = runner.invoke(app, ["train", "train", "--store", str(tmp_path / "nothing"), "--no-progress"])
-    assert empty.exit_code == 1 and "no training sessions" in empty.output
+    assert empty.exit_code == 2 and "no training sessions" in empty.output
     bad = runner.invoke(app, ["train", "train", "--store", str(tmp_path), "--session", "no-slash"])
     assert bad.exit_code == 2 and "CAR/SESSION" in bad.output
-    options = runner.invoke(app, ["train", "train", "--store", str(tmp_path), "--options", '{"bogus": 1}'])
-    assert options.exit_code == 1 and "bogus" in options.output
+    options = runner.invoke(app, ["train", "train", "--store", str(tmp_path), "--set", "bogus=1"])
+    assert options.exit_code == 2 and "bogus" in options.output
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     ev = runner.invoke(app, ["train", "evaluate", str(junk), "--track", "oval"])
-    assert ev.exit_code == 1 and "not a readable checkpoint" in ev.output
+    assert ev.exit_code == 2 and "not a readable checkpoint" in ev.output

@@ -4,9 +4,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.store import LocalStore, S3Store, StoreError, open_store
 from schemas.dataset import session_manifest_key, shard_key
 from schemas.messages import SessionRef
 from schemas.model_card import preprocess
+from schemas.payloads import encode_jpeg
 from schemas.shards import Sample, write_shard
 from tests.trainer.synth import frame_record, road_image, write_session
 from trainer.augment import (
@@ -24,14 +26,12 @@ from trainer.data import (
     DrivingDataset,
     EpochSampler,
     decode_jpeg,
-    encode_jpeg,
     list_sessions,
     load_frames,
     split_sessions,
     steering_weights,
 )
 from trainer.models import ModelOptions
-from trainer.store import LocalStore, S3Store, StoreError, open_store
 
 
 def _refs(n: int, car: str = "car-1") -> list[SessionRef]:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.store import LocalStore
 from tests.missing import missing
 from tests.trainer.conftest import small_config
 from trainer.launch import command, launch
-from trainer.store import LocalStore
 from trainer.train import load_checkpoint, weights_digest
 
 

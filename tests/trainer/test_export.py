@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from infra.store import LocalStore
 from schemas.model_card import ModelCard, decode_outputs
 from tests.missing import missing
 from tests.trainer.conftest import SMALL
@@ -23,7 +24,6 @@ from trainer.export import (
     tflite_runner,
 )
 from trainer.models import build_model
-from trainer.store import LocalStore
 
 
 @pytest.fixture(scope="module")

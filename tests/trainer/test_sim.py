@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.store import LocalStore
 from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.messages import EvaluateParams, FrameRecord
 from schemas.shards import read_shard
@@ -16,7 +17,6 @@ from trainer.evaluate import ClosedLoopReport, closed_loop, run_evaluate_job
 from trainer.pipeline import TrainerSettings
 from trainer.quickstart import DEMO, QuickstartResult, run_quickstart
 from trainer.record import RecordConfig, record_expert
-from trainer.store import LocalStore
 
 
 def test_recorded_expert_laps_are_a_dataset_in_the_hubs_layout(tmp_path: Path) -> None:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.store import LocalStore
 from schemas.messages import JobProgress
 from tests.trainer.conftest import small_config
 from trainer.augment import AugmentConfig
-from trainer.store import LocalStore
 from trainer.train import TrainResult, fit, load_checkpoint, weights_digest
 
 

@@ -19,13 +19,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.shards import ReadStats, ShardError, read_shard
 from trainer.data import decode_jpeg, list_sessions
 from trainer.perception import TASKS
-from trainer.store import MissingObject, ObjectStore
 
 INPUT_HEIGHT, INPUT_WIDTH = 60, 80
 
@@ -137,12 +137,12 @@ def _session_samples(store: ObjectStore, ref: SessionRef, skipped: dict[str, int
     try:
         manifest = SessionManifest.model_validate_json(store.get(session_manifest_key(ref.car, ref.session)))
         names = [s.name for s in manifest.shards]
-    except (MissingObject, ContractError, ValueError):
+    except (NoSuchKey, ContractError, ValueError):
         names = sorted(k.rsplit("/", 1)[-1] for k in store.list(prefix) if k.endswith(".tar"))
     for name in names:
         try:
             data = store.get(prefix + name)
-        except MissingObject:
+        except NoSuchKey:
             skipped["missing_shards"] += 1
             continue
         stats = ReadStats()

@@ -18,13 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.store import open_store
 from trainer.perception.dataset import load_table, split_by_session
 from trainer.perception.export import export_detector
 from trainer.perception.metrics import write_report
 from trainer.perception.search import search
 from trainer.perception.train import TrainConfig, predict, train
 from trainer.perception.validate import Thresholds, data_report, ensure_valid, write_data_report
-from trainer.store import open_store
 
 Progress = Callable[[str], None]
 

@@ -25,10 +25,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import session_prefix
 from trainer.perception import TASKS
 from trainer.perception.dataset import PerceptionTable
-from trainer.store import MissingObject, ObjectStore
 
 
 class DatasetRefused(ValueError):
@@ -105,13 +105,13 @@ def _lidar(store: ObjectStore, table: PerceptionTable) -> dict[str, Any]:
         prefix = session_prefix(car, session)
         try:
             text = store.get(prefix + "lidar.csv").decode()
-        except MissingObject:
+        except NoSuchKey:
             out[name] = {"present": False}
             continue
         limits = {"min_range": 0.0, "max_range": float("inf")}
         try:
             limits |= json.loads(store.get(prefix + "scene.json"))["lidar"]
-        except (MissingObject, KeyError, ValueError):
+        except (NoSuchKey, KeyError, ValueError):
             pass
         rows = list(csv.reader(io.StringIO(text)))[1:]
         values = np.array(

@@ -7,15 +7,15 @@ import pytest
 
 from firmware.sim.physics import (
     Car,
-    CarConfig,
     CarState,
+    VehicleSpec,
     angle_deg_to_steering,
     speed_to_throttle,
     steering_to_angle_deg,
     throttle_to_speed,
 )
 
-IDEAL = CarConfig(
+IDEAL = VehicleSpec(
     speed_time_constant=0.0, steering_time_constant=0.0, latency=0.0, max_accel=1e6, max_brake=1e6
 )
 
@@ -34,19 +34,19 @@ IDEAL = CarConfig(
     ],
 )
 def test_throttle_maps_linearly_onto_the_speed_range(throttle: float, speed: float) -> None:
-    assert throttle_to_speed(throttle, CarConfig()) == pytest.approx(speed)
+    assert throttle_to_speed(throttle, VehicleSpec()) == pytest.approx(speed)
 
 
 @pytest.mark.parametrize("speed", [0.1, 0.5, 1.0, 2.5, 4.0])
 def test_speed_to_throttle_inverts_the_mapping(speed: float) -> None:
-    car = CarConfig()
+    car = VehicleSpec()
     throttle = speed_to_throttle(speed, car)
     assert 0 < throttle <= 1
     assert throttle_to_speed(throttle, car) == pytest.approx(speed)
 
 
 def test_speed_to_throttle_clips_and_brakes() -> None:
-    car = CarConfig()
+    car = VehicleSpec()
     assert speed_to_throttle(0.0, car) == 0.0
     assert speed_to_throttle(-1.0, car) == 0.0
     assert speed_to_throttle(9.0, car) == 1.0
@@ -54,7 +54,7 @@ def test_speed_to_throttle_clips_and_brakes() -> None:
 
 
 def test_steering_conventions() -> None:
-    car = CarConfig()
+    car = VehicleSpec()
     assert steering_to_angle_deg(-1.0, car) == 30.0  # full left is DeepRacer +30°
     assert steering_to_angle_deg(0.5, car) == -15.0
     assert angle_deg_to_steering(30.0, car) == -1.0
@@ -104,7 +104,7 @@ def test_command_latency_in_whole_ticks() -> None:
 
 def test_first_order_lag_of_speed_and_steering() -> None:
     config = replace(
-        CarConfig(), latency=0.0, max_accel=1e6, speed_time_constant=0.2, steering_time_constant=0.1
+        VehicleSpec(), latency=0.0, max_accel=1e6, speed_time_constant=0.2, steering_time_constant=0.1
     )
     car = Car(config, dt=0.001)
     car.set_command(1.0, speed_to_throttle(2.0, config))
@@ -117,7 +117,7 @@ def test_first_order_lag_of_speed_and_steering() -> None:
 
 
 def test_acceleration_and_braking_limits() -> None:
-    config = replace(CarConfig(), latency=0.0, speed_time_constant=0.0, max_accel=2.0, max_brake=4.0)
+    config = replace(VehicleSpec(), latency=0.0, speed_time_constant=0.0, max_accel=2.0, max_brake=4.0)
     car = Car(config, dt=0.01)
     car.set_command(0.0, 1.0)
     for _ in range(50):
@@ -133,10 +133,10 @@ def test_acceleration_and_braking_limits() -> None:
 
 
 def test_nan_commands_are_neutral_and_runs_are_deterministic() -> None:
-    assert Car(CarConfig(), 0.01).set_command(float("nan"), float("nan")).throttle == 0.0
+    assert Car(VehicleSpec(), 0.01).set_command(float("nan"), float("nan")).throttle == 0.0
 
     def run() -> CarState:
-        car = Car(CarConfig(), dt=1 / 60)
+        car = Car(VehicleSpec(), dt=1 / 60)
         for i in range(300):
             car.set_command(math.sin(i / 20), 0.4 + 0.2 * math.cos(i / 30))
             car.tick()
@@ -146,7 +146,7 @@ def test_nan_commands_are_neutral_and_runs_are_deterministic() -> None:
 
 
 def test_body_points() -> None:
-    car = Car(CarConfig(), dt=0.01, state=CarState(1.0, 2.0, math.pi / 2))
+    car = Car(VehicleSpec(), dt=0.01, state=CarState(1.0, 2.0, math.pi / 2))
     fx, fy = car.front_point()
     assert (fx, fy) == pytest.approx((1.0, 2.14))
     wheels = car.wheel_points()
@@ -156,10 +156,10 @@ def test_body_points() -> None:
 
 def test_invalid_configs() -> None:
     with pytest.raises(ValueError, match="max_speed"):
-        CarConfig(max_speed=0)
+        VehicleSpec(max_speed=0)
     with pytest.raises(ValueError, match="min_speed"):
-        CarConfig(min_speed=5.0)
+        VehicleSpec(min_speed=5.0)
     with pytest.raises(ValueError, match="latency"):
-        CarConfig(latency=-1)
+        VehicleSpec(latency=-1)
     with pytest.raises(ValueError, match="time step"):
-        Car(CarConfig(), dt=0)
+        Car(VehicleSpec(), dt=0)

@@ -8,12 +8,12 @@ import pytest
 
 from firmware.sim.lidar import LidarConfig
 from firmware.sim.obstacles import Obstacle, place_obstacles
-from firmware.sim.physics import CarConfig, speed_to_throttle
+from firmware.sim.physics import VehicleSpec, speed_to_throttle
 from firmware.sim.render import Randomization, RenderConfig
 from firmware.sim.track import Track
 from firmware.sim.world import World, WorldConfig
 
-IDEAL_CAR = CarConfig(speed_time_constant=0.0, steering_time_constant=0.0, latency=0.0, max_accel=1e6)
+IDEAL_CAR = VehicleSpec(speed_time_constant=0.0, steering_time_constant=0.0, latency=0.0, max_accel=1e6)
 
 
 def test_lap_time_on_a_circle_matches_the_hand_computed_value() -> None:
@@ -213,7 +213,7 @@ def test_lidar_ranges_against_the_oval_geometry() -> None:
 
 def test_step_commands_are_clipped_and_deterministic() -> None:
     def run() -> list[tuple[float, float, float]]:
-        world = World("technical", WorldConfig(car=replace(CarConfig(), latency=0.05)), seed=3)
+        world = World("technical", WorldConfig(car=replace(VehicleSpec(), latency=0.05)), seed=3)
         out = []
         for i in range(200):
             world.step(3.0 * math.sin(i / 10), float("nan") if i == 5 else 0.5)

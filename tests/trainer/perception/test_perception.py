@@ -21,7 +21,7 @@ from trainer.perception.metrics import task_metrics, worst_mistakes, write_repor
 from trainer.perception.search import search
 from trainer.perception.train import TrainConfig, load_checkpoint, predict, train
 from trainer.perception.validate import DatasetRefused, Thresholds, data_report, ensure_valid
-from trainer.store import open_store
+from infra.store import open_store
 
 LOOSE = Thresholds(min_per_class=0, max_imbalance=1e9)
 
@@ -146,7 +146,7 @@ def test_perceive_command_refuses_bad_data_and_trains(captured: Path, tmp_path: 
         capture_output=True,
         text=True,
     )
-    assert bad.returncode == 2 and "bad setting" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "lr" in bad.stderr and "Traceback" not in bad.stderr
     assert SessionRef  # the layout the hub writes is what is read
     assert SURFACE_CLASSES[-1] == "offtrack"
     json.dumps({})

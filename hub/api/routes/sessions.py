@@ -1,0 +1,121 @@
+"""Recorded sessions: list, manifest, delete, trim, a thumbnail, a tar export."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response, StreamingResponse
+
+from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
+from hub.api.parts import ApiParts
+from hub.fleet.sessions import export_tar, read_frame, thumbnail
+from hub.storage.catalog import Conflict
+from hub.storage.sealer import manifest_from_row
+from schemas.ids import CAR_ID_PATTERN
+
+router = APIRouter(tags=["sessions"])
+
+
+def _session_out(hub: ApiParts, row: dict[str, Any]) -> SessionOut:
+    manifest = manifest_from_row(row)
+    return SessionOut(
+        **manifest.model_dump(),
+        bytes=row["bytes"],
+        trimmed=[(a, b) for a, b in row["trimmed"]],
+        datasets=hub.catalog.datasets_using(row["car"], row["session"]),
+    )
+
+
+def _session_row(hub: ApiParts, car: str, session: str) -> dict[str, Any]:
+    row = hub.catalog.get_session(car, session)
+    if row is None:
+        raise not_found(f"session {car}/{session}")
+    return row
+
+
+@router.get("/sessions", summary="Recorded sessions, newest first")
+def sessions(
+    hub: Parts,
+    car: Annotated[str | None, Query(pattern=CAR_ID_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+) -> SessionList:
+    rows, total = hub.catalog.list_sessions(car, limit, offset)
+    return SessionList(total=total, sessions=[_session_out(hub, r) for r in rows])
+
+
+@router.get("/sessions/{car}/{session}", summary="A session's manifest", responses=ERRORS)
+def session(hub: Parts, car: CarPath, session: SessionPath) -> SessionOut:
+    return _session_out(hub, _session_row(hub, car, session))
+
+
+@router.delete(
+    "/sessions/{car}/{session}",
+    summary="Delete a session (its shards, manifest and catalog entry)",
+    status_code=204,
+    dependencies=AUTH,
+    responses=ERRORS,
+)
+def delete_session(
+    hub: Parts,
+    car: CarPath,
+    session: SessionPath,
+    force: Annotated[bool, Query(description="delete even if datasets use it")] = False,
+) -> Response:
+    _session_row(hub, car, session)
+    using = hub.catalog.datasets_using(car, session)
+    if using and not force:
+        raise Conflict(f"session {car}/{session} is used by datasets {', '.join(using)} (use force=true)")
+    hub.sealer.delete(car, session)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sessions/{car}/{session}/trim",
+    summary="Remove the frames start..end (inclusive) from a session",
+    dependencies=AUTH,
+    responses=ERRORS,
+)
+def trim(hub: Parts, car: CarPath, session: SessionPath, body: TrimIn) -> SessionOut:
+    _session_row(hub, car, session)
+    hub.sealer.trim(car, session, body.start, body.end)
+    return _session_out(hub, _session_row(hub, car, session))
+
+
+@router.get(
+    "/sessions/{car}/{session}/thumbnail",
+    summary="A frame of the session as a small JPEG (default: the middle frame)",
+    responses={200: {"content": {"image/jpeg": {}}}, **ERRORS},
+    response_class=Response,
+)
+def session_thumbnail(
+    hub: Parts,
+    car: CarPath,
+    session: SessionPath,
+    seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
+    size: Annotated[int, Query(ge=16, le=1024)] = 160,
+) -> Response:
+    manifest = manifest_from_row(_session_row(hub, car, session))
+    sample = read_frame(hub.store, manifest, seq)
+    if sample is None:
+        raise not_found(f"frame {seq} of {car}/{session}")
+    try:
+        data = thumbnail(sample.jpeg, size)
+    except OSError:
+        raise HTTPException(422, f"frame {sample.seq} of {car}/{session} is not a decodable JPEG") from None
+    return Response(data, media_type="image/jpeg", headers={"X-Paddock-Seq": str(sample.seq)})
+
+
+@router.get(
+    "/sessions/{car}/{session}/export",
+    summary="The session as a tar: manifest.json and shards, laid out as in the store",
+    responses={200: {"content": {"application/x-tar": {}}}, **ERRORS},
+    response_class=Response,
+)
+def export(hub: Parts, car: CarPath, session: SessionPath) -> StreamingResponse:
+    manifest = manifest_from_row(_session_row(hub, car, session))
+    return StreamingResponse(
+        export_tar(hub.store, manifest),
+        media_type="application/x-tar",
+        headers={"Content-Disposition": f'attachment; filename="{car}-{session}.tar"'},
+    )

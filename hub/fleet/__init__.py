@@ -1,0 +1,1 @@
+"""The fleet: signed model deployments, the model registry, training jobs and recorded sessions."""

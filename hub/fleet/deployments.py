@@ -1,0 +1,236 @@
+"""Model deployments: signed, retained model envelopes on a car's or a group's model topic.
+
+Each action on a target (deploy, rollback, clear) is a row in the catalog; the target's current
+model is found by replaying them as a stack: deploy pushes, clear pushes "nothing", rollback pops.
+So a rollback after a clear brings the cleared model back, and two rollbacks go two models back.
+
+The envelope carries the model inline up to ``inline_max_bytes``; a larger model travels as a
+manifest whose ``url`` points at this hub's download route. Either way the manifest (url included)
+is signed with the hub's Ed25519 key, so a car verifies it before it downloads or loads anything.
+"""
+
+import logging
+import os
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.storage.catalog import Catalog, Conflict
+from infra.keys import load_or_create_private_key
+from infra.store import ObjectStore
+from schemas.errors import ContractError
+from schemas.ids import check_car_id, check_group_id
+from schemas.model_card import ModelCard, ModelManifest
+from schemas.payloads import encode_model
+from schemas.signing import key_id, public_key_pem, sign_manifest
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+TargetKind = Literal["car", "group"]
+
+
+class NotFound(KeyError):
+    pass
+
+
+def load_signing_key(path: Path) -> Ed25519PrivateKey:
+    """The hub's key, created on first use with mode 0600; a key readable by others is tightened."""
+    key = load_or_create_private_key(path)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning("signing key %s had mode %o; setting 0600", path, mode)
+        os.chmod(path, 0o600)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    name: str
+    version: str
+
+
+def _stack(history: list[dict[str, Any]]) -> list[Current | None]:
+    stack: list[Current | None] = []
+    for row in history:
+        action = row["action"]
+        if action == "deploy":
+            m = Current(row["model_name"], row["model_version"])
+            if not stack or stack[-1] != m:
+                stack.append(m)
+        elif action == "clear":
+            if stack and stack[-1] is not None:
+                stack.append(None)
+        elif action == "rollback" and len(stack) >= 2:
+            stack.pop()
+    return stack
+
+
+def current_from_history(history: list[dict[str, Any]]) -> Current | None:
+    stack = _stack(history)
+    return stack[-1] if stack else None
+
+
+def rollback_target(history: list[dict[str, Any]]) -> Current | Literal[False] | None:
+    """What a rollback would restore: a model, None (nothing assigned), or False (nothing to roll back)."""
+    stack = _stack(history)
+    return stack[-2] if len(stack) >= 2 else False
+
+
+class Deployer:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: ObjectStore,
+        topics: Topics,
+        key: Ed25519PrivateKey,
+        publish: Any,
+        *,
+        inline_max_bytes: int,
+        public_url: Any,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.topics = topics
+        self.key = key
+        self.key_id = key_id(key.public_key())
+        self.public_key_pem = public_key_pem(key.public_key()).decode()
+        self._publish = publish  # (topic, payload, qos=, retain=) -> bool
+        self.inline_max_bytes = inline_max_bytes
+        self._public_url = public_url  # () -> str
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def check_target(kind: str, target: str) -> None:
+        if kind == "car":
+            check_car_id(target)
+        elif kind == "group":
+            check_group_id(target)
+        else:
+            raise ContractError(f"target kind must be 'car' or 'group', not {kind!r}")
+
+    def topic(self, kind: str, target: str) -> str:
+        return self.topics.car_model(target) if kind == "car" else self.topics.group_model(target)
+
+    def manifest(self, name: str, version: str) -> tuple[ModelManifest, bytes]:
+        """The signed manifest and the payload to publish (empty when the model goes by URL)."""
+        row = self.catalog.get_model(name, version)
+        if row is None:
+            raise NotFound(f"model {name}:{version}")
+        inline = row["size"] <= self.inline_max_bytes
+        url = None if inline else f"{self._public_url()}/models/{name}/{version}/artifact"
+        manifest = ModelManifest(
+            name=name,
+            version=version,
+            sha256=row["sha256"],
+            size=row["size"],
+            format=row["format"],
+            card=ModelCard.from_dict(row["card"]),
+            created=row["created"],
+            url=url,
+        )
+        signed = sign_manifest(manifest, self.key)
+        payload = self.store.get(row["artifact_key"]) if inline else b""
+        return signed, payload
+
+    def envelope(self, name: str, version: str) -> tuple[bytes, ModelManifest]:
+        manifest, payload = self.manifest(name, version)
+        return encode_model(manifest, payload), manifest
+
+    def deploy(
+        self, kind: str, target: str, name: str, version: str, requested_by: str | None = None
+    ) -> dict[str, Any]:
+        self.check_target(kind, target)
+        with self._lock:
+            envelope, manifest = self.envelope(name, version)
+            row_id = self.catalog.add_deployment(
+                {
+                    "target_kind": kind,
+                    "target": target,
+                    "action": "deploy",
+                    "model_name": name,
+                    "model_version": version,
+                    "sha256": manifest.sha256,
+                    "inline": manifest.url is None,
+                    "requested_by": requested_by,
+                }
+            )
+            published = self._publish(self.topic(kind, target), envelope, qos=1, retain=True)
+            self.catalog.set_deployment_published(row_id, published)
+        return self.status(kind, target) | {"published": published}
+
+    def rollback(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
+        self.check_target(kind, target)
+        with self._lock:
+            history = self.catalog.deployment_history(kind, target)
+            restore = rollback_target(history)
+            if restore is False:
+                raise Conflict(f"{kind} {target} has no earlier deployment to roll back to")
+            if restore is None:
+                payload, sha, inline = b"", None, None
+            else:
+                envelope, manifest = self.envelope(restore.name, restore.version)
+                payload, sha, inline = envelope, manifest.sha256, manifest.url is None
+            row_id = self.catalog.add_deployment(
+                {
+                    "target_kind": kind,
+                    "target": target,
+                    "action": "rollback",
+                    "model_name": restore.name if restore else None,
+                    "model_version": restore.version if restore else None,
+                    "sha256": sha,
+                    "inline": inline,
+                    "requested_by": requested_by,
+                }
+            )
+            published = self._publish(self.topic(kind, target), payload, qos=1, retain=True)
+            self.catalog.set_deployment_published(row_id, published)
+        return self.status(kind, target) | {"published": published}
+
+    def clear(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
+        """Remove the retained model message of a target (an empty retained publish)."""
+        self.check_target(kind, target)
+        with self._lock:
+            if not self.catalog.deployment_history(kind, target):
+                raise NotFound(f"{kind} {target} has no deployment")
+            row_id = self.catalog.add_deployment(
+                {"target_kind": kind, "target": target, "action": "clear", "requested_by": requested_by}
+            )
+            published = self._publish(self.topic(kind, target), b"", qos=1, retain=True)
+            self.catalog.set_deployment_published(row_id, published)
+        return self.status(kind, target) | {"published": published}
+
+    def status(self, kind: str, target: str) -> dict[str, Any]:
+        history = self.catalog.deployment_history(kind, target)
+        current = current_from_history(history)
+        last = history[-1] if history else None
+        return {
+            "target_kind": kind,
+            "target": target,
+            "topic": self.topic(kind, target),
+            "current": {"name": current.name, "version": current.version} if current else None,
+            "last_action": last["action"] if last else None,
+            "updated": last["created"] if last else None,
+            "can_roll_back": rollback_target(history) is not False,
+        }
+
+    def all_status(self) -> list[dict[str, Any]]:
+        return [self.status(kind, target) for kind, target in self.catalog.deployment_targets()]
+
+    def republish_all(self) -> int:
+        """Publish every target's current state again (retained); returns how many were sent."""
+        sent = 0
+        for kind, target in self.catalog.deployment_targets():
+            current = current_from_history(self.catalog.deployment_history(kind, target))
+            try:
+                payload = self.envelope(current.name, current.version)[0] if current else b""
+            except (NotFound, KeyError) as exc:
+                log.error("cannot republish %s %s: %s", kind, target, exc)
+                continue
+            if self._publish(self.topic(kind, target), payload, qos=1, retain=True):
+                sent += 1
+        return sent

@@ -1,0 +1,98 @@
+"""Reading recorded sessions back: single frames, thumbnails and whole-session tar exports."""
+
+import io
+import tarfile
+from collections.abc import Iterator
+from typing import Any
+
+from infra.store import ObjectStore
+from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
+from schemas.shards import ReadStats, Sample, read_shard
+
+
+def shard_for(manifest: SessionManifest, seq: int) -> str | None:
+    for info in manifest.shards:
+        if info.seq_first <= seq <= info.seq_last:
+            return info.name
+    return None
+
+
+def read_frame(store: ObjectStore, manifest: SessionManifest, seq: int | None) -> Sample | None:
+    """The frame ``seq`` (default: the middle one) or None if the session does not hold it."""
+    if not manifest.shards:
+        return None
+    if seq is None:
+        middle = manifest.shards[len(manifest.shards) // 2]
+        seq = (middle.seq_first + middle.seq_last) // 2
+        name: str | None = middle.name
+        pick_nearest = True
+    else:
+        name = shard_for(manifest, seq)
+        pick_nearest = False
+    if name is None:
+        return None
+    key = session_prefix(manifest.car, manifest.session) + name
+    best: Sample | None = None
+    with store.open(key) as fh:
+        for sample in read_shard(fh, ReadStats()):
+            if sample.seq == seq:
+                return sample
+            if pick_nearest and (best is None or abs(sample.seq - seq) < abs(best.seq - seq)):
+                best = sample
+    return best
+
+
+def thumbnail(jpeg: bytes, size: int) -> bytes:
+    """A JPEG no larger than ``size`` pixels on its longer side."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as src:
+        img = src.convert("RGB")
+    img.thumbnail((size, size))
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only sink whose bytes are collected chunk by chunk for streaming."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self.chunks.append(data)
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def export_tar(store: ObjectStore, manifest: SessionManifest) -> Iterator[bytes]:
+    """Stream a tar of the session as it lies in the store: manifest.json and its shards, under
+    ``datasets/{car}/{session}/`` (so extracting it into a store directory restores the session)."""
+    pipe = _Pipe()
+    prefix = session_prefix(manifest.car, manifest.session)
+    with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        data = manifest.to_json()
+        info = tarfile.TarInfo(session_manifest_key(manifest.car, manifest.session))
+        info.size = len(data)
+        info.mtime = int(manifest.updated)
+        tar.addfile(info, io.BytesIO(data))
+        yield pipe.take()
+        for shard in manifest.shards:
+            key = prefix + shard.name
+            size = store.size(key)
+            info = tarfile.TarInfo(key)
+            info.size = size
+            info.mtime = int(manifest.updated)
+            with store.open(key) as fh:
+                tar.addfile(info, fh)
+            yield pipe.take()
+    yield pipe.take()

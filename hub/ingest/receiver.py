@@ -1,0 +1,528 @@
+"""MQTT ingest: one subscriber with a persistent session and QoS 1, acknowledging only what is safe.
+
+The MQTT thread (:mod:`hub.ingest.mqtt`) does as little as possible per message: parse the topic (cached),
+check a frame's envelope, hand it to the spool, and return. Frames are acknowledged when their spool batch
+is fsynced; births, deaths, events, model states and job reports when the catalog has them
+(a control thread); telemetry (QoS 0) goes to the sinks without waiting. Acks leave in arrival
+order (:mod:`hub.ingest.acks`). A malformed message is counted, logged with its topic and reason, and
+acknowledged so the broker does not resend it; it never stops ingest.
+"""
+
+import json
+import logging
+import queue
+import ssl
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.config import HubConfig
+from hub.ingest.acks import AckSequencer, AckToken
+from hub.ingest.mqtt import Message, MqttClient, Will
+from hub.storage.catalog import Catalog
+from hub.storage.spool import CONTROL, WriteAheadSpool
+from hub.telemetry.metrics import IngestCounters
+from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
+from schemas import __version__
+from schemas.base import _summary
+from schemas.envelope import (
+    DEFAULT_MAX_HEADER,
+    MAGIC,
+    PREAMBLE_SIZE,
+    BadMagic,
+    EnvelopeTooLarge,
+    HeaderNotJson,
+    HeaderNotObject,
+    HeaderNotUtf8,
+    HeaderTooLarge,
+    Truncated,
+)
+from schemas.errors import ContractError
+from schemas.messages import (
+    CarStatus,
+    CommandResponse,
+    FrameRecord,
+    HubStatus,
+    JobProgress,
+    JobResult,
+    ModelState,
+    RecordingEvent,
+    Telemetry,
+    parse_event,
+)
+from schemas.payloads import decode_frame
+from schemas.topics import ParsedTopic, TopicKind, Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameToken:
+    ack: AckToken | None
+    car: str
+
+
+class _RateLimitedLog:
+    """Log the first few malformed messages per minute, then only count them."""
+
+    def __init__(self, per_minute: int = 20) -> None:
+        self.per_minute = per_minute
+        self.window = 0.0
+        self.count = 0
+        self.suppressed = 0
+
+    def warning(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.window >= 60:
+            if self.suppressed:
+                log.warning("%d more malformed messages in the last minute (not logged)", self.suppressed)
+            self.window, self.count, self.suppressed = now, 0, 0
+        if self.count < self.per_minute:
+            self.count += 1
+            log.warning(msg, *args)
+        else:
+            self.suppressed += 1
+
+
+class Ingest:
+    def __init__(
+        self,
+        config: HubConfig,
+        topics: Topics,
+        spool: WriteAheadSpool,
+        catalog: Catalog,
+        counters: IngestCounters,
+        sinks: Fanout,
+        api_url: Callable[[], str | None],
+    ) -> None:
+        self.config = config
+        self.topics = topics
+        self.spool = spool
+        self.catalog = catalog
+        self.counters = counters
+        self.sinks = sinks
+        self.api_url = api_url
+        self.connected = threading.Event()
+        self.connections = 0
+        self.on_connect_hooks: list[Callable[[], None]] = []
+        self.last_telemetry: dict[str, dict[str, Any]] = {}
+        self.last_preview: dict[str, tuple[float, bytes]] = {}
+        self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
+        self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
+        self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
+        self._control_thread = threading.Thread(target=self._control_loop, name="hub-control", daemon=True)
+        self._responses: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._responses_cond = threading.Condition()
+        self._bad = _RateLimitedLog()
+        self._closing = False
+        self.client = self._make_client()
+        self.acks = AckSequencer(self.client.ack)
+        spool.on_durable = self._on_durable
+
+    # --- setup --------------------------------------------------------------------------------
+    def _make_client(self) -> MqttClient:
+        cfg = self.config.mqtt
+        broker = cfg.broker
+        tls = None
+        if broker.tls:
+            tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        t = self.topics
+        offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
+        return MqttClient(
+            broker.host,
+            broker.port,
+            client_id=cfg.client_id,
+            clean_session=False,
+            keepalive=cfg.keepalive_s,
+            will=Will(t.hub_status(), offline, qos=1, retain=True),
+            username=broker.username,
+            password=broker.password,
+            tls=tls,
+            reconnect_min_s=cfg.reconnect_min_s,
+            reconnect_max_s=cfg.reconnect_max_s,
+            subscriptions=[
+                (t.all_cars("frames"), 1),
+                (t.all_cars("status"), 1),
+                (t.all_cars("telemetry"), 0),
+                (t.all_cars("events"), 1),
+                (t.all_cars("model/state"), 1),
+                (t.all_job_updates(), 1),
+                (t.all_command_responses(), 1),
+            ],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            on_disconnect=self._on_disconnect,
+        )
+
+    def start(self) -> None:
+        self._control_thread.start()
+        self.client.start()
+
+    def refuse_messages(self) -> None:
+        """Drop every message from now on (unacknowledged, so the broker keeps it for next time)."""
+        self._closing = True
+
+    @property
+    def is_connected(self) -> bool:
+        return self.connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until connected to the broker; False after ``timeout`` seconds."""
+        return self.connected.wait(timeout)
+
+    @property
+    def ack_outstanding(self) -> int:
+        """QoS 1 messages received and not yet acknowledged."""
+        return self.acks.outstanding
+
+    def telemetry_of(self, car: str) -> dict[str, Any] | None:
+        """The car's last telemetry message, as received."""
+        return self.last_telemetry.get(car)
+
+    def preview_of(self, car: str) -> bytes | None:
+        """The car's latest preview (QoS 0) frame envelope."""
+        item = self.last_preview.get(car)
+        return None if item is None else item[1]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
+        self._closing = True
+        self._control.put(None)
+        self._control_thread.join(timeout)
+        if self.connected.is_set():
+            offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
+            self.client.publish(self.topics.hub_status(), offline, qos=1, retain=True).wait(2.0)
+        self.client.stop(timeout)
+
+    # --- MQTT callbacks (the client's thread) -------------------------------------------------
+    def _on_connect(self, session_present: bool) -> None:
+        self.acks.reset(self.client.connection)
+        online = HubStatus(
+            state="online", version=__version__, api_url=self.api_url(), ts=time.time()
+        ).to_json()
+        self.client.publish(self.topics.hub_status(), online, qos=1, retain=True)
+        self.connections += 1
+        self.connected.set()
+        log.info(
+            "connected to %s (session %s)", self.config.mqtt.broker, "resumed" if session_present else "new"
+        )
+        for hook in self.on_connect_hooks:
+            threading.Thread(target=_safe(hook), name="hub-on-connect", daemon=True).start()
+
+    def _on_disconnect(self, reason: str) -> None:
+        self.connected.clear()
+        if not self._closing:
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _parse_topic(self, topic: str) -> ParsedTopic | None:
+        cache = self._topic_cache
+        try:
+            return cache[topic]
+        except KeyError:
+            pass
+        try:
+            parsed: ParsedTopic | None = self.topics.parse(topic)
+        except ContractError:
+            parsed = None
+        cache[topic] = parsed
+        if len(cache) > 10_000:
+            cache.popitem(last=False)
+        return parsed
+
+    def _on_message(self, msg: Message) -> None:
+        if self._closing:
+            return  # not acknowledged: the broker resends it to the next hub session
+        qos = msg.qos
+        token = self.acks.received(msg.mid) if qos > 0 else None
+        topic = msg.topic
+        parsed = self._parse_topic(topic)
+        payload = msg.payload
+        if parsed is None:
+            self._malformed(None, "topic", "not a paddock topic", topic)
+            self._ack(token)
+            return
+        kind = parsed.kind
+        if kind is TopicKind.FRAMES:
+            self._on_frame(parsed.car or "", qos, payload, token, topic, msg.retain)
+        elif kind is TopicKind.EVENTS and b"recording_stopped" in payload:
+            self._on_recording_stopped(parsed.car or "", payload)
+            self._control.put((parsed, topic, payload, token))
+        elif kind is TopicKind.TELEMETRY:
+            self._on_telemetry(parsed.car or "", payload, topic)
+            self._ack(token)
+        elif kind in (
+            TopicKind.CAR_STATUS,
+            TopicKind.EVENTS,
+            TopicKind.MODEL_STATE,
+            TopicKind.JOB_PROGRESS,
+            TopicKind.JOB_RESULT,
+            TopicKind.COMMAND_RESPONSE,
+        ):
+            self._control.put((parsed, topic, payload, token))
+        else:
+            self._ack(token)
+
+    def _on_frame(
+        self, car: str, qos: int, payload: bytes, token: AckToken | None, topic: str, retained: bool
+    ) -> None:
+        counters = self.counters.car(car)
+        if retained:  # a stale frame someone left retained: not part of any recording
+            self._ack(token)
+            return
+        if qos == 0 and not self.config.shards.record_preview:
+            counters.preview_frames += 1
+            self.last_preview[car] = (time.time(), payload)
+            return
+        try:
+            record = check_frame(payload, car, self.max_frame)
+        except ContractError as exc:
+            self._malformed(car, "frame", str(exc), topic, _frame_reason(exc))
+            if token is not None:  # acknowledged in order with the frames before it
+                self.spool.append(None, token)
+            return
+        if record.preview and not self.config.shards.record_preview:
+            # A car may mark preview frames in the header: brokers that deliver at the
+            # subscription's QoS (amqtt does) make QoS alone an unreliable sign of recording.
+            counters.preview_frames += 1
+            self.last_preview[car] = (time.time(), payload)
+            if token is not None:
+                self.spool.append(None, token)
+            return
+        counters.frames_received += 1
+        self.spool.append(payload, FrameToken(token, car))
+
+    def _on_recording_stopped(self, car: str, payload: bytes) -> None:
+        """Close the session in the spool's order: after every frame that came before this event."""
+        try:
+            event = parse_event(payload)
+        except ContractError:
+            return  # the control thread counts it as malformed
+        if isinstance(event, RecordingEvent) and event.type == "recording_stopped":
+            self.spool.append(CONTROL + json.dumps({"close": [car, event.session]}).encode(), None)
+
+    def _on_telemetry(self, car: str, payload: bytes, topic: str) -> None:
+        try:
+            msg = Telemetry.from_json(payload)
+        except ContractError as exc:
+            self._malformed(car, "telemetry", str(exc), topic)
+            return
+        self.counters.car(car).telemetry += 1
+        self.last_telemetry[car] = msg.to_dict()
+        self.sinks.put(TelemetryRecord(car, msg))
+
+    def _on_durable(self, tokens: list[Any]) -> None:
+        """Spool writer thread: a batch is on disk; count it and release its acks."""
+        acks: list[AckToken] = []
+        counters = self.counters
+        for t in tokens:
+            if isinstance(t, FrameToken):
+                counters.car(t.car).frames_persisted += 1
+                if t.ack is not None:
+                    acks.append(t.ack)
+            elif isinstance(t, AckToken):
+                acks.append(t)
+        if acks:
+            self.acks.done_many(acks)
+
+    def _ack(self, token: AckToken | None) -> None:
+        if token is not None:
+            self.acks.done(token)
+
+    def _malformed(
+        self, car: str | None, kind: str, reason: str, topic: str, label: str | None = None
+    ) -> None:
+        short = label or reason.split(":", 1)[0]
+        self.counters.add_malformed(car, kind, short[:60])
+        self._bad.warning("malformed %s on %s: %s", kind, topic, reason)
+
+    # --- control thread -----------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        while True:
+            item = self._control.get()
+            if item is None:
+                return
+            parsed, topic, payload, token = item
+            try:
+                self._handle_control(parsed, payload)
+            except ContractError as exc:
+                self._malformed(parsed.car, parsed.kind.value, str(exc), topic)
+            except Exception:  # a catalog failure must not stop the control thread
+                log.exception("handling %s on %s failed", parsed.kind.value, topic)
+            self._ack(token)
+
+    def _handle_control(self, parsed: ParsedTopic, payload: bytes) -> None:
+        kind = parsed.kind
+        car = parsed.car or ""
+        if not payload:
+            return  # a retained message being cleared
+        if kind is TopicKind.CAR_STATUS:
+            status = CarStatus.from_json(payload)
+            if self.catalog.apply_status(car, status):
+                self.sinks.put(StatusRecord(car, status))
+            else:
+                self.counters.stale_deaths += 1
+                log.info(
+                    "ignored a stale death of %s (bdseq %d older than the current birth)", car, status.bdseq
+                )
+        elif kind is TopicKind.EVENTS:
+            event = parse_event(payload)
+            self.counters.car(car).events += 1
+            session = getattr(event, "session", None)
+            self.sinks.put(EventRecord(car, event, session))
+        elif kind is TopicKind.MODEL_STATE:
+            state = ModelState.from_json(payload)
+            self.catalog.set_model_state(car, state.to_dict())
+        elif kind is TopicKind.JOB_PROGRESS:
+            progress = JobProgress.from_json(payload)
+            self.catalog.job_progress(
+                parsed.job or progress.job, parsed.job_kind or progress.kind, progress.to_dict()
+            )
+        elif kind is TopicKind.JOB_RESULT:
+            result = JobResult.from_json(payload)
+            job = parsed.job or result.job
+            self.catalog.job_result(job, parsed.job_kind or result.kind, result.to_dict())
+            self._record_evaluation(job, result)
+        elif kind is TopicKind.COMMAND_RESPONSE:
+            response = CommandResponse.from_json(payload)
+            if response.transaction:
+                with self._responses_cond:
+                    self._responses[response.transaction] = {
+                        "car": car,
+                        "command": parsed.command,
+                        **response.to_dict(),
+                    }
+                    while len(self._responses) > 1000:
+                        self._responses.popitem(last=False)
+                    self._responses_cond.notify_all()
+
+    def _record_evaluation(self, job: str, result: JobResult) -> None:
+        if result.kind != "evaluate" or result.status != "succeeded":
+            return
+        model = result.model
+        if model is None:
+            row = self.catalog.get_job(job)
+            params = ((row or {}).get("request") or {}).get("params") or {}
+            if "model_name" in params and "model_version" in params:
+                name, version = params["model_name"], params["model_version"]
+            else:
+                return
+        else:
+            name, version = model.name, model.version
+        self.catalog.add_evaluation(name, version, job, result.metrics, result.artifacts)
+
+    # --- publishing ---------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish and wait for the broker's ack; False if it did not come (not connected, timeout).
+
+        A QoS 1 message that could not be sent now stays queued in the client and goes out on the
+        next connection.
+        """
+        handle = self.client.publish(topic, payload, qos=qos, retain=retain)
+        return handle.wait(self.config.mqtt.publish_timeout_s)
+
+    def wait_response(self, transaction: str, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        with self._responses_cond:
+            while transaction not in self._responses:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._responses_cond.wait(left)
+            return self._responses[transaction]
+
+
+class _FrameDefect(ContractError):
+    label = "invalid"
+
+
+class _TooLarge(_FrameDefect):
+    label = "too large"
+
+
+class _CarMismatch(_FrameDefect):
+    label = "car mismatch"
+
+
+class _NotJpeg(_FrameDefect):
+    label = "not a jpeg"
+
+
+_ENVELOPE_LABELS: list[tuple[type[Exception], str]] = [
+    (BadMagic, "bad magic"),
+    (Truncated, "truncated"),
+    (HeaderTooLarge, "too large"),
+    (EnvelopeTooLarge, "too large"),
+    (HeaderNotUtf8, "header not utf-8"),
+    (HeaderNotJson, "header not json"),
+    (HeaderNotObject, "header not an object"),
+]
+
+
+_PREAMBLE = struct.Struct("<4sI")
+
+
+def check_frame(payload: bytes, car: str, max_total: int) -> FrameRecord:
+    """Validate a frame envelope as ``schemas.payloads.decode_frame`` does, without copying the
+    image and in one pass of pydantic's JSON parser (this runs for every frame, on the network
+    thread). Raises the same errors; also checks the car against the topic and the JPEG marker."""
+    n = len(payload)
+    if n > max_total:
+        raise _TooLarge(f"frame of {n} bytes exceeds {max_total}")
+    if n < 4:
+        raise Truncated(f"envelope of {n} bytes is shorter than its magic")
+    if n < PREAMBLE_SIZE:
+        if payload[:4] != MAGIC:
+            raise BadMagic(f"envelope starts with {payload[:4]!r}, expected {MAGIC!r}")
+        raise Truncated(f"envelope of {n} bytes is shorter than its {PREAMBLE_SIZE}-byte preamble")
+    magic, head_len = _PREAMBLE.unpack_from(payload)
+    if magic != MAGIC:
+        raise BadMagic(f"envelope starts with {magic!r}, expected {MAGIC!r}")
+    if head_len > DEFAULT_MAX_HEADER:
+        raise HeaderTooLarge(f"header length {head_len} exceeds the maximum of {DEFAULT_MAX_HEADER}")
+    end = PREAMBLE_SIZE + head_len
+    if end > n:
+        raise Truncated(f"header length {head_len} runs past the end of a {n}-byte envelope")
+    header = payload[PREAMBLE_SIZE:end]
+    if b"NaN" in header or b"Infinity" in header:
+        record, _ = decode_frame(payload, max_total=max_total)  # strict JSON: the slow, exact path
+    else:
+        try:
+            record = FrameRecord.model_validate_json(header)
+        except ValidationError as exc:
+            kinds = {e["type"] for e in exc.errors()}
+            if "json_invalid" in kinds:
+                raise HeaderNotJson(f"header is not valid JSON: {exc.errors()[0]['msg']}") from None
+            if "model_type" in kinds:
+                raise HeaderNotObject("header is JSON but not an object") from None
+            raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
+    if record.car != car:
+        raise _CarMismatch(f"header car {record.car!r} does not match the topic's {car!r}")
+    if payload[end : end + 2] != b"\xff\xd8":
+        raise _NotJpeg("payload is not a JPEG")
+    return record
+
+
+def _frame_reason(exc: ContractError) -> str:
+    """A short, bounded label for a frame's defect (for metrics; the full reason is logged)."""
+    if isinstance(exc, _FrameDefect):
+        return exc.label
+    for cls, label in _ENVELOPE_LABELS:
+        if isinstance(exc, cls):
+            return label
+    return "invalid frame record"
+
+
+def _safe(fn: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("on-connect hook failed")
+
+    return run
