@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from firmware.sim.obstacles import Obstacle, rectangles_overlap
-from firmware.sim.render import OFF_TRACK
+from firmware.sim.physics import Car
+from firmware.sim.render import OFF_TRACK, Renderer
+from firmware.sim.track import Track
 
-if TYPE_CHECKING:
-    from firmware.sim.world import World
+
+class World(Protocol):
+    """What labelling reads of a :class:`firmware.sim.world.World` (no import: the world imports us)."""
+
+    track: Track
+    car: Car
+    renderer: Renderer
+
+    @property
+    def config(self) -> Any: ...
+
 
 NO_OBSTACLE = "none"
 

@@ -52,7 +52,8 @@ def bench_avoiding_expert(laps: int = 2) -> bool:
         )
         ok &= avoiding.finished and avoiding.crashes == 0
         print(
-            f"{t.name:<28} {avoiding.laps:>4} {avoiding.crashes:>8} {avoiding.off_track:>4} {plain.crashes:>21}"
+            f"{t.name:<28} {avoiding.laps:>4} {avoiding.crashes:>8} {avoiding.off_track:>4} "
+            f"{plain.crashes:>21}"
         )
     return ok
 
@@ -80,18 +81,22 @@ def bench_classifiers(sessions: int, frames: int, trials: int, epochs: int) -> b
     f1 = summary["test"]["obstacle"]["macro_f1"]
     acc = summary["test"]["surface"]["accuracy"]
     print(
-        f"held-out sessions: {len(summary['splits']['test']['sessions'])}, frames {summary['splits']['test']['frames']}"
+        f"held-out sessions: {len(summary['splits']['test']['sessions'])}, "
+        f"frames {summary['splits']['test']['frames']}"
     )
     print(
-        f"obstacle macro F1 {f1:.4f} (goal ≥ {GOAL_F1})  accuracy {summary['test']['obstacle']['accuracy']:.4f}"
+        f"obstacle macro F1 {f1:.4f} (goal ≥ {GOAL_F1})  "
+        f"accuracy {summary['test']['obstacle']['accuracy']:.4f}"
     )
     print(
-        f"surface accuracy  {acc:.4f} (goal ≥ {GOAL_SURFACE})  macro F1 {summary['test']['surface']['macro_f1']:.4f}"
+        f"surface accuracy  {acc:.4f} (goal ≥ {GOAL_SURFACE})  "
+        f"macro F1 {summary['test']['surface']['macro_f1']:.4f}"
     )
     for name, info in summary.get("export", {}).items():
         print(f"{name:<10} {info['bytes']:>8} bytes  test accuracy {info['test_accuracy']}")
     print(
-        f"training {summary['train_seconds']} s, {summary['epochs']} epochs, best epoch {summary['best_epoch']}"
+        f"training {summary['train_seconds']} s, {summary['epochs']} epochs, "
+        f"best epoch {summary['best_epoch']}"
     )
     return f1 >= GOAL_F1 and acc >= GOAL_SURFACE
 

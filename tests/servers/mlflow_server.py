@@ -22,7 +22,7 @@ class MlflowServer(ServerProcess):
         ]  # fmt: skip
 
     def ready_timeout(self) -> float:
-        return 90.0  # it migrates a fresh database first
+        return 300.0  # it migrates a fresh database and imports its whole server first: slow when busy
 
     def wait_ready(self) -> None:
         with urllib.request.urlopen(f"{self.url}/health", timeout=10) as r:

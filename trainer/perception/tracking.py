@@ -77,7 +77,7 @@ class Tracker:
         info = self.mlflow.pytorch.log_model(
             model,
             name="model",
-            input_example=example,
+            signature=_signature(model, example),
             pip_requirements=["torch"],
             registered_model_name=register,
             serialization_format="pickle",
@@ -87,6 +87,17 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.mlflow.set_tags(tags)
+
+
+def _signature(model: Any, example: Any) -> Any:
+    """Input and output tensor specs from one example batch (MLflow's own inference feeds float64)."""
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        model.eval()
+        outputs = {task: logits.numpy() for task, logits in model(torch.from_numpy(example)).items()}
+    return infer_signature(example, outputs)
 
 
 def list_runs(

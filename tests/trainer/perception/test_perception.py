@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infra.store import open_store
 from schemas.dataset import shard_key
 from schemas.messages import SessionRef
 from schemas.shards import Sample, write_shard
@@ -21,7 +22,6 @@ from trainer.perception.metrics import task_metrics, worst_mistakes, write_repor
 from trainer.perception.search import search
 from trainer.perception.train import TrainConfig, load_checkpoint, predict, train
 from trainer.perception.validate import DatasetRefused, Thresholds, data_report, ensure_valid
-from infra.store import open_store
 
 LOOSE = Thresholds(min_per_class=0, max_imbalance=1e9)
 
@@ -74,7 +74,7 @@ def test_validation_passes_good_data_and_refuses_bad(captured: Path, tmp_path: P
 def _dark_jpeg() -> bytes:
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", np.zeros((120, 160, 3), np.uint8))
+    _, buf = cv2.imencode(".jpg", np.zeros((120, 160, 3), np.uint8))
     return bytes(buf.tobytes())
 
 

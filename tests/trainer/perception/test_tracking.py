@@ -24,6 +24,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     server.stop()
 
 
+@pytest.mark.timeout(900)  # a fresh server migrates its database and imports a lot: slow on a busy machine
 def test_run_is_tracked_on_the_server(captured: Path, tmp_path: Path, mlflow_server: MlflowServer) -> None:
     from mlflow.tracking import MlflowClient
 
