@@ -318,8 +318,11 @@ class EvaluateParams(WireModel):
 class OptimizeParams(WireModel):
     track: str
     generations: int = Field(default=20, ge=1)
-    population: int = Field(default=32, ge=2)
+    population: int = Field(default=32, ge=4)
     seed: int = 0
+    budget_s: float | None = Field(
+        default=None, gt=0, description="wall-clock seconds: stop after the generation that passes them"
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -28,7 +28,7 @@ from hub.ingest.mqtt import Message, MqttClient, Will
 from hub.storage.catalog import Catalog
 from hub.storage.spool import CONTROL, WriteAheadSpool
 from hub.telemetry.metrics import IngestCounters
-from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
+from hub.telemetry.sinks import EventRecord, Fanout, JobProgressRecord, StatusRecord, TelemetryRecord
 from schemas import __version__
 from schemas.base import _summary
 from schemas.envelope import (
@@ -383,6 +383,7 @@ class Ingest:
             self.catalog.job_progress(
                 parsed.job or progress.job, parsed.job_kind or progress.kind, progress.to_dict()
             )
+            self.sinks.put(JobProgressRecord(progress))
         elif kind is TopicKind.JOB_RESULT:
             result = JobResult.from_json(payload)
             job = parsed.job or result.job
