@@ -54,7 +54,7 @@ def export_onnx(model: PerceptionNet, path: Path) -> Path:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
         torch.onnx.export(
-            ExportWrapper(model),
+            ExportWrapper(model).eval(),
             (torch.zeros(2, 3, o.height, o.width),),
             str(path),
             input_names=["image"],
