@@ -744,7 +744,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     ttfl = report["time_to_first_autonomous_lap_s"]
     table.add_row("first autonomous lap", f"{ttfl:.1f} s after start" if ttfl else "—")
     laps = report["laps"]
-    table.add_row("expert lap (mean)", f"{laps['expert_mean_s']:.2f} s" if laps["expert_mean_s"] else "—")
+    teacher = "race-line" if report.get("race") else "expert"
+    table.add_row(f"{teacher} lap (mean)", _secs(laps["expert_mean_s"]))
     table.add_row(
         "autopilot lap (mean / best)",
         f"{laps['autopilot_mean_s']:.2f} s / {laps['autopilot_best_s']:.2f} s"
@@ -764,7 +765,6 @@ def summary_table(report: dict[str, Any]) -> Table:
             " / ".join(_secs(race[k]) for k in ("baseline_expert_s", "optimised_line_s", "autopilot_best_s"))
             + "  (best laps)",
         )
-        table.add_row("race: line laps recorded (mean)", _secs(race["recorded_line_mean_s"]))
     metrics = report["training"]["metrics"]
     if "completion_pct" in metrics:
         table.add_row("simulator evaluation", f"{metrics['completion_pct']:.0f}% completion")
