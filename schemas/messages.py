@@ -326,6 +326,33 @@ class OptimizeParams(WireModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ModelRef(WireModel):
+    name: Name
+    version: Name
+
+
+class RlParams(WireModel):
+    """An AWS DeepRacer model to train by reinforcement learning: its three files inline (the JSON of
+    ``model_metadata.json`` and ``hyperparameters.json``, the Python source of ``reward_function.py``),
+    the track and the budget. ``clone`` starts from a registered RL model's weights."""
+
+    model_metadata: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="DeepRacer's keys; missing ones default"
+    )
+    reward_function: str = Field(min_length=1, max_length=1_000_000)
+    track: str
+    minutes: float = Field(default=10.0, gt=0, le=7 * 24 * 60)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    race_type: Literal["time_trial", "object_avoidance"] = "time_trial"
+    model_name: Name = "deepracer"
+    model_version: Name | None = None
+    clone: ModelRef | None = None
+    evaluate_trials: int = Field(default=3, ge=0, le=100)
+    seed: int = 0
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
 class _Job(WireModel):
     job: JobId
     ts: Timestamp
@@ -347,7 +374,12 @@ class OptimizeJob(_Job):
     params: OptimizeParams
 
 
-JobRequest = Annotated[TrainJob | EvaluateJob | OptimizeJob, Field(discriminator="kind")]
+class RlJob(_Job):
+    kind: Literal["rl"] = "rl"
+    params: RlParams
+
+
+JobRequest = Annotated[TrainJob | EvaluateJob | OptimizeJob | RlJob, Field(discriminator="kind")]
 JOB_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
 
 
@@ -363,7 +395,7 @@ JobState = Literal["queued", "running", "succeeded", "failed"]
 
 class JobProgress(WireModel):
     job: JobId
-    kind: Literal["train", "evaluate", "optimize"]
+    kind: Literal["train", "evaluate", "optimize", "rl"]
     state: JobState
     ts: Timestamp
     stage: str = ""
@@ -377,14 +409,9 @@ class JobProgress(WireModel):
     message: str | None = None
 
 
-class ModelRef(WireModel):
-    name: Name
-    version: Name
-
-
 class JobResult(WireModel):
     job: JobId
-    kind: Literal["train", "evaluate", "optimize"]
+    kind: Literal["train", "evaluate", "optimize", "rl"]
     status: Literal["succeeded", "failed"]
     ts: Timestamp
     error: str | None = None

@@ -43,7 +43,7 @@ from schemas.topics import TopicKind, Topics
 from trainer.pipeline import TrainerSettings
 
 log = logging.getLogger(__name__)
-KINDS = ("train", "evaluate", "optimize")
+KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
 
 
 class AgentSettings(TrainerSettings):

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.dataset import SessionManifest
 from schemas.ids import CAR_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
-from schemas.messages import EvaluateParams, OptimizeParams, TrainParams
+from schemas.messages import EvaluateParams, OptimizeParams, RlParams, TrainParams
 
 MAX_SEQ = 2**62
 
@@ -154,7 +154,12 @@ class OptimizeJobIn(_JobIn):
     params: OptimizeParams
 
 
-JobIn = Annotated[TrainJobIn | EvaluateJobIn | OptimizeJobIn, Field(discriminator="kind")]
+class RlJobIn(_JobIn):
+    kind: Literal["rl"]
+    params: RlParams
+
+
+JobIn = Annotated[TrainJobIn | EvaluateJobIn | OptimizeJobIn | RlJobIn, Field(discriminator="kind")]
 
 
 class JobOut(BaseModel):

@@ -20,7 +20,9 @@ hub_ingest     (none)                                 frames_per_s, spool_bytes,
                                                       malformed, cars_online
 job_progress   job, kind, stage                       epoch, epochs, step, loss, val_loss and every
                                                       metric (an optimize job: best, mean, std,
-                                                      worst, evaluations, evals_per_s per generation)
+                                                      worst, evaluations, evals_per_s per generation;
+                                                      an rl job: mean_reward, completion_pct,
+                                                      episodes_*, best_lap_time_s per iteration)
 =============  =====================================  =============================================
 """
 

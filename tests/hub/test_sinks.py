@@ -155,7 +155,7 @@ def test_dashboards_are_provisioned_and_portable() -> None:
     ][0]
     assert provider["type"] == "file"
     names = sorted(p.stem for p in DASHBOARDS.glob("*.json"))
-    assert names == ["fleet-overview", "ingest-health", "laps", "loop-timing", "race"]
+    assert names == ["fleet-overview", "ingest-health", "laps", "loop-timing", "race", "rl-training"]
     uids = set()
     for path in DASHBOARDS.glob("*.json"):
         dash = json.loads(path.read_text())
@@ -164,7 +164,7 @@ def test_dashboards_are_provisioned_and_portable() -> None:
             assert panel["datasource"]["uid"] == ds["uid"], (path.name, panel["title"])
             for t in panel["targets"]:
                 assert t["rawQuery"] is True and t["datasource"]["uid"] == ds["uid"]
-    assert len(uids) == 5
+    assert len(uids) == 6
     queries = _grafana_queries()
     assert len(queries) >= 30
     for where, q in queries:
@@ -216,6 +216,15 @@ async def test_every_dashboard_query_runs_on_influxdb1_with_the_hubs_data(
             car.event(OffTrackEvent(progress=42.0, lap=1, ts=time.time()))
             await asyncio.to_thread(car.record, "run-1", 20, skip={5})
             car.publish(car.topics.frames(car.car), b"garbage", qos=1)
+        for iteration in (1, 2):  # an RL job's progress (the RL training dashboard)
+            metrics = {"mean_reward": 20.0 * iteration, "completion_pct": 9.0 * iteration, "steps": 1280.0,
+                       "episodes": 30.0 * iteration, "episodes_off_track": 29.0, "episodes_crashed": 0.0,
+                       "episodes_lap_complete": 1.0, "best_lap_time_s": 21.5}  # fmt: skip
+            progress = JobProgress(
+                job="rl-dash", kind="rl", state="running", stage="training", epoch=iteration,
+                step=1280 * iteration, metrics=metrics, ts=time.time(),
+            )  # fmt: skip
+            fleet[0].publish(fleet[0].topics.job_progress("rl", "rl-dash"), progress.to_json(), qos=1)
         for gen in range(3):  # an optimize job's generations, as a trainer reports them
             metrics = {"best": 9.0 - gen, "mean": 12.0, "std": 1.5, "evaluations": 30.0, "evals_per_s": 400.0}
             progress = JobProgress(
@@ -233,7 +242,7 @@ async def test_every_dashboard_query_runs_on_influxdb1_with_the_hubs_data(
         influx = hub.sinks.get("influxdb")
         assert influx is not None
         await eventually(
-            lambda: influx.stats.written >= 2 * 20 + 4 + 2 + 3,
+            lambda: influx.stats.written >= 2 * 20 + 4 + 2 + 3 + 2,
             what="telemetry, events, statuses and job progress written",
         )
         await asyncio.sleep(1.0)  # a few ingest snapshots
@@ -257,7 +266,10 @@ async def test_every_dashboard_query_runs_on_influxdb1_with_the_hubs_data(
     by_car = {s["tags"]["car"]: s["values"][0][1:] for s in r["results"][0]["series"]}
     assert by_car == {"dash-a": [1.0, 1.0], "dash-b": [1.0, 1.0]}
     r = await asyncio.to_thread(
-        influxdb1.query, 'SELECT min("best"), last("epoch") FROM "job_progress" GROUP BY "job", "kind"', db
+        influxdb1.query,
+        'SELECT min("best"), last("epoch") FROM "job_progress" WHERE "kind" = \'optimize\' '
+        'GROUP BY "job", "kind"',
+        db,
     )
     (series,) = r["results"][0]["series"]
     assert series["tags"] == {"job": "race-1", "kind": "optimize"} and series["values"][0][1:] == [7.0, 2.0]
