@@ -74,7 +74,16 @@ def test_a_second_run_replaces_the_first_and_a_running_one_is_refused(tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("cars", 0), ("cars", 9), ("record_laps", 0), ("race_laps", 21), ("epochs", 0)]
+    ("field", "value"),
+    [
+        ("cars", 0),
+        ("cars", 9),
+        ("record_laps", 0),
+        ("race_laps", 21),
+        ("epochs", 0),
+        ("race_population", 3),
+        ("race_generations", -1),
+    ],
 )
 def test_bad_options_are_clear_errors(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field.replace("_", "-")):
@@ -205,8 +214,9 @@ async def test_a_reduced_race_demo_optimises_records_the_line_and_laps(tmp_path:
     assert race["optimised_line_s"] < race["baseline_expert_s"]
     c = report["cars"]["car-1"]
     assert c["expert_lap_times_s"], "the race-line pilot recorded no lap"
-    # The car recorded on the line, not with the plain expert (about 10 s a lap on the oval).
-    assert max(c["expert_lap_times_s"]) < race["baseline_expert_s"]
+    # The car recorded on the line, not with the plain expert (about 10 s a lap on the oval); the
+    # first lap holds the standing start, the later ones are flying laps.
+    assert min(c["expert_lap_times_s"]) < 0.85 * race["baseline_expert_s"]
     assert len(c["autopilot_lap_times_s"]) >= 1 and race["autopilot_best_s"] is not None
     text = console.export_text()
     assert "record 1 race-line laps per car" in text and "race: expert / line / autopilot" in text
