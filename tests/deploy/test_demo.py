@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from deploy.demo import Demo, DemoError, DemoOptions
+from deploy.demo import Demo, DemoError, DemoOptions, summary_table
 
 
 @pytest.mark.timeout(600)
@@ -218,5 +218,6 @@ async def test_a_reduced_race_demo_optimises_records_the_line_and_laps(tmp_path:
     # first lap holds the standing start, the later ones are flying laps.
     assert min(c["expert_lap_times_s"]) < 0.85 * race["baseline_expert_s"]
     assert len(c["autopilot_lap_times_s"]) >= 1 and race["autopilot_best_s"] is not None
+    console.print(summary_table(report))  # what `paddock demo` prints at the end
     text = console.export_text()
     assert "record 1 race-line laps per car" in text and "race: expert / line / autopilot" in text
