@@ -12,6 +12,11 @@ Stages, each against the real parts of a :class:`~deploy.stack.LocalStack`:
    verifies it, loads it off its control loop and swaps it in between two ticks, still driving.
 4. **race** — the cars drive on the new model until each has ``race_laps`` laps of its own.
 
+With ``race`` (``paddock demo --race``) an **optimise** stage comes first: a small genetic
+algorithm (:mod:`trainer.race`) optimises the racing line for the track, and the cars record with
+the ``race-line`` pilot (the expert on that line, at its speeds) instead of the plain expert. The
+report then sets the baseline expert's, the optimised line's and the autopilot's lap times side by side.
+
 The report (JSON, plots, a video of one autonomous lap) goes to ``{directory}/report``.
 """
 
@@ -43,6 +48,7 @@ from schemas.messages import TrainParams
 from trainer.pipeline import EXPORT_FORMATS
 
 MARKER = ".paddock-demo"
+TEACHERS = ("expert", "race-line")
 
 
 class DemoError(RuntimeError):
@@ -68,6 +74,10 @@ class DemoOptions:
     """Closed-loop laps in the simulator before the model is registered."""
     export_formats: tuple[str, ...] = field(default_factory=lambda: available_export_formats())
     """What the trainer exports (the cars drive the ONNX file; TFLite when the `tflite` extra is in)."""
+    race: bool = False
+    """Optimise a racing line first and record the cars driving it (the ``race-line`` pilot)."""
+    race_population: int = 16
+    race_generations: int = 10
 
     def __post_init__(self) -> None:
         if not 1 <= self.cars <= 8:
@@ -78,6 +88,15 @@ class DemoOptions:
             raise ValueError(f"--race-laps must be between 1 and 20, got {self.race_laps}")
         if not 1 <= self.epochs <= 500:
             raise ValueError(f"--epochs must be between 1 and 500, got {self.epochs}")
+        if not 4 <= self.race_population <= 1000:
+            raise ValueError(f"--race-population must be between 4 and 1000, got {self.race_population}")
+        if not 0 <= self.race_generations <= 1000:
+            raise ValueError(f"--race-generations must be between 0 and 1000, got {self.race_generations}")
+
+    @property
+    def teacher(self) -> str:
+        """The pilot that records the training laps."""
+        return "race-line" if self.race else "expert"
 
 
 def available_export_formats() -> tuple[str, ...]:
@@ -112,7 +131,8 @@ class CarProgress:
     autopilot_since: float | None = None  # monotonic time the model took over
 
     def expert_laps(self) -> list[Lap]:
-        return [lap for lap in self.laps if lap.pilot == "expert"]
+        """Laps the recording teacher drove (the expert, or the expert on the racing line)."""
+        return [lap for lap in self.laps if lap.pilot in TEACHERS]
 
     def autopilot_laps(self) -> list[Lap]:
         """Laps driven by the model from start to finish (not the one it took over halfway)."""
@@ -143,11 +163,14 @@ class Demo:
         self.options = options
         self.console = console or Console()
         self.root = options.directory.resolve()
+        ga = f"{options.race_population}×{options.race_generations}"
+        optimise = [Stage("optimise", f"optimise the racing line (GA {ga})")] if options.race else []
         self.stages = {
             s.name: s
             for s in (
+                *optimise,
                 Stage("start", "start the stack"),
-                Stage("record", f"record {options.record_laps} expert laps per car"),
+                Stage("record", f"record {options.record_laps} {options.teacher} laps per car"),
                 Stage("train", "train, evaluate and register a model"),
                 Stage("deploy", "sign, deploy and hot-swap"),
                 Stage("race", f"race {options.race_laps} autonomous laps per car"),
@@ -161,6 +184,8 @@ class Demo:
         self.stack: LocalStack | None = None
         self.api: httpx.AsyncClient | None = None
         self.result: dict[str, Any] = {}
+        self.race: dict[str, Any] = {}  # the optimised line (with --race)
+        self.race_line: Path | None = None
         self._frames: list[tuple[float, np.ndarray, float, float, str]] = []
         self._traces: dict[str, list[tuple[float, float, float]]] = {}
         self._lock_fd: int | None = None
@@ -179,6 +204,8 @@ class Demo:
         try:
             with self._display() as refresh:
                 self._refresh = refresh
+                if self.options.race:
+                    await self._stage("optimise", self._optimise)
                 stack_config = StackConfig(
                     root=self.root / "stack",
                     cars=self.options.cars,
@@ -186,6 +213,7 @@ class Demo:
                     broker_url=self.options.broker,
                     seed=self.options.seed,
                     export_formats=list(self.options.export_formats),
+                    race_line=self.race_line,
                 )
                 self._begin("start")
                 async with LocalStack(stack_config) as stack:
@@ -232,15 +260,56 @@ class Demo:
             raise
         self._end(name, detail)
 
+    # --- 0. optimise (--race) ------------------------------------------------------------------------
+    async def _optimise(self) -> str:
+        """A small GA in this process (no cluster to start: the demo must stay quick); the line file
+        goes to ``{directory}/race`` and every car's ``race-line`` pilot drives it."""
+        from firmware.sim import get_track
+        from trainer.race.evolve import EvolutionConfig
+        from trainer.race.line import LineConfig
+        from trainer.race.result import RunSettings, optimize
+
+        opts = self.options
+        evolution = EvolutionConfig(
+            population=opts.race_population, generations=opts.race_generations, seed=opts.seed
+        )
+
+        def on_generation(stats: Any) -> None:
+            self.stages["optimise"].detail = f"generation {stats.generation}: best {stats.best:.2f} s"
+
+        track = get_track(opts.track)
+        out = self.root / "race"
+        result = await asyncio.to_thread(
+            optimize, track, LineConfig(), evolution, RunSettings(workers=0), out, on_generation
+        )
+        if result.best_lap is None:
+            raise DemoError("the optimised line did not complete a lap in the simulator")
+        self.race_line = Path(result.files["line"])
+        self.race = {
+            "baseline_expert_s": result.baseline.best_lap and round(result.baseline.best_lap, 3),
+            "optimised_line_s": round(result.best_lap, 3),
+            "estimated_line_s": round(result.estimate.lap_time, 3),
+            "line_clean": result.verified.clean,
+            "generations": result.evolution.generations,
+            "evaluations": result.evolution.evaluations,
+            "files": result.files,
+        }
+        self._say(
+            f"optimised line {result.best_lap:.2f} s in the simulator, baseline expert "
+            f"{self.race['baseline_expert_s']} s ({result.evolution.evaluations} evaluations)"
+        )
+        return f"line {result.best_lap:.2f} s, expert {self.race['baseline_expert_s']} s"
+
     # --- 1. record --------------------------------------------------------------------------------
     async def _record(self) -> str:
         laps = self.options.record_laps
         for car in self.cars:
             data = await self._command(car, "record", {"action": "start"})
             self.cars[car].session = data["session"]
-            await self._command(car, "config", {"values": {"pilot": "expert"}})
-            self.cars[car].pilot = "expert"
-            self._say(f"{car}: recording session {data['session']} with the expert driving")
+            teacher = self.options.teacher
+            await self._command(car, "config", {"values": {"pilot": teacher}})
+            self.cars[car].pilot = teacher
+            self._say(f"{car}: recording session {data['session']} with the {teacher} pilot driving")
         await self._until(lambda: all(len(c.expert_laps()) >= laps for c in self.cars.values()))
         assert self.stack is not None and self.stack.hub is not None
         for car, progress in self.cars.items():
@@ -511,6 +580,11 @@ class Demo:
         expert = [t for c in cars.values() for t in c["expert_lap_times_s"]]
         auto = [t for c in cars.values() for t in c["autopilot_lap_times_s"]]
         result = self.training.get("result", {})
+        race = self.race and self.race | {
+            "recorded_line_mean_s": round(float(np.mean(expert)), 3) if expert else None,
+            "autopilot_mean_s": round(float(np.mean(auto)), 3) if auto else None,
+            "autopilot_best_s": round(min(auto), 3) if auto else None,
+        }
         return {
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()},
             "stages_s": {s.name: round(s.seconds or 0.0, 2) for s in self.stages.values()},
@@ -531,6 +605,7 @@ class Demo:
                 "lost": sum(c["frames_lost"] for c in cars.values()),
             },
             "cars": cars,
+            "race": race or None,
             "model": result.get("model"),
             "training": {
                 "job": self.training.get("job"),
@@ -670,7 +745,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     ttfl = report["time_to_first_autonomous_lap_s"]
     table.add_row("first autonomous lap", f"{ttfl:.1f} s after start" if ttfl else "—")
     laps = report["laps"]
-    table.add_row("expert lap (mean)", f"{laps['expert_mean_s']:.2f} s" if laps["expert_mean_s"] else "—")
+    teacher = "race-line" if report.get("race") else "expert"
+    table.add_row(f"{teacher} lap (mean)", _secs(laps["expert_mean_s"]))
     table.add_row(
         "autopilot lap (mean / best)",
         f"{laps['autopilot_mean_s']:.2f} s / {laps['autopilot_best_s']:.2f} s"
@@ -683,10 +759,21 @@ def summary_table(report: dict[str, Any]) -> Table:
     table.add_row(
         "frames", f"{frames['recorded']} recorded, {frames['persisted']} persisted, {frames['lost']} lost"
     )
+    race = report.get("race")
+    if race:
+        table.add_row(
+            "race: expert / line / autopilot",
+            " / ".join(_secs(race[k]) for k in ("baseline_expert_s", "optimised_line_s", "autopilot_best_s"))
+            + "  (best laps)",
+        )
     metrics = report["training"]["metrics"]
     if "completion_pct" in metrics:
         table.add_row("simulator evaluation", f"{metrics['completion_pct']:.0f}% completion")
     return table
+
+
+def _secs(value: float | None) -> str:
+    return f"{value:.2f} s" if value else "—"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -74,10 +74,19 @@ def _lap_times_png(path: Path, report: dict[str, Any]) -> Path:
                     ax.bar(
                         i + (j - 0.5) * width, float(np.mean(times)), width * 0.9, color=colour, alpha=0.35
                     )
+        race = report.get("race")
+        if race:  # the three lap times side by side: the simulated baselines as lines across
+            for key, style, label in (
+                ("baseline_expert_s", ":", "baseline expert (simulator)"),
+                ("optimised_line_s", "--", "optimised line (simulator)"),
+            ):
+                if race.get(key):
+                    ax.axhline(race[key], color="#555555", ls=style, label=f"{label} {race[key]:.2f} s")
         ax.set_xticks(range(len(cars)), cars)
         ax.set_ylabel("lap time (s)")
         ttfl = report.get("time_to_first_autonomous_lap_s")
-        title = "lap times: expert (recorded) vs autopilot (trained model)"
+        teacher = "race-line expert" if race else "expert"
+        title = f"lap times: {teacher} (recorded) vs autopilot (trained model)"
         if ttfl:
             title += f"\nfirst autonomous lap {ttfl:.0f} s after the demo started"
         ax.set_title(title)

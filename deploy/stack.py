@@ -62,6 +62,8 @@ class StackConfig:
     """Steering perturbation while the expert records, so the data show recoveries (0: none)."""
     trainer: bool = True
     export_formats: list[str] = field(default_factory=lambda: list(EXPORT_FORMATS))
+    race_line: Path | None = None
+    """A racing line (``line.csv``) the cars' ``race-line`` pilot drives; unset: no such pilot."""
     car_ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -217,6 +219,7 @@ class LocalStack:
                     "clock": "realtime",
                     "randomize": cfg.randomize,
                     "expert_noise": cfg.expert_noise,
+                    "race_line": str(cfg.race_line) if cfg.race_line else None,
                 },
                 "models": {"public_key": str(self.public_key_path), "preload_runtimes": ["onnx"]},
                 "publish": {"telemetry_hz": 5.0, "preview_hz": cfg.preview_hz},

@@ -306,6 +306,12 @@ class SimSection(_Section):
     expert_noise_time_s: float = Field(
         default=0.6, gt=0, le=10, description="Correlation time of the expert's steering perturbation."
     )
+    race_line: Path | None = Field(
+        default=None,
+        description="A racing line (`line.csv` from `paddock race optimize`) for the `race-line` pilot: "
+        "the expert following that line at its speeds, with the same steering noise. Unset: no "
+        "`race-line` pilot.",
+    )
 
 
 class CarConfig(_Section):

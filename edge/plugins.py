@@ -45,7 +45,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
         "pwm": "edge.body_factory:pwm_actuators",
         "none": "edge.body_factory:null_actuators",
     },
-    PILOTS: {"expert": "edge.sim:expert_pilot"},
+    PILOTS: {"expert": "edge.sim:expert_pilot", "race-line": "edge.sim:race_line_pilot"},
     RUNTIMES: {"onnx": "edge.runtimes.onnx:OnnxRuntime", "tflite": "edge.runtimes.litert:LiteRtRuntime"},
 }
 # What one item of each group is called in messages.

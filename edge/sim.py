@@ -8,6 +8,7 @@ repeatable whatever the machine's load; ``realtime`` follows the wall clock like
 
 :class:`ExpertPilot` is an autopilot that reads the ground truth and asks the simulator's expert
 driver (pure pursuit with a speed profile) what to do; the demo records its training laps with it.
+:class:`RaceLinePilot` (``race-line``) is the same expert on an optimised racing line (``sim.race_line``).
 """
 
 import logging
@@ -21,6 +22,7 @@ from edge.pilots import Decision, Pilot
 from firmware.camera import Frame
 from firmware.car_body import Body, BodyState
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, RenderConfig, SimBody, WorldConfig
+from firmware.sim.race_line import RaceLineDriver
 from firmware.sim.track import TrackError
 from firmware.sim.tracks import get_track
 
@@ -108,10 +110,11 @@ class ExpertPilot(Pilot):
         noise_std: float = 0.0,
         noise_time_s: float = 0.6,
         seed: int = 0,
+        driver: ExpertDriver | None = None,
     ) -> None:
         self.body = body
         world = body.sim.world
-        self.driver = ExpertDriver(world.track, world.config.car, config)
+        self.driver = driver or ExpertDriver(world.track, world.config.car, config)
         self.noise_std = noise_std
         self.noise_time_s = noise_time_s
         self._rng = np.random.default_rng(seed)
@@ -122,7 +125,7 @@ class ExpertPilot(Pilot):
         truth = self.body.sim.ground_truth()
         steering, throttle = self.driver.act(truth.state)
         if self.noise_std <= 0:
-            return Decision(steering, throttle, None, {"teacher": "expert"})
+            return Decision(steering, throttle, None, {"teacher": self.name})
         dt = 0.0 if self._last_time is None else max(0.0, truth.time - self._last_time)
         self._last_time = truth.time
         if truth.status.off_track:
@@ -135,7 +138,7 @@ class ExpertPilot(Pilot):
             )
         applied = max(-1.0, min(1.0, steering + self._noise))
         label = {"steering": max(-1.0, min(1.0, steering)), "throttle": max(-1.0, min(1.0, throttle))}
-        return Decision(applied, throttle, None, {"teacher": "expert", "label": label})
+        return Decision(applied, throttle, None, {"teacher": self.name, "label": label})
 
 
 def expert_pilot(body: Body, config: CarConfig) -> Pilot:
@@ -145,6 +148,30 @@ def expert_pilot(body: Body, config: CarConfig) -> Pilot:
         raise ValueError("the expert pilot needs a simulated body")
     sim = config.sim
     return ExpertPilot(body, noise_std=sim.expert_noise, noise_time_s=sim.expert_noise_time_s, seed=sim.seed)
+
+
+class RaceLinePilot(ExpertPilot):
+    """The expert following an optimised racing line at the line's speeds (the ``race-line`` pilot)."""
+
+    name = "race-line"
+
+
+def race_line_pilot(body: Body, config: CarConfig) -> Pilot:
+    """Pilot plugin ``race-line`` (group ``paddock.pilots``): the line file in ``sim.race_line``,
+    driven from the simulator's truth, with the ``[sim]`` section's steering noise."""
+    if not isinstance(body, SimCarBody):
+        raise ValueError("the race-line pilot needs a simulated body")
+    sim = config.sim
+    if sim.race_line is None:
+        raise ValueError("the race-line pilot needs sim.race_line (a line.csv from `paddock race optimize`)")
+    world = body.sim.world
+    try:
+        driver = RaceLineDriver.from_file(world.track, sim.race_line, world.config)
+    except ValueError as exc:
+        raise ConfigError(f"sim.race_line: {exc}") from None
+    return RaceLinePilot(
+        body, noise_std=sim.expert_noise, noise_time_s=sim.expert_noise_time_s, seed=sim.seed, driver=driver
+    )
 
 
 def build_sim_body(config: CarConfig) -> SimCarBody:

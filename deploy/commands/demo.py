@@ -40,10 +40,21 @@ def demo(
     video: Annotated[bool, typer.Option(help="Write a video of one autonomous lap.")] = True,
     seed: Annotated[int, typer.Option(help="Seed for the simulator and training.")] = 0,
     stage_timeout: Annotated[float, typer.Option(help="Seconds any one stage may take.")] = 900.0,
+    race: Annotated[
+        bool,
+        typer.Option(
+            help="Optimise the racing line first (a small genetic algorithm), record the cars driving "
+            "it, and report the baseline expert's, the line's and the autopilot's lap times."
+        ),
+    ] = False,
+    race_population: Annotated[int, typer.Option(help="--race: the genetic algorithm's population.")] = 16,
+    race_generations: Annotated[int, typer.Option(help="--race: generations to evolve.")] = 10,
 ) -> None:
     """Run the whole loop on this machine: an embedded broker, the hub, a trainer agent and
     simulated cars. The cars record expert laps, a model is trained over MQTT, signed, deployed
     and hot-swapped while the cars drive, and they race on it. Ctrl-C stops everything cleanly.
+
+    With --race the racing line is optimised first and the cars record with the `race-line` pilot.
 
     The report (JSON, lap-time plot, track traces, a video of an autonomous lap) is written to
     OUT/report.
@@ -65,6 +76,9 @@ def demo(
             seed=seed,
             video=video,
             stage_timeout_s=stage_timeout,
+            race=race,
+            race_population=race_population,
+            race_generations=race_generations,
         )
     runner = Demo(options, console)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from deploy.demo import Demo, DemoError, DemoOptions
+from deploy.demo import Demo, DemoError, DemoOptions, summary_table
 
 
 @pytest.mark.timeout(600)
@@ -74,7 +74,16 @@ def test_a_second_run_replaces_the_first_and_a_running_one_is_refused(tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("cars", 0), ("cars", 9), ("record_laps", 0), ("race_laps", 21), ("epochs", 0)]
+    ("field", "value"),
+    [
+        ("cars", 0),
+        ("cars", 9),
+        ("record_laps", 0),
+        ("race_laps", 21),
+        ("epochs", 0),
+        ("race_population", 3),
+        ("race_generations", -1),
+    ],
 )
 def test_bad_options_are_clear_errors(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field.replace("_", "-")):
@@ -179,3 +188,36 @@ def test_the_demo_exports_tflite_only_where_litert_torch_is_installed(
     assert demo.DemoOptions().export_formats == ("onnx", "onnx-int8")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
     assert demo.DemoOptions().export_formats == ("onnx", "onnx-int8", "tflite")
+
+
+@pytest.mark.timeout(600)
+async def test_a_reduced_race_demo_optimises_records_the_line_and_laps(tmp_path: Path) -> None:
+    options = DemoOptions(
+        cars=1,
+        record_laps=1,
+        race_laps=1,
+        epochs=8,
+        evaluate_laps=0,
+        export_formats=("onnx",),
+        directory=tmp_path / "demo",
+        stage_timeout_s=300,
+        video=False,
+        race=True,
+        race_population=8,
+        race_generations=2,
+    )
+    console = Console(record=True, width=120, force_terminal=False)
+    report = await Demo(options, console).run()
+
+    race = report["race"]
+    assert race["files"]["line"] == str(tmp_path / "demo" / "race" / "line.csv")
+    assert race["optimised_line_s"] < race["baseline_expert_s"]
+    c = report["cars"]["car-1"]
+    assert c["expert_lap_times_s"], "the race-line pilot recorded no lap"
+    # The car recorded on the line, not with the plain expert (about 10 s a lap on the oval); the
+    # first lap holds the standing start, the later ones are flying laps.
+    assert min(c["expert_lap_times_s"]) < 0.85 * race["baseline_expert_s"]
+    assert len(c["autopilot_lap_times_s"]) >= 1 and race["autopilot_best_s"] is not None
+    console.print(summary_table(report))  # what `paddock demo` prints at the end
+    text = console.export_text()
+    assert "record 1 race-line laps per car" in text and "race: expert / line / autopilot" in text

@@ -112,7 +112,7 @@ def test_paddock_plugins_lists_every_group() -> None:
     assert by_group == {
         "paddock.cameras": {"picamera", "usb", "test_pattern", "acme"},
         "paddock.actuators": {"pwm", "none"},
-        "paddock.pilots": {"expert"},
+        "paddock.pilots": {"expert", "race-line"},
         "paddock.runtimes": {"onnx", "tflite"},
     }
     table = CliRunner().invoke(app, ["plugins"])

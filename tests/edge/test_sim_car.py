@@ -69,6 +69,44 @@ async def test_expert_records_laps_with_ground_truth(mosquitto: Any, tmp_path: P
     await clear_retained(mosquitto.url, [T.car_status(car), T.model_state(car)])
 
 
+def _race_line_file(tmp_path: Path) -> Path:
+    """A smooth line round the oval at the fastest speeds the car can drive it (no evolution)."""
+    from firmware.sim import get_track
+    from firmware.sim.race_line import line_csv
+    from trainer.race.line import LineEvaluator, smoothest_genes
+
+    ev = LineEvaluator(get_track("oval"))
+    est = ev.estimate(smoothest_genes(ev))
+    path = tmp_path / "line.csv"
+    path.write_text(line_csv(est.points, est.speeds, est.offsets, est.curvature))
+    return path
+
+
+async def test_the_race_line_pilot_drives_its_line_faster_than_the_expert(
+    mosquitto: Any, tmp_path: Path
+) -> None:
+    car = "sim-race-line"
+    cfg = sim_config(tmp_path, mosquitto.url, car, autopilot="race-line")
+    cfg = cfg.with_values({"sim.race_line": str(_race_line_file(tmp_path))}, "test")
+    async with Observer(mosquitto.url, [f"paddock/v1/cars/{car}/#"]) as obs, RecordingDaemon(cfg) as daemon:
+        assert {"expert", "race-line"} <= set(daemon.pilots)
+        laps = await until(lambda: obs.events(car, "lap")[1:], 60, "a flying lap")
+    # The expert laps the oval in about 10 s; the line, from the first flying lap, well under.
+    lap = laps[0]
+    assert lap["model"] == "race-line" and lap["off_track_count"] == 0
+    assert 4 < lap["lap_time_s"] < 8.5
+    telemetry = [Telemetry.from_dict(t) for t in obs.json(T.telemetry(car))]
+    assert max(t.speed or 0 for t in telemetry) > 2.5
+    await clear_retained(mosquitto.url, [T.car_status(car), T.model_state(car)])
+
+
+async def test_without_a_line_file_there_is_no_race_line_pilot(mosquitto: Any, tmp_path: Path) -> None:
+    cfg = sim_config(tmp_path, mosquitto.url, "sim-no-line")
+    async with RecordingDaemon(cfg) as daemon:
+        assert "expert" in daemon.pilots and "race-line" not in daemon.pilots
+    await clear_retained(mosquitto.url, [T.car_status("sim-no-line"), T.model_state("sim-no-line")])
+
+
 async def test_an_onnx_model_trained_on_expert_frames_drives_laps(broker_url: str, tmp_path: Path) -> None:
     model = tiny_pilot()
     car = "sim-model"

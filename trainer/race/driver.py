@@ -1,9 +1,8 @@
 """Driving an optimised line in the real simulator: the expert's controller on the line, at its speeds.
 
-:class:`RaceLineDriver` is the project's expert (:class:`firmware.sim.expert.ExpertDriver`: pure
-pursuit from ground truth) pointed at the racing line, with the line's own speed profile in place
-of the expert's curvature rule. :func:`replay` drives it in :class:`firmware.sim.World` and reports
-what the simulator measured: lap times and wheels off the track.
+:class:`RaceLineDriver` (in :mod:`firmware.sim.race_line`, so the car daemon's ``race-line`` pilot
+drives the same way) is the expert pointed at the racing line. :func:`replay` drives it in
+:class:`firmware.sim.World` and reports what the simulator measured: lap times and wheels off the track.
 """
 
 from __future__ import annotations
@@ -13,47 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from firmware.sim import ExpertConfig, ExpertDriver, World, WorldConfig, drive
+from firmware.sim import ExpertDriver, World, WorldConfig, drive
+from firmware.sim.race_line import RACE_EXPERT, RaceLineDriver
 from firmware.sim.track import Track
 from trainer.race.line import LineConfig, LineEvaluator
 
 FloatArray = NDArray[np.float64]
 
-# Pure pursuit tuned for the line's higher speeds: a longer preview for the braking points.
-RACE_EXPERT = ExpertConfig(max_speed=4.0, lookahead_time=0.15, preview_time=0.3)
-
-
-class RaceLineDriver(ExpertDriver):
-    """The expert following ``points`` (``K×2``, closed implicitly) at ``speeds`` (m/s, one per point)."""
-
-    def __init__(
-        self,
-        track: Track,
-        points: NDArray[np.floating],
-        speeds: NDArray[np.floating],
-        world_config: WorldConfig | None = None,
-        config: ExpertConfig | None = None,
-        speed_scale: float = 1.0,
-        seed: int | None = None,
-    ) -> None:
-        car = (world_config or WorldConfig()).car
-        pts = np.asarray(points, dtype=np.float64)
-        v = np.asarray(speeds, dtype=np.float64)
-        if v.shape != (len(pts),) or not np.isfinite(v).all() or (v <= 0).any():
-            raise ValueError("a racing line needs one positive, finite speed per point")
-        super().__init__(track, car, config or RACE_EXPERT, line=pts, seed=seed)
-        # The expert resamples the line; carry the speeds over by arc length.
-        self.speed_profile = np.clip(_along(pts, v, self.path) * speed_scale, car.min_speed, car.max_speed)
-
-
-def _along(points: FloatArray, values: FloatArray, path: FloatArray) -> FloatArray:
-    """``values`` given at ``points`` (a closed line), interpolated at the nearest place on ``path``."""
-    closed = np.vstack([points, points[:1]])
-    cum = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(closed, axis=0).T))])
-    nearest = np.array([int(np.argmin(np.hypot(*(points - p).T))) for p in path])
-    # Arc position of each path point, then linear interpolation round the loop.
-    pos = cum[nearest]
-    return np.asarray(np.interp(pos, cum, np.append(values, values[0])), dtype=np.float64)
+__all__ = ["RACE_EXPERT", "RaceLineDriver", "Replay", "ReplayEvaluator", "replay"]
 
 
 @dataclass(frozen=True, slots=True)

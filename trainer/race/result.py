@@ -3,7 +3,8 @@
 :func:`optimize` evolves a line, drives the hall of fame in the simulator and keeps the fastest line
 that stays on the track, then :func:`write_result` writes it to a directory:
 
-* ``line.csv`` — ``s, x, y, offset_m, speed_mps, curvature`` per sample (the line and its speeds);
+* ``line.csv`` — ``s, x, y, offset_m, speed_mps, curvature`` per sample (the line and its speeds;
+  :func:`firmware.sim.race_line.read_line` reads it, the car's ``race-line`` pilot drives it);
 * ``result.json`` — lap times (estimated, verified, baseline expert), the genes, the settings and
   each generation's statistics;
 * ``line.png`` — the line on the track, coloured by speed; ``history.png`` — fitness per generation;
@@ -12,8 +13,6 @@ that stays on the track, then :func:`write_result` writes it to a directory:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 
 from firmware.sim import ExpertDriver
+from firmware.sim.race_line import line_csv
 from firmware.sim.track import Track
 from infra.files import write_atomic
 from trainer.race.dask_map import DaskMap, PoolMap, SerialMap
@@ -154,14 +154,8 @@ def write_result(
         "history_plot": str(out / "history.png"),
     }
     est = result.estimate
-    s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(est.points, axis=0).T))])
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(["s", "x", "y", "offset_m", "speed_mps", "curvature"])
-    columns = (s, est.points[:, 0], est.points[:, 1], est.offsets, est.speeds, est.curvature)
-    for row in zip(*columns, strict=True):
-        writer.writerow([f"{v:.5f}" for v in row])
-    write_atomic(Path(files["line"]), text.getvalue().encode())
+    text = line_csv(est.points, est.speeds, est.offsets, est.curvature)
+    write_atomic(Path(files["line"]), text.encode())
     data = (
         result.summary()
         | {
