@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from deploy.cli import app
-from tests.hub.test_compose import ComposeMosquitto, Login, compose_fleet  # noqa: F401 (a fixture)
+from tests.hub.test_compose import ComposeMosquitto, make_compose_fleet
 from tests.missing import missing
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +54,10 @@ def test_compose_services_have_health_checks_and_wait_for_them() -> None:
     assert set(services["grafana"]["depends_on"]) == {"influxdb"}
 
 
-def test_the_broker_health_check_passes_against_the_compose_config(
-    tmp_path: Path, compose_fleet: tuple[Path, Login]
-) -> None:
+def test_the_broker_health_check_passes_against_the_compose_config(tmp_path: Path) -> None:
     if not shutil.which("mosquitto_sub"):
         missing("mosquitto_sub not found: apt-get install mosquitto-clients")
-    fleet, _ = compose_fleet
+    fleet, _ = make_compose_fleet(tmp_path)
     test = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())["services"]["mosquitto"][
         "healthcheck"
     ]["test"]

@@ -125,6 +125,10 @@ def _queued_for_offline_subscriber(
 
 @pytest.fixture
 def compose_fleet(tmp_path: Path) -> tuple[Path, Login]:
+    return make_compose_fleet(tmp_path)
+
+
+def make_compose_fleet(tmp_path: Path) -> tuple[Path, Login]:
     """A fleet (car-1, hub, ...) with its CA: what the compose stack's Mosquitto mounts."""
     from deploy.fleet.identities import FleetStore
     from deploy.fleet.tls import issue, load_or_make_ca
