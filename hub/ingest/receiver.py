@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from hub.config import HubConfig
 from hub.ingest.acks import AckSequencer, AckToken
 from hub.ingest.mqtt import Message, MqttClient, Will
@@ -30,7 +28,6 @@ from hub.storage.spool import CONTROL, WriteAheadSpool
 from hub.telemetry.metrics import IngestCounters
 from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
 from schemas import __version__
-from schemas.base import _summary
 from schemas.envelope import (
     DEFAULT_MAX_HEADER,
     MAGIC,
@@ -56,7 +53,7 @@ from schemas.messages import (
     Telemetry,
     parse_event,
 )
-from schemas.payloads import decode_frame
+from schemas.payloads import decode_frame, frame_header
 from schemas.topics import ParsedTopic, TopicKind, Topics
 
 log = logging.getLogger(__name__)
@@ -273,6 +270,7 @@ class Ingest:
     ) -> None:
         counters = self.counters.car(car)
         if retained:  # a stale frame someone left retained: not part of any recording
+            self._malformed(car, "frame", "retained frames are never recorded", topic, "retained")
             self._ack(token)
             return
         if qos == 0 and not self.config.shards.record_preview:
@@ -490,17 +488,8 @@ def check_frame(payload: bytes, car: str, max_total: int) -> FrameRecord:
         raise Truncated(f"header length {head_len} runs past the end of a {n}-byte envelope")
     header = payload[PREAMBLE_SIZE:end]
     if b"NaN" in header or b"Infinity" in header:
-        record, _ = decode_frame(payload, max_total=max_total)  # strict JSON: the slow, exact path
-    else:
-        try:
-            record = FrameRecord.model_validate_json(header)
-        except ValidationError as exc:
-            kinds = {e["type"] for e in exc.errors()}
-            if "json_invalid" in kinds:
-                raise HeaderNotJson(f"header is not valid JSON: {exc.errors()[0]['msg']}") from None
-            if "model_type" in kinds:
-                raise HeaderNotObject("header is JSON but not an object") from None
-            raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
+        decode_frame(payload, max_total=max_total)  # strict JSON refuses NaN literals: the slow path
+    record = frame_header(header)
     if record.car != car:
         raise _CarMismatch(f"header car {record.car!r} does not match the topic's {car!r}")
     if payload[end : end + 2] != b"\xff\xd8":

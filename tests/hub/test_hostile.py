@@ -1,0 +1,73 @@
+"""Hostile input against a real hub and broker (docs/security.md, "Hostile input"): each test is one
+attack of the LAN and shows its outcome is now as boring as normal operation."""
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from hub import HubConfig, HubService
+from schemas.envelope import encode
+from tests.hub.conftest import eventually
+from tests.hub.fakecar import FakeCar
+from tests.servers.mosquitto import Mosquitto
+
+
+def _poisoned_headers(car: FakeCar, session: str) -> dict[str, bytes]:
+    """Frames whose numbers or types once made every seal of their session fail (or vanish)."""
+    good = json.loads(car.frame_bytes(session, 0)[8:].split(b"\xff\xd8", 1)[0])
+    variants = {
+        "seq 2^63": {"seq": 2**63},
+        "speed 1e308": {"seq": 900, "speed": 1e308},
+        'seq "4"': {"seq": "4"},
+        "seq 5.0": {"seq": 5.0},
+        "t_capture_ns 2^70": {"seq": 901, "t_capture_ns": 2**70},
+        "extra 2^80": {"seq": 902, "sensor": {"x": [2**80]}},
+    }
+    return {name: encode(good | change, car.jpeg) for name, change in variants.items()}
+
+
+async def test_a_poisoned_frame_never_fails_its_session(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    url = str(mosquitto.url)
+    cfg = make_config(url)
+    async with HubService(cfg) as hub:
+        car = FakeCar(url, "car-p", prefix=cfg.topic_prefix).connect()
+        try:
+            car.start_recording("s1")
+            sent = await asyncio.to_thread(car.record, "s1", 30)
+            bad = _poisoned_headers(car, "s1")
+            for payload in bad.values():
+                car.publish(car.topics.frames(car.car), payload, qos=1)
+            sent += await asyncio.to_thread(car.record, "s1", 30)
+            car.stop_recording("s1", frames=len(sent))
+            sealed = await hub.wait_sealed("car-p", "s1", timeout=30)
+        finally:
+            car.close()
+        assert sealed.frame_count == 60 and sealed.seq_last == 59
+        assert hub.catalog.get_session("car-p", "s1") is not None
+        stats = hub.ingest_stats()
+        c = stats.cars["car-p"]
+        assert (c.frames_persisted, c.frames_sealed, c.malformed) == (60, 60, len(bad))
+        assert stats.malformed_by_reason == {"frame: invalid frame record": len(bad)}
+
+
+async def test_the_sealer_process_quarantines_and_reports_what_the_spool_holds(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    """A spool written by an older, laxer hub: its bad records are kept aside and counted in /ingest."""
+    url = str(mosquitto.url)
+    cfg = make_config(url, shards={"sealer": "process"})
+    async with HubService(cfg) as hub:
+        car = FakeCar(url, "car-q", prefix=cfg.topic_prefix)
+        for payload in _poisoned_headers(car, "s1").values():
+            hub.spool.append(payload, None)
+        hub.spool.append(car.frame_bytes("s1", 7), None)
+        assert await hub.flush(30)
+        await eventually(lambda: hub.ingest_stats().malformed >= 6, what="the sealer's counts")
+        stats = hub.ingest_stats()
+        assert sum(n for r, n in stats.malformed_by_reason.items() if r.startswith("sealer:")) == 6
+        quarantined = list((cfg.data_dir / "store" / "quarantine").iterdir())
+        assert len(quarantined) == 6
+        row = hub.catalog.get_session("car-q", "s1")
+        assert row is not None and row["frame_count"] == 1
