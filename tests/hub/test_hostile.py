@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from hub import HubConfig, HubService
 from schemas.envelope import encode
-from tests.hub.conftest import eventually
-from tests.hub.fakecar import FakeCar
+from tests.hub.conftest import TOKEN, eventually
+from tests.hub.fakecar import FakeCar, make_jpeg
 from tests.servers.mosquitto import Mosquitto
 
 
@@ -71,3 +71,34 @@ async def test_the_sealer_process_quarantines_and_reports_what_the_spool_holds(
         assert len(quarantined) == 6
         row = hub.catalog.get_session("car-q", "s1")
         assert row is not None and row["frame_count"] == 1
+
+
+def _claiming(jpeg: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with a start-of-frame header that claims ``width`` x ``height`` pixels."""
+    at = jpeg.index(b"\xff\xc0") + 5  # marker, length (2), precision (1), then height and width
+    return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4 :]
+
+
+async def test_a_thumbnail_of_a_decompression_bomb_is_a_clear_4xx(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    import httpx
+
+    url = str(mosquitto.url)
+    cfg = make_config(url)
+    async with HubService(cfg) as hub, httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
+        for i, side in enumerate([30000, 10000]):
+            car = FakeCar(url, f"car-b{i}", prefix=cfg.topic_prefix, jpeg=_claiming(make_jpeg(), side, side))
+            car.connect()
+            try:
+                car.start_recording("s1")
+                await asyncio.to_thread(car.record, "s1", 3)
+                car.stop_recording("s1", frames=3)
+                await hub.wait_sealed(car.car, "s1", timeout=20)
+            finally:
+                car.close()
+            r = await http.get(
+                f"/sessions/{car.car}/s1/thumbnail", headers={"Authorization": "Bearer " + TOKEN}
+            )
+            assert r.status_code == 422, r.text
+            assert "pixels" in r.json()["detail"], r.json()

@@ -4,11 +4,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
+from PIL import Image
 
 from hub.api.deps import AUTH, ERRORS, Parts, not_found
 from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
 from hub.api.parts import ApiParts
-from hub.fleet.sessions import export_tar, read_frame, thumbnail
+from hub.fleet.sessions import ImageTooLarge, export_tar, read_frame, thumbnail
 from hub.storage.catalog import Conflict
 from hub.storage.sealer import manifest_from_row
 from schemas.ids import CAR_ID_PATTERN
@@ -101,7 +102,9 @@ def session_thumbnail(
         raise not_found(f"frame {seq} of {car}/{session}")
     try:
         data = thumbnail(sample.jpeg, size)
-    except OSError:
+    except ImageTooLarge as exc:
+        raise HTTPException(422, f"frame {sample.seq} of {car}/{session}: {exc}") from None
+    except (OSError, Image.DecompressionBombError):
         raise HTTPException(422, f"frame {sample.seq} of {car}/{session} is not a decodable JPEG") from None
     return Response(data, media_type="image/jpeg", headers={"X-Paddock-Seq": str(sample.seq)})
 
