@@ -206,6 +206,16 @@ class ShardsConfig(_Section):
         "amqtt deliver at the subscription's QoS, so the header is the reliable sign). The latest preview "
         "of each car is kept in memory for the API.",
     )
+    preview_cache_mb: float = Field(
+        default=64,
+        gt=0,
+        description="Memory for the cars' latest previews and telemetry, all cars together: the least "
+        "recently updated car is forgotten first, so invented car ids cannot fill the hub's memory.",
+    )
+    preview_ttl_s: Seconds = Field(
+        default=600.0,
+        description="A car's latest preview and telemetry are forgotten after this long without a new one.",
+    )
 
 
 class CatalogConfig(_Section):

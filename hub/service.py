@@ -38,9 +38,9 @@ from hub.storage.sealproc import make_sealer
 from hub.storage.spool import WriteAheadSpool
 from hub.telemetry.metrics import HubCollector, HubGauges, IngestCounters, IngestStats
 from hub.telemetry.sinks import Fanout, IngestRecord, SqliteSink, sinks_from_config
-from infra.store import ObjectStore
+from infra.store import NoSuchKey, ObjectStore
 from schemas import __version__
-from schemas.dataset import SessionManifest
+from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -363,12 +363,24 @@ class HubService:
         deadline = time.monotonic() + timeout
         while True:
             row = await asyncio.to_thread(self.catalog.get_session, car, session)
-            if row is not None and row["state"] == "sealed":
+            # The catalog is written first: the manifest object follows a moment later.
+            if (
+                row is not None
+                and row["state"] == "sealed"
+                and await asyncio.to_thread(self._manifest_sealed, car, session)
+            ):
                 await asyncio.to_thread(self.sealer.sync)
                 return manifest_from_row(row)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")
             await asyncio.sleep(0.05)
+
+    def _manifest_sealed(self, car: str, session: str) -> bool:
+        try:
+            data = self.store.get(session_manifest_key(car, session))
+        except NoSuchKey:
+            return False
+        return SessionManifest.from_json(data).state == "sealed"
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
         return await asyncio.to_thread(self.ingest.wait_connected, timeout)

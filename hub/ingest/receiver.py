@@ -87,6 +87,49 @@ class _RateLimitedLog:
             self.suppressed += 1
 
 
+class LatestPerCar:
+    """The latest preview and telemetry of each car, bounded in bytes and in age (thread-safe).
+
+    The least recently updated entry goes first when ``max_bytes`` is reached, and entries expire
+    after ``ttl_s``: a car id someone invented is forgotten, whatever it sent.
+    """
+
+    OVERHEAD = 512  # bytes per entry besides its payload: keys, dicts, the cache's own bookkeeping
+
+    def __init__(self, max_bytes: int, ttl_s: float) -> None:
+        from cachetools import TTLCache
+
+        self._cache: TTLCache[tuple[str, str], tuple[Any, int]] = TTLCache(
+            maxsize=max_bytes, ttl=ttl_s, getsizeof=lambda item: item[1]
+        )
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
+        cost = size + self.OVERHEAD
+        with self._lock:
+            if cost > self._cache.maxsize:
+                self._cache.pop(key, None)  # larger than the whole budget: keep nothing stale either
+                return
+            self._cache.pop(key, None)  # re-inserted: counts as the most recent
+            self._cache[key] = (value, cost)
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            item = self._cache.get(key)
+        return None if item is None else item[0]
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            self._cache.expire()
+            return int(self._cache.currsize)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._cache.expire()
+            return len(self._cache)
+
+
 class Ingest:
     def __init__(
         self,
@@ -108,8 +151,9 @@ class Ingest:
         self.connected = threading.Event()
         self.connections = 0
         self.on_connect_hooks: list[Callable[[], None]] = []
-        self.last_telemetry: dict[str, dict[str, Any]] = {}
-        self.last_preview: dict[str, tuple[float, bytes]] = {}
+        self.latest = LatestPerCar(
+            int(config.shards.preview_cache_mb * 1024 * 1024), config.shards.preview_ttl_s
+        )
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
         self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
@@ -179,13 +223,14 @@ class Ingest:
         return self.acks.outstanding
 
     def telemetry_of(self, car: str) -> dict[str, Any] | None:
-        """The car's last telemetry message, as received."""
-        return self.last_telemetry.get(car)
+        """The car's last telemetry message, as received (None once forgotten)."""
+        found = self.latest.get(("telemetry", car))
+        return found if isinstance(found, dict) else None
 
     def preview_of(self, car: str) -> bytes | None:
-        """The car's latest preview (QoS 0) frame envelope."""
-        item = self.last_preview.get(car)
-        return None if item is None else item[1]
+        """The car's latest preview (QoS 0) frame envelope (None once forgotten)."""
+        found = self.latest.get(("preview", car))
+        return found if isinstance(found, bytes) else None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
@@ -275,7 +320,7 @@ class Ingest:
             return
         if qos == 0 and not self.config.shards.record_preview:
             counters.preview_frames += 1
-            self.last_preview[car] = (time.time(), payload)
+            self.latest.put(("preview", car), payload, len(payload))
             return
         try:
             record = check_frame(payload, car, self.max_frame)
@@ -288,7 +333,7 @@ class Ingest:
             # A car may mark preview frames in the header: brokers that deliver at the
             # subscription's QoS (amqtt does) make QoS alone an unreliable sign of recording.
             counters.preview_frames += 1
-            self.last_preview[car] = (time.time(), payload)
+            self.latest.put(("preview", car), payload, len(payload))
             if token is not None:
                 self.spool.append(None, token)
             return
@@ -311,7 +356,7 @@ class Ingest:
             self._malformed(car, "telemetry", str(exc), topic)
             return
         self.counters.car(car).telemetry += 1
-        self.last_telemetry[car] = msg.to_dict()
+        self.latest.put(("telemetry", car), msg.to_dict(), len(payload))
         self.sinks.put(TelemetryRecord(car, msg))
 
     def _on_durable(self, tokens: list[Any]) -> None:

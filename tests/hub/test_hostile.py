@@ -102,3 +102,44 @@ async def test_a_thumbnail_of_a_decompression_bomb_is_a_clear_4xx(
             )
             assert r.status_code == 422, r.text
             assert "pixels" in r.json()["detail"], r.json()
+
+
+async def test_invented_car_ids_cannot_fill_the_hubs_memory(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    """300 invented cars each send a 20 kB preview: the hub keeps what its 1 MB budget holds."""
+    url = str(mosquitto.url)
+    cfg = make_config(url, shards={"preview_cache_mb": 1, "preview_ttl_s": 60})
+    jpeg = make_jpeg(20_000)
+    async with HubService(cfg) as hub:
+        car = FakeCar(url, "car-x0", prefix=cfg.topic_prefix, jpeg=jpeg).connect(birth=False)
+        try:
+            for i in range(300):
+                car.car = f"car-x{i}"
+                car.frame("none", qos=0)
+                car.telemetry()
+            previews = lambda: sum(c.preview_frames for c in hub.ingest_stats().cars.values())  # noqa: E731
+            await eventually(lambda: previews() >= 290, what="the previews to arrive")
+            await eventually(lambda: hub.ingest.preview_of("car-x299") is not None, what="the last preview")
+        finally:
+            car.close(death=False)
+        kept = hub.ingest.latest
+        assert kept.bytes <= 1024 * 1024
+        assert 20 <= len(kept) < 200
+        assert hub.ingest.preview_of("car-x0") is None and hub.ingest.telemetry_of("car-x0") is None
+        assert hub.ingest.preview_of("car-x299") is not None
+
+
+async def test_a_cars_latest_preview_expires(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    url = str(mosquitto.url)
+    cfg = make_config(url, shards={"preview_ttl_s": 1})
+    async with HubService(cfg) as hub:
+        car = FakeCar(url, "car-y", prefix=cfg.topic_prefix).connect(birth=False)
+        try:
+            car.frame("none", qos=0)
+            await eventually(lambda: hub.ingest.preview_of("car-y") is not None, what="the preview")
+            await eventually(lambda: hub.ingest.preview_of("car-y") is None, timeout=5, what="it to expire")
+        finally:
+            car.close(death=False)
