@@ -3,12 +3,18 @@ attack of the LAN and shows its outcome is now as boring as normal operation."""
 
 import asyncio
 import json
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from hub import HubConfig, HubService
 from schemas.envelope import encode
 from tests.hub.conftest import TOKEN, eventually
 from tests.hub.fakecar import FakeCar, make_jpeg
+from tests.missing import missing
 from tests.servers.mosquitto import Mosquitto
 
 
@@ -143,3 +149,44 @@ async def test_a_cars_latest_preview_expires(
             await eventually(lambda: hub.ingest.preview_of("car-y") is None, timeout=5, what="it to expire")
         finally:
             car.close(death=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MB file system (tmpfs), so the disk fills up for real."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        missing(f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_ingest_resumes_by_itself_when_a_full_disk_has_room_again(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig], small_disk: Path
+) -> None:
+    url = str(mosquitto.url)
+    cfg = make_config(url, spool={"dir": str(small_disk / "spool"), "segment_mb": 0.25})
+    filler = small_disk / "filler"
+    async with HubService(cfg) as hub:
+        free = shutil.disk_usage(small_disk).free
+        filler.write_bytes(b"\0" * (free - 200_000))  # room for about 80 of the 300 frames
+        car = FakeCar(url, "car-d", prefix=cfg.topic_prefix).connect()
+        try:
+            car.start_recording("s1")
+            sending = asyncio.create_task(asyncio.to_thread(car.record, "s1", 300))
+            await eventually(lambda: hub.spool.error is not None, what="the disk to fill up")
+            persisted_while_full = hub.ingest_stats().cars["car-d"].frames_persisted
+            filler.unlink()
+            sent = await sending
+            car.stop_recording("s1", frames=len(sent))
+            sealed = await hub.wait_sealed("car-d", "s1", timeout=60)
+        finally:
+            car.close()
+        assert persisted_while_full < 300
+        assert hub.spool.error is None and hub.spool.stats.write_errors > 0
+        assert (sealed.frame_count, sealed.gaps) == (300, [])
+        assert hub.ingest_stats().cars["car-d"].frames_persisted == 300
