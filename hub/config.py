@@ -75,6 +75,14 @@ class MqttConfig(_Section):
         return BrokerUrl.parse(self.url)
 
 
+class ApiToken(_Section):
+    """A bearer token with a scope."""
+
+    token: SecretStr = Field(description="The secret (long and random: `openssl rand -hex 24`).")
+    scope: Literal["read", "operate", "admin"] = Field(description="What it may do.")
+    name: str = Field(default="", description="Who holds it (for the operator's notes).")
+
+
 class ApiConfig(_Section):
     """The REST API (FastAPI; OpenAPI at /docs)."""
 
@@ -86,7 +94,16 @@ class ApiConfig(_Section):
         "variable PADDOCK_HUB_TOKEN is used, else a token is generated on first start and kept in "
         "{data_dir}/api-token (mode 0600).",
     )
-    protect_reads: bool = Field(default=False, description="Also require the token on read-only routes.")
+    protect_reads: bool | None = Field(
+        default=None,
+        description="Require a token on read-only routes. Default: yes, unless the API listens on "
+        "loopback only.",
+    )
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="More bearer tokens, each with a scope: read (GET routes), operate (commands, "
+        "recordings, jobs, datasets) or admin (models, deployments, deletions). `token` is admin.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The URL cars and trainers use to reach this API (model downloads, api_url in "

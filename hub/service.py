@@ -225,6 +225,7 @@ class HubService:
             self.ingest.publish,
             inline_max_bytes=int(cfg.deployments.inline_max_mb * MiB),
             public_url=lambda: self.public_url,
+            grant_secret=self.api_token,
         )
         if cfg.deployments.republish_on_connect:
             deployer = self.deployer
@@ -309,6 +310,7 @@ class HubService:
             public_url=lambda: self.public_url,
             health=self.health,
             ingest_stats=self.ingest_stats,
+            scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
         )
 
     async def stop(self) -> None:

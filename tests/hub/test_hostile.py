@@ -190,3 +190,47 @@ async def test_ingest_resumes_by_itself_when_a_full_disk_has_room_again(
         assert hub.spool.error is None and hub.spool.stats.write_errors > 0
         assert (sealed.frame_count, sealed.gaps) == (300, [])
         assert hub.ingest_stats().cars["car-d"].frames_persisted == 300
+
+
+READ_TOKEN, OPERATE_TOKEN = "read-token-0123456789", "operate-token-0123456789"
+
+
+async def test_scoped_tokens_guard_every_route_on_the_lan(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    import httpx
+
+    tokens = [{"token": READ_TOKEN, "scope": "read"}, {"token": OPERATE_TOKEN, "scope": "operate"}]
+    cfg = make_config(str(mosquitto.url), api={"host": "0.0.0.0", "tokens": tokens})
+
+    def auth(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async with HubService(cfg) as hub:
+        base = f"http://127.0.0.1:{hub.api_url.rsplit(':', 1)[1]}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for path in ["/health", "/ingest", "/sessions", "/models", "/metrics", "/cars"]:
+                assert (await http.get(path)).status_code == 401, path
+                assert (await http.get(path, headers=auth("wrong-token-0000000"))).status_code == 401
+                assert (await http.get(path, headers=auth(READ_TOKEN))).status_code == 200, path
+            flush = "/ingest/flush?timeout=5"
+            assert (await http.post(flush, headers=auth(READ_TOKEN))).status_code == 403
+            assert (await http.post(flush, headers=auth(OPERATE_TOKEN))).status_code == 200
+            assert (await http.delete("/datasets/d1", headers=auth(OPERATE_TOKEN))).status_code == 403
+            assert (await http.delete("/datasets/d1", headers=auth(TOKEN))).status_code == 404
+            grant = "?grant=" + "0" * 32
+            assert (await http.get("/models/m/v1/artifact" + grant)).status_code == 401
+
+
+async def test_on_loopback_reads_are_open_but_the_data_needs_a_token(
+    mosquitto: Mosquitto, make_config: Callable[..., HubConfig]
+) -> None:
+    import httpx
+
+    cfg = make_config(str(mosquitto.url), api={"tokens": [{"token": READ_TOKEN, "scope": "read"}]})
+    async with HubService(cfg) as hub, httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
+        assert (await http.get("/sessions")).status_code == 200
+        assert (await http.get("/sessions/car-1/s1/export")).status_code == 401
+        assert (await http.get("/models/m/v1/artifact")).status_code == 401
+        r = await http.get("/sessions/car-1/s1/export", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        assert r.status_code == 404

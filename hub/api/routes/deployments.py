@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, ERRORS, Parts, not_found
 from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, TargetPath
 
 router = APIRouter(tags=["deployments"])
@@ -17,7 +17,7 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
     "/deployments",
     summary="Deploy a model to a car or group: a signed, retained envelope",
     status_code=201,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses={503: {"model": Problem}, **ERRORS},
 )
 def deploy(hub: Parts, body: DeploymentIn) -> DeploymentOut:
@@ -39,7 +39,7 @@ def deployment(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
 @router.post(
     "/deployments/{kind}/{target}/rollback",
     summary="Go back to the model deployed before the current one",
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
@@ -51,7 +51,7 @@ def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
 @router.delete(
     "/deployments/{kind}/{target}",
     summary="Clear a target's retained model message",
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def clear(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 from PIL import Image
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, AUTH, ERRORS, READ, Parts, not_found
 from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
 from hub.api.parts import ApiParts
 from hub.fleet.sessions import ImageTooLarge, export_tar, read_frame, thumbnail
@@ -54,7 +54,7 @@ def session(hub: Parts, car: CarPath, session: SessionPath) -> SessionOut:
     "/sessions/{car}/{session}",
     summary="Delete a session (its shards, manifest and catalog entry)",
     status_code=204,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def delete_session(
@@ -114,6 +114,7 @@ def session_thumbnail(
     summary="The session as a tar: manifest.json and shards, laid out as in the store",
     responses={200: {"content": {"application/x-tar": {}}}, **ERRORS},
     response_class=Response,
+    dependencies=READ,
 )
 def export(hub: Parts, car: CarPath, session: SessionPath) -> StreamingResponse:
     manifest = manifest_from_row(_session_row(hub, car, session))
