@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from schemas.release import install_hint
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -24,7 +26,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """An in-process amqtt broker listening on ``host:port`` (a free port when ``port`` is 0).
 
-    Every client may connect (it is meant for loopback or a lab's LAN). A persistent session (clean
+    With ``fleet_dir`` (a ``paddock fleet`` directory) only the fleet's identities get in, each held
+    to the access matrix of :mod:`deploy.fleet.acl`; without it every client may connect (for
+    loopback only). A persistent session (clean
     session off: the hub, a trainer agent) keeps its subscriptions and QoS 1 messages while its
     client is away, for ``session_expiry_s`` after it left. Unlike Mosquitto, amqtt 0.12 does not
     resend a message it had sent to a client that died before acknowledging it."""
@@ -35,12 +39,14 @@ class EmbeddedBroker:
         port: int = 0,
         log_file: Path | None = None,
         session_expiry_s: int = 86_400,
+        fleet_dir: Path | None = None,
     ) -> None:
         if session_expiry_s <= 0:
             raise ValueError(f"session_expiry_s must be positive, not {session_expiry_s}")
         self.host = host
         self.log_file = log_file
         self.session_expiry_s = session_expiry_s
+        self.fleet_dir = fleet_dir
         self.port = port or free_port(host)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -56,7 +62,7 @@ class EmbeddedBroker:
         try:
             from deploy.amqtt_broker import PaddockBroker
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise RuntimeError("the embedded broker needs amqtt: pip install 'paddock[embedded]'") from exc
+            raise RuntimeError(f"the embedded broker needs amqtt: {install_hint('embedded')}") from exc
         # amqtt logs every connection at INFO, and at ERROR a client that acknowledges a QoS 1
         # message late (the trainer agent acknowledges a job only once it is done): with a log file
         # its messages go there instead of the console.
@@ -69,7 +75,7 @@ class EmbeddedBroker:
                 logger.propagate = False
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "plugins": {"deploy.amqtt_broker.OpenDoor": {}},
+            "plugins": self._plugins(),
             "session_expiry_interval": self.session_expiry_s,
         }
 
@@ -100,6 +106,12 @@ class EmbeddedBroker:
         if self._error is not None:
             raise RuntimeError(f"embedded broker failed to start on {self.host}:{self.port}: {self._error}")
         return self
+
+    def _plugins(self) -> dict[str, dict[str, str]]:
+        if self.fleet_dir is None:
+            return {"deploy.amqtt_broker.OpenDoor": {}}
+        fleet = {"fleet_dir": str(self.fleet_dir.resolve())}
+        return {"deploy.amqtt_broker.FleetAuth": fleet, "deploy.amqtt_broker.FleetTopicCheck": fleet}
 
     def stop(self, timeout: float = 10.0) -> None:
         loop, thread = self._loop, self._thread

@@ -21,6 +21,7 @@ from typer.core import HAS_RICH, TyperGroup
 import schemas
 from deploy import commands
 from deploy.errors import EXIT_USAGE, classify, is_help_request
+from schemas.release import install_hint
 
 _ARGV_KEY = "paddock.argv"
 
@@ -111,7 +112,9 @@ def _register_all() -> None:
         module.register(app)
     if _unavailable:
         missing = "; ".join(f"{name} ({reason})" for name, reason in sorted(_unavailable.items()))
-        app.info.epilog = f"Not available in this installation: {missing}. script/setup installs everything."
+        app.info.epilog = (
+            f"Not available in this installation: {missing}. For everything: {install_hint('all')}."
+        )
 
 
 _register_all()

@@ -451,11 +451,12 @@ class Demo:
     async def _keep_running(self) -> None:
         assert self.stack is not None
         info = self.stack.describe()
+        creds = info["operator_credentials"]
         self.console.print(
             f"\n[bold]The stack keeps running[/] (Ctrl-C stops it):\n"
             f"  hub API   {info['api']}  (OpenAPI: {info['api_docs']})\n"
             f"  token     {info['api_token_file']}\n"
-            f"  broker    {info['broker']}\n"
+            f"  broker    {info['broker']}" + (f"  (operator credentials: {creds})" if creds else "") + "\n"
             f"  store     {info['store']}\n"
             f"  cars      {', '.join(info['cars'])} (driving on the deployed model)"
         )

@@ -5,6 +5,7 @@ Every part is the real one — the car daemon on a simulated body, the hub with 
 shards, the trainer agent running jobs in their own processes — wired together on loopback:
 
     EmbeddedBroker (amqtt, its own thread)  or  an existing broker (--broker mqtt://…)
+                    with an identity each for the hub, the trainer agent, every car and an operator
     HubService      (ingest threads, sealer process, REST API on this event loop)
     TrainerAgent    (MQTT jobs → one process per job)
     CarDaemon × N   (one control thread each, MQTT on this event loop)
@@ -27,6 +28,9 @@ from typing import IO, Any
 from rich.console import Console
 
 from deploy.broker import EmbeddedBroker
+from deploy.fleet.bundles import BUNDLES_DIR, with_credentials, write_bundle
+from deploy.fleet.identities import FleetStore, Role
+from deploy.fleet.mosquitto import write_broker_files
 from edge.config import CarConfig
 from edge.daemon import CarDaemon
 from hub import HubConfig, HubService
@@ -51,6 +55,8 @@ class StackConfig:
     """0 picks a free port."""
     seed: int = 0
     car_hz: float = 30.0
+    preview_hz: float = 2.0
+    """Live-view frames per second each car sends while not recording (the web app's camera)."""
     randomize: bool = False
     expert_noise: float = 0.25
     """Steering perturbation while the expert records, so the data show recoveries (0: none)."""
@@ -78,6 +84,7 @@ class LocalStack:
         self.agent: TrainerAgent | None = None
         self.cars: dict[str, CarDaemon] = {}
         self._agent_log_file: IO[str] | None = None
+        self._passwords: dict[str, str] = {}
 
     @property
     def broker_url(self) -> str:
@@ -85,6 +92,33 @@ class LocalStack:
             return self.config.broker_url
         assert self.broker is not None, "the stack is not started"
         return self.broker.url
+
+    @property
+    def fleet_dir(self) -> Path:
+        return self.config.root / "fleet"
+
+    def _bundle(self, name: str) -> Path:
+        return self.fleet_dir / BUNDLES_DIR / name
+
+    def _client_url(self, name: str) -> str:
+        """The broker URL for one of the stack's identities (with its password when it has one)."""
+        password = self._passwords.get(name)
+        return with_credentials(self.broker_url, name, password) if password else self.broker_url
+
+    def _make_identities(self) -> None:
+        """A fresh identity for every part of this run; the old ones stop working."""
+        store = FleetStore(self.fleet_dir, broker_url=self.broker_url)
+        parts: list[tuple[str, Role, tuple[str, ...]]] = [
+            ("hub", Role.HUB, ()),
+            ("trainer", Role.TRAINER, ()),
+            ("operator", Role.OPERATOR, ()),
+        ]
+        parts += [(car, Role.CAR, (self.config.group,)) for car in self.config.car_ids]
+        for name, role, groups in parts:
+            identity, self._passwords[name] = store.add(name, role, groups)
+            write_bundle(store, identity, self._passwords[name])
+        store.save()
+        write_broker_files(store)
 
     @property
     def hub_dir(self) -> Path:
@@ -120,12 +154,13 @@ class LocalStack:
         cfg = self.config
         cfg.root.mkdir(parents=True, exist_ok=True)
         if cfg.broker_url is None:
-            self.broker = EmbeddedBroker(log_file=cfg.root / "broker.log")
+            self.broker = EmbeddedBroker(log_file=cfg.root / "broker.log", fleet_dir=self.fleet_dir)
+            self._make_identities()
             await asyncio.to_thread(self.broker.start)
         self.hub = HubService(
             HubConfig(
                 data_dir=self.hub_dir,
-                mqtt={"url": self.broker_url, "client_id": "paddock-demo-hub"},
+                mqtt={"url": self._client_url("hub"), "client_id": "paddock-demo-hub"},
                 api={"host": "127.0.0.1", "port": cfg.hub_port},
             )
         )
@@ -138,7 +173,7 @@ class LocalStack:
                 AgentSettings(
                     store=str(self.store_dir),
                     work_dir=str(cfg.root / "trainer"),
-                    broker=self.broker_url,
+                    broker=self._client_url("trainer"),
                     hub=self.hub.api_url,
                     hub_token=self.hub.api_token,
                     client_id="paddock-demo-trainer",
@@ -172,7 +207,7 @@ class LocalStack:
             {
                 "state_dir": str(cfg.root / "cars" / car),
                 "car": {"id": car, "group": cfg.group},
-                "broker": {"url": self.broker_url},
+                "broker": self._car_broker(car),
                 "loop": {"hz": cfg.car_hz},
                 "camera": {"kind": "sim"},
                 "actuators": {"kind": "sim"},
@@ -184,10 +219,16 @@ class LocalStack:
                     "expert_noise": cfg.expert_noise,
                 },
                 "models": {"public_key": str(self.public_key_path), "preload_runtimes": ["onnx"]},
-                "publish": {"telemetry_hz": 5.0, "preview_hz": 2.0},
+                "publish": {"telemetry_hz": 5.0, "preview_hz": cfg.preview_hz},
             },
             source=f"demo car {car}",
         )
+
+    def _car_broker(self, car: str) -> dict[str, str]:
+        if car not in self._passwords:
+            return {"url": self.broker_url}
+        password_file = str(self._bundle(car) / "password")
+        return {"url": with_credentials(self.broker_url, car), "password_file": password_file}
 
     async def stop(self) -> None:
         """Stop everything that was started, in order; safe to call twice and after a failed start."""
@@ -227,6 +268,7 @@ class LocalStack:
             "api": self.hub.api_url,
             "api_docs": f"{self.hub.api_url}/docs",
             "api_token_file": str(self.hub_dir / "api-token"),
+            "operator_credentials": str(self._bundle("operator")) if self._passwords else None,
             "store": str(self.store_dir),
             "trainer_log": str(self.agent_log_path),
             "cars": list(self.cars),

@@ -58,6 +58,19 @@ def pwm_actuators(config: CarConfig) -> Actuators:
     return PwmActuators(calibration, pin_factory=a.pin_factory)
 
 
+def pca9685_actuators(config: CarConfig) -> Actuators:
+    """Actuators plugin ``pca9685``: DonkeyCar's I²C PWM board; channels and board from the calibration."""
+    from firmware.hardware.pca9685 import Pca9685Actuators
+    from firmware.hardware.pwm import ActuatorError
+
+    try:
+        return Pca9685Actuators(load_calibration(config.actuators.calibration))
+    except CalibrationError as exc:
+        raise ConfigError(f"actuators.calibration: {exc}") from None
+    except ActuatorError as exc:
+        raise ConfigError(f"actuators: {exc}") from None
+
+
 def null_actuators(config: CarConfig) -> Actuators:
     """Actuators plugin ``none``: outputs off (bench)."""
     from firmware.hardware.null_actuators import NullActuators

@@ -157,7 +157,8 @@ class CameraSection(_Section):
 class ActuatorsSection(_Section):
     kind: str = Field(
         default="pwm",
-        description="pwm (servo + ESC via gpiozero), none (outputs off: bench), sim, "
+        description="pwm (servo + ESC via gpiozero), pca9685 (DonkeyCar's I²C PWM board: channels and "
+        "board in the calibration), none (outputs off: bench), sim, "
         "or an actuators plugin (`paddock plugins`).",
     )
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.config import LoopSection
+from edge.health import ModelHealth
 from edge.pilots import Decision, Pilot
 from firmware.actuators import Applied, clip_unit
 from firmware.camera import CameraError, Frame
@@ -78,6 +79,7 @@ class LoopStats:
     inference_ms: float | None  # mean over the window
     failures: int
     camera_stale: int
+    confidence: float | None = None  # mean over the window, where the pilot gives one
 
 
 @dataclass(slots=True)
@@ -151,6 +153,10 @@ class ControlLoop:
         self._window_t0: int | None = None
         self._window_inf_sum = 0.0
         self._window_inf_n = 0
+        self._window_conf_sum = 0.0
+        self._window_conf_n = 0
+        self.health = ModelHealth()
+        self._last_mode: Mode = config.start_mode
         # thread
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -237,6 +243,9 @@ class ControlLoop:
         ):
             self._emit({"type": "intervention", "reason": f"autopilot held: {choice.reason}"})
         self._last_reason = choice.reason
+        if self._last_mode == "autopilot" and inputs.mode == "manual" and not inputs.estop:
+            self._emit({"type": "intervention", "reason": "human takeover"})
+        self._last_mode = inputs.mode
 
         applied = self.body.actuators.apply(choice.steering, choice.throttle)
         result = TickResult(
@@ -342,6 +351,9 @@ class ControlLoop:
             if r.inference_ms is not None:
                 self._window_inf_sum += r.inference_ms
                 self._window_inf_n += 1
+            if r.decision is not None and r.decision.confidence is not None:
+                self._window_conf_sum += r.decision.confidence
+                self._window_conf_n += 1
 
     def take_stats(self) -> LoopStats:
         """Timing since boot plus means over the window since the previous call."""
@@ -351,10 +363,13 @@ class ControlLoop:
             inf = self._window_inf_sum / self._window_inf_n if self._window_inf_n else None
             self._window_ticks, self._window_t0 = 0, None
             self._window_inf_sum, self._window_inf_n = 0.0, 0
+            conf = self._window_conf_sum / self._window_conf_n if self._window_conf_n else None
+            self._window_conf_sum, self._window_conf_n = 0.0, 0
         period = (now - t0) / 1e6 / n if n and t0 is not None else None
-        return LoopStats(self.timer.stats(), n, period, inf, self.failures, self.camera_stale)
+        return LoopStats(self.timer.stats(), n, period, inf, self.failures, self.camera_stale, conf)
 
     def _emit(self, event: dict[str, Any]) -> None:
+        self.health.count(event)
         try:
             self.sink.on_event(event)
         except Exception:

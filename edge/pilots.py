@@ -22,7 +22,7 @@ import numpy as np
 from edge import plugins
 from edge.runtimes import LoadedModel
 from firmware.camera import Frame
-from schemas.model_card import ModelManifest, decode_outputs, preprocess
+from schemas.model_card import ModelManifest, decode_outputs, output_confidence, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class Decision:
     throttle: float | None = None
     inference_ms: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    confidence: float | None = None  # 0..1 where the model gives one (categorical outputs)
 
 
 class Pilot(ABC):
@@ -81,9 +82,10 @@ class ModelPilot(Pilot):
         if frame is None:
             raise ValueError("the model pilot needs a camera frame")
         t0 = time.perf_counter()
-        values, _ = self.infer(frame.image)
+        values, raw = self.infer(frame.image)
         ms = (time.perf_counter() - t0) * 1000
-        return Decision(values.get("steering", 0.0), values.get("throttle"), ms)
+        confidence = output_confidence(self.manifest.card, raw)
+        return Decision(values.get("steering", 0.0), values.get("throttle"), ms, confidence=confidence)
 
     def close(self) -> None:
         self.model.close()

@@ -17,6 +17,7 @@ from edge.recorder import Recorder
 from edge.spool import ForwardSpool
 from firmware.car_body import Body
 from firmware.sensors import SensorReading, SensorSuite
+from schemas.input_stats import InputStatsAccumulator
 from schemas.messages import CameraInfo, CarStatus, Telemetry
 
 
@@ -71,15 +72,36 @@ class SensorPoller:
 
 
 class TelemetryBuilder:
-    """Numbers telemetry messages; each one reports the loop statistics since the last."""
+    """Numbers telemetry messages; each one reports the loop statistics since the last.
 
-    def __init__(self) -> None:
+    Input statistics: each message samples the latest camera frame (at the telemetry rate, on
+    the daemon's thread, never in the control loop) and every ``stats_every``-th message carries
+    the summary of the frames sampled since the previous one.
+    """
+
+    def __init__(self, stats_every: int = 10) -> None:
         self._seq = 0
+        self.stats_every = max(1, stats_every)
+        self._input = InputStatsAccumulator()
+        self._sampled_frame = -1
+
+    def _sample_input(self, parts: Parts) -> None:
+        last = parts.loop.last
+        frame = last.frame if last is not None else None
+        if frame is not None and frame.index != self._sampled_frame:
+            self._sampled_frame = frame.index
+            self._input.add(frame.image)
 
     def build(self, parts: Parts, loop_hz: float, model: str | None, sensors: SensorReading) -> Telemetry:
         stats = parts.loop.take_stats()
         last = parts.loop.last
         body = last.body if last is not None else None
+        health = parts.loop.health
+        self._sample_input(parts)
+        input_stats = None
+        if self._seq % self.stats_every == self.stats_every - 1:
+            input_stats = self._input.stats()
+            self._input.reset()
         self._seq += 1
         return Telemetry(
             seq=self._seq - 1,
@@ -104,6 +126,11 @@ class TelemetryBuilder:
             off_track=body.off_track if body is not None else None,
             frames_dropped=frames_dropped(parts.recorder),
             spool_frames=parts.spool.pending_records,
+            confidence=_r(stats.confidence),
+            interventions=health.interventions,
+            off_track_count=health.off_track,
+            lap_time_s=health.last_lap_s,
+            input_stats=input_stats,
         )
 
 

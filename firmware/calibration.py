@@ -23,6 +23,16 @@ A calibration file is TOML (``/etc/paddock/calibration.toml`` by default)::
     limit_forward = 0.5
     limit_reverse = 0.5
 
+With a PCA9685 board (``actuators.kind = "pca9685"``, DonkeyCar's default) each ``pin`` is the
+board's channel number (0-15) and an optional table names the board::
+
+    [pca9685]
+    bus = 1             # /dev/i2c-1
+    address = 0x40      # written as 64
+    oscillator_hz = 25000000.0
+
+``paddock car import-donkeycar myconfig.py`` writes such a file from DonkeyCar's calibration.
+
 The mapping is piecewise linear around the centre, so asymmetric linkages keep 0 at ``center_us``.
 Limits clip the *command*; that clipped command is what the car reports and records. ``trim`` then
 shifts the pulse (it corrects the linkage, so it is not part of the action).
@@ -92,6 +102,21 @@ class ThrottleCalibration(_Channel):
         return max(-self.limit_reverse, min(self.limit_forward, clip_unit(value)))
 
 
+class Pca9685Settings(BaseModel):
+    """Where the PCA9685 board is, when the channels are on one."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    bus: int = Field(default=1, ge=0, description="I²C bus number (/dev/i2c-N)")
+    address: int = Field(default=0x40, ge=0x03, le=0x77, description="I²C address of the board")
+    oscillator_hz: float = Field(
+        default=25_000_000.0,
+        ge=20_000_000,
+        le=30_000_000,
+        description="the board's oscillator (nominally 25 MHz; boards vary by a few per cent)",
+    )
+
+
 class Calibration(BaseModel):
     """Everything needed to turn steering/throttle commands into pulses."""
 
@@ -100,6 +125,7 @@ class Calibration(BaseModel):
     frequency_hz: float = Field(default=50.0, ge=40, le=400, description="PWM frequency (servos: 50-60 Hz)")
     steering: SteeringCalibration = Field(default_factory=SteeringCalibration)
     throttle: ThrottleCalibration = Field(default_factory=ThrottleCalibration)
+    pca9685: Pca9685Settings | None = Field(default=None, description="the PCA9685 board, if one is used")
 
     @model_validator(mode="after")
     def _fits_period(self) -> Self:

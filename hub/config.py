@@ -314,6 +314,61 @@ class DeploymentsConfig(_Section):
     )
 
 
+class MlopsConfig(_Section):
+    """Model monitoring: when a model's live inputs or driving part from what it was trained on."""
+
+    drift_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        description="Population stability index between a model's live input statistics and its "
+        "card's training statistics above which the car's inputs have drifted (0.1: moderate, "
+        "0.25: a major shift, by the usual PSI reading).",
+    )
+    drift_reports: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description="Reports in a row above the threshold before drift (and below, to clear it).",
+    )
+    rate_window_s: float = Field(
+        default=60, ge=5, le=3600, description="Window for interventions and off-track moments per minute."
+    )
+    max_interventions_per_min: float = Field(
+        default=2.0, gt=0, description="More interventions per minute than this: the model is degraded."
+    )
+    max_off_track_per_min: float = Field(
+        default=2.0, gt=0, description="More off-track moments per minute than this: the model is degraded."
+    )
+    gate: bool = Field(
+        default=False,
+        description="Evaluation gate: refuse a deployment (409, with the figures) whose closed-loop "
+        "evaluation is worse than the current model's on the target; `force` overrides it.",
+    )
+    gate_min_completion_pct: float = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Completion needed where the target has no model yet.",
+    )
+    gate_lap_time_tolerance: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="How much slower than the current best lap still passes.",
+    )
+    retrain_on_drift: bool = Field(
+        default=False, description="Queue a train job on the model's dataset when its inputs drift."
+    )
+    retrain_epochs: int = Field(default=10, ge=1, le=10_000, description="Epochs of a triggered train job.")
+    retrain_evaluate_track: str | None = Field(
+        default=None, description="Track of the triggered job's closed-loop evaluation (the gate's figures)."
+    )
+    retrain_evaluate_laps: int = Field(default=2, ge=0, le=100, description="Laps of that evaluation.")
+    retrain_cooldown_s: float = Field(
+        default=3600, ge=0, description="At most one triggered train job per model in this time."
+    )
+
+
 class HubConfig(_Section):
     """Everything the hub needs. Defaults give a self-contained hub in ./paddock-hub."""
 
@@ -330,6 +385,7 @@ class HubConfig(_Section):
     catalog: CatalogConfig = Field(default_factory=CatalogConfig)
     sinks: SinksConfig = Field(default_factory=SinksConfig)
     deployments: DeploymentsConfig = Field(default_factory=DeploymentsConfig)
+    mlops: MlopsConfig = Field(default_factory=MlopsConfig)
 
     @field_validator("topic_prefix")
     @classmethod

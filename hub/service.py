@@ -31,16 +31,21 @@ from hub.api.app import create_app
 from hub.api.parts import ApiParts
 from hub.config import HubConfig
 from hub.fleet.deployments import Deployer, load_signing_key
+from hub.fleet.jobs import request_job
 from hub.ingest.receiver import Ingest
+from hub.mlops.monitor import FleetMonitor
+from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle, manifest_from_row
 from hub.storage.sealproc import make_sealer
 from hub.storage.spool import WriteAheadSpool
-from hub.telemetry.metrics import HubCollector, HubGauges, IngestCounters, IngestStats
-from hub.telemetry.sinks import Fanout, IngestRecord, SqliteSink, sinks_from_config
+from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, IngestStats
+from hub.telemetry.sinks import EventRecord, Fanout, IngestRecord, SqliteSink, sinks_from_config
 from infra.store import NoSuchKey, ObjectStore
 from schemas import __version__
 from schemas.dataset import SessionManifest, session_manifest_key
+from schemas.input_stats import InputStats
+from schemas.messages import DriftEvent, Event, TrainParams
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,8 @@ class HubService:
         self.sqlite_sink: SqliteSink | None = None
         self.ingest: Ingest
         self.deployer: Deployer
+        self.monitor: FleetMonitor
+        self.retrain: RetrainPolicy
 
     # --- addresses ----------------------------------------------------------------------------
     @property
@@ -178,6 +185,7 @@ class HubService:
         self.sinks.start()
         self.ingest.start()
         self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
+        self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
         self._start_ingest_points()
 
     def _prepare_token(self) -> None:
@@ -213,6 +221,27 @@ class HubService:
             self.counters,
             self.sinks,
             lambda: self.public_url,
+        )
+        self.monitor = FleetMonitor(self.config.mlops, self._card_stats, self._raise_event)
+        self.ingest.telemetry_observers.append(self.monitor.on_telemetry)
+        self.retrain = RetrainPolicy(self.config.mlops, self.catalog, self._request_train)
+
+    def _card_stats(self, ref: str) -> InputStats | None:
+        """The training input statistics in the card of model ``name:version``, if registered."""
+        name, _, version = ref.partition(":")
+        model = self.catalog.get_model(name, version) if version else None
+        stats = (model or {}).get("card", {}).get("input_stats")
+        return InputStats.from_dict(stats) if stats else None
+
+    def _raise_event(self, car: str, event: Event) -> None:
+        """An event the hub raises about a car: into the sinks, like the car's own events."""
+        self.sinks.put(EventRecord(car, event))
+        if isinstance(event, DriftEvent):
+            self.retrain.on_event(car, event)
+
+    def _request_train(self, params: TrainParams, requested_by: str) -> dict[str, Any]:
+        return request_job(
+            self.catalog, self.topics, self.ingest.publish, "train", params, requested_by=requested_by
         )
 
     def _build_deployer(self) -> None:
@@ -311,6 +340,7 @@ class HubService:
             health=self.health,
             ingest_stats=self.ingest_stats,
             scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
+            mlops=self.config.mlops,
         )
 
     async def stop(self) -> None:

@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from schemas.base import WireModel, _summary, now
 from schemas.errors import ContractError
 from schemas.ids import JobId, Name, SessionId
+from schemas.input_stats import InputStats
 
 Mode = Literal["manual", "autopilot", "stop"]
 Unit = Annotated[float, Field(ge=-1.0, le=1.0)]
@@ -88,6 +89,18 @@ class Telemetry(WireModel):
     off_track: bool | None = None
     frames_dropped: int | None = Field(default=None, ge=0, description="publish drops since boot")
     spool_frames: int | None = Field(default=None, ge=0, description="frames waiting in the car's spool")
+    # model health (optional: older cars do not send them)
+    confidence: float | None = Field(
+        default=None, ge=0, le=1, description="mean output confidence since last report (categorical models)"
+    )
+    interventions: int | None = Field(
+        default=None, ge=0, description="interventions since boot: human takeover, deadman, safety rule"
+    )
+    off_track_count: int | None = Field(default=None, ge=0, description="off-track moments since boot")
+    lap_time_s: float | None = Field(default=None, gt=0, description="the last completed lap's time")
+    input_stats: InputStats | None = Field(
+        default=None, description="the camera images since the previous stats (sent at a low rate)"
+    )
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -220,6 +233,17 @@ class ErrorEvent(_Event):
     component: str = ""
 
 
+class DriftEvent(_Event):
+    """Raised by the hub (not the car) when a model's live inputs part from its training inputs, and
+    again when they come back (``drifted`` false)."""
+
+    type: Literal["drift"] = "drift"
+    model: str
+    score: float = Field(ge=0, description="population stability index, live vs training inputs")
+    threshold: float = Field(gt=0)
+    drifted: bool
+
+
 Event = Annotated[
     LapEvent
     | OffTrackEvent
@@ -228,7 +252,8 @@ Event = Annotated[
     | ModelRejectedEvent
     | RecordingEvent
     | EstopEvent
-    | ErrorEvent,
+    | ErrorEvent
+    | DriftEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -356,7 +381,37 @@ class EvaluateParams(WireModel):
 class OptimizeParams(WireModel):
     track: str
     generations: int = Field(default=20, ge=1)
-    population: int = Field(default=32, ge=2)
+    population: int = Field(default=32, ge=4)
+    seed: int = 0
+    budget_s: float | None = Field(
+        default=None, gt=0, description="wall-clock seconds: stop after the generation that passes them"
+    )
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(WireModel):
+    name: Name
+    version: Name
+
+
+class RlParams(WireModel):
+    """An AWS DeepRacer model to train by reinforcement learning: its three files inline (the JSON of
+    ``model_metadata.json`` and ``hyperparameters.json``, the Python source of ``reward_function.py``),
+    the track and the budget. ``clone`` starts from a registered RL model's weights."""
+
+    model_metadata: dict[str, Any]
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="DeepRacer's keys; missing ones default"
+    )
+    reward_function: str = Field(min_length=1, max_length=1_000_000)
+    track: str
+    minutes: float = Field(default=10.0, gt=0, le=7 * 24 * 60)
+    workers: int | None = Field(default=None, ge=1, le=256)
+    race_type: Literal["time_trial", "object_avoidance"] = "time_trial"
+    model_name: Name = "deepracer"
+    model_version: Name | None = None
+    clone: ModelRef | None = None
+    evaluate_trials: int = Field(default=3, ge=0, le=100)
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -382,7 +437,12 @@ class OptimizeJob(_Job):
     params: OptimizeParams
 
 
-JobRequest = Annotated[TrainJob | EvaluateJob | OptimizeJob, Field(discriminator="kind")]
+class RlJob(_Job):
+    kind: Literal["rl"] = "rl"
+    params: RlParams
+
+
+JobRequest = Annotated[TrainJob | EvaluateJob | OptimizeJob | RlJob, Field(discriminator="kind")]
 JOB_ADAPTER: TypeAdapter[JobRequest] = TypeAdapter(JobRequest)
 
 
@@ -398,7 +458,7 @@ JobState = Literal["queued", "running", "succeeded", "failed"]
 
 class JobProgress(WireModel):
     job: JobId
-    kind: Literal["train", "evaluate", "optimize"]
+    kind: Literal["train", "evaluate", "optimize", "rl"]
     state: JobState
     ts: Timestamp
     stage: str = ""
@@ -412,14 +472,9 @@ class JobProgress(WireModel):
     message: str | None = None
 
 
-class ModelRef(WireModel):
-    name: Name
-    version: Name
-
-
 class JobResult(WireModel):
     job: JobId
-    kind: Literal["train", "evaluate", "optimize"]
+    kind: Literal["train", "evaluate", "optimize", "rl"]
     status: Literal["succeeded", "failed"]
     ts: Timestamp
     error: str | None = None

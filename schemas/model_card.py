@@ -21,6 +21,7 @@ from pydantic import Field, model_validator
 from schemas.base import WireModel, now
 from schemas.errors import ContractError
 from schemas.ids import Name
+from schemas.input_stats import InputStats
 
 Colour = Literal["rgb", "bgr", "gray"]
 
@@ -94,6 +95,75 @@ class OutputSpec(WireModel):
         return self
 
 
+class DiscreteAction(WireModel):
+    """One action of a discrete (DeepRacer) action space, in DeepRacer's units and the car's."""
+
+    steering_angle: float = Field(description="degrees, positive = LEFT (DeepRacer)")
+    speed: float = Field(ge=0, description="m/s")
+    steering: float = Field(ge=-1, le=1, description="the car's steering command, +1 = right")
+    throttle: float = Field(ge=-1, le=1, description="the car's throttle command")
+
+
+class ActionSpace(WireModel):
+    """The action space of a reinforcement-learning policy (an AWS DeepRacer model).
+
+    ``tensor`` holds the policy's raw output: for ``discrete``, one logit per entry of ``actions``
+    (the car takes the argmax); for ``continuous``, the mean ``[steering_angle, speed]`` in
+    DeepRacer's units, mapped linearly onto the car's commands: ``steering_angle`` from its low to its
+    high gives ``steering`` from its first to its second value, and likewise ``speed`` → ``throttle``.
+    The exported model also computes the ``steering`` and ``throttle`` outputs itself, so a car
+    that reads only :attr:`ModelCard.outputs` drives it the same way.
+    """
+
+    type: Literal["discrete", "continuous"]
+    tensor: str = "action"
+    actions: list[DiscreteAction] = Field(default_factory=list)
+    steering_angle: tuple[float, float] | None = Field(default=None, description="continuous range, degrees")
+    speed: tuple[float, float] | None = Field(default=None, description="continuous range, m/s")
+    steering: tuple[float, float] | None = Field(default=None, description="car steering at the range's ends")
+    throttle: tuple[float, float] | None = Field(default=None, description="car throttle at the range's ends")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ActionSpace":
+        if self.type == "discrete" and not self.actions:
+            raise ValueError("a discrete action space needs at least one action")
+        if self.type == "continuous":
+            ranges = (self.steering_angle, self.speed, self.steering, self.throttle)
+            if any(r is None for r in ranges):
+                raise ValueError(
+                    "a continuous action space needs steering_angle, speed, steering and throttle"
+                )
+            if self.actions:
+                raise ValueError("a continuous action space has no list of actions")
+        return self
+
+    def command(self, raw: NDArray[np.float32]) -> dict[str, float]:
+        """The car's ``{"steering", "throttle"}`` for the policy's raw output of one sample."""
+        arr = np.asarray(raw, dtype=np.float32).reshape(-1)
+        if not np.all(np.isfinite(arr)):
+            raise ContractError(f"output {self.tensor!r} is not finite")
+        if self.type == "discrete":
+            if arr.size != len(self.actions):
+                raise ContractError(
+                    f"output {self.tensor!r} has {arr.size} values, expected {len(self.actions)}"
+                )
+            chosen = self.actions[int(np.argmax(arr))]
+            return {"steering": chosen.steering, "throttle": chosen.throttle}
+        if arr.size != 2:
+            raise ContractError(f"output {self.tensor!r} has {arr.size} values, expected 2")
+        assert self.steering_angle and self.speed and self.steering and self.throttle
+        return {
+            "steering": _interpolate(float(arr[0]), self.steering_angle, self.steering),
+            "throttle": _interpolate(float(arr[1]), self.speed, self.throttle),
+        }
+
+
+def _interpolate(x: float, source: tuple[float, float], target: tuple[float, float]) -> float:
+    lo, hi = source
+    t = 0.0 if hi == lo else min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return float(target[0] + t * (target[1] - target[0]))
+
+
 class ModelCard(WireModel):
     """What the model is, what it takes and what it gives."""
 
@@ -102,6 +172,12 @@ class ModelCard(WireModel):
     outputs: list[OutputSpec] = Field(min_length=1)
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="dataset, run, metrics")
+    action_space: ActionSpace | None = Field(
+        default=None, description="for a reinforcement-learning policy: its (DeepRacer) action space"
+    )
+    input_stats: InputStats | None = Field(
+        default=None, description="statistics of the training images (the hub's reference for drift)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCard":
@@ -207,3 +283,15 @@ def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> d
                 )
             result[out.name] = float(out.bins[int(np.argmax(arr))])
     return result
+
+
+def output_confidence(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> float | None:
+    """The mean softmax probability of the chosen bin over the categorical outputs (None if linear)."""
+    probs = []
+    for out in card.outputs:
+        if out.kind != "categorical" or out.tensor not in values:
+            continue
+        logits = np.asarray(values[out.tensor], dtype=np.float64).reshape(-1)
+        e = np.exp(logits - logits.max())
+        probs.append(float(e.max() / e.sum()))
+    return sum(probs) / len(probs) if probs else None

@@ -18,7 +18,7 @@ VERSION = "v1"
 # Commands a car accepts on cmd/{name}.
 COMMAND_NAMES = ("drive", "mode", "record", "config", "rebirth")
 # Job kinds a trainer accepts on jobs/{kind}.
-JOB_KINDS = ("train", "evaluate", "optimize")
+JOB_KINDS = ("train", "evaluate", "optimize", "rl")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 

@@ -42,9 +42,16 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[type[Mosquitto]]:
 
     class _Factory(Mosquitto):
         def __init__(
-            self, workdir: Path | None = None, port: int | None = None, extra_config: str = ""
+            self,
+            workdir: Path | None = None,
+            port: int | None = None,
+            extra_config: str = "",
+            password_file: Path | None = None,
+            acl_file: Path | None = None,
         ) -> None:
-            super().__init__(workdir or tmp_path / f"mosquitto-{len(started)}", port, extra_config)
+            super().__init__(
+                workdir or tmp_path / f"mosquitto-{len(started)}", port, extra_config, password_file, acl_file
+            )
             started.append(self)
 
     yield _Factory

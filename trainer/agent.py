@@ -1,6 +1,6 @@
 """The trainer agent: takes job requests from MQTT, runs them, reports progress and results.
 
-It subscribes (QoS 1) to ``{prefix}/v1/jobs/train`` and ``{prefix}/v1/jobs/evaluate`` and runs one
+It subscribes (QoS 1) to ``{prefix}/v1/jobs/train``, ``…/evaluate`` and ``…/optimize`` and runs one
 job at a time, each in its own process (``python -m trainer.job``), so a job that fails or
 crashes costs that job only: the agent publishes a ``failed`` :class:`~schemas.messages.JobResult`
 with the reason and takes the next one.
@@ -43,7 +43,7 @@ from schemas.topics import TopicKind, Topics
 from trainer.pipeline import TrainerSettings
 
 log = logging.getLogger(__name__)
-KINDS = ("train", "evaluate")
+KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
 
 
 class AgentSettings(TrainerSettings):

@@ -19,12 +19,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from schemas.messages import EvaluateJob, JobResult, TrainJob, parse_job
+from schemas.messages import EvaluateJob, JobResult, OptimizeJob, RlJob, TrainJob, parse_job
 from trainer.pipeline import TrainerSettings, run_train_job
 
 
 def run_job(
-    job: TrainJob | EvaluateJob, settings: TrainerSettings, console: Console | None = None
+    job: TrainJob | EvaluateJob | OptimizeJob | RlJob,
+    settings: TrainerSettings,
+    console: Console | None = None,
 ) -> JobResult:
     """Run ``job``; a failure becomes a ``failed`` result with a one-line reason."""
     started = time.monotonic()
@@ -32,6 +34,14 @@ def run_job(
     try:
         if isinstance(job, TrainJob):
             return run_train_job(job.params, settings, job=job.job, console=console)
+        if isinstance(job, OptimizeJob):
+            from trainer.race.job import run_optimize_job
+
+            return run_optimize_job(job.params, settings, job=job.job, console=console)
+        if isinstance(job, RlJob):
+            from trainer.rl.job import run_rl_job
+
+            return run_rl_job(job.params, settings, job=job.job, console=console)
         from trainer.evaluate import run_evaluate_job
 
         return run_evaluate_job(job.params, settings, job=job.job, console=console)
@@ -69,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path, help="where to write the JobResult (JSON)")
     args = parser.parse_args(argv)
     job = parse_job(args.job.read_bytes())
-    if not isinstance(job, TrainJob | EvaluateJob):
-        raise SystemExit(f"this trainer runs train and evaluate jobs, not {job.kind}")
+    if not isinstance(job, TrainJob | EvaluateJob | OptimizeJob | RlJob):
+        raise SystemExit(f"this trainer runs train, evaluate, optimize and rl jobs, not {job.kind}")
     settings = TrainerSettings.model_validate_json(args.settings.read_text())
     result = run_job(job, settings)
     tmp = args.result.with_name(args.result.name + ".tmp")

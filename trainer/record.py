@@ -74,13 +74,18 @@ def record_session(
     seed: int = 0,
     config: RecordConfig | None = None,
     on_frame: Callable[[int], None] | None = None,
+    expert: ExpertDriver | None = None,
 ) -> SessionManifest:
-    """Drive ``config.laps`` laps with the expert and write them as one session; return its manifest."""
+    """Drive ``config.laps`` laps with the expert and write them as one session; return its manifest.
+
+    ``expert`` drives instead of the default expert (e.g. one that follows an optimised racing line)."""
     c = config or RecordConfig()
     rng = np.random.default_rng(seed)
     world = World(track, WorldConfig(randomization=Randomization(enabled=c.randomize)), seed=seed)
     world.reset(seed, start_progress=float(rng.uniform(0, 100)))
-    expert = ExpertDriver(world.track, world.config.car, ExpertConfig(max_speed=c.max_speed), seed=seed)
+    if expert is None:
+        expert = ExpertDriver(world.track, world.config.car, ExpertConfig(max_speed=c.max_speed), seed=seed)
+    expert.reset()
     dt = world.dt
     theta = 1.0 / c.noise_time_s
     sigma = c.noise_std * math.sqrt(2 * theta)
@@ -193,6 +198,7 @@ def record_expert(
     seed: int = 0,
     config: RecordConfig | None = None,
     on_frame: Callable[[int], None] | None = None,
+    expert: ExpertDriver | None = None,
 ) -> list[SessionManifest]:
     """Record ``sessions`` sessions named ``{prefix}-{track}-{seed + i}``, seeded ``seed + i``."""
     safe_track = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(track).rsplit("/", 1)[-1])
@@ -206,6 +212,7 @@ def record_expert(
             seed=seed + i,
             config=config,
             on_frame=on_frame,
+            expert=expert,
         )
         for i in range(sessions)
     ]

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from infra.files import write_atomic, write_atomic_with
 from infra.store import open_store
+from schemas.input_stats import InputStats, InputStatsAccumulator
 from schemas.messages import JobProgress, SessionRef
 from schemas.model_card import ModelCard
 from trainer.augment import AugmentConfig
@@ -644,6 +645,15 @@ def _save_epoch(
     _print_epoch(run.console, entry, data.monitor, improved)
 
 
+def training_input_stats(table: FrameTable, limit: int = 400) -> InputStats | None:
+    """The input statistics of (an even sample of at most ``limit``) training frames, for the card."""
+    acc = InputStatsAccumulator()
+    n = len(table)
+    for i in np.linspace(0, n - 1, min(n, limit)).astype(int) if n else []:
+        acc.add(table.image(int(i)))
+    return acc.stats()
+
+
 def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, started: float) -> TrainResult:
     config, backend, history = run.config, run.backend, progress.history
     best_epoch = progress.best_epoch
@@ -660,7 +670,9 @@ def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, star
     return TrainResult(
         run_dir=str(run.run_dir),
         architecture=config.architecture,
-        card=model.card().model_copy(update={"training": training}),
+        card=model.card().model_copy(
+            update={"training": training, "input_stats": training_input_stats(data.train_table)}
+        ),
         launcher=backend.name,
         world=backend.world,
         epochs_run=len(history),

@@ -176,7 +176,6 @@ def calibrate(
     Put the car on a stand first: the throttle steps spin the wheels.
     """
     from firmware.hardware.calibrate import CalibrationAborted, CalibrationWizard
-    from firmware.hardware.pwm import PwmActuators
 
     cal = load_calibration(calibration) if calibration.exists() else Calibration()
     if steering_pin is not None or throttle_pin is not None:
@@ -187,7 +186,7 @@ def calibrate(
                 "throttle": cal.throttle.model_dump() | ({"pin": _pin(throttle_pin)} if throttle_pin else {}),
             }
         )
-    actuators = PwmActuators(cal, pin_factory=pin_factory)
+    actuators = _calibration_actuators(cal, pin_factory)
     actuators.connect()  # an ActuatorError is a failure (exit 1), reported by the entry point
     wizard = CalibrationWizard(
         actuators, ask=lambda q: typer.prompt(q, default="", show_default=False), say=typer.echo
@@ -201,6 +200,18 @@ def calibrate(
         actuators.disconnect()
     save_calibration(new, calibration)
     typer.echo(f"saved {calibration}")
+
+
+def _calibration_actuators(cal: Calibration, pin_factory: str | None) -> Any:
+    """The PCA9685 board when the calibration names one (its [pca9685] table), else GPIO PWM."""
+    from firmware.hardware.pca9685 import Pca9685Actuators
+    from firmware.hardware.pwm import ActuatorError, PwmActuators
+
+    try:
+        return Pca9685Actuators(cal) if cal.pca9685 else PwmActuators(cal, pin_factory=pin_factory)
+    except ActuatorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _pin(value: str) -> int | str:
@@ -219,6 +230,104 @@ def unit(
     """Print the systemd unit (Type=notify, watchdog) for this installation."""
     exe = paddock or shutil.which("paddock") or str(Path(sys.executable).with_name("paddock"))
     typer.echo(car_unit(exe, config), nl=False)
+
+
+@car_app.command("import-donkeycar")
+def import_donkeycar(
+    myconfig: Annotated[Path, typer.Argument(help="DonkeyCar's myconfig.py (read, never run).")],
+    calibration: Annotated[
+        Path, typer.Option("--calibration", help="Calibration file to write.")
+    ] = DEFAULT_CALIBRATION_PATH,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing calibration file.")] = False,
+) -> None:
+    """Turn DonkeyCar's steering and throttle calibration (STEERING_LEFT_PWM, ...) into paddock's.
+
+    Reads PWM_STEERING_THROTTLE (DonkeyCar 4.4+/5.x) or the older STEERING_CHANNEL/..._PWM names;
+    PCA9685 pins (e.g. "PCA9685.1:40.1") give actuators.kind = "pca9685", GPIO pins give "pwm".
+    """
+    from firmware.calibration import CalibrationError
+    from firmware.donkeycar_calibration import calibration_from_donkeycar, read_myconfig
+
+    if calibration.exists() and not force:
+        typer.echo(f"error: {calibration} exists; pass --force to replace it", err=True)
+        raise typer.Exit(2)
+    try:
+        cal, kind = calibration_from_donkeycar(read_myconfig(myconfig))
+    except CalibrationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    save_calibration(cal, calibration)
+    typer.echo(f'saved {calibration}; set actuators.kind = "{kind}" in the car\'s config')
+    typer.echo(cal.to_toml(), nl=False)
+
+
+@car_app.command("provision")
+def provision_cmd(
+    out: Annotated[
+        Path, typer.Argument(help="A directory, or the SD card's boot partition (e.g. /media/$USER/bootfs).")
+    ],
+    car_id: Annotated[str, typer.Option("--car-id", help="The new car's id ([a-z0-9-], at most 32).")],
+    broker: Annotated[
+        str, typer.Option("--broker", envvar="PADDOCK_BROKER", help="Broker URL the car connects to.")
+    ],
+    hub_key: Annotated[Path, typer.Option("--hub-key", help="The hub's public key (GET /keys/public.pem).")],
+    broker_user: Annotated[
+        str, typer.Option("--broker-user", help="The car's broker user (default: the car id).")
+    ] = "",
+    broker_password: Annotated[
+        str | None,
+        typer.Option(
+            "--broker-password",
+            envvar="PADDOCK_BROKER_PASSWORD",
+            help="Its password (default: a new random one).",
+        ),
+    ] = None,
+    actuators: Annotated[
+        str, typer.Option("--actuators", help="pwm (GPIO) or pca9685 (DonkeyCar's board).")
+    ] = "pwm",
+    wheel: Annotated[
+        Path | None, typer.Option("--wheel", help="paddock's wheel, copied for the first boot to install.")
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", help="The Pi's hostname (default: the car id).")
+    ] = None,
+    cloud_init: Annotated[
+        bool, typer.Option(help="Write user-data, the first-boot recipe for Raspberry Pi OS.")
+    ] = True,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing user-data.")] = False,
+) -> None:
+    """Write what a new car needs: config, hub key, broker password, unit file, first-boot recipe.
+
+    Pointed at a freshly flashed SD card's boot partition, the Pi installs paddock and starts the
+    car daemon on its first boot (docs/car.md). Add the printed broker user to the broker's password file.
+    """
+    import secrets
+
+    from deploy.provision import CarProvision, ProvisionError, provision
+
+    password = broker_password or secrets.token_urlsafe(24)
+    spec = CarProvision(
+        car_id=car_id,
+        broker_url=broker,
+        broker_user=broker_user or car_id,
+        broker_password=password,
+        hub_key=hub_key,
+        actuators=actuators,
+        wheel=wheel,
+        hostname=hostname or car_id,
+    )
+    try:
+        written = provision(spec, out, cloud_init=cloud_init, force=force)
+    except ProvisionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if broker_password is None:
+        typer.echo(
+            f"broker user {spec.broker_user}: add it on the broker with "
+            f"`mosquitto_passwd -b /etc/mosquitto/passwd {spec.broker_user} {password}`"
+        )
 
 
 def register(app: typer.Typer) -> None:

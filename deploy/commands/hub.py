@@ -108,5 +108,22 @@ def config(
     typer.echo(f"sinks:     {', '.join(sinks) or 'none'}")
 
 
+@hub_app.command("unit")
+def unit(
+    paddock: Annotated[
+        str | None, typer.Option(help="Path of the paddock command for ExecStart (default: this one).")
+    ] = None,
+    config: Annotated[str, typer.Option(help="Config file the service runs with.")] = "/etc/paddock/hub.toml",
+) -> None:
+    """Print the hub's systemd unit for this installation."""
+    import shutil
+    import sys
+
+    from deploy.systemd import hub_unit
+
+    exe = paddock or shutil.which("paddock") or str(Path(sys.executable).with_name("paddock"))
+    typer.echo(hub_unit(exe, config), nl=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(hub_app, name="hub")

@@ -240,5 +240,67 @@ def frame(
     typer.echo(out)
 
 
+@sim_app.command("capture")
+def capture_cmd(
+    track: TrackOption = "oval",
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Dataset root (an object-store directory).")
+    ] = Path("capture"),
+    sessions: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Scenes to capture, one session each.")
+    ] = 8,
+    frames: Annotated[int, typer.Option(min=1, max=1_000_000, help="Frames per session.")] = 300,
+    seed: Annotated[int, typer.Option(help="Seed of the first session (then seed + 1, ...).")] = 0,
+    on_track: Annotated[int, typer.Option(min=0, max=50, help="Obstacles on the road per scene.")] = 4,
+    beside: Annotated[int, typer.Option(min=0, max=50, help="Obstacles beside the road per scene.")] = 4,
+    car: Annotated[str, typer.Option(help="Car id the sessions are filed under.")] = "sim-capture",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifests' summary as JSON.")] = False,
+) -> None:
+    """Capture labelled scenes: camera frames, lidar scans (CSV) and ground-truth labels.
+
+    Each session is a random scene (obstacles of every kind on and beside the road, a road
+    surface, light and colours) driven by the avoiding expert. Written in the hub's dataset layout
+    under OUT/datasets/CAR/SESSION/: WebDataset shards (frames with their labels), manifest.json,
+    lidar.csv (one row per scan: seq, time, pose, one column per beam) and scene.json.
+    """
+    from firmware.sim.capture import CaptureConfig, capture
+    from schemas.ids import check_car_id
+
+    t = _track(track)
+    try:
+        check_car_id(car)
+        config = CaptureConfig(sessions=sessions, frames=frames, on_track=on_track, beside=beside, car=car)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    source = track if Path(track).suffix == ".npy" else t.name
+    with Progress(
+        TextColumn("[bold]capture"), BarColumn(), TextColumn("{task.completed}/{task.total} frames"),
+        TimeElapsedColumn(), console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("capture", total=sessions * frames)
+        done = [0]
+
+        def on_frame(seq: int) -> None:
+            done[0] += 1
+            progress.update(task, completed=done[0])
+
+        manifests = capture(out, source, config, seed=seed, on_frame=on_frame)
+    summary = {
+        "out": str(out),
+        "car": car,
+        "sessions": [
+            {"session": m.session, "frames": m.frame_count, "shards": len(m.shards)} for m in manifests
+        ],
+        "frames": sum(m.frame_count for m in manifests),
+    }
+    if json_out:
+        typer.echo(json.dumps(summary))
+    else:
+        console.print(
+            f"{summary['frames']} frames in {len(manifests)} sessions under {out / 'datasets' / car}"
+        )
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(sim_app, name="sim")

@@ -18,9 +18,10 @@ from deploy.options import (
     store_option,
     token_option,
 )
+from schemas.release import install_hint
 
 if importlib.util.find_spec("torch") is None:  # the CLI lists `train` only where it works
-    raise ImportError("paddock train needs the train extra (torch; script/setup installs it)")
+    raise ImportError(f"paddock train needs the train extra (torch): {install_hint('train')}")
 
 train_app = typer.Typer(
     help="Train driving models from recorded sessions, evaluate them, export them for the car, "

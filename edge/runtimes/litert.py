@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from edge.runtimes import LoadedModel, ModelLoadError, Runtime, RuntimeUnavailable, check_input_shape
 from schemas.model_card import ModelCard
+from schemas.release import install_hint
 
 
 def _interpreter_class() -> Any:
@@ -26,7 +27,7 @@ def _interpreter_class() -> Any:
         return Interpreter
     except ImportError as exc:
         raise RuntimeUnavailable(
-            "TFLite models need LiteRT: pip install 'paddock[tflite]' (ai-edge-litert), "
+            f"TFLite models need LiteRT (ai-edge-litert): {install_hint('litert')}, "
             "or tflite-runtime on older systems"
         ) from exc
 

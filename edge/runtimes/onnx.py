@@ -7,6 +7,7 @@ from numpy.typing import NDArray
 
 from edge.runtimes import LoadedModel, ModelLoadError, Runtime, RuntimeUnavailable, check_input_shape
 from schemas.model_card import ModelCard
+from schemas.release import install_hint
 
 
 class OnnxModel(LoadedModel):
@@ -33,13 +34,13 @@ class OnnxRuntime(Runtime):
         try:
             import onnxruntime  # noqa: F401
         except ImportError as exc:
-            raise RuntimeUnavailable("ONNX models need onnxruntime: pip install 'paddock[car]'") from exc
+            raise RuntimeUnavailable(f"ONNX models need onnxruntime: {install_hint('car')}") from exc
 
     def load(self, model: bytes, card: ModelCard, threads: int = 1) -> LoadedModel:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise RuntimeUnavailable("ONNX models need onnxruntime: pip install 'paddock[car]'") from exc
+            raise RuntimeUnavailable(f"ONNX models need onnxruntime: {install_hint('car')}") from exc
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

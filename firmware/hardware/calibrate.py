@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from firmware.calibration import Calibration
+from firmware.hardware.pca9685 import Pca9685Actuators
 from firmware.hardware.pwm import PwmActuators
 
 
@@ -42,7 +43,7 @@ STEPS = (
 class CalibrationWizard:
     def __init__(
         self,
-        actuators: PwmActuators,
+        actuators: PwmActuators | Pca9685Actuators,
         ask: Callable[[str], str],
         say: Callable[[str], None],
         small_step_us: float = 10.0,

@@ -10,6 +10,7 @@ from typing import Any
 
 from firmware.actuators import Actuators, Applied
 from firmware.calibration import Calibration
+from schemas.release import install_hint
 
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
 
@@ -64,7 +65,7 @@ class PwmActuators(Actuators):
         try:
             from gpiozero import PWMOutputDevice
         except ImportError as exc:  # pragma: no cover - gpiozero is a car dependency
-            raise ActuatorError("PWM actuators need gpiozero: pip install 'paddock[car]'") from exc
+            raise ActuatorError(f"PWM actuators need gpiozero: {install_hint('car')}") from exc
         cal = self.calibration
         factory = make_pin_factory(self._pin_factory) if isinstance(self._pin_factory, str) else None
         factory = factory or self._pin_factory

@@ -5,17 +5,23 @@ project's convention (steering +1 = right; throttle mapped to speed by
 :func:`firmware.sim.physics.speed_to_throttle`), so its actions can be recorded as training data
 for a model that only sees the camera image. Its steering is a smooth function of where the car is
 on the track, and its speed follows the curvature ahead (slow for bends, fast on straights).
+
+Given obstacles (or, as a policy, the world's), it avoids them: its path is shifted sideways round
+each obstacle on the road, on the side with more room, with smooth ramps before and after, and it
+slows to ``avoid_speed`` while passing.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
+from firmware.sim.obstacles import Obstacle
 from firmware.sim.physics import CarState, VehicleSpec, speed_to_throttle
 from firmware.sim.track import FloatArray, Track, resample_closed
 
@@ -40,6 +46,11 @@ class ExpertConfig:
     corner_cut: float = 0.06  # m; lookahead shrinks in bends so the car cuts them by at most this
     preview_time: float = 0.35  # s; speed is chosen for where the car will be this soon
     steering_noise: float = 0.0  # std of Gaussian noise on steering (for diverse training data)
+    avoid_margin: float = 0.11  # m of clearance kept between the car's side and an obstacle
+    avoid_ramp_in: float = 1.3  # m along the track over which the path moves aside before one
+    avoid_ramp_out: float = 0.7  # m over which it comes back after
+    avoid_speed: float = 1.0  # m/s at most while passing an obstacle
+    border_margin: float = 0.04  # m the car's centre keeps inside a border when moving aside
 
     def __post_init__(self) -> None:
         if not 0 < self.min_speed <= self.max_speed:
@@ -67,6 +78,7 @@ class ExpertDriver:
         config: ExpertConfig | None = None,
         line: NDArray[np.floating] | None = None,
         seed: int | None = None,
+        obstacles: Sequence[Obstacle] | None = None,
     ) -> None:
         self.track = track
         self.car = car or VehicleSpec()
@@ -76,17 +88,82 @@ class ExpertDriver:
             raise ValueError("a racing line must be a finite K×2 array with at least 4 points")
         if np.allclose(raw[0], raw[-1]):
             raw = raw[:-1]
-        self.path = resample_closed(raw, _SPACING)
+        self.base_path = resample_closed(raw, _SPACING)
+        self.path = self.base_path
         self._n = len(self.path)
         self.curvature = _smooth_curvature(self.path)
         self.speed_profile = self._profile()
         self._rng = np.random.default_rng(seed)
         self._hint: int | None = None
+        self.obstacles: tuple[Obstacle, ...] | None = None
+        self.offsets = np.zeros(self._n)
+        self.passing = np.zeros(self._n, dtype=bool)  # path points where it moves round an obstacle
+        if obstacles is not None:
+            self.set_obstacles(obstacles)
 
-    def _profile(self) -> FloatArray:
+    def set_obstacles(self, obstacles: Sequence[Obstacle]) -> None:
+        """Plan round these obstacles (replaces any earlier ones; empty: the plain line)."""
+        self.obstacles = tuple(obstacles)
+        offsets, slow = self._avoidance(self.obstacles)
+        normals = _left_normals(self.base_path)
+        self.path = self.base_path + offsets[:, None] * normals
+        self.offsets = offsets
+        self.passing = slow | (offsets != 0)
+        self.curvature = _smooth_curvature(self.path)
+        self.speed_profile = self._profile(slow)
+        self._hint = None
+
+    def _avoidance(self, obstacles: Sequence[Obstacle]) -> tuple[FloatArray, NDArray[np.bool_]]:
+        """Lateral offset (m, + left) of each path point, and where to slow down."""
+        c = self.config
+        base = self.base_path
+        n = self._n
+        offsets = np.zeros(n)
+        slow = np.zeros(n, dtype=bool)
+        normals = _left_normals(base)
+        tangents = np.stack([normals[:, 1], -normals[:, 0]], axis=1)
+        side_room = self.car.width / 2 + c.avoid_margin
+        for ob in obstacles:
+            i = int(np.argmin((base[:, 0] - ob.x) ** 2 + (base[:, 1] - ob.y) ** 2))
+            corners = np.asarray(ob.corners())
+            # Each corner against its own nearest path point: right for long obstacles in bends.
+            near = [int(np.argmin((base[:, 0] - cx) ** 2 + (base[:, 1] - cy) ** 2)) for cx, cy in corners]
+            lat = np.array([(p - base[j]) @ normals[j] for p, j in zip(corners, near, strict=True)])
+            along = (corners - base[i]) @ tangents[i]
+            limit = self.track.width_at(ob.x, ob.y) / 2 - c.border_margin
+            half = limit + c.border_margin
+            if lat.min() > half or lat.max() < -half:
+                continue  # beside the road: keeping inside the borders passes it
+            left, right = lat.max() + side_room, lat.min() - side_room
+            if left <= limit and (right < -limit or abs(left) <= abs(right)):
+                target = left
+            else:
+                target = max(right, -limit)
+            hold = self.car.length / 2 + 0.05
+            lo = along.min() - hold
+            hi = along.max() + hold
+            profile = np.zeros(n)
+            k = np.arange(
+                -round((c.avoid_ramp_in - lo) / _SPACING), round((c.avoid_ramp_out + hi) / _SPACING) + 1
+            )
+            d = k * _SPACING
+            weight = np.ones(len(k))
+            before, after = d < lo, d > hi
+            weight[before] = 0.5 - 0.5 * np.cos(np.pi * (d[before] - lo + c.avoid_ramp_in) / c.avoid_ramp_in)
+            weight[after] = 0.5 + 0.5 * np.cos(np.pi * (d[after] - hi) / c.avoid_ramp_out)
+            idx = (i + k) % n
+            profile[idx] = target * np.clip(weight, 0.0, 1.0)
+            stronger = np.abs(profile) > np.abs(offsets)
+            offsets[stronger] = profile[stronger]
+            slow[idx[(d >= lo - 0.5) & (d <= hi)]] = True
+        return offsets, slow
+
+    def _profile(self, slow: NDArray[np.bool_] | None = None) -> FloatArray:
         c = self.config
         v = np.sqrt(c.max_lateral_accel / np.maximum(np.abs(self.curvature), 1e-6))
         v = np.clip(v, c.min_speed, c.max_speed)
+        if slow is not None:
+            v[slow] = np.minimum(v[slow], max(c.avoid_speed, c.min_speed))
         # Braking (backwards) and acceleration (forwards) limits, twice around the loop to wrap.
         n = self._n
         for _ in range(2):
@@ -112,6 +189,10 @@ class ExpertDriver:
                 return int(window[i])
         d2 = (self.path[:, 0] - x) ** 2 + (self.path[:, 1] - y) ** 2
         return int(np.argmin(d2))
+
+    def is_passing(self, state: CarState) -> bool:
+        """Whether the car is where the path moves round an obstacle (or slows for one)."""
+        return bool(self.passing[self._nearest(state.x, state.y)])
 
     def act(self, state: CarState) -> tuple[float, float]:
         """``(steering, throttle)`` for the car's ground truth ``state``."""
@@ -144,8 +225,18 @@ class ExpertDriver:
         return steering, speed_to_throttle(target_speed, self.car)
 
     def __call__(self, world: World) -> tuple[float, float]:
-        """The expert as a policy for :func:`firmware.sim.run.drive`: acts on the ground truth."""
+        """The expert as a policy for :func:`firmware.sim.run.drive`: acts on the ground truth,
+        avoiding the world's obstacles unless it was given its own."""
+        if self.obstacles is None:
+            self.set_obstacles(world.config.obstacles)
         return self.act(world.car.state)
+
+
+def _left_normals(path: FloatArray) -> FloatArray:
+    """Unit normals pointing left of a closed path's direction of travel."""
+    d = np.roll(path, -1, axis=0) - np.roll(path, 1, axis=0)
+    d /= np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-12)[:, None]
+    return np.stack([-d[:, 1], d[:, 0]], axis=1)
 
 
 def _smooth_curvature(path: FloatArray, window_m: float = 0.3) -> FloatArray:

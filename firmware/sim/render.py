@@ -6,13 +6,19 @@ sample a pre-filtered, smaller copy, so distant lines do not shimmer), a panoram
 the horizon that turns with the car, and the obstacles as shaded boxes. Domain randomisation
 redraws the texture and backdrop with new colours, brightness and noise at each reset, and adds
 blur and sensor noise per frame, all driven by the world's seed.
+
+The road is one of several floor surfaces (:data:`SURFACES`: asphalt, wood planks, carpet, tiles),
+drawn as a pattern inside the borders; with ``Randomization.surfaces`` each reset draws a surface
+and an off-track floor. Obstacles are drawn by kind: cartons, tapered cones, light wall segments
+and parked cars with a dark cabin.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -25,6 +31,11 @@ Image = NDArray[np.uint8]
 RGB = tuple[int, int, int]
 
 _LEVELS = 3  # level-of-detail textures: full, 1/2, 1/4 resolution
+_DRAW_RANGE_M = 8.0  # obstacles farther away than this are a few pixels at most: not drawn
+
+Surface = Literal["asphalt", "wood", "carpet", "tile"]
+SURFACES: tuple[Surface, ...] = ("asphalt", "wood", "carpet", "tile")
+OFF_TRACK = "offtrack"  # the surface label outside the borders
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +60,11 @@ class RenderConfig:
     center_rgb: RGB = (235, 190, 40)
     floor_rgb: RGB = (72, 104, 64)
     obstacle_rgb: RGB = (225, 140, 40)
+    surface: Surface = "asphalt"  # the road's surface when it is not randomised
 
     def __post_init__(self) -> None:
+        if self.surface not in SURFACES:
+            raise ValueError(f"surface must be one of {', '.join(SURFACES)}, got {self.surface!r}")
         if not (8 <= self.width <= 4096 and 8 <= self.height <= 4096):
             raise ValueError(f"camera size {self.width}×{self.height} is out of range")
         if not 10 <= self.fov_deg <= 170:
@@ -79,18 +93,35 @@ class Randomization:
     pixel_noise: tuple[float, float] = (0.0, 5.0)  # per-frame sensor noise std (levels)
     pitch_jitter_deg: float = 2.0
     height_jitter_m: float = 0.01
+    surfaces: bool = False  # also draw the road surface and the off-track floor per reset
+    surface_choices: tuple[Surface, ...] = SURFACES  # the road surfaces drawn from
 
     def __post_init__(self) -> None:
         for name in ("brightness", "texture_noise", "blur_sigma", "pixel_noise"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise ValueError(f"Randomization.{name} must be 0 <= low <= high, got {(lo, hi)}")
+        if not self.surface_choices or any(v not in SURFACES for v in self.surface_choices):
+            raise ValueError(f"Randomization.surface_choices must be some of {', '.join(SURFACES)}")
         if not 0 <= self.color_jitter < 1:
             raise ValueError(f"Randomization.color_jitter must be in [0, 1), got {self.color_jitter}")
 
 
 _FLOORS: list[RGB] = [(72, 104, 64), (96, 96, 92), (58, 74, 112), (128, 108, 84), (40, 60, 40)]
 _ROADS: list[RGB] = [(48, 48, 52), (30, 30, 32), (70, 70, 74), (55, 50, 48)]
+# Off-track floors when surfaces are randomised: grass, concrete, dark turf (unlike any road).
+_OFF_FLOORS: list[RGB] = [(72, 104, 64), (110, 112, 104), (40, 62, 40), (96, 120, 70)]
+_SURFACE_RGB: dict[str, list[RGB]] = {
+    "asphalt": _ROADS,
+    "wood": [(150, 104, 60), (176, 128, 80), (120, 80, 46)],
+    "carpet": [(140, 40, 44), (44, 62, 132), (96, 44, 104), (150, 90, 40)],
+    "tile": [(206, 204, 196), (190, 180, 160), (170, 190, 196)],
+}
+_KIND_RGB: dict[str, list[RGB]] = {
+    "cone": [(250, 96, 20), (245, 120, 10)],
+    "wall": [(205, 205, 200), (190, 196, 205)],
+    "car": [(30, 60, 170), (175, 30, 30), (235, 235, 235), (30, 140, 60)],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +142,8 @@ class _Look:
     pixel_noise: float
     pitch_deg: float
     camera_height: float
+    surface: str = "asphalt"
+    kind_rgb: tuple[tuple[str, RGB], ...] = ()  # obstacle colour per kind other than "box"
 
 
 class Renderer:
@@ -167,6 +200,8 @@ class Renderer:
             pixel_noise=0.0,
             pitch_deg=c.pitch_deg,
             camera_height=c.camera_height,
+            surface=c.surface,
+            kind_rgb=tuple((k, v[0]) for k, v in _KIND_RGB.items()),
         )
 
     def randomize(self, rng: np.random.Generator, randomization: Randomization) -> None:
@@ -201,9 +236,31 @@ class Renderer:
             camera_height=max(
                 0.02, c.camera_height + float(rng.uniform(-r.height_jitter_m, r.height_jitter_m))
             ),
+            surface=c.surface,
+            kind_rgb=tuple((k, v[0]) for k, v in _KIND_RGB.items()),
         )
+        if r.surfaces:
+            self._look = self._random_surfaces(rng, self._look, r.surface_choices)
         self._grain = self._unit_grain(rng)
         self._build()
+
+    @staticmethod
+    def _random_surfaces(rng: np.random.Generator, look: _Look, choices: Sequence[str]) -> _Look:
+        """Draw the road surface, its colour, the off-track floor and the obstacles' colours."""
+
+        def pick(options: list[RGB], amount: float) -> RGB:
+            rgb = options[int(rng.integers(len(options)))]
+            return tuple(int(np.clip(v + rng.uniform(-amount, amount), 0, 255)) for v in rgb)  # type: ignore[return-value]
+
+        surface = choices[int(rng.integers(len(choices)))]
+        kinds = tuple((k, pick(v, 20)) for k, v in _KIND_RGB.items())
+        return replace(
+            look,
+            surface=surface,
+            road=pick(_SURFACE_RGB[surface], 12),
+            floor=pick(_OFF_FLOORS, 14),
+            kind_rgb=kinds,
+        )
 
     def _unit_grain(self, rng: np.random.Generator) -> NDArray[np.float32]:
         # Grain drawn at 1/4 resolution and scaled up: blotchy like carpet or asphalt, and cheap.
@@ -235,6 +292,13 @@ class Renderer:
         t = self.track
         cv2.fillPoly(tex, [px(t.outer)], lit(look.road), cv2.LINE_AA, shift=4)
         cv2.fillPoly(tex, [px(t.inner)], lit(look.floor), cv2.LINE_AA, shift=4)
+        if look.surface != "asphalt":
+            road = np.zeros(tex.shape[:2], np.uint8)
+            cv2.fillPoly(road, [px(t.outer)], 255, cv2.LINE_AA, shift=4)
+            cv2.fillPoly(road, [px(t.inner)], 0, cv2.LINE_AA, shift=4)
+            pattern = _surface_pattern(look.surface, tex.shape[:2], s, np.array(lit(look.road), np.float32))
+            alpha = road[:, :, None].astype(np.float32) / 255.0
+            tex = (tex * (1 - alpha) + pattern * alpha).astype(np.uint8)
         border_px = max(1, round(c.border_line_m * s))
         cv2.polylines(
             tex, [px(t.inner), px(t.outer)], True, lit(look.border), border_px, cv2.LINE_AA, shift=4
@@ -277,10 +341,14 @@ class Renderer:
         else:
             self._noise_bank = None
         self._plan_bands()
-        obstacle = np.array(look.obstacle, np.float32) * gain
-        self._obstacle_shades = [
-            tuple(float(v) for v in np.clip(obstacle * k, 0, 255)) for k in (1.0, 0.8, 0.62)
-        ]
+
+        def shades(rgb: RGB) -> list[tuple[float, ...]]:
+            base = np.array(rgb, np.float32) * gain
+            return [tuple(float(v) for v in np.clip(base * k, 0, 255)) for k in (1.0, 0.8, 0.62)]
+
+        self._obstacle_shades = shades(look.obstacle)
+        self._kind_shades = {kind: shades(rgb) for kind, rgb in look.kind_rgb}
+        self._cabin_shades = shades((28, 30, 36))
 
     def _backdrop(self, rng: np.random.Generator, gain: NDArray[np.float32]) -> Image:
         """A 360° strip above the horizon: sky gradient and a skyline of walls and blocks.
@@ -336,6 +404,11 @@ class Renderer:
             bands.append((start, end, lvl, to_level, shift))
             start = end
         self._bands = bands
+
+    @property
+    def surface(self) -> str:
+        """The road's surface in the current look."""
+        return self._look.surface
 
     # ---- frames ------------------------------------------------------------------------------
 
@@ -399,32 +472,61 @@ class Renderer:
         return out.copy() if out is frame else out
 
     def _draw_obstacles(self, frame: Image, R: NDArray[np.float64], cam: NDArray[np.float64]) -> None:
-        near = 0.02
-        order = sorted(self.obstacles, key=lambda o: -((o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2))
+        far = _DRAW_RANGE_M**2
+        near = [o for o in self.obstacles if (o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2 < far]
+        order = sorted(near, key=lambda o: -((o.x - cam[0]) ** 2 + (o.y - cam[1]) ** 2))
+        forward = R[2]
         for ob in order:
+            if (ob.x - cam[0]) * forward[0] + (ob.y - cam[1]) * forward[1] < -ob.radius:
+                continue  # wholly behind the camera
             ground = ob.corners()
-            verts = np.array([[gx, gy, z] for z in (0.0, ob.height) for gx, gy in ground])
-            cam_pts = (verts - cam) @ R.T  # camera frame: x right, y down, z forward
-            if (cam_pts[:, 2] <= near).all():
+            top = ground
+            if ob.kind == "cone":  # a tapered cone: the top is a fifth of the base
+                top = [(ob.x + 0.2 * (gx - ob.x), ob.y + 0.2 * (gy - ob.y)) for gx, gy in ground]
+            verts = np.array([[gx, gy, 0.0] for gx, gy in ground] + [[gx, gy, ob.height] for gx, gy in top])
+            palette = self._kind_shades.get(ob.kind, self._obstacle_shades)
+            self._draw_solid(frame, R, cam, verts, np.array([ob.x, ob.y, ob.height / 2]), palette)
+            if ob.kind == "car":  # a dark cabin on the body's middle
+                cabin = Obstacle(ob.x, ob.y, ob.yaw, ob.length * 0.5, ob.width * 0.8, 0.08)
+                cg = cabin.corners()
+                cverts = np.array(
+                    [[gx, gy, ob.height] for gx, gy in cg]
+                    + [[gx, gy, ob.height + cabin.height] for gx, gy in cg]
+                )
+                self._draw_solid(
+                    frame, R, cam, cverts, np.array([ob.x, ob.y, ob.height + 0.04]), self._cabin_shades
+                )
+
+    def _draw_solid(
+        self,
+        frame: Image,
+        R: NDArray[np.float64],
+        cam: NDArray[np.float64],
+        verts: NDArray[np.float64],
+        centre: NDArray[np.float64],
+        palette: Sequence[tuple[float, ...]],
+    ) -> None:
+        """Fill the camera-facing faces of a box (8 vertices: 4 at the bottom, 4 on top)."""
+        near = 0.02
+        cam_pts = (verts - cam) @ R.T  # camera frame: x right, y down, z forward
+        if (cam_pts[:, 2] <= near).all():
+            return
+        faces = [(4, 5, 6, 7, 0)]  # top, shade index
+        for i in range(4):
+            j = (i + 1) % 4
+            faces.append((i, j, j + 4, i + 4, 1 + (i % 2)))
+        for face in faces:
+            idx = list(face[:4])
+            fc = verts[idx].mean(axis=0)
+            if float(np.dot(fc - centre, cam - fc)) <= 0:
+                continue  # facing away
+            poly = _clip_near(cam_pts[idx], near)
+            if len(poly) < 3:
                 continue
-            faces = [(4, 5, 6, 7, 0)]  # top, shade index
-            for i in range(4):
-                j = (i + 1) % 4
-                faces.append((i, j, j + 4, i + 4, 1 + (i % 2)))
-            centre = np.array([ob.x, ob.y, ob.height / 2])
-            for face in faces:
-                idx = list(face[:4])
-                fc = verts[idx].mean(axis=0)
-                normal = fc - centre
-                if float(np.dot(normal, cam - fc)) <= 0:
-                    continue  # facing away
-                poly = _clip_near(cam_pts[idx], near)
-                if len(poly) < 3:
-                    continue
-                u = self._fx * poly[:, 0] / poly[:, 2] + self._cx
-                v = self._fx * poly[:, 1] / poly[:, 2] + self._cy
-                pts = np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
-                cv2.fillConvexPoly(frame, pts, self._obstacle_shades[face[4]], cv2.LINE_AA, shift=4)
+            u = self._fx * poly[:, 0] / poly[:, 2] + self._cx
+            v = self._fx * poly[:, 1] / poly[:, 2] + self._cy
+            pts = np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
+            cv2.fillConvexPoly(frame, pts, palette[face[4]], cv2.LINE_AA, shift=4)
 
     def object_in_view(self, x: float, y: float, yaw: float, ox: float, oy: float) -> bool:
         """Whether a ground point ``(ox, oy)`` projects inside the image for this car pose."""
@@ -445,6 +547,33 @@ class Renderer:
                 cv2.resize(tex, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), np.uint8
             )
         return np.array(tex, dtype=np.uint8, copy=True)
+
+
+def _surface_pattern(
+    surface: str, shape: tuple[int, ...], px_per_m: float, rgb: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """A ``(H, W, 3)`` float image of the road surface in colour ``rgb`` (already lit)."""
+    h, w = shape[0], shape[1]
+    rng = np.random.default_rng(int(rgb.sum() * 7) + len(surface))
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    if surface == "wood":  # planks along x, each its own shade, dark seams, lengthwise grain
+        plank = max(3.0, 0.12 * px_per_m)
+        index = (rows // plank).astype(np.int64)
+        shade = 1.0 + 0.12 * rng.standard_normal(int(index.max()) + 1).astype(np.float32)[index]
+        grain = 1.0 + 0.06 * np.sin(cols * 0.35 + rows * 0.8 + 3.0 * np.sin(rows * 0.05))
+        seam = np.where((rows % plank) < max(1.0, 0.012 * px_per_m), 0.45, 1.0)
+        k = shade * grain * seam
+    elif surface == "tile":  # square tiles with dark grout
+        size = max(4.0, 0.30 * px_per_m)
+        grout = max(1.0, 0.015 * px_per_m)
+        line = ((rows % size) < grout) | ((cols % size) < grout)
+        k = np.where(line, 0.45, 1.0).astype(np.float32)
+    elif surface == "carpet":  # dense fibre noise
+        k = 1.0 + 0.16 * rng.standard_normal((h, w), dtype=np.float32)
+    else:
+        k = np.ones((h, w), np.float32)
+    return np.asarray(np.clip(rgb[None, None, :] * np.asarray(k, np.float32)[:, :, None], 0, 255), np.float32)
 
 
 def _clip_near(poly: NDArray[np.float64], near: float) -> NDArray[np.float64]:

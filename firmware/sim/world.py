@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from firmware.sim.labels import FrameLabels, LabelConfig, frame_labels
 from firmware.sim.lidar import Lidar, LidarConfig
 from firmware.sim.obstacles import Obstacle, rectangles_overlap
 from firmware.sim.physics import Car, CarState, VehicleSpec, steering_to_angle_deg, throttle_to_speed
@@ -189,6 +190,19 @@ class World:
         self._status = self._measure(proj, (), progress=self._status.progress)
         return self._status
 
+    def place_car(self, progress: float, lateral: float = 0.0, yaw_offset: float = 0.0) -> WorldStatus:
+        """Move the car, stopped, to ``progress`` % of the track, ``lateral`` m left of the centre
+        line, turned ``yaw_offset`` rad, keeping the look, time and laps (a camera shot of a scene)."""
+        if not 0 <= progress <= 100:
+            raise ValueError(f"progress must be in [0, 100], got {progress}")
+        self._place(progress / 100 * self.track.length, lateral, yaw_offset, 0.0)
+        proj = self.track.project(*self.car.front_point())
+        self._prev_s = proj.s
+        self._reverse_count = 0
+        self._crashed = False
+        self._status = self._measure(proj, (), progress=self._status.progress)
+        return self._status
+
     def _clear_of_obstacles(self, s: float) -> float:
         """Step back along the track until the car's body is clear of every obstacle."""
         for back in np.arange(0.0, 3.0, 0.05):
@@ -306,6 +320,10 @@ class World:
         """The camera image now: ``(H, W, 3)`` RGB uint8 (``(H, W, 1)`` if grayscale)."""
         s = self.car.state
         return self.renderer.render(s.x, s.y, s.yaw)
+
+    def labels(self, config: LabelConfig | None = None) -> FrameLabels:
+        """Ground-truth labels of the current frame (see :mod:`firmware.sim.labels`)."""
+        return frame_labels(self, config)
 
     def lidar(self) -> NDArray[np.float32]:
         """Lidar ranges (m) now, one per beam (see :class:`LidarConfig`)."""

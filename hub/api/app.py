@@ -16,10 +16,10 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from hub.api.deps import require_read
-from hub.api.models import Problem
+from hub.api.deps import require_read, require_token
+from hub.api.models import EStopOut, Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import cars, datasets, deployments, jobs, models, sessions
+from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -43,8 +43,14 @@ def create_app(parts: ApiParts) -> FastAPI:
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
+    app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
+    protect = [Depends(require_token)] if parts.settings.protect_reads else []
     for module in ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=protect)
+    # The web app's files load without a header (a browser sends none for a page); its live
+    # channels check the token they are given as ?token= themselves.
+    app.include_router(live.router)
+    app.include_router(web.router)
     _install_error_handlers(app)
     app.middleware("http")(_server_header)
     return app

@@ -28,8 +28,11 @@ Scope = Literal["read", "operate", "admin"]
 LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
-def scope_of(hub: ApiParts, token: str) -> Scope | None:
-    """The scope a bearer token grants (the hub's own token: admin), or None for an unknown token."""
+def scope_of(hub: ApiParts, token: str | None) -> Scope | None:
+    """What a bearer token may do: its scope (the hub's own token: admin), ``read`` without one
+    where reads are open (loopback only), ``None`` when refused."""
+    if not token:
+        return None if reads_protected(hub) else "read"
     given = token.encode()
     found: Scope | None = None
     for known, scope in ((hub.token, "admin"), *hub.scoped_tokens):
@@ -47,7 +50,7 @@ def reads_protected(hub: ApiParts) -> bool:
 
 
 def _require(scope: Scope, hub: ApiParts, creds: HTTPAuthorizationCredentials | None) -> None:
-    granted = scope_of(hub, creds.credentials) if creds is not None else None
+    granted = scope_of(hub, creds.credentials) if creds is not None and creds.credentials else None
     if granted is None:
         raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
     if SCOPES.index(granted) < SCOPES.index(scope):
@@ -90,6 +93,15 @@ def require_admin(hub: Parts, creds: Creds) -> None:
 
 
 READ = [Depends(require_read_always)]
+
+
+def require_operator(hub: ApiParts, token: str | None) -> bool:
+    """For routes without headers (WebSockets, EventSource), where the token comes as ``?token=``."""
+    return scope_of(hub, token) in ("operate", "admin")
+
+
+def require_reader(hub: ApiParts, token: str | None) -> bool:
+    return scope_of(hub, token) is not None
 AUTH = [Depends(require_token)]
 ADMIN = [Depends(require_admin)]
 ERRORS: dict[int | str, dict[str, Any]] = {

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.dataset import SessionManifest
 from schemas.ids import CAR_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
-from schemas.messages import EvaluateParams, OptimizeParams, TrainParams
+from schemas.messages import EvaluateParams, OptimizeParams, RlParams, TrainParams
 
 MAX_SEQ = 2**62
 
@@ -113,6 +113,7 @@ class DeploymentIn(BaseModel):
     car: str | None = Field(default=None, pattern=CAR_ID_PATTERN)
     group: str | None = Field(default=None, pattern=GROUP_ID_PATTERN)
     requested_by: str | None = Field(default=None, max_length=200)
+    force: bool = Field(default=False, description="deploy even if the evaluation gate refuses (recorded)")
 
     @model_validator(mode="after")
     def _one_target(self) -> "DeploymentIn":
@@ -131,6 +132,7 @@ class DeploymentOut(BaseModel):
     can_roll_back: bool
     published: bool | None = Field(default=None, description="the broker acknowledged the retained message")
     history: list[dict[str, Any]] | None = None
+    gate: dict[str, Any] | None = Field(default=None, description="the evaluation gate's decision")
 
 
 class _JobIn(BaseModel):
@@ -154,7 +156,12 @@ class OptimizeJobIn(_JobIn):
     params: OptimizeParams
 
 
-JobIn = Annotated[TrainJobIn | EvaluateJobIn | OptimizeJobIn, Field(discriminator="kind")]
+class RlJobIn(_JobIn):
+    kind: Literal["rl"]
+    params: RlParams
+
+
+JobIn = Annotated[TrainJobIn | EvaluateJobIn | OptimizeJobIn | RlJobIn, Field(discriminator="kind")]
 
 
 class JobOut(BaseModel):
@@ -186,3 +193,13 @@ class EStopIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     active: bool
     reason: str = Field(default="", max_length=500)
+
+
+class EStopOut(BaseModel):
+    active: bool = False
+    reason: str = ""
+    ts: float | None = Field(default=None, description="when this hub last set it (None: not since start)")
+
+
+class WhoAmI(BaseModel):
+    scope: Literal["read", "operate", "admin"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from hub.config import ApiConfig
+from hub.config import ApiConfig, MlopsConfig
 from hub.fleet.deployments import Deployer
 from hub.ingest.receiver import Ingest
 from hub.storage.catalog import Catalog
@@ -38,3 +38,4 @@ class ApiParts:
     health: Callable[[], dict[str, Any]]
     ingest_stats: Callable[[], IngestStats]
     scoped_tokens: tuple[tuple[str, str], ...] = ()  # (token, "read" | "operate" | "admin")
+    mlops: MlopsConfig | None = None  # the evaluation gate's rules

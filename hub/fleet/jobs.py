@@ -1,4 +1,4 @@
-"""Job dispatch: a train/evaluate/optimize request becomes a catalog entry and a QoS 1 message on
+"""Job dispatch: a train/evaluate/optimize/rl request becomes a catalog entry and a QoS 1 message on
 ``jobs/{kind}``; trainers report ``progress`` and ``result`` back, which ingest records (``hub.ingest``)."""
 
 import secrets
@@ -8,7 +8,16 @@ from typing import Any
 from hub.storage.catalog import Catalog
 from schemas.errors import ContractError
 from schemas.ids import check_name
-from schemas.messages import EvaluateJob, EvaluateParams, OptimizeJob, OptimizeParams, TrainJob, TrainParams
+from schemas.messages import (
+    EvaluateJob,
+    EvaluateParams,
+    OptimizeJob,
+    OptimizeParams,
+    RlJob,
+    RlParams,
+    TrainJob,
+    TrainParams,
+)
 from schemas.topics import Topics
 
 
@@ -21,14 +30,14 @@ def request_job(
     topics: Topics,
     publish: Any,
     kind: str,
-    params: TrainParams | EvaluateParams | OptimizeParams,
+    params: TrainParams | EvaluateParams | OptimizeParams | RlParams,
     *,
     job: str | None = None,
     requested_by: str | None = None,
 ) -> dict[str, Any]:
     """Validate references, record the job as queued, publish it. Returns the catalog entry."""
     job = check_name(job, "job id") if job else new_job_id(kind)
-    request: TrainJob | EvaluateJob | OptimizeJob
+    request: TrainJob | EvaluateJob | OptimizeJob | RlJob
     if kind == "train" and isinstance(params, TrainParams):
         if params.dataset is not None and catalog.get_dataset(params.dataset) is None:
             raise ContractError(f"unknown dataset {params.dataset!r}")
@@ -46,6 +55,11 @@ def request_job(
         request = EvaluateJob(job=job, params=params, requested_by=requested_by, ts=time.time())
     elif kind == "optimize" and isinstance(params, OptimizeParams):
         request = OptimizeJob(job=job, params=params, requested_by=requested_by, ts=time.time())
+    elif kind == "rl" and isinstance(params, RlParams):
+        clone = params.clone
+        if clone is not None and catalog.get_model(clone.name, clone.version) is None:
+            raise ContractError(f"unknown model {clone.name}:{clone.version} to clone")
+        request = RlJob(job=job, params=params, requested_by=requested_by, ts=time.time())
     else:
         raise ContractError(f"params do not fit a {kind} job")
     catalog.create_job(job, kind, request.to_dict())

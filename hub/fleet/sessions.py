@@ -42,6 +42,23 @@ def read_frame(store: ObjectStore, manifest: SessionManifest, seq: int | None) -
     return best
 
 
+def frame_actions(store: ObjectStore, manifest: SessionManifest, limit: int) -> list[dict[str, Any]]:
+    """Seq, capture time, steering, throttle and mode of every frame (at most ``limit``, evenly
+    spread), for a scrubber: the JPEGs are read past, not decoded."""
+    every = max(1, -(-manifest.frame_count // limit)) if manifest.frame_count else 1
+    out: list[dict[str, Any]] = []
+    for info in manifest.shards:
+        with store.open(session_prefix(manifest.car, manifest.session) + info.name) as fh:
+            for sample in read_shard(fh, ReadStats()):
+                if (sample.seq - (manifest.seq_first or 0)) % every:
+                    continue
+                r = sample.record
+                out.append(
+                    {k: r.get(k) for k in ("seq", "t_capture_ns", "steering", "throttle", "mode", "speed")}
+                )
+    return out[:limit]
+
+
 MAX_SOURCE_PIXELS = 4096 * 4096  # far above any car camera; 48 MB decoded at worst
 
 

@@ -26,7 +26,7 @@ from hub.ingest.mqtt import Message, MqttClient, Will
 from hub.storage.catalog import Catalog
 from hub.storage.spool import CONTROL, WriteAheadSpool
 from hub.telemetry.metrics import IngestCounters
-from hub.telemetry.sinks import EventRecord, Fanout, StatusRecord, TelemetryRecord
+from hub.telemetry.sinks import EventRecord, Fanout, JobProgressRecord, StatusRecord, TelemetryRecord
 from schemas import __version__
 from schemas.envelope import (
     DEFAULT_MAX_HEADER,
@@ -154,6 +154,8 @@ class Ingest:
         self.latest = LatestPerCar(
             int(config.shards.preview_cache_mb * 1024 * 1024), config.shards.preview_ttl_s
         )
+        # called on the ingest thread with each valid telemetry message (the fleet monitor); must not block
+        self.telemetry_observers: list[Callable[[str, Telemetry], None]] = []
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
         self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
@@ -358,6 +360,11 @@ class Ingest:
         self.counters.car(car).telemetry += 1
         self.latest.put(("telemetry", car), msg.to_dict(), len(payload))
         self.sinks.put(TelemetryRecord(car, msg))
+        for observe in self.telemetry_observers:
+            try:
+                observe(car, msg)
+            except Exception:
+                log.exception("telemetry observer failed")
 
     def _on_durable(self, tokens: list[Any]) -> None:
         """Spool writer thread: a batch is on disk; count it and release its acks."""
@@ -426,6 +433,7 @@ class Ingest:
             self.catalog.job_progress(
                 parsed.job or progress.job, parsed.job_kind or progress.kind, progress.to_dict()
             )
+            self.sinks.put(JobProgressRecord(progress))
         elif kind is TopicKind.JOB_RESULT:
             result = JobResult.from_json(payload)
             job = parsed.job or result.job

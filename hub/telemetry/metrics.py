@@ -242,3 +242,66 @@ class HubCollector(Collector):
         yield dropped
         yield errors
         yield queued
+
+
+@dataclass(frozen=True, slots=True)
+class ModelHealthRow:
+    """One car's model health as the fleet monitor sees it (None: not reported yet)."""
+
+    car: str
+    model: str
+    telemetry_age_s: float
+    interventions_per_min: float | None
+    off_track_per_min: float | None
+    lap_time_s: float | None
+    inference_ms: float | None
+    confidence: float | None
+    loop_late_p99_ms: float | None
+    drift_score: float | None
+    drifted: bool
+    degraded: bool
+
+
+_FLEET_GAUGES = [
+    ("telemetry_age_seconds", "Seconds since the car's last telemetry.", "telemetry_age_s"),
+    (
+        "interventions_per_minute",
+        "Interventions (takeover, deadman, safety rule) per minute.",
+        "interventions_per_min",
+    ),
+    ("off_track_per_minute", "Off-track moments per minute.", "off_track_per_min"),
+    ("lap_time_seconds", "The last completed lap's time.", "lap_time_s"),
+    ("inference_ms", "Mean model inference time.", "inference_ms"),
+    ("confidence", "Mean output confidence (categorical models).", "confidence"),
+    ("loop_late_p99_ms", "99th percentile of the control loop's lateness.", "loop_late_p99_ms"),
+    (
+        "drift_score",
+        "PSI of the live input statistics against the card's training statistics.",
+        "drift_score",
+    ),
+    ("drifted", "1 while the model's inputs have drifted (thresholds in hub.toml).", "drifted"),
+    ("degraded", "1 while the model drives worse than hub.toml allows.", "degraded"),
+]
+
+
+class FleetCollector(Collector):
+    """Per car and model: the fleet monitor's figures, as ``paddock_fleet_*`` gauges."""
+
+    def __init__(self, rows: Callable[[], Sequence[ModelHealthRow]], drift_threshold: float) -> None:
+        self.rows = rows
+        self.drift_threshold = drift_threshold
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.rows()
+        for name, doc, attr in _FLEET_GAUGES:
+            m = GaugeMetricFamily(f"paddock_fleet_{name}", doc, labels=["car", "model"])
+            for r in rows:
+                value = getattr(r, attr)
+                if value is not None:
+                    m.add_metric([r.car, r.model], float(value))
+            yield m
+        yield GaugeMetricFamily(
+            "paddock_fleet_drift_threshold",
+            "The drift threshold (PSI) in hub.toml.",
+            value=self.drift_threshold,
+        )

@@ -18,6 +18,11 @@ ingest         car                                    frames_persisted, frames_s
                                                       duplicates, malformed, frames_per_s
 hub_ingest     (none)                                 frames_per_s, spool_bytes, spool_lag_bytes,
                                                       malformed, cars_online
+job_progress   job, kind, stage                       epoch, epochs, step, loss, val_loss and every
+                                                      metric (an optimize job: best, mean, std,
+                                                      worst, evaluations, evals_per_s per generation;
+                                                      an rl job: mean_reward, completion_pct,
+                                                      episodes_*, best_lap_time_s per iteration)
 =============  =====================================  =============================================
 """
 
@@ -36,7 +41,7 @@ from typing import Any, Protocol
 
 from hub.config import SinkQueueConfig, SinksConfig
 from infra.sqlite import ThreadConnections
-from schemas.messages import CarStatus, Event, LapEvent, Telemetry
+from schemas.messages import CarStatus, Event, JobProgress, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +75,14 @@ class IngestRecord:
     hub: dict[str, float]
 
 
-Record = TelemetryRecord | EventRecord | StatusRecord | IngestRecord
+@dataclass(frozen=True, slots=True)
+class JobProgressRecord:
+    """A trainer's progress report on one job (an epoch, a generation)."""
+
+    progress: JobProgress
+
+
+Record = TelemetryRecord | EventRecord | StatusRecord | IngestRecord | JobProgressRecord
 
 
 class Sink(Protocol):
@@ -315,10 +327,29 @@ def to_points(record: Record) -> list[PointData]:
                 _ns(s.ts),
             )
         ]
+    if isinstance(record, JobProgressRecord):
+        return _job_points(record.progress)
     ts = _ns(record.ts)
     points = [PointData("ingest", {"car": car}, dict(values), ts) for car, values in record.cars.items()]
     points.append(PointData("hub_ingest", {}, dict(record.hub), ts))
     return points
+
+
+def _job_points(p: JobProgress) -> list[PointData]:
+    fields: dict[str, float] = {}
+    for name in ("epoch", "epochs", "step", "total_steps", "loss", "val_loss"):
+        v = _num(getattr(p, name))
+        if v is not None:
+            fields[name] = v
+    for name, value in p.metrics.items():
+        v = _num(value)
+        if v is not None:
+            fields.setdefault(name, v)
+    if not fields:  # a state change without numbers (started, done) is in the catalog
+        return []
+    return [
+        PointData("job_progress", {"job": p.job, "kind": p.kind, "stage": p.stage or "-"}, fields, _ns(p.ts))
+    ]
 
 
 def line_protocol(points: list[PointData]) -> list[str]:

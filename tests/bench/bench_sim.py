@@ -4,7 +4,8 @@ side with gymnasium's CarRacing-v3 (Box2D physics + 96×96 pixels) in the same p
     python tests/bench/bench_sim.py
     python -m pytest tests/bench/bench_sim.py -s -p no:cacheprovider -o python_files='bench_*.py'
 
-CarRacing needs Box2D and pygame (``pip install paddock[bench]``). Rounds alternate between the two
+CarRacing needs Box2D and pygame (the ``bench`` extra: ``pip install 'box2d>=2.3.10' 'pygame>=2.1'``).
+Rounds alternate between the two
 so that load from elsewhere on the machine hits both alike; medians are compared.
 """
 
@@ -147,7 +148,10 @@ def main() -> None:
         verdict = "met" if ratio >= GOAL else "NOT met"
         print(f"  ratio paddock / CarRacing-v3: {ratio:.1f}x (goal >= {GOAL:.0f}x) -> {verdict}")
     else:
-        print("  CarRacing-v3 not measured: install box2d and pygame (pip install 'paddock[bench]')")
+        print(
+            "  CarRacing-v3 not measured: install box2d and pygame "
+            "(the bench extra: pip install 'box2d>=2.3.10' 'pygame>=2.1')"
+        )
 
 
 def test_bench_sim() -> None:

@@ -54,6 +54,12 @@ async def test_expert_records_laps_with_ground_truth(mosquitto: Any, tmp_path: P
         assert max(t.speed or 0 for t in telemetry) > 1.0
         assert any(t.lap == 1 for t in telemetry) and all(t.off_track is False for t in telemetry)
         assert {round(t.progress or 0) // 25 for t in telemetry} >= {0, 1, 2, 3}
+        # model health: the lap time and input statistics of the camera travel in telemetry
+        assert any(t.lap_time_s == lap["lap_time_s"] for t in telemetry)
+        stats = [t.input_stats for t in telemetry if t.input_stats is not None]
+        assert stats and all(s.frames >= 5 for s in stats)
+        assert abs(sum(stats[0].brightness_hist) - 1) < 1e-3 and 0 < stats[0].brightness_mean < 1
+        assert telemetry[-1].interventions == 0 and telemetry[-1].off_track_count == 0
         frames = [r for r, _, _ in obs.frames(car) if r.session == session]
         assert len(frames) > 250  # a lap at 30 frames per simulated second
         extra = frames[-1].model_extra

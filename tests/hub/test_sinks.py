@@ -15,7 +15,7 @@ import pytest
 
 from hub import HubConfig, HubService
 from hub.telemetry.sinks import SqliteSink, TelemetryRecord, line_protocol, to_points
-from schemas.messages import LapEvent, OffTrackEvent, Telemetry
+from schemas.messages import JobProgress, LapEvent, OffTrackEvent, Telemetry
 from tests.hub.conftest import eventually
 from tests.hub.fakecar import FakeCar
 
@@ -126,6 +126,8 @@ def _grafana_queries() -> list[tuple[str, str]]:
     for path in sorted(DASHBOARDS.glob("*.json")):
         dash = json.loads(path.read_text())
         for var in dash["templating"]["list"]:
+            if var["type"] == "datasource":  # picks a datasource; not a query
+                continue
             out.append((f"{path.name} variable {var['name']}", var["query"]))
         for panel in dash["panels"]:
             for t in panel["targets"]:
@@ -155,16 +157,28 @@ def test_dashboards_are_provisioned_and_portable() -> None:
     ][0]
     assert provider["type"] == "file"
     names = sorted(p.stem for p in DASHBOARDS.glob("*.json"))
-    assert names == ["fleet-overview", "ingest-health", "laps", "loop-timing"]
+    assert names == ["fleet-overview", "ingest-health", "laps", "loop-timing", "race", "rl-training"]
     uids = set()
     for path in DASHBOARDS.glob("*.json"):
         dash = json.loads(path.read_text())
         uids.add(dash["uid"])
+        # Importable into an existing Grafana: the datasource is asked for (__inputs) and chosen
+        # by a variable, never a hard-coded uid; every board can be narrowed to cars.
+        (wanted,) = dash["__inputs"]
+        assert wanted["type"] == "datasource" and wanted["pluginId"] == "influxdb"
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "influxdb"
+        assert variables["datasource"]["current"]["value"] == "${" + wanted["name"] + "}"
+        assert variables["car"]["datasource"]["uid"] == "${datasource}"
+        assert ds["uid"] not in path.read_text(), path.name
         for panel in dash["panels"]:
-            assert panel["datasource"]["uid"] == ds["uid"], (path.name, panel["title"])
+            assert panel["datasource"]["uid"] == "${datasource}", (path.name, panel["title"])
             for t in panel["targets"]:
-                assert t["rawQuery"] is True and t["datasource"]["uid"] == ds["uid"]
-    assert len(uids) == 4
+                assert t["rawQuery"] is True and t["datasource"]["uid"] == "${datasource}"
+                if re.search(r'FROM "(telemetry|laps|events|car_status|ingest)"', t["query"]):
+                    assert '"car" =~ /^$car$/' in t["query"], (path.name, panel["title"])
+    assert len(uids) == 6
     queries = _grafana_queries()
     assert len(queries) >= 30
     for where, q in queries:
@@ -216,10 +230,34 @@ async def test_every_dashboard_query_runs_on_influxdb1_with_the_hubs_data(
             car.event(OffTrackEvent(progress=42.0, lap=1, ts=time.time()))
             await asyncio.to_thread(car.record, "run-1", 20, skip={5})
             car.publish(car.topics.frames(car.car), b"garbage", qos=1)
+        for iteration in (1, 2):  # an RL job's progress (the RL training dashboard)
+            metrics = {"mean_reward": 20.0 * iteration, "completion_pct": 9.0 * iteration, "steps": 1280.0,
+                       "episodes": 30.0 * iteration, "episodes_off_track": 29.0, "episodes_crashed": 0.0,
+                       "episodes_lap_complete": 1.0, "best_lap_time_s": 21.5}  # fmt: skip
+            progress = JobProgress(
+                job="rl-dash", kind="rl", state="running", stage="training", epoch=iteration,
+                step=1280 * iteration, metrics=metrics, ts=time.time(),
+            )  # fmt: skip
+            fleet[0].publish(fleet[0].topics.job_progress("rl", "rl-dash"), progress.to_json(), qos=1)
+        for gen in range(3):  # an optimize job's generations, as a trainer reports them
+            metrics = {"best": 9.0 - gen, "mean": 12.0, "std": 1.5, "evaluations": 30.0, "evals_per_s": 400.0}
+            progress = JobProgress(
+                job="race-1",
+                kind="optimize",
+                state="running",
+                stage="generation",
+                ts=time.time(),
+                epoch=gen,
+                epochs=3,
+                loss=9.0 - gen,
+                metrics=metrics,
+            )
+            fleet[0].publish(fleet[0].topics.job_progress("optimize", "race-1"), progress.to_json(), qos=1)
         influx = hub.sinks.get("influxdb")
         assert influx is not None
         await eventually(
-            lambda: influx.stats.written >= 2 * 20 + 4 + 2, what="telemetry, events and statuses written"
+            lambda: influx.stats.written >= 2 * 20 + 4 + 2 + 3 + 2,
+            what="telemetry, events, statuses and job progress written",
         )
         await asyncio.sleep(1.0)  # a few ingest snapshots
         await eventually(lambda: influx.flush(1), what="sink flushed")
@@ -241,6 +279,14 @@ async def test_every_dashboard_query_runs_on_influxdb1_with_the_hubs_data(
     )
     by_car = {s["tags"]["car"]: s["values"][0][1:] for s in r["results"][0]["series"]}
     assert by_car == {"dash-a": [1.0, 1.0], "dash-b": [1.0, 1.0]}
+    r = await asyncio.to_thread(
+        influxdb1.query,
+        'SELECT min("best"), last("epoch") FROM "job_progress" WHERE "kind" = \'optimize\' '
+        'GROUP BY "job", "kind"',
+        db,
+    )
+    (series,) = r["results"][0]["series"]
+    assert series["tags"] == {"job": "race-1", "kind": "optimize"} and series["values"][0][1:] == [7.0, 2.0]
 
 
 async def test_a_dead_sink_never_holds_up_frames(mosquitto, make_config: Callable[..., HubConfig]) -> None:  # type: ignore[no-untyped-def]
@@ -314,3 +360,24 @@ def test_non_finite_numbers_never_reach_a_sink(bad: float) -> None:
     from hub.telemetry.sinks import _num
 
     assert _num(bad) is None
+
+
+def test_job_progress_becomes_points_and_a_bare_state_change_none() -> None:
+    from hub.telemetry.sinks import JobProgressRecord
+
+    gen = JobProgress(
+        job="race-1",
+        kind="optimize",
+        state="running",
+        stage="generation",
+        ts=1.0,
+        epoch=4,
+        loss=7.5,
+        metrics={"best": 7.5, "evals_per_s": 300.0},
+    )
+    (point,) = to_points(JobProgressRecord(gen))
+    assert point.measurement == "job_progress"
+    assert point.tags == {"job": "race-1", "kind": "optimize", "stage": "generation"}
+    assert point.fields == {"epoch": 4.0, "loss": 7.5, "best": 7.5, "evals_per_s": 300.0}
+    started = JobProgress(job="race-1", kind="optimize", state="running", stage="starting", ts=1.0)
+    assert to_points(JobProgressRecord(started)) == []

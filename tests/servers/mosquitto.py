@@ -14,9 +14,19 @@ class Mosquitto(ServerProcess):
     beyond which Mosquitto silently drops messages for slow or offline subscribers.
     """
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_config: str = "",
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config  # appended: options for the listener (TLS) or the broker
+        # With a password file the broker refuses anonymous clients, as the shipped config does.
+        self.password_file = password_file
+        self.acl_file = acl_file
         self.binary = require_binary("mosquitto", "mosquitto")
         self.config_path = workdir / "mosquitto.conf"
 
@@ -30,9 +40,13 @@ class Mosquitto(ServerProcess):
         # Started as root, Mosquitto drops to the `mosquitto` user and then cannot save its
         # persistence file in our temp dir; stay the current user instead.
         user = f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
+        auth = f"password_file {self.password_file}\n" if self.password_file else ""
+        auth += f"acl_file {self.acl_file}\n" if self.acl_file else ""
+        anonymous = "false" if self.password_file else "true"
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {anonymous}\n"
+            f"{auth}"
             "persistence true\n"
             f"persistence_location {data}/\n"
             "autosave_interval 1\n"

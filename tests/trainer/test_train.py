@@ -30,6 +30,8 @@ def test_training_learns_steering_and_writes_its_run(small_store: LocalStore, tm
     assert ckpt["epoch"] == result.best_epoch
     assert model.card().input == result.card.input
     assert result.card.training["val_sessions"] == [s.to_dict() for s in result.val_sessions]
+    stats = result.card.input_stats  # the reference the hub measures drift against
+    assert stats is not None and stats.frames == 240 and abs(sum(stats.colour_hist) - 3) < 1e-3
 
 
 class _Crash(Exception):

@@ -5,11 +5,11 @@ import secrets
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
 from hub.api.deps import AUTH, ERRORS, Parts, not_found
-from hub.api.models import CarOut, CarPath, CommandOut, EStopIn, FleetOut, Ok
+from hub.api.models import CarOut, CarPath, CommandOut, EStopIn, EStopOut, FleetOut, Ok
 from hub.api.parts import ApiParts
 from schemas import __version__
 from schemas.errors import ContractError
@@ -38,7 +38,7 @@ def fleet(hub: Parts) -> FleetOut:
     )
 
 
-def _car_out(hub: ApiParts, row: dict[str, Any]) -> CarOut:
+def car_out(hub: ApiParts, row: dict[str, Any]) -> CarOut:
     car = row["car"]
     counted = hub.counters.of(car)
     deployed = hub.catalog.deployment_history("car", car)
@@ -52,7 +52,7 @@ def _car_out(hub: ApiParts, row: dict[str, Any]) -> CarOut:
 
 @router.get("/cars", summary="Every car the hub has heard of")
 def cars(hub: Parts) -> list[CarOut]:
-    return [_car_out(hub, r) for r in hub.catalog.list_cars()]
+    return [car_out(hub, r) for r in hub.catalog.list_cars()]
 
 
 @router.get("/cars/{car}", summary="One car: status, model state, last telemetry", responses=ERRORS)
@@ -60,7 +60,7 @@ def car(hub: Parts, car: CarPath) -> CarOut:
     row = hub.catalog.get_car(car)
     if row is None:
         raise not_found(f"car {car}")
-    return _car_out(hub, row)
+    return car_out(hub, row)
 
 
 @router.get("/cars/{car}/telemetry", summary="Recent telemetry (SQLite sink)", responses=ERRORS)
@@ -137,8 +137,9 @@ def command(
     dependencies=AUTH,
     responses=ERRORS,
 )
-def estop(hub: Parts, body: EStopIn) -> Ok:
+def estop(hub: Parts, body: EStopIn, request: Request) -> Ok:
     msg = EStop(active=body.active, reason=body.reason, ts=time.time())
     if not hub.ingest.publish(hub.topics.fleet_estop(), msg.to_json(), qos=1, retain=True):
         raise HTTPException(503, "the broker did not acknowledge the e-stop")
+    request.app.state.estop = EStopOut(active=msg.active, reason=msg.reason, ts=msg.ts)
     return Ok()

@@ -1,9 +1,12 @@
 """Signed model deployments to cars and groups: assign, inspect, roll back, clear."""
 
-from fastapi import APIRouter
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
 
 from hub.api.deps import ADMIN, ERRORS, Parts, not_found
 from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, TargetPath
+from hub.mlops import gate
 
 router = APIRouter(tags=["deployments"])
 
@@ -18,14 +21,36 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
     summary="Deploy a model to a car or group: a signed, retained envelope",
     status_code=201,
     dependencies=ADMIN,
-    responses={503: {"model": Problem}, **ERRORS},
+    responses={409: {"model": Problem}, 503: {"model": Problem}, **ERRORS},
 )
 def deploy(hub: Parts, body: DeploymentIn) -> DeploymentOut:
     kind, target = ("car", body.car) if body.car else ("group", body.group)
     assert target is not None
-    return DeploymentOut(
-        **hub.deployer.deploy(kind, target, body.model.name, body.model.version, body.requested_by)
-    )
+    decision = _gate(hub, kind, target, body)
+    out = hub.deployer.deploy(kind, target, body.model.name, body.model.version, body.requested_by)
+    return DeploymentOut(**out, gate=decision)
+
+
+def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, Any] | None:
+    """The evaluation gate (``[mlops] gate``): 409 with the figures when the candidate is worse."""
+    if hub.mlops is None or not hub.mlops.gate:
+        return None
+    hub.deployer.check_target(kind, target)
+    if hub.catalog.get_model(body.model.name, body.model.version) is None:
+        return None  # the deployer answers 404
+    current = hub.deployer.status(kind, target)["current"]
+    decision = gate.check(
+        hub.catalog,
+        hub.store,
+        hub.mlops,
+        f"{kind}/{target}",
+        (current["name"], current["version"]) if current else None,
+        (body.model.name, body.model.version),
+        force=body.force,
+    ).model_dump(mode="json")
+    if not decision["passed"] and not decision["forced"]:
+        raise HTTPException(409, {"message": "refused by the evaluation gate", "gate": decision})
+    return decision
 
 
 @router.get("/deployments/{kind}/{target}", summary="A target's current model and history", responses=ERRORS)

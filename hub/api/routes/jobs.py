@@ -1,4 +1,4 @@
-"""Training, evaluation and optimisation jobs: request (published on jobs/{kind}), list, follow."""
+"""Training, evaluation, optimisation and RL jobs: request (published on jobs/{kind}), list, follow."""
 
 from typing import Annotated, Literal
 
@@ -14,7 +14,7 @@ router = APIRouter(tags=["jobs"])
 @router.get("/jobs", summary="Jobs, newest first")
 def jobs(
     hub: Parts,
-    kind: Annotated[Literal["train", "evaluate", "optimize"] | None, Query()] = None,
+    kind: Annotated[Literal["train", "evaluate", "optimize", "rl"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[JobOut]:
     return [JobOut(**j) for j in hub.catalog.list_jobs(kind, limit)]
@@ -22,7 +22,7 @@ def jobs(
 
 @router.post(
     "/jobs",
-    summary="Request a train, evaluate or optimize job (published on jobs/{kind})",
+    summary="Request a train, evaluate, optimize or rl job (published on jobs/{kind})",
     status_code=201,
     dependencies=AUTH,
     responses=ERRORS,

@@ -9,7 +9,7 @@ from PIL import Image
 from hub.api.deps import ADMIN, AUTH, ERRORS, READ, Parts, not_found
 from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
 from hub.api.parts import ApiParts
-from hub.fleet.sessions import ImageTooLarge, export_tar, read_frame, thumbnail
+from hub.fleet.sessions import ImageTooLarge, export_tar, frame_actions, read_frame, thumbnail
 from hub.storage.catalog import Conflict
 from hub.storage.sealer import manifest_from_row
 from schemas.ids import CAR_ID_PATTERN
@@ -107,6 +107,21 @@ def session_thumbnail(
     except (OSError, Image.DecompressionBombError):
         raise HTTPException(422, f"frame {sample.seq} of {car}/{session} is not a decodable JPEG") from None
     return Response(data, media_type="image/jpeg", headers={"X-Paddock-Seq": str(sample.seq)})
+
+
+@router.get(
+    "/sessions/{car}/{session}/frames",
+    summary="Each frame's seq, steering, throttle, mode and speed (for a scrubber; no images)",
+    responses=ERRORS,
+)
+def session_frames(
+    hub: Parts,
+    car: CarPath,
+    session: SessionPath,
+    limit: Annotated[int, Query(ge=1, le=100_000, description="at most this many, evenly spread")] = 5000,
+) -> list[dict[str, Any]]:
+    manifest = manifest_from_row(_session_row(hub, car, session))
+    return frame_actions(hub.store, manifest, limit)
 
 
 @router.get(

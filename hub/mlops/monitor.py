@@ -1,0 +1,138 @@
+"""The fleet monitor: each car's model health from its telemetry, and drift against the card.
+
+:meth:`FleetMonitor.on_telemetry` runs on the ingest thread for every telemetry message; it keeps,
+per car, the counters' recent history (for interventions and off-track moments per minute), the
+last lap time, inference time and confidence, and the drift score of the last input statistics
+against the training statistics in the model's card. Drift is declared after
+``drift_reports`` reports above the threshold in a row (one odd report is not a changed world) and
+cleared after as many below it; each change raises a ``drift`` event through ``on_event``.
+"""
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hub.config import MlopsConfig
+from hub.mlops.drift import input_drift
+from hub.telemetry.metrics import ModelHealthRow
+from schemas.input_stats import InputStats
+from schemas.messages import DriftEvent, Telemetry
+
+log = logging.getLogger(__name__)
+
+CardStats = Callable[[str], InputStats | None]  # model ref -> its card's training statistics
+
+
+@dataclass
+class _CarState:
+    model: str | None = None
+    received: float = 0.0
+    samples: deque[tuple[float, int, int]] = field(default_factory=deque)  # ts, interventions, off-track
+    lap_time_s: float | None = None
+    inference_ms: float | None = None
+    confidence: float | None = None
+    loop_late_p99_ms: float | None = None
+    drift_score: float | None = None
+    drifted: bool = False
+    streak: int = 0  # reports in a row on the other side of the threshold
+
+
+class FleetMonitor:
+    def __init__(
+        self, config: MlopsConfig, card_stats: CardStats, on_event: Callable[[str, DriftEvent], None]
+    ) -> None:
+        self.config = config
+        self.card_stats = card_stats
+        self.on_event = on_event
+        self._cars: dict[str, _CarState] = {}
+        self._refs: dict[str, InputStats | None] = {}
+        self._lock = threading.Lock()
+
+    def on_telemetry(self, car: str, msg: Telemetry) -> None:
+        with self._lock:
+            state = self._cars.setdefault(car, _CarState())
+            if msg.model != state.model:  # a new model: its own history, its own reference
+                self._cars[car] = state = _CarState(model=msg.model)
+            state.received = time.time()
+            self._count(state, msg)
+            event = self._drift(car, state, msg.input_stats) if msg.input_stats is not None else None
+        if event is not None:
+            log.warning(
+                "model %s on %s: input drift %s (PSI %.3f)", event.model, car, event.drifted, event.score
+            )
+            self.on_event(car, event)
+
+    def _count(self, state: _CarState, msg: Telemetry) -> None:
+        state.lap_time_s = msg.lap_time_s or state.lap_time_s
+        state.inference_ms = msg.inference_ms
+        state.confidence = msg.confidence
+        state.loop_late_p99_ms = msg.loop_late_p99_ms
+        if msg.interventions is None or msg.off_track_count is None:
+            return
+        samples = state.samples
+        if samples and (msg.interventions < samples[-1][1] or msg.off_track_count < samples[-1][2]):
+            samples.clear()  # the car restarted: its counters did too
+        samples.append((msg.ts, msg.interventions, msg.off_track_count))
+        while len(samples) > 2 and samples[0][0] < msg.ts - self.config.rate_window_s:
+            samples.popleft()
+
+    def _reference(self, model: str) -> InputStats | None:
+        if model not in self._refs:
+            try:
+                self._refs[model] = self.card_stats(model)
+            except Exception:
+                log.exception("cannot read the card of %s", model)
+                return None
+        return self._refs[model]
+
+    def _drift(self, car: str, state: _CarState, live: InputStats) -> DriftEvent | None:
+        reference = self._reference(state.model) if state.model else None
+        if reference is None or state.model is None:
+            return None
+        state.drift_score = score = input_drift(reference, live)
+        threshold = self.config.drift_threshold
+        crossed = (score > threshold) != state.drifted
+        state.streak = state.streak + 1 if crossed else 0
+        if state.streak < self.config.drift_reports:
+            return None
+        state.drifted, state.streak = not state.drifted, 0
+        return DriftEvent(
+            ts=time.time(),
+            model=state.model,
+            score=round(score, 4),
+            threshold=threshold,
+            drifted=state.drifted,
+        )
+
+    def rows(self) -> list[ModelHealthRow]:
+        """Each car's model health now, for the metrics and the API."""
+        with self._lock:
+            return [self._row(car, s) for car, s in sorted(self._cars.items())]
+
+    def _row(self, car: str, s: _CarState) -> ModelHealthRow:
+        per_min: tuple[float | None, float | None] = (None, None)
+        if len(s.samples) >= 2 and s.samples[-1][0] > s.samples[0][0]:
+            (t0, i0, o0), (t1, i1, o1) = s.samples[0], s.samples[-1]
+            minutes = (t1 - t0) / 60
+            per_min = ((i1 - i0) / minutes, (o1 - o0) / minutes)
+        cfg = self.config
+        degraded = (per_min[0] or 0) > cfg.max_interventions_per_min or (
+            per_min[1] or 0
+        ) > cfg.max_off_track_per_min
+        return ModelHealthRow(
+            car=car,
+            model=s.model or "",
+            telemetry_age_s=max(0.0, time.time() - s.received),
+            interventions_per_min=per_min[0],
+            off_track_per_min=per_min[1],
+            lap_time_s=s.lap_time_s,
+            inference_ms=s.inference_ms,
+            confidence=s.confidence,
+            loop_late_p99_ms=s.loop_late_p99_ms,
+            drift_score=s.drift_score,
+            drifted=s.drifted,
+            degraded=degraded,
+        )

@@ -1,0 +1,71 @@
+"""deploy/prometheus/: the scrape config and alert rules pass promtool, every alert fires in its unit
+test, and every metric the rules name is one the hub exports."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+
+from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, ModelHealthRow
+from hub.telemetry.sinks import SinkWorker, SqliteSink
+from tests.missing import missing
+
+PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = shutil.which("promtool")
+    if tool is None:
+        missing("promtool not found: apt-get install prometheus (script/setup dev installs it)")
+    return subprocess.run([tool, *args], cwd=PROM, capture_output=True, text=True, timeout=60)
+
+
+def alert_names() -> list[str]:
+    rules = yaml.safe_load((PROM / "alerts.yml").read_text())
+    return [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
+
+
+@pytest.mark.parametrize("check", [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")])
+def test_promtool_accepts_the_config_and_rules(check: tuple[str, ...]) -> None:
+    done = promtool(*check)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_alert_fires_in_its_unit_test() -> None:
+    done = promtool("test", "rules", "alerts_test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tested = yaml.safe_load((PROM / "alerts_test.yml").read_text())
+    fired = {
+        case["alertname"]
+        for test in tested["tests"]
+        for case in test["alert_rule_test"]
+        if case.get("exp_alerts")
+    }
+    assert set(alert_names()) == fired
+    assert {
+        "PaddockCarOffline",
+        "PaddockLoopLate",
+        "PaddockIngestFramesLost",
+        "PaddockModelDrift",
+        "PaddockModelDegraded",
+    } <= fired
+
+
+def test_the_rules_name_metrics_the_hub_exports(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    gauges = HubGauges(0, 0.0, 0, 0, 0, True, 0, 0)
+    counters = IngestCounters()
+    counters.car("car-1").frames_received = 1
+    sink = SinkWorker(
+        SqliteSink(tmp_path / "telemetry.db"), queue_size=10, batch_size=10, flush_interval_s=1, retry_max_s=1
+    )
+    registry.register(HubCollector(counters, [sink], lambda: gauges))
+    row = ModelHealthRow("car-1", "pilot:1", 1.0, 0.0, 0.0, 10.0, 2.0, None, 0.5, 0.01, False, False)
+    registry.register(FleetCollector(lambda: [row], 0.25))
+    exported = set(re.findall(r"^(paddock_\w+?)(?:\{| )", generate_latest(registry).decode(), re.M))
+    used = set(re.findall(r"paddock_(?:hub|fleet)_\w+", (PROM / "alerts.yml").read_text()))
+    assert used and used <= exported, used - exported

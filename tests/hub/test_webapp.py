@@ -1,0 +1,225 @@
+"""The operator's web app in a real browser (headless Chromium through Selenium) against the real
+hub and simulated cars: one stack and one browser for the whole file, to keep it short.
+
+Prints the camera's frame rate as the page measured it and the drive latency from the page's send
+to the first car tick that applied it (loopback, on a machine shared with other work)."""
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.edge.modelkit import card, onnx_model
+from tests.hub.webstack import StackThread, chromium, poll
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackThread]:
+    with StackThread(tmp_path_factory.mktemp("webapp"), cars=2, preview_hz=20) as st:
+        yield st
+
+
+@pytest.fixture(scope="module")
+def browser(stack: StackThread) -> Iterator[Any]:
+    b = chromium()
+    try:
+        b.get(stack.url + "/")
+        yield b
+    finally:
+        b.quit()
+
+
+def open_page(browser: Any, stack: StackThread, page: str, token: str | None) -> None:
+    """Load ``page`` signed in with ``token`` (None: as a viewer), as a fresh document."""
+    browser.get(stack.url + "/")
+    if token:
+        browser.execute_script("localStorage.setItem('paddock-token', arguments[0])", token)
+    else:
+        browser.execute_script("localStorage.removeItem('paddock-token')")
+    browser.get(f"{stack.url}/?t={time.monotonic_ns()}#/{page}")
+    poll(lambda: browser.execute_script("return document.querySelector('#view').children.length > 0"), 10)
+
+
+def js(browser: Any, script: str, *args: Any) -> Any:
+    return browser.execute_script(script, *args)
+
+
+def visible(browser: Any, selector: str) -> bool:
+    return bool(js(browser, "return document.querySelector(arguments[0]).offsetParent !== null", selector))
+
+
+class TickWatch:
+    """Polls a car's control loop and notes when a tick first applies a throttle (wall clock)."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.loop = daemon.loop
+        self.moving_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            last = self.loop.last
+            if last is not None and last.throttle > 0 and self.moving_since is None:
+                # the tick's own start, in wall-clock time
+                self.moving_since = time.time() - (time.monotonic_ns() - last.t_ns) / 1e9
+            time.sleep(0.0005)
+
+    def throttle(self) -> float:
+        return 0.0 if self.loop.last is None else float(self.loop.last.throttle)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def test_fleet_page_lists_every_car_live(browser: Any, stack: StackThread) -> None:
+    open_page(browser, stack, "fleet", stack.token)
+    cars = poll(
+        lambda: js(browser, "return [...document.querySelectorAll('[data-car]')].map(e => e.dataset.car)"), 15
+    )
+    assert sorted(cars) == ["car-1", "car-2"]
+    assert js(browser, "return document.querySelector('#estop').offsetParent !== null"), (
+        "operators see the e-stop"
+    )
+    text = browser.find_element("css selector", "#cars").text
+    assert "manual" in text and "online" in text
+
+
+def test_car_camera_shows_frames_that_change(browser: Any, stack: StackThread) -> None:
+    open_page(browser, stack, "car/car-1", stack.token)
+    poll(lambda: js(browser, "return window.paddockCamera && window.paddockCamera.frames >= 3"), 15)
+    first = js(browser, "return document.querySelector('#camera').toDataURL()")
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Bearer {stack.token}"}) as http:
+        for _ in range(30):  # a parked car sees the same picture: roll it forward for 3 s
+            http.post(
+                "/cars/car-1/commands/drive", json={"steering": 0.2, "throttle": 0.5}
+            ).raise_for_status()
+            time.sleep(0.1)
+    stats = js(browser, "return window.paddockCamera")
+    second = js(browser, "return document.querySelector('#camera').toDataURL()")
+    print(f"\ncamera in the browser: {stats['fps']:.1f} frames/s (car sends 20/s), {stats['frames']} frames")
+    assert stats["frames"] >= 15
+    assert first != second, "the camera image did not change"
+
+
+def drive_with_the_up_key(browser: Any, daemon: Any) -> float:
+    """Hold ↑ past the deadman, release; the ms from the page's first send to the tick that applied it."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    watch = TickWatch(daemon)
+    try:
+        ActionChains(browser).key_down(Keys.ARROW_UP).perform()
+        moved_at = poll(lambda: watch.moving_since, 5, what="a tick with throttle")
+        sent_ms = js(browser, "return window.paddockDriver.firstMoveAt")
+        time.sleep(0.6)  # longer than the deadman: the page keeps it alive
+        assert watch.throttle() > 0, "the deadman stopped a car the page kept driving"
+        ActionChains(browser).key_up(Keys.ARROW_UP).perform()
+        poll(lambda: watch.throttle() == 0, 3, what="throttle back to 0 after the key")
+    finally:
+        watch.close()
+    return float((moved_at - sent_ms / 1000) * 1000)
+
+
+def test_manual_driving_moves_the_car_and_closing_the_page_stops_it(browser: Any, stack: StackThread) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = stack.car("car-2")
+    main = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    try:
+        open_page(browser, stack, "car/car-2", stack.token)
+        poll(lambda: js(browser, "return !!window.paddockDriver"), 10)
+        latencies = [drive_with_the_up_key(browser, daemon) for _ in range(4)]
+        speeds = [daemon.loop.last.body.speed]  # the simulated car rolls on from its last push
+        # drive again and close the tab while the key is held
+        watch = TickWatch(daemon)
+        ActionChains(browser).key_down(Keys.ARROW_UP).perform()
+        poll(lambda: watch.moving_since, 5)
+        time.sleep(0.5)
+        closed = time.monotonic()
+        browser.close()
+        poll(lambda: watch.throttle() == 0, 3, what="the car stopping after the page closed")
+        stopped_ms = (time.monotonic() - closed) * 1000
+        watch.close()
+    finally:
+        browser.switch_to.window(main)
+    print(
+        f"\ndrive latency page → car tick: median {statistics.median(latencies):.1f} ms, "
+        f"max {max(latencies):.1f} ms over {len(latencies)}; "
+        f"stopped {stopped_ms:.0f} ms after the page closed"
+    )
+    assert speeds[0] is not None and speeds[0] > 0.05, f"the simulated car did not move: {speeds}"
+
+
+def test_a_deployment_made_in_the_page_hot_swaps_a_car(browser: Any, stack: StackThread) -> None:
+    r = httpx.post(
+        f"{stack.url}/models",
+        data={"name": "pilot", "card": card().model_dump_json(), "description": "web app test"},
+        files={"artifact": ("pilot.onnx", onnx_model())},
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    open_page(browser, stack, "deployments", stack.token)
+    from selenium.webdriver.support.ui import Select
+
+    poll(lambda: browser.find_elements("css selector", "#model option"), 10)
+    Select(browser.find_element("css selector", "#model")).select_by_value(f"pilot:{version}")
+    Select(browser.find_element("css selector", "#target")).select_by_value("car:car-1")
+    browser.find_element("css selector", "#deploy").click()
+
+    def running() -> bool:
+        state = httpx.get(f"{stack.url}/cars/car-1", timeout=10).json().get("model_state") or {}
+        return bool(state.get("active") == f"pilot:{version}")
+
+    try:
+        poll(running, 60)
+    except AssertionError:
+        car = httpx.get(f"{stack.url}/cars/car-1", timeout=10).json()
+        deployed = httpx.get(f"{stack.url}/deployments/car/car-1", timeout=10).json()
+        state = car["model_state"]
+        raise AssertionError(f"car-1 is not running pilot:{version}: {state}; {deployed}") from None
+    rows = poll(
+        lambda: [e.text for e in browser.find_elements("css selector", "table tr") if "car-1" in e.text], 10
+    )
+    assert f"pilot {version}" in rows[0]
+
+
+def test_a_viewer_cannot_drive(browser: Any, stack: StackThread) -> None:
+    open_page(browser, stack, "car/car-1", None)
+    poll(lambda: js(browser, "return window.paddockCamera && window.paddockCamera.frames >= 1"), 15)
+    assert js(browser, "return document.body.classList.contains('viewer')")
+    assert not js(browser, "return document.querySelector('#joy').offsetParent !== null"), (
+        "viewers see no joystick"
+    )
+    assert not js(browser, "return document.querySelector('#estop').offsetParent !== null")
+    # even a hand-made socket is refused, and the car never moves
+    watch = TickWatch(stack.car("car-1"))
+    js(
+        browser,
+        """
+      window.refused = null;
+      const ws = new WebSocket(`ws://${location.host}/cars/car-1/drive`);
+      const push = JSON.stringify({steering: 0, throttle: 1});
+      ws.onopen = () => setInterval(() => ws.readyState === 1 && ws.send(push), 50);
+      ws.onclose = (e) => { window.refused = {code: e.code, reason: e.reason}; };
+    """,
+    )
+    refused = poll(lambda: js(browser, "return window.refused"), 5)
+    assert refused["code"] == 4403 and "viewer" in refused["reason"]
+    time.sleep(0.5)
+    assert watch.moving_since is None
+    watch.close()
+    r = httpx.post(f"{stack.url}/cars/car-1/commands/drive", json={"steering": 0, "throttle": 1}, timeout=10)
+    assert r.status_code == 401

@@ -1,0 +1,102 @@
+"""Export the detector for the car: ONNX (float) and ONNX int8, each checked on test frames.
+
+The ONNX file takes ``image`` (``[batch, 3, 60, 80]``, RGB in [-1, 1]) and returns one softmax
+output per task (``obstacle``, ``surface``); its metadata carries ``paddock.detector`` (tasks,
+classes, input size) so the car can decode it. The int8 file is :func:`trainer.export.quantize_int8`'s
+static QDQ quantization, calibrated on training frames. Each file's accuracy on the test frames is
+measured against the float model's, so a quantization that hurts is seen, not shipped blind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.export import onnx_session, quantize_int8, run_onnx
+from trainer.perception import TASKS
+from trainer.perception.dataset import PerceptionTable
+from trainer.perception.models import ExportWrapper, PerceptionNet
+from trainer.perception.train import to_input
+
+ONNX_OPSET = 18
+
+
+def detector_card(model: PerceptionNet) -> dict[str, Any]:
+    o = model.options
+    return {
+        "kind": "classifier",
+        "input": {
+            "name": "image",
+            "height": o.height,
+            "width": o.width,
+            "colour": "rgb",
+            "scale": 1 / 127.5,
+            "offset": -1.0,
+        },
+        "outputs": [{"name": task, "classes": list(TASKS[task])} for task in model.tasks],
+    }
+
+
+def export_onnx(model: PerceptionNet, path: Path) -> Path:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    o = model.options
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        torch.onnx.export(
+            ExportWrapper(model).eval(),
+            (torch.zeros(2, 3, o.height, o.width),),
+            str(path),
+            input_names=["image"],
+            output_names=list(model.tasks),
+            dynamic_shapes=({0: batch},),
+            opset_version=ONNX_OPSET,
+            external_data=False,
+            verbose=False,
+        )
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "paddock.detector", json.dumps(detector_card(model))
+    proto.producer_name = "paddock"
+    onnx.save(proto, str(path))
+    return path
+
+
+def _accuracy(session: Any, tasks: list[str], table: PerceptionTable) -> dict[str, float]:
+    x = to_input(table.images).numpy()
+    outs = [
+        np.concatenate(p)
+        for p in zip(*(run_onnx(session, x[i : i + 256]) for i in range(0, len(x), 256)), strict=True)
+    ]
+    return {t: float((o.argmax(axis=1) == table.labels[t]).mean()) for t, o in zip(tasks, outs, strict=True)}
+
+
+def export_detector(
+    model: PerceptionNet, out_dir: Path, calibration: PerceptionTable, test: PerceptionTable
+) -> dict[str, Any]:
+    """``detector.onnx`` and ``detector.int8.onnx`` in ``out_dir``, with their test accuracy."""
+    float_path = export_onnx(model, out_dir / "detector.onnx")
+    pick = np.random.default_rng(0).permutation(len(calibration))[:256]
+    int8_path = quantize_int8(
+        float_path, out_dir / "detector.int8.onnx", to_input(calibration.images[pick]).numpy()
+    )
+    tasks = list(model.tasks)
+    files = {}
+    for name, path in (("onnx", float_path), ("onnx-int8", int8_path)):
+        files[name] = {
+            "path": path.name,
+            "bytes": path.stat().st_size,
+            "test_accuracy": _accuracy(onnx_session(path), tasks, test),
+        }
+    (out_dir / "detector.json").write_text(json.dumps(detector_card(model) | {"files": files}, indent=1))
+    return files
