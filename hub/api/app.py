@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from hub.api.deps import require_read, require_token
+from hub.api.deps import require_read
 from hub.api.models import EStopOut, Problem
 from hub.api.parts import ApiParts
 from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
@@ -39,12 +39,11 @@ def create_app(parts: ApiParts) -> FastAPI:
         title="paddock hub",
         version=__version__,
         description="Ingest, sessions, datasets, models, signed deployments and jobs of a paddock fleet.",
-        dependencies=[Depends(require_read)],
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
     app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
-    protect = [Depends(require_token)] if parts.settings.protect_reads else []
+    protect = [Depends(require_read)]  # a read token unless the hub listens on loopback only
     for module in ROUTERS:
         app.include_router(module.router, dependencies=protect)
     # The web app's files load without a header (a browser sends none for a page); its live
