@@ -103,18 +103,16 @@ class CommandHandler:
             self.tasks = [t for t in self.tasks if not t.done()]
 
     async def handle(self, name: str, payload: bytes) -> None:
-        transaction: str | None = None
-        try:
-            transaction = json.loads(payload).get("transaction")
-        except (ValueError, AttributeError):
-            pass
+        """Run one command and answer it: every payload, however malformed, gets a response."""
+        transaction = _transaction(payload)
         try:
             data = await self.apply(parse_command(name, payload))
             response = CommandResponse(status="ok", data=data, transaction=transaction, ts=time.time())
-        except (ContractError, ConfigError, ValueError) as exc:
-            response = CommandResponse(
-                status="error", error=str(exc)[:1000], transaction=transaction, ts=time.time()
-            )
+        except (ContractError, ConfigError, ValueError, RecursionError) as exc:
+            response = _error(exc, transaction)
+        except Exception as exc:  # a bug must cost one command, never the handler
+            log.exception("command %s failed", name)
+            response = _error(exc, transaction, prefix="internal error: ")
         if name == "drive" and response.status == "ok" and transaction is None:
             return  # drive commands stream at joystick rate; answer only when asked
         await self._link().publish(self.topics.command_response(self.car, name), response.to_json(), qos=1)
@@ -144,6 +142,41 @@ class CommandHandler:
             birth = self._birth(link.bdseq).to_json()
             await link.publish(self.topics.car_status(self.car), birth, retain=True)
         return link.bdseq
+
+
+MAX_TRANSACTION = 128  # characters of a transaction id echoed back (as schemas allow)
+
+
+def _transaction(payload: bytes) -> str | None:
+    """The payload's ``transaction`` when it is a short string, else None (so the answer always builds).
+
+    Read with a depth check first: ``json.loads`` recurses, and deep nesting must not escape as a
+    RecursionError."""
+    if payload.count(b"[") + payload.count(b"{") > 32 and _nesting(payload) > 32:
+        return None
+    try:
+        found = json.loads(payload).get("transaction")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return found if isinstance(found, str) and len(found) <= MAX_TRANSACTION else None
+
+
+def _nesting(payload: bytes) -> int:
+    """An upper bound of the JSON's nesting depth (brackets inside strings count too: that is safe)."""
+    depth = deepest = 0
+    for byte in payload:
+        if byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+def _error(exc: BaseException, transaction: str | None, prefix: str = "") -> CommandResponse:
+    return CommandResponse(
+        status="error", error=(prefix + str(exc))[:1000], transaction=transaction, ts=time.time()
+    )
 
 
 def read_estop(payload: bytes) -> EStop:

@@ -75,6 +75,14 @@ class MqttConfig(_Section):
         return BrokerUrl.parse(self.url)
 
 
+class ApiToken(_Section):
+    """A bearer token with a scope."""
+
+    token: SecretStr = Field(description="The secret (long and random: `openssl rand -hex 24`).")
+    scope: Literal["read", "operate", "admin"] = Field(description="What it may do.")
+    name: str = Field(default="", description="Who holds it (for the operator's notes).")
+
+
 class ApiConfig(_Section):
     """The REST API (FastAPI; OpenAPI at /docs)."""
 
@@ -86,7 +94,16 @@ class ApiConfig(_Section):
         "variable PADDOCK_HUB_TOKEN is used, else a token is generated on first start and kept in "
         "{data_dir}/api-token (mode 0600).",
     )
-    protect_reads: bool = Field(default=False, description="Also require the token on read-only routes.")
+    protect_reads: bool | None = Field(
+        default=None,
+        description="Require a token on read-only routes. Default: yes, unless the API listens on "
+        "loopback only.",
+    )
+    tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="More bearer tokens, each with a scope: read (GET routes), operate (commands, "
+        "recordings, jobs, datasets) or admin (models, deployments, deletions). `token` is admin.",
+    )
     public_url: str | None = Field(
         default=None,
         description="The URL cars and trainers use to reach this API (model downloads, api_url in "
@@ -205,6 +222,16 @@ class ShardsConfig(_Section):
         "frame is a preview when it arrives with QoS 0 or its header says preview: true (brokers such as "
         "amqtt deliver at the subscription's QoS, so the header is the reliable sign). The latest preview "
         "of each car is kept in memory for the API.",
+    )
+    preview_cache_mb: float = Field(
+        default=64,
+        gt=0,
+        description="Memory for the cars' latest previews and telemetry, all cars together: the least "
+        "recently updated car is forgotten first, so invented car ids cannot fill the hub's memory.",
+    )
+    preview_ttl_s: Seconds = Field(
+        default=600.0,
+        description="A car's latest preview and telemetry are forgotten after this long without a new one.",
     )
 
 

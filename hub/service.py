@@ -41,9 +41,9 @@ from hub.storage.sealproc import make_sealer
 from hub.storage.spool import WriteAheadSpool
 from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, IngestStats
 from hub.telemetry.sinks import EventRecord, Fanout, IngestRecord, SqliteSink, sinks_from_config
-from infra.store import ObjectStore
+from infra.store import NoSuchKey, ObjectStore
 from schemas import __version__
-from schemas.dataset import SessionManifest
+from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.input_stats import InputStats
 from schemas.messages import DriftEvent, Event, TrainParams
 from schemas.topics import Topics
@@ -254,6 +254,7 @@ class HubService:
             self.ingest.publish,
             inline_max_bytes=int(cfg.deployments.inline_max_mb * MiB),
             public_url=lambda: self.public_url,
+            grant_secret=self.api_token,
         )
         if cfg.deployments.republish_on_connect:
             deployer = self.deployer
@@ -338,6 +339,7 @@ class HubService:
             public_url=lambda: self.public_url,
             health=self.health,
             ingest_stats=self.ingest_stats,
+            scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
         )
 
@@ -393,12 +395,24 @@ class HubService:
         deadline = time.monotonic() + timeout
         while True:
             row = await asyncio.to_thread(self.catalog.get_session, car, session)
-            if row is not None and row["state"] == "sealed":
+            # The catalog is written first: the manifest object follows a moment later.
+            if (
+                row is not None
+                and row["state"] == "sealed"
+                and await asyncio.to_thread(self._manifest_sealed, car, session)
+            ):
                 await asyncio.to_thread(self.sealer.sync)
                 return manifest_from_row(row)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"session {car}/{session} not sealed after {timeout}s")
             await asyncio.sleep(0.05)
+
+    def _manifest_sealed(self, car: str, session: str) -> bool:
+        try:
+            data = self.store.get(session_manifest_key(car, session))
+        except NoSuchKey:
+            return False
+        return SessionManifest.from_json(data).state == "sealed"
 
     async def wait_connected(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
         return await asyncio.to_thread(self.ingest.wait_connected, timeout)

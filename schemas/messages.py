@@ -5,9 +5,10 @@ Conventions: ``ts`` is wall-clock seconds since the epoch; steering and throttle
 counts the messages of one stream (frames, telemetry, events) from 0 at each car boot and never wraps.
 """
 
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from schemas.base import WireModel, _summary, now
 from schemas.errors import ContractError
@@ -18,6 +19,14 @@ Mode = Literal["manual", "autopilot", "stop"]
 Unit = Annotated[float, Field(ge=-1.0, le=1.0)]
 Seq = Annotated[int, Field(ge=0)]
 Timestamp = Annotated[float, Field(default_factory=now, ge=0)]
+
+# Bounds of a frame record (docs/security.md, "Hostile input"): every number a sealer, a catalog or
+# a trainer stores must fit what they store it in, so one hostile frame cannot fail its session.
+MAX_FRAME_SEQ = 2**53  # exact in a float64, so JSON readers in any language agree
+MAX_T_CAPTURE_NS = 2**63  # an int64
+MAX_SPEED = 100.0  # m/s: far above any model car, far below an overflow
+MAX_EXTRA_DEPTH = 8
+FrameSeq = Annotated[int, Field(strict=True, ge=0, lt=MAX_FRAME_SEQ)]
 
 
 # --- presence ------------------------------------------------------------------------------------
@@ -112,15 +121,15 @@ class FrameRecord(WireModel):
 
     car: str
     session: SessionId
-    seq: Seq
-    t_capture_ns: int = Field(ge=0)
+    seq: FrameSeq
+    t_capture_ns: int = Field(strict=True, ge=0, lt=MAX_T_CAPTURE_NS)
     steering: Unit
     throttle: Unit
     mode: Mode
     model: str | None = None
-    speed: float | None = None
-    width: int | None = Field(default=None, gt=0)
-    height: int | None = Field(default=None, gt=0)
+    speed: float | None = Field(default=None, ge=-MAX_SPEED, le=MAX_SPEED)
+    width: int | None = Field(default=None, gt=0, le=65535)
+    height: int | None = Field(default=None, gt=0, le=65535)
     preview: bool = Field(
         default=False,
         description="a live-view frame outside any recording; the hub shows it and does not store it",
@@ -130,6 +139,35 @@ class FrameRecord(WireModel):
         description="a teacher's action for this image when the car applied another one (noise-injection "
         "recording, as in DART); learners prefer it to `steering`/`throttle`",
     )
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> "FrameRecord":
+        """Extra keys (sensors, ground truth) are kept, so their numbers are bounded too."""
+        for key, value in (self.model_extra or {}).items():
+            reason = _unbounded(value, MAX_EXTRA_DEPTH)
+            if reason:
+                raise ValueError(f"extra field {key!r}: {reason}")
+        return self
+
+
+def _unbounded(value: Any, depth: int) -> str | None:
+    """Why an extra value could poison a reader (too deep, a huge int, a non-finite float), or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, int):
+        return None if -(2**63) <= value < 2**63 else "integer outside int64"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "not a finite number"
+    if depth <= 0:
+        return f"nested deeper than {MAX_EXTRA_DEPTH}"
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if items is None:
+        return f"unexpected {type(value).__name__}"
+    for item in items:
+        reason = _unbounded(item, depth - 1)
+        if reason:
+            return reason
+    return None
 
 
 # --- events --------------------------------------------------------------------------------------

@@ -2,8 +2,17 @@
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
-from schemas.envelope import DEFAULT_MAX_HEADER, DEFAULT_MAX_TOTAL, decode, encode
+from schemas.base import _summary
+from schemas.envelope import (
+    DEFAULT_MAX_HEADER,
+    DEFAULT_MAX_TOTAL,
+    HeaderNotJson,
+    HeaderNotObject,
+    decode,
+    encode,
+)
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord
 from schemas.model_card import ModelManifest, sha256_hex
@@ -27,8 +36,26 @@ def encode_frame(record: FrameRecord, jpeg: bytes) -> bytes:
 def decode_frame(
     data: bytes | bytearray | memoryview, *, max_total: int = 16 * 1024 * 1024
 ) -> tuple[FrameRecord, bytes]:
+    """Decode a frame envelope; its header is checked strictly, as :func:`frame_header` does."""
     env = decode(data, max_header=DEFAULT_MAX_HEADER, max_total=max_total)
-    return FrameRecord.from_dict(env.header), env.payload
+    try:
+        return FrameRecord.model_validate(env.header, strict=True), env.payload
+    except ValidationError as exc:
+        raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
+
+
+def frame_header(header: bytes | bytearray) -> FrameRecord:
+    """Parse a frame envelope's header strictly: ``seq`` ``"4"`` or ``5.0`` is refused, not coerced,
+    so what the hub acknowledges is exactly what its sealer and trainers read back."""
+    try:
+        return FrameRecord.model_validate_json(header, strict=True)
+    except ValidationError as exc:
+        kinds = {e["type"] for e in exc.errors()}
+        if "json_invalid" in kinds:
+            raise HeaderNotJson(f"header is not valid JSON: {exc.errors()[0]['msg']}") from None
+        if "model_type" in kinds:
+            raise HeaderNotObject("header is JSON but not an object") from None
+        raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
 
 
 def encode_model(manifest: ModelManifest, model: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """The REST API (FastAPI; OpenAPI at /docs and /openapi.json): :func:`create_app`.
 
-Read routes are open on the LAN (``api.protect_reads`` closes them); every route that changes
-something needs ``Authorization: Bearer <token>``. Bad input is a 4xx with a ``detail`` message:
+Every route needs ``Authorization: Bearer <token>`` with a scope (read, operate, admin:
+:mod:`hub.api.deps`); reads are open only while the hub listens on loopback alone. Bad input is
+a 4xx with a ``detail`` message:
 ids are checked against the same patterns the wire uses, so no id can reach outside the store.
 The route list is kept in docs/hub.md. The routes live in :mod:`hub.api.routes`, one router per
 resource; the response models in :mod:`hub.api.models`.
@@ -15,7 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from hub.api.deps import require_token
+from hub.api.deps import require_read
 from hub.api.models import EStopOut, Problem
 from hub.api.parts import ApiParts
 from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
@@ -42,7 +43,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     )
     app.state.parts = parts
     app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
-    protect = [Depends(require_token)] if parts.settings.protect_reads else []
+    protect = [Depends(require_read)]  # a read token unless the hub listens on loopback only
     for module in ROUTERS:
         app.include_router(module.router, dependencies=protect)
     # The web app's files load without a header (a browser sends none for a page); its live

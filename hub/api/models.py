@@ -202,4 +202,4 @@ class EStopOut(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    scope: Literal["read", "operate"]
+    scope: Literal["read", "operate", "admin"]

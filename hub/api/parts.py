@@ -37,4 +37,5 @@ class ApiParts:
     public_url: Callable[[], str]
     health: Callable[[], dict[str, Any]]
     ingest_stats: Callable[[], IngestStats]
+    scoped_tokens: tuple[tuple[str, str], ...] = ()  # (token, "read" | "operate" | "admin")
     mlops: MlopsConfig | None = None  # the evaluation gate's rules

@@ -9,6 +9,8 @@ manifest whose ``url`` points at this hub's download route. Either way the manif
 is signed with the hub's Ed25519 key, so a car verifies it before it downloads or loads anything.
 """
 
+import hashlib
+import hmac
 import logging
 import os
 import stat
@@ -81,6 +83,11 @@ def rollback_target(history: list[dict[str, Any]]) -> Current | Literal[False] |
     return stack[-2] if len(stack) >= 2 else False
 
 
+def download_grant(secret: str, name: str, version: str) -> str:
+    """The capability in a model's download URL: a car fetches that one artifact without a token."""
+    return hmac.new(secret.encode(), f"download:{name}:{version}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
 class Deployer:
     def __init__(
         self,
@@ -92,6 +99,7 @@ class Deployer:
         *,
         inline_max_bytes: int,
         public_url: Any,
+        grant_secret: str = "",
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -102,6 +110,7 @@ class Deployer:
         self._publish = publish  # (topic, payload, qos=, retain=) -> bool
         self.inline_max_bytes = inline_max_bytes
         self._public_url = public_url  # () -> str
+        self._grant_secret = grant_secret  # signs download URLs (the API checks them)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -122,7 +131,8 @@ class Deployer:
         if row is None:
             raise NotFound(f"model {name}:{version}")
         inline = row["size"] <= self.inline_max_bytes
-        url = None if inline else f"{self._public_url()}/models/{name}/{version}/artifact"
+        grant = download_grant(self._grant_secret, name, version)
+        url = None if inline else f"{self._public_url()}/models/{name}/{version}/artifact?grant={grant}"
         manifest = ModelManifest(
             name=name,
             version=version,

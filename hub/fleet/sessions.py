@@ -59,11 +59,33 @@ def frame_actions(store: ObjectStore, manifest: SessionManifest, limit: int) -> 
     return out[:limit]
 
 
+MAX_SOURCE_PIXELS = 4096 * 4096  # far above any car camera; 48 MB decoded at worst
+
+
+class ImageTooLarge(ValueError):
+    """A frame whose header claims more pixels than the hub decodes (a decompression bomb)."""
+
+
 def thumbnail(jpeg: bytes, size: int) -> bytes:
-    """A JPEG no larger than ``size`` pixels on its longer side."""
+    """A JPEG no larger than ``size`` pixels on its longer side.
+
+    The header's size is checked before anything is decoded, and JPEGs are decoded at the smallest
+    DCT scale that still covers ``size`` (PIL's draft mode), so a hostile header costs nothing.
+    Raises :class:`ImageTooLarge`, or ``OSError`` for an undecodable image.
+    """
     from PIL import Image
 
-    with Image.open(io.BytesIO(jpeg)) as src:
+    try:
+        src = Image.open(io.BytesIO(jpeg))
+    except Image.DecompressionBombError:  # PIL's own limit, checked on open
+        raise ImageTooLarge(f"the image claims more than {MAX_SOURCE_PIXELS} pixels") from None
+    with src:
+        width, height = src.size
+        if width * height > MAX_SOURCE_PIXELS:
+            raise ImageTooLarge(
+                f"the image claims {width}x{height} pixels, more than the {MAX_SOURCE_PIXELS} decoded"
+            )
+        src.draft("RGB", (size, size))
         img = src.convert("RGB")
     img.thumbnail((size, size))
     out = io.BytesIO()

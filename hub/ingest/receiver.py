@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from hub.config import HubConfig
 from hub.ingest.acks import AckSequencer, AckToken
 from hub.ingest.mqtt import Message, MqttClient, Will
@@ -30,7 +28,6 @@ from hub.storage.spool import CONTROL, WriteAheadSpool
 from hub.telemetry.metrics import IngestCounters
 from hub.telemetry.sinks import EventRecord, Fanout, JobProgressRecord, StatusRecord, TelemetryRecord
 from schemas import __version__
-from schemas.base import _summary
 from schemas.envelope import (
     DEFAULT_MAX_HEADER,
     MAGIC,
@@ -56,7 +53,7 @@ from schemas.messages import (
     Telemetry,
     parse_event,
 )
-from schemas.payloads import decode_frame
+from schemas.payloads import decode_frame, frame_header
 from schemas.topics import ParsedTopic, TopicKind, Topics
 
 log = logging.getLogger(__name__)
@@ -90,6 +87,49 @@ class _RateLimitedLog:
             self.suppressed += 1
 
 
+class LatestPerCar:
+    """The latest preview and telemetry of each car, bounded in bytes and in age (thread-safe).
+
+    The least recently updated entry goes first when ``max_bytes`` is reached, and entries expire
+    after ``ttl_s``: a car id someone invented is forgotten, whatever it sent.
+    """
+
+    OVERHEAD = 512  # bytes per entry besides its payload: keys, dicts, the cache's own bookkeeping
+
+    def __init__(self, max_bytes: int, ttl_s: float) -> None:
+        from cachetools import TTLCache
+
+        self._cache: TTLCache[tuple[str, str], tuple[Any, int]] = TTLCache(
+            maxsize=max_bytes, ttl=ttl_s, getsizeof=lambda item: item[1]
+        )
+        self._lock = threading.Lock()
+
+    def put(self, key: tuple[str, str], value: Any, size: int) -> None:
+        cost = size + self.OVERHEAD
+        with self._lock:
+            if cost > self._cache.maxsize:
+                self._cache.pop(key, None)  # larger than the whole budget: keep nothing stale either
+                return
+            self._cache.pop(key, None)  # re-inserted: counts as the most recent
+            self._cache[key] = (value, cost)
+
+    def get(self, key: tuple[str, str]) -> Any:
+        with self._lock:
+            item = self._cache.get(key)
+        return None if item is None else item[0]
+
+    @property
+    def bytes(self) -> int:
+        with self._lock:
+            self._cache.expire()
+            return int(self._cache.currsize)
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._cache.expire()
+            return len(self._cache)
+
+
 class Ingest:
     def __init__(
         self,
@@ -111,10 +151,11 @@ class Ingest:
         self.connected = threading.Event()
         self.connections = 0
         self.on_connect_hooks: list[Callable[[], None]] = []
-        self.last_telemetry: dict[str, dict[str, Any]] = {}
+        self.latest = LatestPerCar(
+            int(config.shards.preview_cache_mb * 1024 * 1024), config.shards.preview_ttl_s
+        )
         # called on the ingest thread with each valid telemetry message (the fleet monitor); must not block
         self.telemetry_observers: list[Callable[[str, Telemetry], None]] = []
-        self.last_preview: dict[str, tuple[float, bytes]] = {}
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
         self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
@@ -184,13 +225,14 @@ class Ingest:
         return self.acks.outstanding
 
     def telemetry_of(self, car: str) -> dict[str, Any] | None:
-        """The car's last telemetry message, as received."""
-        return self.last_telemetry.get(car)
+        """The car's last telemetry message, as received (None once forgotten)."""
+        found = self.latest.get(("telemetry", car))
+        return found if isinstance(found, dict) else None
 
     def preview_of(self, car: str) -> bytes | None:
-        """The car's latest preview (QoS 0) frame envelope."""
-        item = self.last_preview.get(car)
-        return None if item is None else item[1]
+        """The car's latest preview (QoS 0) frame envelope (None once forgotten)."""
+        found = self.latest.get(("preview", car))
+        return found if isinstance(found, bytes) else None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
@@ -275,11 +317,12 @@ class Ingest:
     ) -> None:
         counters = self.counters.car(car)
         if retained:  # a stale frame someone left retained: not part of any recording
+            self._malformed(car, "frame", "retained frames are never recorded", topic, "retained")
             self._ack(token)
             return
         if qos == 0 and not self.config.shards.record_preview:
             counters.preview_frames += 1
-            self.last_preview[car] = (time.time(), payload)
+            self.latest.put(("preview", car), payload, len(payload))
             return
         try:
             record = check_frame(payload, car, self.max_frame)
@@ -292,7 +335,7 @@ class Ingest:
             # A car may mark preview frames in the header: brokers that deliver at the
             # subscription's QoS (amqtt does) make QoS alone an unreliable sign of recording.
             counters.preview_frames += 1
-            self.last_preview[car] = (time.time(), payload)
+            self.latest.put(("preview", car), payload, len(payload))
             if token is not None:
                 self.spool.append(None, token)
             return
@@ -315,7 +358,7 @@ class Ingest:
             self._malformed(car, "telemetry", str(exc), topic)
             return
         self.counters.car(car).telemetry += 1
-        self.last_telemetry[car] = msg.to_dict()
+        self.latest.put(("telemetry", car), msg.to_dict(), len(payload))
         self.sinks.put(TelemetryRecord(car, msg))
         for observe in self.telemetry_observers:
             try:
@@ -498,17 +541,8 @@ def check_frame(payload: bytes, car: str, max_total: int) -> FrameRecord:
         raise Truncated(f"header length {head_len} runs past the end of a {n}-byte envelope")
     header = payload[PREAMBLE_SIZE:end]
     if b"NaN" in header or b"Infinity" in header:
-        record, _ = decode_frame(payload, max_total=max_total)  # strict JSON: the slow, exact path
-    else:
-        try:
-            record = FrameRecord.model_validate_json(header)
-        except ValidationError as exc:
-            kinds = {e["type"] for e in exc.errors()}
-            if "json_invalid" in kinds:
-                raise HeaderNotJson(f"header is not valid JSON: {exc.errors()[0]['msg']}") from None
-            if "model_type" in kinds:
-                raise HeaderNotObject("header is JSON but not an object") from None
-            raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
+        decode_frame(payload, max_total=max_total)  # strict JSON refuses NaN literals: the slow path
+    record = frame_header(header)
     if record.car != car:
         raise _CarMismatch(f"header car {record.car!r} does not match the topic's {car!r}")
     if payload[end : end + 2] != b"\xff\xd8":

@@ -38,6 +38,7 @@ from schemas.dataset import (
 )
 from schemas.envelope import MAGIC, PREAMBLE_SIZE
 from schemas.errors import ContractError
+from schemas.payloads import frame_header
 from schemas.shards import ReadStats, Sample, read_shard
 
 log = logging.getLogger(__name__)
@@ -427,18 +428,13 @@ class Sealer:
                 raise ContractError("not an envelope")
             (head_len,) = _U32.unpack_from(body, 4)
             end = PREAMBLE_SIZE + head_len
-            header = json.loads(body[PREAMBLE_SIZE:end])
+            header_bytes = body[PREAMBLE_SIZE:end]
             payload = body[end:]
-            car, session, seq = header["car"], header["session"], header["seq"]
-            if (
-                not isinstance(seq, int)
-                or seq < 0
-                or not isinstance(car, str)
-                or not isinstance(session, str)
-            ):
-                raise ContractError("bad car, session or seq")
-        except (ContractError, KeyError, ValueError, TypeError, struct.error) as exc:  # only a bug gets here
-            self.counters.add_malformed(None, "spool", str(exc)[:80])
+            record = frame_header(header_bytes)  # again: a spool written by an older hub may hold anything
+            header = json.loads(header_bytes)
+            car, session, seq = record.car, record.session, record.seq
+        except (ContractError, KeyError, ValueError, TypeError, RecursionError, struct.error) as exc:
+            self._quarantine(position, body, exc)
             return None
         key = (car, session)
         tomb = self.tombstones.get(key)
@@ -458,6 +454,14 @@ class Sealer:
         if state.state != "recording":
             state.state = "recording"
         return key
+
+    def _quarantine(self, position: Position, body: bytes, exc: Exception) -> None:
+        """Keep a record no session can hold where an operator can look at it, and count it."""
+        key = f"quarantine/{position[0]:010d}-{position[1]:012d}.env"
+        self._put(key, body)
+        reason = str(exc).split(":", 1)[0][:60]
+        self.counters.add_malformed(None, "sealer", reason)
+        log.warning("quarantined a spool record as %s: %s", key, str(exc)[:200])
 
     def _control(self, body: bytes) -> None:
         try:

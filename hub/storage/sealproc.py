@@ -247,6 +247,7 @@ class SealerProcess:
         self._stats: dict[str, Any] = {}
         self._base: dict[str, dict[str, int]] = {}
         self._base_totals = {"shards_sealed": 0, "shard_bytes": 0}
+        self._malformed_seen: dict[tuple[str, str, str], int] = {}  # what the current child reported
         self._stopping = False
         self._ready = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -373,9 +374,20 @@ class SealerProcess:
             c.gaps = values["gaps"]
         self.counters.shards_sealed = self._base_totals["shards_sealed"] + stats["shards_sealed"]
         self.counters.shard_bytes = self._base_totals["shard_bytes"] + stats["shard_bytes"]
+        self._apply_malformed(stats.get("malformed", []))
+
+    def _apply_malformed(self, rows: list[list[Any]]) -> None:
+        """Add what the child quarantined since its last report to the hub's malformed counters."""
+        for car, kind, reason, n in rows:
+            key = (str(car), str(kind), str(reason))
+            new = int(n) - self._malformed_seen.get(key, 0)
+            if new > 0:
+                self.counters.add_malformed(key[0] or None, key[1], key[2], new)
+                self._malformed_seen[key] = int(n)
 
     def _rebase(self) -> None:
         """A new child counts from zero: keep what the old one counted."""
+        self._malformed_seen = {}
         for car, c in list(self.counters.cars.items()):
             self._base[car] = {"frames_sealed": c.frames_sealed, "duplicates": c.duplicates}
         self._base_totals = {

@@ -43,6 +43,7 @@ class SpoolStats:
     fsync_seconds: float = 0.0
     last_batch: int = 0
     torn_bytes: int = 0
+    write_errors: int = 0  # failed writes retried (disk full, I/O errors)
 
 
 def segment_path(directory: Path, index: int) -> Path:
@@ -205,12 +206,7 @@ class WriteAheadSpool:
             if batch is None:
                 self._wake.wait(0.5)
                 continue
-            try:
-                self._commit(batch)
-                self._last_commit = time.monotonic()
-            except BaseException as exc:  # disk full, I/O error: stop acknowledging, say why
-                log.critical("spool write failed, frames are no longer acknowledged: %s", exc)
-                self._error = exc
+            if not self._commit_until_written(batch):
                 return
             tokens = [token for _, token in batch]
             written = sum(len(b) for b, _ in batch if b is not None)
@@ -226,6 +222,43 @@ class WriteAheadSpool:
                     log.exception("acknowledging a spool batch failed")
             if self._offset >= self.segment_bytes:
                 self._rotate()
+
+    def _commit_until_written(self, batch: list[tuple[bytes | None, Any]]) -> bool:
+        """Write ``batch``; on a full disk or an I/O error keep it (unacknowledged: the broker and the
+        pending list hold what comes meanwhile) and retry until the disk takes it again.
+        False when the spool closes first, or on an error no retry can cure."""
+        delay = 0.1
+        while True:
+            try:
+                self._commit(batch)
+                self._last_commit = time.monotonic()
+            except OSError as exc:
+                if self._error is None:
+                    log.critical("spool write failed (%s): frames wait unacknowledged; retrying", exc)
+                self._error = exc
+                self.stats.write_errors += 1
+                self._undo_partial_write()
+                if self._closing:
+                    return False
+                self._wake.wait(delay)
+                self._wake.clear()
+                delay = min(delay * 2, 2.0)
+                continue
+            except BaseException as exc:  # not the disk: a bug; stop acknowledging, say why
+                log.critical("spool write failed, frames are no longer acknowledged: %s", exc)
+                self._error = exc
+                return False
+            if self._error is not None:
+                log.warning("spool writes resumed after: %s", self._error)
+                self._error = None
+            return True
+
+    def _undo_partial_write(self) -> None:
+        """Cut a torn batch off the segment, so the retry appends whole records only."""
+        try:
+            os.ftruncate(self._fd, self._offset)
+        except OSError as exc:
+            log.error("cannot truncate spool segment %d to %d: %s", self._segment, self._offset, exc)
 
     def _commit(self, batch: list[tuple[bytes | None, Any]]) -> None:
         chunks: list[bytes] = []

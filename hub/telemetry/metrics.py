@@ -84,11 +84,11 @@ class IngestCounters:
         """The car's counters if the hub has counted anything for it (creates nothing)."""
         return self.cars.get(car)
 
-    def add_malformed(self, car: str | None, kind: str, reason: str) -> None:
+    def add_malformed(self, car: str | None, kind: str, reason: str, n: int = 1) -> None:
         with self._lock:
-            self.malformed[(car or "", kind, reason)] += 1
+            self.malformed[(car or "", kind, reason)] += n
             if car:
-                self.cars[car].malformed += 1
+                self.cars[car].malformed += n
 
     def snapshot(self, spool_bytes: int = 0, spool_lag_bytes: int = 0) -> IngestStats:
         cars = {name: CarIngest(**asdict(c)) for name, c in list(self.cars.items())}

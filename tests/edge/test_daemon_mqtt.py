@@ -364,3 +364,33 @@ async def test_sensors_reach_telemetry_and_recorded_frames(tmp_path: Path) -> No
     assert records and all(r.session == "with-imu" and r.model_extra["recorded"] is True for r in records)
     imu = records[-1].model_extra["imu"]
     assert imu == pytest.approx({"ax": 0, "ay": 0, "az": 9.8066, "gx": 0, "gy": 0, "gz": 1}, abs=1e-3)
+
+
+async def test_every_malformed_command_gets_an_error_response(mosquitto: Any, tmp_path: Path) -> None:
+    """Deep nesting, a non-string transaction, binary junk: each is answered, and the car still obeys."""
+    url = str(mosquitto.url)
+    car = "car-hostile"
+    cfg = car_config(tmp_path, url, car=car)
+    body, _ = bench_body()
+    hostile = [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"transaction": "tx-deep", "mode": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"transaction": {"a": 1}, "mode": "stop"}',
+        b'{"transaction": "' + b"x" * 5000 + b'", "mode": "stop"}',
+        b"\xff\xfe\x00junk",
+        b"",
+    ]
+    async with (
+        Observer(url, [f"paddock/v1/cars/{car}/#"]) as obs,
+        RecordingDaemon(cfg, body=body) as daemon,
+    ):
+        await until(lambda: daemon.link.connected.is_set(), what="connection")
+        for payload in hostile:
+            await obs.publish(T.command(car, "mode"), payload)
+        await obs.publish(T.command(car, "mode"), {"mode": "stop", "transaction": "tx-after"})
+        answers = await until(
+            lambda: (r := obs.json(T.command_response(car, "mode"))) and len(r) == len(hostile) + 1 and r,
+            what="an answer to every command",
+        )
+        ok = [a for a in answers if a["status"] == "ok"]
+        assert len(ok) == 1 and ok[0]["transaction"] == "tx-after"

@@ -133,10 +133,11 @@ async def test_models_register_list_get_download(hub: HubService, http: httpx.As
     assert [x["version"] for x in listed] == ["1", "2"]
     r = await http.get("/models/pilot/1")
     assert r.json()["description"] == "first" and r.json()["evaluations"] == []
-    r = await http.get(m["download_url"].replace(hub.public_url, ""))
+    r = await http.get(m["download_url"].replace(hub.public_url, ""), headers=AUTH)
     assert r.status_code == 200 and r.content == data
     assert r.headers["x-paddock-sha256"] == m["sha256"]
-    assert (await http.get("/models/pilot/9/artifact")).status_code == 404
+    assert (await http.get("/models/pilot/9/artifact", headers=AUTH)).status_code == 404
+    assert (await http.get("/models/pilot/1/artifact")).status_code == 401  # the data needs a token
     assert hub.store.get("models/pilot/1/model.onnx") == data
     assert json.loads(hub.store.get("models/pilot/1/card.json")) == CARD.to_dict()
 
@@ -175,7 +176,9 @@ async def test_deployments_are_signed_retained_and_verify(
         manifest, payload = decode_model(data)
         verify_manifest(manifest, public)
         assert payload == b"", (manifest, len(payload))
-        assert manifest.url == f"{hub.public_url}/models/pilot/2/artifact"
+        assert manifest.url is not None and manifest.url.startswith(
+            f"{hub.public_url}/models/pilot/2/artifact?grant="
+        )
         downloaded = (await http.get(manifest.url)).content
         assert hashlib.sha256(downloaded).hexdigest() == manifest.sha256 and downloaded == big
         # A tampered manifest fails verification.
@@ -246,7 +249,7 @@ async def test_sessions_trim_thumbnail_export_delete(hub: HubService, http: http
         assert max(img.size) <= 32
     assert (await http.get("/sessions/car-s/run-a/thumbnail", params={"seq": 25})).status_code == 404
     assert (await http.get("/sessions/car-s/run-a/thumbnail")).status_code == 200
-    r = await http.get("/sessions/car-s/run-a/export")
+    r = await http.get("/sessions/car-s/run-a/export", headers=AUTH)
     assert r.status_code == 200
     seqs = []
     with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:

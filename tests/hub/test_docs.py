@@ -18,7 +18,9 @@ def test_route_table_matches_the_api() -> None:
         for method, op in ops.items()
     }
     rows = re.findall(
-        r"^\| `(GET|POST|PUT|PATCH|DELETE)` \| `([^`]+)` \|\s*(yes)?\s*\|", DOC.read_text(), re.M
+        r"^\| `(GET|POST|PUT|PATCH|DELETE)` \| `([^`]+)` \|\s*(read|read, always|operate|admin)?\s*\|",
+        DOC.read_text(),
+        re.M,
     )
-    documented = {(m, p, t == "yes") for m, p, t in rows}
+    documented = {(m, p, bool(t)) for m, p, t in rows}
     assert documented == actual, {"undocumented": actual - documented, "not in the API": documented - actual}

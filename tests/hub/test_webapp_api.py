@@ -65,7 +65,7 @@ async def test_files_whoami_and_sockets_with_reads_open(
         for bad in ("..%2Fapp.py", "nothere.js", "x.py"):
             assert (await http.get(f"/app/{bad}")).status_code in (404, 422), bad
         assert (await http.get("/whoami")).json() == {"scope": "read"}
-        assert (await http.get("/whoami", headers=AUTH)).json() == {"scope": "operate"}
+        assert (await http.get("/whoami", headers=AUTH)).json() == {"scope": "admin"}  # the hub's own token
         assert (await http.get("/whoami", headers={"Authorization": "Bearer nope"})).status_code == 401
         async with http.stream("GET", "/live") as stream:
             lines = stream.aiter_lines()

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, AUTH, ERRORS, Parts, not_found
 from hub.api.models import NamePath
 from hub.fleet.registry import DatasetRequest, create_dataset
 from schemas.dataset import DatasetManifest
@@ -39,7 +39,7 @@ def dataset(hub: Parts, name: NamePath) -> DatasetManifest:
     "/datasets/{name}",
     summary="Delete a dataset (not its sessions)",
     status_code=204,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def delete_dataset(hub: Parts, name: NamePath) -> Response:

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, ERRORS, Parts, not_found
 from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, TargetPath
 from hub.mlops import gate
 
@@ -20,7 +20,7 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
     "/deployments",
     summary="Deploy a model to a car or group: a signed, retained envelope",
     status_code=201,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses={409: {"model": Problem}, 503: {"model": Problem}, **ERRORS},
 )
 def deploy(hub: Parts, body: DeploymentIn) -> DeploymentOut:
@@ -64,7 +64,7 @@ def deployment(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
 @router.post(
     "/deployments/{kind}/{target}/rollback",
     summary="Go back to the model deployed before the current one",
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
@@ -76,7 +76,7 @@ def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
 @router.delete(
     "/deployments/{kind}/{target}",
     summary="Clear a target's retained model message",
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def clear(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:

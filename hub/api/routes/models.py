@@ -5,10 +5,10 @@ from collections.abc import Iterator
 from pathlib import Path as FsPath
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import Response, StreamingResponse
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, ERRORS, Creds, Parts, has_download_grant, not_found, require_read_always
 from hub.api.models import ModelOut, NamePath, Problem
 from hub.api.parts import ApiParts
 from hub.fleet.registry import Lineage, register_model
@@ -75,7 +75,7 @@ def _receive(artifact: IO[bytes], path: FsPath, limit_mb: float) -> None:
     "/models",
     summary="Register a model: artifact, card and lineage → name and version",
     status_code=201,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses={413: {"model": Problem, "description": "artifact too large"}, **ERRORS},
 )
 def register(
@@ -126,7 +126,17 @@ def model(hub: Parts, name: NamePath, version: NamePath) -> ModelOut:
     responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS},
     response_class=Response,
 )
-def artifact(hub: Parts, name: NamePath, version: NamePath) -> StreamingResponse:
+def artifact(
+    hub: Parts,
+    name: NamePath,
+    version: NamePath,
+    request: Request,
+    creds: Creds,
+    grant: Annotated[str | None, Query(max_length=64, description="the grant of a deployment's URL")] = None,
+) -> StreamingResponse:
+    """A read token, or the grant the hub put in the signed manifest's URL (cars have no token)."""
+    if not has_download_grant(request, hub):
+        require_read_always(hub, creds)
     row = _model_row(hub, name, version)
     fh = hub.store.open(row["artifact_key"])
 

@@ -4,11 +4,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
+from PIL import Image
 
-from hub.api.deps import AUTH, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, AUTH, ERRORS, READ, Parts, not_found
 from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
 from hub.api.parts import ApiParts
-from hub.fleet.sessions import export_tar, frame_actions, read_frame, thumbnail
+from hub.fleet.sessions import ImageTooLarge, export_tar, frame_actions, read_frame, thumbnail
 from hub.storage.catalog import Conflict
 from hub.storage.sealer import manifest_from_row
 from schemas.ids import CAR_ID_PATTERN
@@ -53,7 +54,7 @@ def session(hub: Parts, car: CarPath, session: SessionPath) -> SessionOut:
     "/sessions/{car}/{session}",
     summary="Delete a session (its shards, manifest and catalog entry)",
     status_code=204,
-    dependencies=AUTH,
+    dependencies=ADMIN,
     responses=ERRORS,
 )
 def delete_session(
@@ -101,7 +102,9 @@ def session_thumbnail(
         raise not_found(f"frame {seq} of {car}/{session}")
     try:
         data = thumbnail(sample.jpeg, size)
-    except OSError:
+    except ImageTooLarge as exc:
+        raise HTTPException(422, f"frame {sample.seq} of {car}/{session}: {exc}") from None
+    except (OSError, Image.DecompressionBombError):
         raise HTTPException(422, f"frame {sample.seq} of {car}/{session} is not a decodable JPEG") from None
     return Response(data, media_type="image/jpeg", headers={"X-Paddock-Seq": str(sample.seq)})
 
@@ -126,6 +129,7 @@ def session_frames(
     summary="The session as a tar: manifest.json and shards, laid out as in the store",
     responses={200: {"content": {"application/x-tar": {}}}, **ERRORS},
     response_class=Response,
+    dependencies=READ,
 )
 def export(hub: Parts, car: CarPath, session: SessionPath) -> StreamingResponse:
     manifest = manifest_from_row(_session_row(hub, car, session))

@@ -2,7 +2,7 @@
 export const auth = {
   token: localStorage.getItem("paddock-token") || "",
   scope: "read",
-  get canOperate() { return this.scope === "operate"; },
+  get canOperate() { return this.scope === "operate" || this.scope === "admin"; },
 };
 
 export class ApiError extends Error {
