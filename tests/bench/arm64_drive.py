@@ -73,6 +73,8 @@ def drive(
         "/tmp/hub.pub",
         "--set",
         f'models.preload_runtimes=["{runtime}"]',
+        "--set",
+        f"loop.hz={hz:g}",
     ]
     t0 = time.monotonic()
     car = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
