@@ -43,6 +43,7 @@ BUILT_IN: dict[str, dict[str, str]] = {
     },
     ACTUATORS: {
         "pwm": "edge.body_factory:pwm_actuators",
+        "pca9685": "edge.body_factory:pca9685_actuators",
         "none": "edge.body_factory:null_actuators",
     },
     PILOTS: {"expert": "edge.sim:expert_pilot", "race-line": "edge.sim:race_line_pilot"},

@@ -111,7 +111,7 @@ def test_paddock_plugins_lists_every_group() -> None:
         assert row["loads"], row
     assert by_group == {
         "paddock.cameras": {"picamera", "usb", "test_pattern", "acme"},
-        "paddock.actuators": {"pwm", "none"},
+        "paddock.actuators": {"pwm", "pca9685", "none"},
         "paddock.pilots": {"expert", "race-line"},
         "paddock.runtimes": {"onnx", "tflite"},
     }
