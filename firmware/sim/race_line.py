@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from firmware.sim.expert import ExpertConfig, ExpertDriver
+from firmware.sim.obstacles import Obstacle
 from firmware.sim.track import Track
 from firmware.sim.world import WorldConfig
 
@@ -98,6 +100,14 @@ class RaceLineDriver(ExpertDriver):
         super().__init__(track, car, config or RACE_EXPERT, line=pts, seed=seed)
         # The expert resamples the line; carry the speeds over by arc length.
         self.speed_profile = np.clip(_along(pts, v, self.path) * speed_scale, car.min_speed, car.max_speed)
+        self._line_speeds = self.speed_profile
+
+    def set_obstacles(self, obstacles: Sequence[Obstacle]) -> None:
+        """Plan round obstacles as the expert does, but keep the line's own speeds: the expert's
+        profile would replace them (it slows only where it passes one, so take the slower of both)."""
+        super().set_obstacles(obstacles)
+        line = self._line_speeds
+        self.speed_profile = np.minimum(line, self.speed_profile) if self.passing.any() else line
 
     @classmethod
     def from_file(
