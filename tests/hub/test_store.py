@@ -97,7 +97,7 @@ async def test_hub_records_to_s3_and_serves_from_it(
                 headers=headers,
             )
             assert r.status_code == 201, r.text
-            assert (await http.get("/models/s3pilot/1/artifact")).content == model
+            assert (await http.get("/models/s3pilot/1/artifact", headers=headers)).content == model
             r = await http.post(
                 "/sessions/s3-car/lap-1/trim", json={"start": 100, "end": 200}, headers=headers
             )
