@@ -315,7 +315,7 @@ def run_evaluate_job(
 ) -> JobResult:
     """An ``evaluate`` job: fetch ``models/{name}/{version}/model.onnx`` (and card) from the store,
     drive ``params.laps`` laps of ``params.track``, upload the report to ``evals/{job}/``."""
-    from trainer.progress import MqttProgress, NullSink
+    from trainer.progress import job_sink
 
     started = time.monotonic()
     console = console or Console(stderr=True)
@@ -325,11 +325,7 @@ def run_evaluate_job(
     work.mkdir(parents=True, exist_ok=True)
     model_path = work / "model.onnx"
     card = _fetch_model(store, settings, params, model_path)
-    sink = (
-        MqttProgress(settings.broker, job, "evaluate", settings.topic_prefix)
-        if settings.broker and job
-        else NullSink()
-    )
+    sink = job_sink(settings.broker, job, "evaluate", settings.topic_prefix)
     try:
         if job:
             sink.emit(JobProgress(job=job, kind="evaluate", state="running", stage="driving", ts=time.time()))

@@ -28,7 +28,7 @@ from trainer.export import ExportResult, export_all
 from trainer.hub_client import HubClient, Lineage
 from trainer.launch import launch
 from trainer.models import PilotModel
-from trainer.progress import MqttProgress, NullSink, ProgressSink
+from trainer.progress import ProgressSink, job_sink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
 from trainer.train import TrainConfig, TrainResult, load_checkpoint, write_json
 
@@ -101,11 +101,7 @@ def run_train_job(
     version = check_name(params.model_version or default_version(), "model version")
     run_dir = Path(settings.work_dir) / (job or f"{name}-{version}")
     own_sink = sink is None
-    sink = sink or (
-        MqttProgress(settings.broker, job, "train", settings.topic_prefix)
-        if settings.broker and job
-        else NullSink()
-    )
+    sink = sink or job_sink(settings.broker, job, "train", settings.topic_prefix)
 
     stages = _Stages(console, sink, job)
     try:

@@ -103,5 +103,12 @@ class MqttProgress:
             self.publisher.close()
 
 
+def job_sink(broker: str | None, job: str | None, kind: str, topic_prefix: str) -> ProgressSink:
+    """Where a job's progress goes: the broker when there is one and the run is a job, else nowhere."""
+    if broker and job:
+        return MqttProgress(broker, job, kind, topic_prefix)
+    return NullSink()
+
+
 def publish_result(publisher: MqttPublisher, result: JobResult) -> bool:
     return publisher.publish(publisher.topics.job_result(result.kind, result.job), result.to_json())

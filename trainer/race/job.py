@@ -24,7 +24,7 @@ from firmware.sim import TrackError, get_track
 from firmware.sim.track import Track
 from infra.store import open_store
 from schemas.messages import JobProgress, JobResult, OptimizeParams
-from trainer.progress import MqttProgress, NullSink, ProgressSink
+from trainer.progress import ProgressSink, job_sink
 from trainer.race.evolve import EvolutionConfig, GenerationStats
 from trainer.race.line import LineConfig
 from trainer.race.result import RunSettings, optimize
@@ -136,11 +136,7 @@ def run_optimize_job(
     started = time.monotonic()
     console = console or Console(stderr=True)
     own_sink = sink is None
-    sink = sink or (
-        MqttProgress(settings.broker, job, "optimize", settings.topic_prefix)
-        if settings.broker
-        else NullSink()
-    )
+    sink = sink or job_sink(settings.broker, job, "optimize", settings.topic_prefix)
     try:
         track = resolve_track(params.track)
         line, evolution, run = job_configs(params)

@@ -15,7 +15,7 @@ from rich.console import Console
 from schemas.dataset import model_prefix
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, ModelRef, RlParams
-from trainer.progress import MqttProgress, NullSink, ProgressSink
+from trainer.progress import ProgressSink, job_sink
 from trainer.rl.files import (
     HYPERPARAMETERS_FILE,
     METADATA_FILE,
@@ -85,9 +85,7 @@ def run_rl_job(
     store = open_store(settings.store)
     parent_dir = fetch_parent(params.clone, store, run_dir / "parent") if params.clone else None
     own_sink = sink is None
-    sink = sink or (
-        MqttProgress(settings.broker, job, "rl", settings.topic_prefix) if settings.broker else NullSink()
-    )
+    sink = sink or job_sink(settings.broker, job, "rl", settings.topic_prefix)
 
     def progress(stats: IterationStats) -> None:
         metrics = {
