@@ -30,6 +30,8 @@ from firmware.sim import (
     place_obstacles,
 )
 from firmware.sim.media import VIDEO_SUFFIXES, VideoWriter, plot_track_map
+from firmware.sim.reward import RewardFunction
+from firmware.sim.run import RunResult
 from firmware.sim.simtrace import SimTraceWriter
 from firmware.sim.track import Track
 from firmware.sim.world import WorldStatus
@@ -136,37 +138,7 @@ def run(
     writer = VideoWriter(video, t, fps) if video is not None else None
     trace_writer = SimTraceWriter(simtrace) if simtrace is not None else None
     try:
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(f"{t.name}", total=100.0 * laps, info="")
-
-            def on_step(status: WorldStatus) -> None:
-                progress.update(
-                    task,
-                    completed=min(status.total_progress, 100.0 * laps),
-                    info=f"lap {min(status.lap + 1, laps)}/{laps}  {status.speed:4.2f} m/s",
-                )
-                for event in status.events:
-                    if event.kind == "lap":
-                        progress.console.print(f"  lap {event.lap}: {event.lap_time:.3f} s")
-                    elif event.kind in ("off_track", "crash"):
-                        progress.console.print(f"  [yellow]{event.kind}[/yellow] at {event.progress:.1f} %")
-
-            result = drive(
-                world,
-                expert,
-                laps,
-                reward_function=reward_fn,
-                simtrace=trace_writer,
-                video=writer,
-                on_step=on_step,
-            )
+        result = _drive_with_progress(world, expert, laps, reward_fn, trace_writer, writer)
     finally:
         if writer is not None:
             writer.close()
@@ -204,6 +176,48 @@ def run(
                 console.print(f"{key}: {summary[key]}")
     if not result.finished:
         raise typer.Exit(1)
+
+
+def _drive_with_progress(
+    world: World,
+    expert: ExpertDriver,
+    laps: int,
+    reward_fn: RewardFunction | None,
+    trace_writer: SimTraceWriter | None,
+    writer: VideoWriter | None,
+) -> RunResult:
+    """Drive ``laps`` laps with a live progress bar that prints each lap, off-track and crash."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(world.track.name, total=100.0 * laps, info="")
+
+        def on_step(status: WorldStatus) -> None:
+            progress.update(
+                task,
+                completed=min(status.total_progress, 100.0 * laps),
+                info=f"lap {min(status.lap + 1, laps)}/{laps}  {status.speed:4.2f} m/s",
+            )
+            for event in status.events:
+                if event.kind == "lap":
+                    progress.console.print(f"  lap {event.lap}: {event.lap_time:.3f} s")
+                elif event.kind in ("off_track", "crash"):
+                    progress.console.print(f"  [yellow]{event.kind}[/yellow] at {event.progress:.1f} %")
+
+        return drive(
+            world,
+            expert,
+            laps,
+            reward_function=reward_fn,
+            simtrace=trace_writer,
+            video=writer,
+            on_step=on_step,
+        )
 
 
 @sim_app.command("map")
