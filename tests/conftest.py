@@ -17,6 +17,8 @@ from tests.servers.victoriametrics import VictoriaMetrics
 TRACKS_DIR = Path(
     os.environ.get("PADDOCK_TRACKS_DIR", Path(__file__).resolve().parents[2] / "shared" / "tracks")
 )
+# The commands under test resolve DeepRacer track names through this variable, as a user's shell would.
+os.environ.setdefault("PADDOCK_TRACKS_DIR", str(TRACKS_DIR))
 
 
 @pytest.fixture(scope="session")

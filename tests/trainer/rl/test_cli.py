@@ -62,7 +62,7 @@ def test_a_failing_reward_function_stops_training_with_its_traceback(tmp_path: P
 
 def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     new_model(tmp_path)
-    for args in (["--track", "nowhere"], ["--set", "lr=-1"]):
+    for args in (["--track", "nowhere"], ["--track", "oval", "--set", "lr=-1"]):
         out = runner.invoke(app, ["rl", "train", str(tmp_path), "--no-live", *args])
         assert out.exit_code == 2 and out.output.count("error:") == 1, out.output
     assert "lr" in out.output and "hyperparameters.json" in out.output
