@@ -87,10 +87,10 @@ class LiteRtRuntime(Runtime):
         check_input_shape([int(d) for d in inp["shape"]], card, "tflite")
         details = interpreter.get_output_details()
         outputs: dict[str, dict[str, Any]] = {}
-        for out in card.outputs:
-            found = [d for d in details if _match(d["name"], out.tensor)]
+        for tensor in card.output_tensors:
+            found = [d for d in details if _match(d["name"], tensor)]
             if not found:
                 names = sorted(d["name"] for d in details)
-                raise ModelLoadError(f"model has no output {out.tensor!r} (it has {names})")
-            outputs[out.tensor] = found[0]
+                raise ModelLoadError(f"model has no output {tensor!r} (it has {names})")
+            outputs[tensor] = found[0]
         return LiteRtModel(interpreter, inp, outputs)

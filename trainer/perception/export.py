@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from schemas.model_card import ClassesSpec, InputSpec, ModelCard, Normalisation
 from trainer.export import onnx_session, quantize_int8, run_onnx
 from trainer.perception import TASKS
 from trainer.perception.dataset import PerceptionTable
@@ -41,6 +42,25 @@ def detector_card(model: PerceptionNet) -> dict[str, Any]:
         },
         "outputs": [{"name": task, "classes": list(TASKS[task])} for task in model.tasks],
     }
+
+
+def detector_model_card(model: PerceptionNet, training: dict[str, Any] | None = None) -> ModelCard:
+    """The card a detector is deployed with: kind ``classifier``, one head per task, the input
+    as :func:`trainer.perception.train.to_input` makes it (the whole frame, resized, in [-1, 1])."""
+    o = model.options
+    return ModelCard(
+        architecture="perception-mobilenet",
+        kind="classifier",
+        input=InputSpec(
+            width=o.width,
+            height=o.height,
+            colour="rgb",
+            normalisation=Normalisation(scale=1 / 127.5, mean=[1.0], std=[1.0]),
+        ),
+        classes=[ClassesSpec(name=task, classes=list(TASKS[task])) for task in model.tasks],
+        description="obstacle-ahead and surface classifier (paddock perceive)",
+        training=training or {},
+    )
 
 
 def export_onnx(model: PerceptionNet, path: Path) -> Path:
@@ -99,4 +119,6 @@ def export_detector(
             "test_accuracy": _accuracy(onnx_session(path), tasks, test),
         }
     (out_dir / "detector.json").write_text(json.dumps(detector_card(model) | {"files": files}, indent=1))
+    card = detector_model_card(model, {"test_accuracy": files["onnx"]["test_accuracy"]})
+    (out_dir / "detector.card.json").write_bytes(card.to_json())
     return files
