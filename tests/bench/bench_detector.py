@@ -12,16 +12,23 @@ lateness with the pilot alone and with pilot and detector together, in one run.
   missed ticks, for the pilot alone and for the pilot plus the detector on every tick.
 
     python -m pytest tests/bench/bench_detector.py -s -p no:cacheprovider -o python_files='bench_*.py'
-    python -m tests.bench.bench_detector
+    python -m tests.bench.bench_detector [--tflite]
+
+``--tflite`` (and the pytest form) also converts a detector to TFLite and checks it in the car's
+LiteRT runtime against ONNX.
 """
 
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from schemas.signing import generate_private_key
+from schemas.envelope import decode
+from schemas.model_card import ModelManifest
+from schemas.payloads import encode_model
+from schemas.signing import generate_private_key, sign_manifest
 from tests.bench.bench_edge_loop import Broker, linear_pilot_envelope
 from tests.edge.detector_kit import tiny_detector
 from tests.edge.harness import RecordingDaemon, car_config, until
@@ -52,13 +59,13 @@ async def _course(url: str, tmp: Path, detector: bytes | None) -> dict[str, Any]
         loop={"hz": 30, "start_mode": "stop"},
         publish={"telemetry_hz": 5, "preview_hz": 0},
     )
+    pilot = signed_envelope(tiny_pilot(), KEY, name="bc", version="1", model_card=CARD)
     async with RecordingDaemon(cfg) as daemon:
-        pilot = signed_envelope(tiny_pilot(), KEY, name="bc", version="1", model_card=CARD)
         assert await daemon.offer_model(pilot)
         if detector is not None:
             assert await daemon.detectors.process(detector, time.monotonic_ns())
         daemon.set_mode("autopilot")
-        ticks = round(COURSE_S * 30)
+        ticks = len(daemon.ticks) + round(COURSE_S * 30)
         await until(lambda: len(daemon.ticks) >= ticks, 10 * COURSE_S, "the course's ticks")
         events = list(daemon.local_events)
         last = daemon.ticks[-1].body
@@ -119,12 +126,58 @@ async def _timing(url: str, tmp: Path, pilot: bytes, detector: bytes | None) -> 
     }
 
 
+def _signed_linear_pilot() -> bytes:
+    env = decode(linear_pilot_envelope())
+    return encode_model(sign_manifest(ModelManifest.from_dict(env.header), KEY), env.payload)
+
+
+def tflite_parity() -> dict[str, Any]:
+    """The detector as TFLite (litert-torch, in a child process: about 100 s on a loaded two-core
+    machine, so it is measured here rather than in CI) run by the car's LiteRT runtime, against the
+    same network as ONNX in the car's ONNX Runtime."""
+    import numpy as np
+    import torch
+
+    from edge.runtimes import runtime_for
+    from schemas.model_card import decode_classes, preprocess
+    from trainer.perception.export import detector_model_card, export_onnx, export_tflite
+    from trainer.perception.models import NetOptions, PerceptionNet
+
+    torch.manual_seed(0)
+    model = PerceptionNet(NetOptions(width_multiplier=0.5, hidden=16)).eval()
+    card = detector_model_card(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        tflite = export_tflite(model, Path(tmp) / "detector.tflite").read_bytes()
+        seconds = time.perf_counter() - started
+        onnx = export_onnx(model, Path(tmp) / "detector.onnx").read_bytes()
+    lite, ref = runtime_for("tflite").load(tflite, card), runtime_for("onnx").load(onnx, card)
+    rng = np.random.default_rng(0)
+    diff = 0.0
+    for _ in range(8):
+        sample = preprocess(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), card.input)
+        a, b = lite.run(sample), ref.run(sample)
+        assert decode_classes(card, a).keys() == {"obstacle", "surface"}
+        diff = max(diff, *(float(np.abs(a[t] - b[t]).max()) for t in ("obstacle", "surface")))
+    print(
+        f"\ndetector.tflite: {len(tflite)} bytes, converted in {seconds:.0f} s; "
+        f"largest probability difference to ONNX over 8 frames: {diff:.2e}"
+    )
+    return {"bytes": len(tflite), "max_diff": diff}
+
+
 def run() -> dict[str, list[dict[str, Any]]]:
     detector = _detector_envelope()
-    pilot = linear_pilot_envelope()
+    pilot = _signed_linear_pilot()
     with Broker() as url, tempfile.TemporaryDirectory() as tmp:
         course = [asyncio.run(_course(url, Path(tmp), d)) for d in (None, detector)]
+        _print_course(course)
         timing = [asyncio.run(_timing(url, Path(tmp), pilot, d)) for d in (None, detector)]
+        _print_timing(timing)
+    return {"course": course, "timing": timing}
+
+
+def _print_course(course: list[dict[str, Any]]) -> None:
     print()
     print(f"obstacle course: oval, boxes at {BOXES} % on the centre line, BC pilot, {COURSE_S:.0f} sim s")
     print(
@@ -136,6 +189,9 @@ def run() -> dict[str, list[dict[str, Any]]]:
             f"{'on' if r['detector'] else 'off':<10} {r['collisions']:>10} {r['holds']:>10} {r['laps']:>5}"
             f" {where:>12}  {r['first_hold']}"
         )
+
+
+def _print_timing(timing: list[dict[str, Any]]) -> None:
     print()
     print(f"control loop at 30 Hz, realtime sim body, recording, {TIMING_S:.0f} s each")
     print(
@@ -148,10 +204,10 @@ def run() -> dict[str, list[dict[str, Any]]]:
             f"{r['models']:<18} {r['ticks']:>6} {r['p50']:>7.3f} {r['p99']:>7.3f} {r['max']:>7.3f}"
             f" {r['missed']:>6} {r['pilot_ms']:>8.2f} {det:>7}"
         )
-    return {"course": course, "timing": timing}
 
 
 def test_bench_detector() -> None:
+    assert tflite_parity()["max_diff"] < 1e-4
     results = run()
     without, with_rule = results["course"]
     assert without["collisions"] > 0 and with_rule["detector_runs"] > 0
@@ -159,4 +215,6 @@ def test_bench_detector() -> None:
 
 
 if __name__ == "__main__":
+    if "--tflite" in sys.argv:
+        tflite_parity()
     run()
