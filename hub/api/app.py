@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hub.api.deps import require_read
-from hub.api.models import EStopOut, Problem
+from hub.api.models import Problem
 from hub.api.parts import ApiParts
 from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
@@ -42,7 +42,6 @@ def create_app(parts: ApiParts) -> FastAPI:
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
-    app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
     protect = [Depends(require_read)]  # a read token unless the hub listens on loopback only
     for module in ROUTERS:
         app.include_router(module.router, dependencies=protect)
