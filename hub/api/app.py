@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from hub.api.deps import require_read
 from hub.api.models import Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
+from hub.api.routes import cars, datasets, deployments, evaluations, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -48,6 +48,7 @@ def create_app(parts: ApiParts) -> FastAPI:
     # The web app's files load without a header (a browser sends none for a page); its live
     # channels check the token they are given as ?token= themselves.
     app.include_router(live.router)
+    app.include_router(evaluations.router)  # <video> and <img> send no header: ?token= as well
     app.include_router(web.router)
     _install_error_handlers(app)
     app.middleware("http")(_server_header)

@@ -126,6 +126,9 @@ async def test_protected_reads_keep_the_app_loadable(
             assert (await http.get("/cars", headers=AUTH)).status_code == 200
             assert (await http.get("/whoami")).status_code == 401
             assert (await http.get("/live")).status_code == 401
+            lap = "/models/pilot/1/evaluations/eval-1/files/video"  # a <video> sends ?token=, no header
+            assert (await http.get(lap)).status_code == 401
+            assert (await http.get(f"{lap}?token={TOKEN}")).status_code == 404  # let in: no such model
         refused = await asyncio.to_thread(closed_code, ws_url(hub, "/cars/car-1/camera"))
         assert refused == 4401
 
