@@ -287,3 +287,37 @@ def test_the_model_page_plays_an_evaluations_lap_video(browser: Any, stack: Stac
         )
         > 300
     )
+
+
+def test_every_page_shows_an_e_stop_set_at_the_broker(browser: Any, stack: StackThread) -> None:
+    """The banner follows the retained ``fleet/estop`` itself (what a restarted hub reads back), not
+    only what this hub set: here a marshal sets it straight at the broker."""
+    import json
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from schemas.mqtt_url import BrokerUrl
+
+    assert stack.stack is not None and stack.stack.hub is not None
+    topic = stack.stack.hub.topics.fleet_estop()
+    url = BrokerUrl.parse(stack.stack._client_url("operator"))
+    marshal = paho.Client(CallbackAPIVersion.VERSION2, client_id="webapp-marshal")
+    if url.username:
+        marshal.username_pw_set(url.username, url.password)
+    marshal.connect(url.host, url.port)
+    marshal.loop_start()
+    open_page(browser, stack, "models", None)
+    banner = "return document.querySelector('#estop-banner')"
+    try:
+        assert js(browser, banner + ".hidden")
+        payload = json.dumps({"active": True, "reason": "marshal", "ts": time.time()})
+        marshal.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+        poll(lambda: not js(browser, banner + ".hidden"), 10, what="the e-stop banner")
+        assert "marshal" in js(browser, banner + ".textContent")
+    finally:
+        release = json.dumps({"active": False, "reason": "", "ts": time.time()})
+        marshal.publish(topic, release, qos=1, retain=True).wait_for_publish(5)
+        marshal.disconnect()
+        marshal.loop_stop()
+    poll(lambda: js(browser, banner + ".hidden"), 10, what="the banner gone after the release")
