@@ -141,6 +141,7 @@ async def test_a_restarted_hub_shows_the_e_stop_the_broker_retains(
         r = await http.post("/fleet/estop", json={"active": True, "reason": "marshal"}, headers=AUTH)
         assert r.status_code == 200
     async with HubService(config) as hub, httpx.AsyncClient(base_url=hub.api_url) as http:
+
         async def state() -> dict[str, Any]:
             return dict((await http.get("/fleet/estop")).json())
 
