@@ -144,7 +144,17 @@ def build_algorithm(files: ModelFiles, env: Any, config: TrainConfig) -> BaseAlg
     }
     kwargs = sb3_kwargs(files, config.workers, config.steps_per_episode)
     cls: type[BaseAlgorithm] = SAC if files.metadata.training_algorithm == "sac" else PPO
-    return cls(policy, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs)
+    model = cls(policy, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs)
+    return quiet(model)
+
+
+def quiet(model: BaseAlgorithm) -> BaseAlgorithm:
+    """A logger that writes nowhere: without one SB3's ``learn()`` makes a ``SB3-<date>`` folder in
+    the temporary directory per call (its default logger's folder) and leaves it there."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def _atomic_save(model: BaseAlgorithm, state: dict[str, Any], directory: Path) -> None:
@@ -283,8 +293,8 @@ def train(
     try:
         if resumed:
             cls = SAC if files.metadata.training_algorithm == "sac" else PPO
-            model: BaseAlgorithm = cls.load(
-                checkpoint, env=env, device="cpu", **_resume_kwargs(files, config)
+            model: BaseAlgorithm = quiet(
+                cls.load(checkpoint, env=env, device="cpu", **_resume_kwargs(files, config))
             )
             console.print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
         else:

@@ -2,6 +2,7 @@
 files, a reward function that fails, an evaluation and the export the car runs."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,19 @@ def test_checkpoint_resume_and_monitoring(trained: Path) -> None:
     assert summary["algorithm"] == "clipped_ppo" and summary["observation"]["width"] == 80
 
 
-def test_term_cond_max_episodes_stops(tmp_path: Path) -> None:
-    new_model(tmp_path)
-    result = train(_config(tmp_path, max_iterations=None, overrides=TINY | {"term_cond_max_episodes": 1}))
+def test_term_cond_max_episodes_stops_and_training_leaves_no_log_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's default logger writes
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    model = tmp_path / "model"
+    new_model(model)
+    result = train(_config(model, max_iterations=None, overrides=TINY | {"term_cond_max_episodes": 1}))
     assert "term_cond_max_episodes (1)" in result.stop_reason and result.iterations == 1
+    train(_config(model, max_iterations=2))  # a resumed run (a loaded model) too
+    assert list(scratch.glob("SB3-*")) == []
 
 
 def test_a_failing_reward_function_stops_training(tmp_path: Path) -> None:
