@@ -99,17 +99,20 @@ def sb3_kwargs(files: ModelFiles, workers: int, steps_per_episode: int) -> dict[
     """DeepRacer's hyperparameters as SB3 constructor arguments (docs/rl.md has the table)."""
     h = files.hyperparameters
     common = {"learning_rate": h.lr, "batch_size": h.batch_size, "gamma": h.discount_factor}
+    # An iteration collects about num_episodes_between_training episodes; SB3 needs it in steps.
+    rollout = h.num_episodes_between_training * steps_per_episode
     if files.metadata.training_algorithm == "sac":
+        # SB3 counts episodic train_freq with one env only, so the round is in steps per worker;
+        # num_epochs passes over the round's new experience, as PPO's epochs over its rollout.
+        per_worker = math.ceil(rollout / workers)
         return common | {
             "ent_coef": h.sac_alpha,
             "buffer_size": 100_000,
             "learning_starts": max(h.batch_size, 200),
-            "train_freq": (h.num_episodes_between_training, "episode"),
-            "gradient_steps": h.num_epochs,
+            "train_freq": (per_worker, "step"),
+            "gradient_steps": math.ceil(h.num_epochs * per_worker * workers / h.batch_size),
         }
-    # An iteration collects about num_episodes_between_training episodes; SB3 needs it in steps.
     # Rounded up to whole minibatches, so none is truncated.
-    rollout = h.num_episodes_between_training * steps_per_episode
     n_steps = math.ceil(rollout / (workers * h.batch_size)) * h.batch_size
     return common | {
         "n_steps": n_steps,

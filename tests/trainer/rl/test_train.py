@@ -168,3 +168,21 @@ def test_lidar_sensor_fuses_camera_and_lidar(tmp_path: Path) -> None:
     tensors = {k: torch.as_tensor(v[None]) for k, v in obs.items()}
     features = model.policy.extract_features(tensors)  # type: ignore[operator]
     assert features.shape == (1, 512 + 64)
+
+
+def test_sac_trains_on_several_workers(tmp_path: Path) -> None:
+    """SB3's SAC counts an episodic train_freq with one env only; the round is in steps instead."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from trainer.rl.env import EnvSettings, TrainingEnv
+    from trainer.rl.files import load_model_dir
+    from trainer.rl.train import build_algorithm
+
+    new_model(tmp_path, "continuous")
+    files = load_model_dir(tmp_path, TINY | {"batch_size": 16})
+    settings = EnvSettings(track="oval", metadata=files.metadata.for_env(), max_steps=50)
+    envs = DummyVecEnv([lambda i=i: TrainingEnv(settings, i, 2) for i in range(2)])  # type: ignore[misc]
+    model = build_algorithm(files, envs, _config(tmp_path, workers=2))
+    assert model.train_freq.frequency == 48 and model.gradient_steps == 6  # type: ignore[attr-defined]
+    model.learn(total_timesteps=60)
+    assert model.num_timesteps >= 60
