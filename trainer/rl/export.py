@@ -107,11 +107,15 @@ def export(
     files = load_model_dir(model_dir)
     if files.hyperparameters.stack_size != 1:
         raise ModelFileError(
-            f"{model_dir / 'hyperparameters.json'}: stack_size: the car feeds one frame; export needs 1"
+            f"{model_dir / 'hyperparameters.json'}: stack_size: {files.hyperparameters.stack_size} "
+            "cannot drive a car: its model pilot feeds one camera frame per inference (the model "
+            "card's input is one image); train with stack_size 1 to deploy"
         )
     if files.metadata.uses_lidar:
         raise ModelFileError(
-            f"{model_dir / 'model_metadata.json'}: sensor: the car's runtime feeds the camera only"
+            f"{model_dir / 'model_metadata.json'}: sensor: LIDAR cannot drive a car: the car has "
+            "no lidar and its model pilot feeds the camera image only; train with "
+            "FRONT_FACING_CAMERA alone to deploy"
         )
     summary = _summary(model_dir)
     obs = summary.get("observation", {"width": 80, "height": 60})

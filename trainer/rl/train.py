@@ -72,6 +72,9 @@ class TrainConfig:
     steps_per_episode: int = 60  # what an iteration's rollout size assumes (see sb3_kwargs)
     race_type: str = "time_trial"
     obstacles: int = 3
+    bot_cars: int = 3  # head_to_head
+    bot_speed: float = 0.2  # m/s
+    lane_change: bool = False
     randomize: bool = False
     live: bool = True
     threads: int = 1  # torch threads of the learner (the workers take the other cores)
@@ -134,6 +137,9 @@ def env_settings(files: ModelFiles, config: TrainConfig) -> EnvSettings:
         max_steps=config.max_steps,
         race_type=config.race_type,
         obstacles=config.obstacles,
+        bot_cars=config.bot_cars,
+        bot_speed=config.bot_speed,
+        lane_change=config.lane_change,
         randomize=config.randomize,
     )
 
