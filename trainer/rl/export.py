@@ -105,12 +105,6 @@ def export(
     from trainer.rl.clone import trained_model_path
 
     files = load_model_dir(model_dir)
-    if files.hyperparameters.stack_size != 1:
-        raise ModelFileError(
-            f"{model_dir / 'hyperparameters.json'}: stack_size: {files.hyperparameters.stack_size} "
-            "cannot drive a car: its model pilot feeds one camera frame per inference (the model "
-            "card's input is one image); train with stack_size 1 to deploy"
-        )
     if files.metadata.uses_lidar:
         raise ModelFileError(
             f"{model_dir / 'model_metadata.json'}: sensor: LIDAR cannot drive a car: the car has "
@@ -127,7 +121,8 @@ def export(
     out = out or model_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
-    dummy = torch.zeros(1, 1, int(obs["height"]), int(obs["width"]))
+    stack = files.hyperparameters.stack_size  # the car's pilot stacks its last frames as the card says
+    dummy = torch.zeros(1, stack, int(obs["height"]), int(obs["width"]))
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, on every export
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
@@ -140,7 +135,12 @@ def export(
         )
     card = ModelCard(
         architecture=f"deepracer-{files.metadata.training_algorithm}-{files.metadata.neural_network.lower()}",
-        input=InputSpec(width=int(obs["width"]), height=int(obs["height"]), colour="gray"),
+        input=InputSpec(
+            width=int(obs["width"]),
+            height=int(obs["height"]),
+            colour="gray",
+            frames=stack if stack > 1 else None,
+        ),
         outputs=[
             OutputSpec(name="steering", range=(-1.0, 1.0)),
             OutputSpec(name="throttle", range=(-1.0, 1.0)),
