@@ -273,7 +273,7 @@ def preprocess(image: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]
 
 
 class FrameStack:
-    """The model's input from consecutive frames: each :func:`preprocess`\ ed frame pushed in, the
+    """The model's input from consecutive frames: each frame from :func:`preprocess` pushed in, the
     last ``spec.frame_count`` of them stacked on the channel axis, oldest first. Until there are
     enough, the first frame stands in for the missing ones (as a DeepRacer episode starts)."""
 
