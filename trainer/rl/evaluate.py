@@ -129,7 +129,7 @@ def evaluate(
         reward_path=str(files.reward_path),
         width=int(observation["width"]),
         height=int(observation["height"]),
-        stack_size=files.hyperparameters.stack_size,
+        stack_size=int(observation.get("stack_size", files.hyperparameters.stack_size)),
         max_steps=10**9,
         start_stride=0.0,
         race_type=config.race_type,

@@ -121,7 +121,9 @@ def export(
     out = out or model_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
-    stack = files.hyperparameters.stack_size  # the car's pilot stacks its last frames as the card says
+    # What the policy was trained on (a --set stack_size=N run leaves the file's value alone);
+    # the car's pilot stacks its last frames as the card says.
+    stack = int(obs.get("stack_size", files.hyperparameters.stack_size))
     dummy = torch.zeros(1, stack, int(obs["height"]), int(obs["width"]))
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, on every export
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -199,12 +199,12 @@ def test_a_stacked_model_exports_and_the_cars_pilot_feeds_it_the_last_frames(tmp
     from trainer.rl.export import export
     from trainer.rl.train import TrainConfig, train
 
-    new_model(tmp_path)
-    hyper = json.loads((tmp_path / "hyperparameters.json").read_text())
-    (tmp_path / "hyperparameters.json").write_text(json.dumps(hyper | {"stack_size": 3}))
-    tiny = {"num_episodes_between_training": 1, "num_epochs": 1, "batch_size": 32}
+    new_model(tmp_path)  # stack_size 1 in the file, 3 for this run (as --set stack_size=3)
+    tiny = {"num_episodes_between_training": 1, "num_epochs": 1, "batch_size": 32, "stack_size": 3}
     train(TrainConfig(model_dir=tmp_path, track="oval", workers=1, steps_per_episode=32, overrides=tiny,
                       live=False, max_iterations=1, max_steps=60))  # fmt: skip
+    report = evaluate(EvalConfig(model_dir=tmp_path, track="oval", trials=1, max_time_s=1.0))
+    assert len(report.trials) == 1  # the evaluation feeds the frames the policy was trained on
     path, card = export(tmp_path)
     assert card.input.frames == 3 and card.input.shape == (3, 60, 80) and card.action_space is not None
     data = path.read_bytes()
