@@ -3,7 +3,7 @@
 // hiding the page or losing the link stops the car: the page sends neutral, the hub does on close.
 import { wsUrl } from "./core.js";
 
-const SEND_HZ = 10;
+const SEND_HZ = 20;  // 50 ms apart: a late timer (a busy phone, a background tab) still beats the 250 ms deadman
 const KEY_RATE = { steering: 1.0, throttle: 0.5 }; // keyboard: full steering, half throttle
 const PAD_DEADZONE = 0.05;
 const deflected = (c) => Math.abs(c.steering) > PAD_DEADZONE || Math.abs(c.throttle) > PAD_DEADZONE;
