@@ -367,6 +367,41 @@ class MlopsConfig(_Section):
     retrain_cooldown_s: float = Field(
         default=3600, ge=0, description="At most one triggered train job per model in this time."
     )
+    canary_cars: int = Field(
+        default=1, ge=1, le=1000, description="Cars of the group that try a new model first."
+    )
+    canary_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Instead of `canary_cars`: this fraction of the group's cars (rounded up).",
+    )
+    canary_window_s: float = Field(
+        default=300, ge=1, le=7 * 86400, description="How long the canary drives before the hub decides."
+    )
+    canary_min_laps: int = Field(
+        default=1, ge=0, le=1000, description="Flying laps the canary must complete in the window."
+    )
+    canary_rate_margin_per_min: float = Field(
+        default=0.5,
+        ge=0,
+        description="How many more off-track moments (and, apart, interventions) per minute than the "
+        "group's cars on the current model the canary may have.",
+    )
+    canary_lap_time_tolerance: float = Field(
+        default=0.10, ge=0, le=10, description="How much slower than the group's median lap a canary may be."
+    )
+    canary_evaluation_tolerance: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="How much slower than its own evaluation's best lap the canary's median lap may be.",
+    )
+    canary_max_incidents: int = Field(
+        default=10,
+        ge=1,
+        description="Off-track moments and interventions on the canary that roll it back at once.",
+    )
 
 
 class HubConfig(_Section):

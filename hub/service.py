@@ -33,6 +33,7 @@ from hub.config import HubConfig
 from hub.fleet.deployments import Deployer, load_signing_key
 from hub.fleet.jobs import request_job
 from hub.ingest.receiver import Ingest
+from hub.mlops.canary import CanaryCollector, CanaryController
 from hub.mlops.monitor import FleetMonitor
 from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
@@ -95,6 +96,8 @@ class HubService:
         self.deployer: Deployer
         self.monitor: FleetMonitor
         self.retrain: RetrainPolicy
+        self.canaries: CanaryController
+        self._canary_thread: threading.Thread | None = None
 
     # --- addresses ----------------------------------------------------------------------------
     @property
@@ -178,6 +181,7 @@ class HubService:
         self._build_spool_and_sealer()
         self._build_ingest()
         self._build_deployer()
+        self._build_canaries()
         # Order matters: the sealer replays the spool before a new frame arrives, so duplicates are
         # recognised; the spool starts a fresh segment after the old ones.
         self.spool.open()
@@ -186,7 +190,12 @@ class HubService:
         self.ingest.start()
         self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
         self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
+        self.registry.register(CanaryCollector(self.canaries.all))
         self._start_ingest_points()
+        self._canary_thread = threading.Thread(
+            target=self.canaries.run, args=(self._stop_event,), name="hub-canaries", daemon=True
+        )
+        self._canary_thread.start()
 
     def _prepare_token(self) -> None:
         cfg = self.config
@@ -224,6 +233,7 @@ class HubService:
         )
         self.monitor = FleetMonitor(self.config.mlops, self._card_stats, self._raise_event)
         self.ingest.telemetry_observers.append(self.monitor.on_telemetry)
+        self.ingest.event_observers.append(self.monitor.on_car_event)
         self.retrain = RetrainPolicy(self.config.mlops, self.catalog, self._request_train)
 
     def _card_stats(self, ref: str) -> InputStats | None:
@@ -261,6 +271,12 @@ class HubService:
             self.ingest.on_connect_hooks.append(
                 lambda: log.debug("republished %d deployments", deployer.republish_all())
             )
+
+    def _build_canaries(self) -> None:
+        self.canaries = CanaryController(
+            self.config.mlops, self.catalog, self.store, self.deployer, self.monitor, self._raise_event
+        )
+        self.ingest.event_observers.append(self.canaries.on_car_event)
 
     def _start_ingest_points(self) -> None:
         influx = self.config.sinks.influxdb
@@ -341,6 +357,7 @@ class HubService:
             ingest_stats=self.ingest_stats,
             scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
+            canaries=self.canaries,
         )
 
     async def stop(self) -> None:
@@ -367,6 +384,8 @@ class HubService:
         self.sinks.stop()
         if self._ingest_writer is not None:
             self._ingest_writer.join(5)
+        if self._canary_thread is not None:
+            self._canary_thread.join(5)
         self.catalog.close()
 
     async def __aenter__(self) -> "HubService":

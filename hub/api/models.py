@@ -122,6 +122,19 @@ class DeploymentIn(BaseModel):
         return self
 
 
+class CanaryIn(BaseModel):
+    """Try a model on one car (or ``[mlops] canary_cars``, or the ``cars`` named) of a group first."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelRefIn
+    group: str = Field(pattern=GROUP_ID_PATTERN)
+    cars: list[Annotated[str, Field(pattern=CAR_ID_PATTERN)]] | None = Field(
+        default=None, max_length=1000, description="the canary cars (default: chosen by the hub)"
+    )
+    requested_by: str | None = Field(default=None, max_length=200)
+    force: bool = Field(default=False, description="start even if the evaluation gate refuses (recorded)")
+
+
 class DeploymentOut(BaseModel):
     target_kind: Literal["car", "group"]
     target: str
