@@ -22,14 +22,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel, Field
 
 from hub.config import MlopsConfig
-from hub.fleet.deployments import Deployer
 from hub.mlops import gate
 from hub.mlops.monitor import FleetMonitor, Window
 from hub.storage.catalog import Catalog, Conflict
@@ -41,6 +40,17 @@ log = logging.getLogger(__name__)
 PREFIX = "canaries/"
 Decision = Literal["promoted", "rolled_back"]
 State = Literal["running", Decision]
+
+
+class Deployments(Protocol):
+    """What the canary needs of the hub's deployer (``hub.fleet.deployments.Deployer``)."""
+
+    def check_target(self, kind: str, target: str) -> None: ...
+    def status(self, kind: str, target: str) -> dict[str, Any]: ...
+    def deploy(
+        self, kind: str, target: str, name: str, version: str, requested_by: str | None = None
+    ) -> dict[str, Any]: ...
+    def clear(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]: ...
 
 
 class CarFigures(BaseModel):
@@ -163,7 +173,7 @@ class CanaryController:
         config: MlopsConfig,
         catalog: Catalog,
         store: ObjectStore,
-        deployer: Deployer,
+        deployer: Deployments,
         monitor: FleetMonitor,
         on_event: Callable[[str, CanaryEvent], None],
     ) -> None:
