@@ -367,6 +367,29 @@ class MlopsConfig(_Section):
     retrain_cooldown_s: float = Field(
         default=3600, ge=0, description="At most one triggered train job per model in this time."
     )
+    retrain_on_degradation: bool = Field(
+        default=False, description="Queue a train job when a car's model is degraded (the rates above)."
+    )
+    retrain_on_feedback_frames: int = Field(
+        default=0,
+        ge=0,
+        description="Queue a train job once a model has this many new feedback frames (0: off).",
+    )
+    retrain_every_s: float = Field(
+        default=0, ge=0, description="Retrain every deployed model this often (0: no schedule)."
+    )
+    feedback: bool = Field(
+        default=True, description="Gather the frames where a model failed into the `feedback` dataset."
+    )
+    feedback_frames: int = Field(
+        default=30, ge=1, le=100_000, description="Manual frames kept after each human takeover."
+    )
+    feedback_min_disagreement: float = Field(
+        default=0.2, gt=0, le=2, description="Steering gap to a recorded teacher's label that makes feedback."
+    )
+    feedback_scan_s: float = Field(
+        default=30, ge=0.1, le=86400, description="How often newly sealed sessions are read for feedback."
+    )
     canary_cars: int = Field(
         default=1, ge=1, le=1000, description="Cars of the group that try a new model first."
     )

@@ -34,6 +34,7 @@ from hub.fleet.deployments import Deployer, load_signing_key
 from hub.fleet.jobs import request_job
 from hub.ingest.receiver import Ingest
 from hub.mlops.canary import CanaryCollector, CanaryController
+from hub.mlops.feedback import FeedbackCollector
 from hub.mlops.monitor import FleetMonitor
 from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
@@ -97,7 +98,8 @@ class HubService:
         self.monitor: FleetMonitor
         self.retrain: RetrainPolicy
         self.canaries: CanaryController
-        self._canary_thread: threading.Thread | None = None
+        self.feedback: FeedbackCollector
+        self._mlops_thread: threading.Thread | None = None
 
     # --- addresses ----------------------------------------------------------------------------
     @property
@@ -192,10 +194,8 @@ class HubService:
         self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
         self.registry.register(CanaryCollector(self.canaries.all))
         self._start_ingest_points()
-        self._canary_thread = threading.Thread(
-            target=self.canaries.run, args=(self._stop_event,), name="hub-canaries", daemon=True
-        )
-        self._canary_thread.start()
+        self._mlops_thread = threading.Thread(target=self._mlops_loop, name="hub-mlops", daemon=True)
+        self._mlops_thread.start()
 
     def _prepare_token(self) -> None:
         cfg = self.config
@@ -234,7 +234,10 @@ class HubService:
         self.monitor = FleetMonitor(self.config.mlops, self._card_stats, self._raise_event)
         self.ingest.telemetry_observers.append(self.monitor.on_telemetry)
         self.ingest.event_observers.append(self.monitor.on_car_event)
-        self.retrain = RetrainPolicy(self.config.mlops, self.catalog, self._request_train)
+        self.feedback = FeedbackCollector(self.config.mlops, self.catalog, self.store)
+        self.retrain = RetrainPolicy(
+            self.config.mlops, self.catalog, self._request_train, self.feedback.training_set
+        )
 
     def _card_stats(self, ref: str) -> InputStats | None:
         """The training input statistics in the card of model ``name:version``, if registered."""
@@ -277,6 +280,37 @@ class HubService:
             self.config.mlops, self.catalog, self.store, self.deployer, self.monitor, self._raise_event
         )
         self.ingest.event_observers.append(self.canaries.on_car_event)
+
+    def _mlops_loop(self) -> None:
+        """The MLOps policies that run on time: canaries each second, feedback, degradation, schedule."""
+        next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
+        while not self._stop_event.wait(1.0):
+            try:
+                self.canaries.tick()
+                self.retrain.on_health(self.monitor.rows())
+                self.retrain.on_schedule(self._deployed_models())
+                if self.config.mlops.feedback and time.monotonic() >= next_scan:
+                    self.collect_feedback()
+                    next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
+            except Exception:  # each policy is tried again on the next round
+                log.exception("an MLOps policy failed")
+
+    def collect_feedback(self) -> dict[str, Any]:
+        """Read new sealed sessions for feedback frames; the feedback trigger sees what was found."""
+        batch = self.feedback.scan()
+        jobs = self.retrain.on_feedback(batch.frames)
+        return {
+            "frames": batch.frames,
+            "sessions": [s.to_dict() for s in batch.sessions],
+            "jobs": [j.get("id") or j.get("job") for j in jobs],
+        }
+
+    def _deployed_models(self) -> set[str]:
+        out = set()
+        for status in self.deployer.all_status():
+            if status["current"]:
+                out.add(f"{status['current']['name']}:{status['current']['version']}")
+        return out
 
     def _start_ingest_points(self) -> None:
         influx = self.config.sinks.influxdb
@@ -358,6 +392,8 @@ class HubService:
             scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
             canaries=self.canaries,
+            feedback=self.feedback.dataset,
+            collect_feedback=self.collect_feedback,
         )
 
     async def stop(self) -> None:
@@ -384,8 +420,8 @@ class HubService:
         self.sinks.stop()
         if self._ingest_writer is not None:
             self._ingest_writer.join(5)
-        if self._canary_thread is not None:
-            self._canary_thread.join(5)
+        if self._mlops_thread is not None:
+            self._mlops_thread.join(10)
         self.catalog.close()
 
     async def __aenter__(self) -> "HubService":

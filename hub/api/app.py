@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from hub.api.deps import require_read
 from hub.api.models import EStopOut, Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import canaries, cars, datasets, deployments, jobs, live, models, sessions, web
+from hub.api.routes import canaries, cars, datasets, deployments, feedback, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -30,7 +30,7 @@ from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, canaries, jobs)
+ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, canaries, feedback, jobs)
 
 
 def create_app(parts: ApiParts) -> FastAPI:

@@ -11,7 +11,8 @@ the canary's own deployment, a rollback only clears it, so the car goes back to 
 A canary is rolled back before its window ends when the car refuses the model (its smoke test or
 signature check: a ``model_rejected`` event) or when its off-track moments and interventions reach
 ``canary_max_incidents``. Every canary is kept as JSON in the object store under ``canaries/``, so
-one that runs when the hub stops goes on when it starts again; every change raises a ``canary``
+one that runs when the hub stops goes on when it starts again (the hub's MLOps thread calls
+:meth:`CanaryController.tick` each second); every change raises a ``canary``
 event for each canary car.
 """
 
@@ -327,13 +328,6 @@ class CanaryController:
         c.baseline_figures = [
             CarFigures.of(w) for car in c.others if (w := windows[car]) is not None and w.model == c.baseline
         ]
-
-    def run(self, stop: threading.Event, interval_s: float = 1.0) -> None:
-        while not stop.wait(interval_s):
-            try:
-                self.tick()
-            except Exception:  # a failed deploy is tried again on the next tick
-                log.exception("canary check failed")
 
     # --- deciding ---------------------------------------------------------------------------------
     def promote(self, canary_id: str, requested_by: str = "operator") -> Canary:
