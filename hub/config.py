@@ -356,6 +356,11 @@ class MlopsConfig(_Section):
         le=1,
         description="How much slower than the current best lap still passes.",
     )
+    gate_smoke_test: bool = Field(
+        default=False,
+        description="The gate also needs a passing car-side smoke test of the candidate, recorded "
+        "by `paddock hub smoke-test` (the car's own check, run where its runtime is).",
+    )
     retrain_on_drift: bool = Field(
         default=False, description="Queue a train job on the model's dataset when its inputs drift."
     )
