@@ -48,9 +48,17 @@ def evaluation(model: bytes, card: ModelCard) -> dict[str, float]:
     return _evaluation_metrics(report)
 
 
-async def register(http: httpx.AsyncClient, hub: HubService, model: bytes, card: ModelCard) -> str:
-    metrics = await asyncio.to_thread(evaluation, model, card)
-    form = {"name": "pilot", "card": card.model_dump_json(), "lineage": json.dumps({"metrics": metrics})}
+async def register(
+    http: httpx.AsyncClient,
+    hub: HubService,
+    model: bytes,
+    card: ModelCard,
+    dataset: str | None = None,
+    metrics: dict[str, float] | None = None,
+) -> str:
+    metrics = metrics or await asyncio.to_thread(evaluation, model, card)
+    lineage = {"metrics": metrics} | ({"dataset": dataset} if dataset else {})
+    form = {"name": "pilot", "card": card.model_dump_json(), "lineage": json.dumps(lineage)}
     r = await http.post("/models", data=form, files={"artifact": ("m.onnx", model)}, headers=AUTH)
     assert r.status_code == 201, r.text
     return str(r.json()["version"])
