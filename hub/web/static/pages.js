@@ -1,6 +1,6 @@
 // The pages. Each renders into `view` and returns its clean-up (sockets closed, driving stopped).
 import { LineChart } from "./chart.js";
-import { act, ago, api, auth, confirmAction, esc, h, num, onLive, toast, wsUrl } from "./core.js";
+import { act, ago, api, auth, confirmAction, esc, h, num, onLive, toast, withToken, wsUrl } from "./core.js";
 import { Driver, joystick } from "./drive.js";
 import { lineageSvg } from "./lineage.js";
 
@@ -259,7 +259,8 @@ export async function model(view, name, version) {
     <div class="card"><h3>Deploy</h3><dl class="kv"><dt>format</dt><dd>${m.format}</dd><dt>size</dt><dd>${num(m.size / 1024, 0, " KB")}</dd>
       <dt>sha256</dt><dd>${esc(m.sha256.slice(0, 16))}…</dd><dt>architecture</dt><dd>${esc(m.card.architecture || "–")}</dd></dl>
       <div class="row" data-need="operate">${targetPicker(cars, targets)}<button id="deploy">deploy</button></div>
-      <p><a href="${esc(m.download_url)}">download</a></p></div></div></section>`));
+      <p><a href="${esc(m.download_url)}">download</a></p></div></div>
+    ${lapsCard(name, version, m.evaluations)}</section>`));
   view.querySelector("#lineage").append(lineageSvg(m));
   const keys = [...new Set(m.evaluations.flatMap((e) => Object.keys(e.metrics || {})))].slice(0, 4);
   const evalCanvas = view.querySelector("#chart-eval");
@@ -268,6 +269,16 @@ export async function model(view, name, version) {
   evalChart.set(keys.map((k) => m.evaluations.map((e, i) => [i + 1, e.metrics?.[k]]).filter((p) => typeof p[1] === "number")));
   evalChart.draw();
   view.querySelector("#deploy")?.addEventListener("click", () => act(() => deploy(name, version, pickedTarget(view)), `deployed ${name}:${version}`));
+}
+
+// An evaluation's lap video and its track map (the driven line coloured by speed), newest first.
+function lapsCard(name, version, evaluations) {
+  const shown = evaluations.filter((e) => e.files?.video || e.files?.map).reverse();
+  if (!shown.length) return "";
+  const file = (e, label) => withToken(`/models/${enc(name)}/${enc(version)}/evaluations/${enc(e.job)}/files/${enc(label)}`);
+  return `<div class="card" style="margin-top:1rem"><h3>Laps</h3>${shown.map((e) => `<h2>${esc(e.job)} <span class="pill">${ago(e.created)}</span></h2>
+    <div class="laps">${e.files.video ? `<video class="lap" controls muted playsinline preload="metadata" src="${esc(file(e, "video"))}" data-job="${esc(e.job)}"></video>` : ""}
+    ${e.files.map ? `<a href="${esc(file(e, "map"))}" target="_blank"><img class="lap-map" alt="track map of ${esc(e.job)}" src="${esc(file(e, "map"))}"></a>` : ""}</div>`).join("")}</div>`;
 }
 
 // --- deployments -------------------------------------------------------------------------------------------
