@@ -105,7 +105,10 @@ class FeedbackCollector:
                 key = f"{row['car']}/{row['session']}"
                 if row["state"] != "sealed" or key in self._scanned or row["session"].endswith(SUFFIX):
                     continue
-                self._collect(row["car"], row["session"], batch)
+                try:
+                    self._collect(row["car"], row["session"], batch)
+                except Exception as exc:  # a session deleted or unreadable meanwhile: not retried
+                    log.warning("feedback: cannot read session %s: %s", key, exc)
                 self._scanned.add(key)
             if batch.sessions:
                 self._add_to_dataset(batch.sessions)

@@ -27,7 +27,7 @@ from tests.hub.conftest import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CARS = ("sim-a", "sim-b")
-WINDOW_S = 30.0
+WINDOW_S = 20.0
 
 
 def same_pilot_new_bytes(model: bytes) -> bytes:
