@@ -41,5 +41,5 @@ class ApiParts:
     scoped_tokens: tuple[tuple[str, str], ...] = ()  # (token, "read" | "operate" | "admin")
     mlops: MlopsConfig | None = None  # the evaluation gate's rules
     canaries: CanaryController | None = None
-    feedback: Callable[[], dict[str, Any] | None] | None = None  # the feedback dataset's manifest
+    feedback: Callable[[], dict[str, Any]] | None = None  # the feedback dataset's manifest
     collect_feedback: Callable[[], dict[str, Any]] | None = None  # read new sessions for feedback now

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 DATASET = "feedback"
 SUFFIX = "-feedback"
 SCANNED_KEY = "feedback/scanned.json"
+DESCRIPTION = "frames where a model failed, labelled by the human or the teacher (DAgger)"
 
 
 @dataclass
@@ -167,14 +168,7 @@ class FeedbackCollector:
 
     def _add_to_dataset(self, sessions: list[SessionRef]) -> None:
         old = self.catalog.get_dataset(DATASET)
-        manifest = (
-            DatasetManifest.from_dict(old)
-            if old
-            else DatasetManifest(
-                name=DATASET,
-                description="frames where a model failed, labelled by the human or teacher (DAgger)",
-            )
-        )
+        manifest = DatasetManifest.from_dict(old or self.dataset())
         known = {(s.car, s.session) for s in manifest.train}
         manifest.train.extend(s for s in sessions if (s.car, s.session) not in known)
         self.save_dataset(manifest)
@@ -186,8 +180,12 @@ class FeedbackCollector:
         self.catalog.create_dataset(manifest.name, manifest.to_dict())
         self.store.put(dataset_manifest_key(manifest.name), manifest.to_json())
 
-    def dataset(self) -> dict[str, Any] | None:
-        return self.catalog.get_dataset(DATASET)
+    def dataset(self) -> dict[str, Any]:
+        """The feedback dataset's manifest (empty before the first feedback frame)."""
+        return (
+            self.catalog.get_dataset(DATASET)
+            or DatasetManifest(name=DATASET, description=DESCRIPTION).to_dict()
+        )
 
     def training_set(self, base: str) -> str:
         """A dataset of ``base``'s sessions and every feedback session (``{base}-with-feedback``)."""

@@ -55,6 +55,7 @@ async def test_takeovers_and_disagreements_become_the_feedback_dataset_and_a_tra
             await hub.wait_sealed("car-3", "s1", timeout=20)
         finally:
             car.close()
+        assert (await http.get("/feedback")).json()["train"] == []
         r = await http.post("/feedback/collect", headers=AUTH)
         assert r.status_code == 200, r.text
         found = r.json()

@@ -4,19 +4,16 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from hub.api.deps import ADMIN, ERRORS, Parts, not_found
+from hub.api.deps import ADMIN, ERRORS, Parts
 
 router = APIRouter(tags=["feedback"])
 
 
-@router.get(
-    "/feedback", summary="The feedback dataset: its sessions (review them under /sessions)", responses=ERRORS
-)
+@router.get("/feedback", summary="The feedback dataset: its sessions (review them under /sessions)")
 def feedback(hub: Parts) -> dict[str, Any]:
-    manifest = hub.feedback() if hub.feedback is not None else None
-    if manifest is None:
-        raise not_found("feedback dataset (no feedback frames yet)")
-    return manifest
+    if hub.feedback is None:
+        raise HTTPException(503, "this hub collects no feedback")
+    return hub.feedback()
 
 
 @router.post(
