@@ -421,7 +421,7 @@ class RlParams(WireModel):
     track: str
     minutes: float = Field(default=10.0, gt=0, le=7 * 24 * 60)
     workers: int | None = Field(default=None, ge=1, le=256)
-    race_type: Literal["time_trial", "object_avoidance"] = "time_trial"
+    race_type: Literal["time_trial", "object_avoidance", "head_to_head"] = "time_trial"
     model_name: Name = "deepracer"
     model_version: Name | None = None
     clone: ModelRef | None = None

@@ -129,6 +129,12 @@ async def test_protected_reads_keep_the_app_loadable(
             lap = "/models/pilot/1/evaluations/eval-1/files/video"  # a <video> sends ?token=, no header
             assert (await http.get(lap)).status_code == 401
             assert (await http.get(f"{lap}?token={TOKEN}")).status_code == 404  # let in: no such model
+            thumb = "/sessions/car-1/s-1/thumbnail"  # an <img> too: the sessions page, the scrubber
+            assert (await http.get(thumb)).status_code == 401
+            assert (await http.get(f"{thumb}?token=wrong")).status_code == 401
+            assert (await http.get(f"{thumb}?token={TOKEN}")).status_code == 404  # let in: no such session
+            stop = {"active": True, "reason": "by query"}  # a query token is for reads only
+            assert (await http.post(f"/fleet/estop?token={TOKEN}", json=stop)).status_code == 401
         refused = await asyncio.to_thread(closed_code, ws_url(hub, "/cars/car-1/camera"))
         assert refused == 4401
 

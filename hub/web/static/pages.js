@@ -153,7 +153,7 @@ export async function sessions(view) {
   view.append(h(`<section><h1>Sessions <span class="pill">${list.total}</span></h1>
     <div class="row" data-need="operate"><input id="ds-name" placeholder="dataset name"> <button id="ds-make">dataset from selected</button></div>
     <div class="thumbs">${list.sessions.map((s) => `<div class="card">
-      <a href="#/session/${enc(s.car)}/${enc(s.session)}"><img loading="lazy" alt="" src="/sessions/${enc(s.car)}/${enc(s.session)}/thumbnail?size=240"></a>
+      <a href="#/session/${enc(s.car)}/${enc(s.session)}"><img loading="lazy" alt="" src="${withToken(`/sessions/${enc(s.car)}/${enc(s.session)}/thumbnail?size=240`)}"></a>
       <label><input type="checkbox" data-car="${esc(s.car)}" data-session="${esc(s.session)}"> ${esc(s.car)} / ${esc(s.session)}</label>
       <div class="drive-state">${s.frame_count} frames · ${esc(s.state)}</div></div>`).join("") || "<p>No sessions recorded yet.</p>"}</div>
     <h2>Datasets</h2>
@@ -179,7 +179,7 @@ export async function session(view, carId, sessionId) {
   const [m, frames] = await Promise.all([api(base), api(`${base}/frames?limit=2000`)]);
   view.append(h(`<section><h1><a href="#/sessions">Sessions</a> / ${esc(carId)} / ${esc(sessionId)}</h1>
     <div class="split"><div>
-      <img id="frame" class="camera" alt="frame" src="${base}/thumbnail?size=480">
+      <img id="frame" class="camera" alt="frame" src="${withToken(`${base}/thumbnail?size=480`)}">
       <input id="scrub" type="range" min="0" max="${Math.max(0, frames.length - 1)}" value="0">
       <p class="drive-state" id="frame-line"></p>
       <canvas id="chart-actions" class="chart"></canvas>
@@ -199,7 +199,7 @@ export async function session(view, carId, sessionId) {
   const show = () => {
     const f = frames[Number(scrub.value)];
     if (!f) return;
-    img.src = `${base}/thumbnail?size=480&seq=${f.seq}`;
+    img.src = withToken(`${base}/thumbnail?size=480&seq=${f.seq}`);
     view.querySelector("#frame-line").textContent = `seq ${f.seq} · steering ${num(f.steering, 2)} · throttle ${num(f.throttle, 2)} · ${f.mode} · ${num(f.speed, 2, " m/s")}`;
   };
   scrub.addEventListener("input", show);
