@@ -244,6 +244,19 @@ class DriftEvent(_Event):
     drifted: bool
 
 
+class CanaryEvent(_Event):
+    """Raised by the hub for a car trying a new model before its group: ``started``, then
+    ``promoted`` (the group gets the model) or ``rolled_back`` (the car goes back), with the figures."""
+
+    type: Literal["canary"] = "canary"
+    canary: str = Field(description="the canary's id")
+    model: str
+    group: str
+    baseline: str | None = Field(default=None, description="the group's model before the canary")
+    state: Literal["started", "promoted", "rolled_back"]
+    reasons: list[str] = Field(default_factory=list)
+
+
 Event = Annotated[
     LapEvent
     | OffTrackEvent
@@ -253,7 +266,8 @@ Event = Annotated[
     | RecordingEvent
     | EstopEvent
     | ErrorEvent
-    | DriftEvent,
+    | DriftEvent
+    | CanaryEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
