@@ -12,9 +12,10 @@ import hashlib
 import io
 import math
 import re
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import (
@@ -22,6 +23,7 @@ from schemas.dataset import (
     SessionStats,
     ShardInfo,
     session_manifest_key,
+    session_prefix,
     shard_key,
     shard_name,
 )
@@ -183,3 +185,19 @@ def frame_action(record: dict[str, Any]) -> tuple[float, float]:
     car did (as :func:`trainer.data.load_frames` reads it)."""
     label: dict[str, Any] = record["label"] if isinstance(record.get("label"), dict) else record
     return float(label.get("steering", 0.0)), float(label.get("throttle", 0.0))
+
+
+def write_session_tar(store: ObjectStore, car: str, session: str, fileobj: IO[bytes]) -> int:
+    """Write a stored session as the tar the hub's export makes and its upload takes (manifest
+    first, then the shards in order, under ``datasets/{car}/{session}/``); return its frames."""
+    manifest = session_manifest(store, car, session)
+    prefix = session_prefix(car, session)
+    keys = [session_manifest_key(car, session)] + [prefix + shard.name for shard in manifest.shards]
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for key in keys:
+            data = manifest.to_json() if key == keys[0] else store.get(key)
+            info = tarfile.TarInfo(key)
+            info.size = len(data)
+            info.mtime = int(manifest.updated)
+            tar.addfile(info, io.BytesIO(data))
+    return manifest.frame_count
