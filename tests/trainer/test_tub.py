@@ -187,7 +187,18 @@ def test_a_tub_imported_with_hub_is_listed_and_trained_on_there(  # type: ignore
         assert made.status_code == 201, made.text
         # Trained from the hub's dataset and store, exactly as a recorded session is.
         args = ["train", "train", "--dataset", "tubs", "--store", str(hub.config.store_url), *auth]
-        args += ["--epochs", "1", "--batch-size", "8", "--formats", "onnx", "--name", "tub-pilot"]
+        args += [
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--formats",
+            "onnx",
+            "--name",
+            "tub-pilot",
+            "-a",
+            "linear",
+        ]
         args += ["--set", "model.width=64", "--set", "model.height=32", "--no-progress"]
         result = runner.invoke(app, [*args, "--work-dir", str(tmp_path / "runs")])
         assert result.exit_code == 0, result.output
