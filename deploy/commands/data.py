@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from deploy.options import hub_option, token_option
 from infra.store import ObjectStore, StoreError, open_store
 from schemas.ids import check_car_id
-from trainer.interop.sessions import write_session_tar
+from trainer.interop.sessions import session_manifest, write_session_tar
 from trainer.interop.tub import (
     ImportReport,
     TubError,
@@ -198,8 +199,9 @@ def export_lerobot_cmd(
         raise _fail(f"{out} is not empty")
     try:
         source = open_store(store)
+        total = sum(session_manifest(source, car, name).frame_count for car, name in refs)
         with _progress() as bar:
-            task_id = bar.add_task("frames", total=None)
+            task_id = bar.add_task("frames", total=total)
             report = export_lerobot(
                 (list(session_samples(source, car, name)) for car, name in refs),
                 out,
@@ -210,6 +212,7 @@ def export_lerobot_cmd(
                 on_frame=lambda n: bar.advance(task_id, n),
             )
     except (LeRobotError, StoreError, ValueError, OSError) as exc:
+        shutil.rmtree(out, ignore_errors=True)  # it was empty or new: no half-written dataset stays
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(vars(report), indent=2))
