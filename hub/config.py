@@ -109,7 +109,9 @@ class ApiConfig(_Section):
         description="The URL cars and trainers use to reach this API (model downloads, api_url in "
         "the hub status). Default: http://{host}:{port} as bound.",
     )
-    max_upload_mb: float = Field(default=512, gt=0, description="Largest model artifact accepted.")
+    max_upload_mb: float = Field(
+        default=512, gt=0, description="Largest model artifact or uploaded session tar accepted."
+    )
     access_log: bool = Field(default=False, description="Log every HTTP request.")
 
     @field_validator("public_url")
