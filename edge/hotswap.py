@@ -43,7 +43,7 @@ from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
-from schemas.model_card import ModelKind, ModelManifest, decode_outputs, preprocess, sha256_hex
+from schemas.model_card import FrameStack, ModelKind, ModelManifest, decode_outputs, preprocess, sha256_hex
 from schemas.signing import SignatureError, load_public_key, verify_manifest
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ def load_and_test(
     pilot = ModelPilot(manifest, model)
     try:
         image = smoke_image(manifest, frame)
-        sample = preprocess(image, manifest.card.input)
+        sample = FrameStack(manifest.card.input).push(preprocess(image, manifest.card.input))
         latencies = []
         for _ in range(warmup_runs + 1):
             t = time.perf_counter()
