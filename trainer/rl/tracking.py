@@ -8,18 +8,16 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from trainer.rl.files import ModelFiles
-    from trainer.rl.train import TrainConfig, TrainResult
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 RL_EXPERIMENT = "reinforcement-learning"
 
 
-def track_rl(result: TrainResult, files: ModelFiles, config: TrainConfig, summary_file: str) -> str | None:
+def track_rl(result: Any, files: Any, config: Any, summary_file: str) -> str | None:
+    """Log a finished run (``trainer.rl.train``'s result, model files and config; typed loosely
+    so this module needs nothing of the trainer's and makes no import cycle)."""
     uri = config.mlflow or os.environ.get("PADDOCK_MLFLOW")
     if not uri:
         return None
