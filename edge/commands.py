@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import aiomqtt
 
 from edge.config import CarConfig, ConfigError
-from edge.hotswap import ModelManager
+from edge.hotswap import ModelManager, Source
 from edge.loop import ControlLoop
 from edge.mqtt import MqttLink
 from infra.files import write_atomic
@@ -44,6 +44,10 @@ RUNTIME_SETTINGS = {
     "autopilot_throttle": "loop.autopilot_throttle",
     "max_throttle": "loop.max_throttle",
     "deadman_ms": "loop.deadman_ms",
+    "safety_rule": "detector.rule",
+    "safety_action": "detector.action",
+    "safety_distance_m": "detector.distance_m",
+    "detector_every_n_ticks": "detector.every_n_ticks",
 }
 
 
@@ -74,12 +78,14 @@ class CommandHandler:
         link: Callable[[], MqttLink],
         models: Callable[[], ModelManager],
         birth: Callable[[int], CarStatus],
+        detectors: Callable[[], ModelManager] | None = None,
     ) -> None:
         self.car = car
         self.topics = topics
         self.control = control
         self._link = link
         self._models = models
+        self._detectors = detectors
         self._birth = birth
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -98,6 +104,9 @@ class CommandHandler:
             self._models().offer("car", payload, arrival_ns)
         elif parsed.kind is TopicKind.GROUP_MODEL:
             self._models().offer("group", payload, arrival_ns)
+        elif parsed.kind in (TopicKind.CAR_DETECTOR, TopicKind.GROUP_DETECTOR) and self._detectors:
+            source: Source = "car" if parsed.kind is TopicKind.CAR_DETECTOR else "group"
+            self._detectors().offer(source, payload, arrival_ns)
         elif parsed.kind is TopicKind.COMMAND and parsed.command is not None:
             self.tasks.append(asyncio.create_task(self.handle(parsed.command, payload)))
             self.tasks = [t for t in self.tasks if not t.done()]
@@ -228,6 +237,8 @@ def apply_settings(
         max_throttle=new.loop.max_throttle,
         deadman_ms=new.loop.deadman_ms,
     )
+    if loop.detector is not None:
+        loop.detector.configure(new.detector)
     if pilot == "manual":
         loop.set_mode("manual")
     elif pilot is not None:

@@ -274,6 +274,45 @@ class ModelsSection(_Section):
     )
 
 
+class DetectorSection(_Section):
+    """The detector: a classifier (model card kind ``classifier``) in a second model slot beside
+    the pilot, deployed by the same signed hot-swap on ``cars/{id}/detector`` (docs/car.md,
+    "The detector"). Its safety rule holds the car in autopilot when an obstacle is close ahead."""
+
+    every_n_ticks: int = Field(
+        default=1, ge=1, le=100, description="Run the detector on every Nth tick (1: every tick)."
+    )
+    rule: bool = Field(default=True, description="Apply the safety rule (false: detect and report only).")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["box", "cone", "wall", "car"],
+        description="Obstacle classes the rule acts on.",
+    )
+    min_probability: float = Field(
+        default=0.6, gt=0, le=1, description="The rule acts when the class's probability is at least this."
+    )
+    distance_m: float = Field(
+        default=1.0,
+        gt=0,
+        le=20,
+        description="How close is close: where the body measures the range ahead (a lidar), the rule "
+        "acts only when it is at most this (from the car's nose). Without one, the classifier's "
+        "obstacle-ahead class is the distance (its labels: within 1 m of the nose).",
+    )
+    action: Literal["stop", "slow"] = Field(
+        default="stop", description="stop: throttle 0 (brake); slow: throttle at most slow_throttle."
+    )
+    slow_throttle: float = Field(default=0.12, ge=0, le=1, description="The throttle cap of action = slow.")
+    confirm_ticks: int = Field(
+        default=2, ge=1, le=100, description="Detections in a row before the rule acts (against flicker)."
+    )
+    clear_ticks: int = Field(
+        default=15, ge=1, le=1000, description="Detector runs without the obstacle before the rule lets go."
+    )
+
+
+ObstacleKind = Literal["box", "cone", "wall", "car"]
+
+
 class SimSection(_Section):
     """Used when camera.kind and actuators.kind are 'sim' (`paddock car run --sim`)."""
 
@@ -313,6 +352,21 @@ class SimSection(_Section):
         "the expert following that line at its speeds, with the same steering noise. Unset: no "
         "`race-line` pilot.",
     )
+    obstacles: list[float] = Field(
+        default_factory=list,
+        description="Obstacles on the centre line at these progress percentages (0-100): an obstacle "
+        "course for the detector. Empty: none.",
+    )
+    obstacle_kinds: list[ObstacleKind] = Field(
+        default_factory=lambda: list[ObstacleKind](["box"]), min_length=1, description="Their kinds, in turn."
+    )
+
+    @field_validator("obstacles")
+    @classmethod
+    def _percent(cls, v: list[float]) -> list[float]:
+        if any(not 0 <= p <= 100 for p in v):
+            raise ValueError("obstacle positions are progress percentages in [0, 100]")
+        return v
 
 
 class CarConfig(_Section):
@@ -335,6 +389,7 @@ class CarConfig(_Section):
     recorder: RecorderSection = Field(default_factory=RecorderSection)
     models: ModelsSection = Field(default_factory=ModelsSection)
     sim: SimSection = Field(default_factory=SimSection)
+    detector: DetectorSection = Field(default_factory=DetectorSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -354,6 +409,10 @@ class CarConfig(_Section):
     @property
     def model_cache_dir(self) -> Path:
         return self.models.cache_dir or self.state_dir / "models"
+
+    @property
+    def detector_cache_dir(self) -> Path:
+        return self.model_cache_dir / "detector"
 
     @property
     def client_id(self) -> str:

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.body_factory import build_body
 from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
+from edge.detector import Detector, telemetry_fields
+from edge.detector_slot import detector_manager
 from edge.hotswap import ModelCache, ModelManager, load_model_key
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
@@ -81,6 +83,7 @@ class CarDaemon:
             lambda: self.config,
             self.events,
             model_state=lambda: self.models.state(),
+            detector_state=self._detector_state,
             telemetry=self.telemetry,
             spool=lambda: self.spool,
         )
@@ -91,6 +94,7 @@ class CarDaemon:
             link=lambda: self.link,
             models=lambda: self.models,
             birth=lambda n: self._status("online", n),
+            detectors=lambda: self.detectors,
         )
         self.estop_store = EStopStore(config.state_dir)
         self.telemetry_builder = TelemetryBuilder()
@@ -101,6 +105,7 @@ class CarDaemon:
         self._loop: ControlLoop | None = None
         self._recorder: Recorder | None = None
         self._models: ModelManager | None = None
+        self._detectors: ModelManager | None = None
         self._link: MqttLink | None = None
         self._link_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -126,6 +131,11 @@ class CarDaemon:
     @property
     def models(self) -> ModelManager:
         return _built(self._models, "models")
+
+    @property
+    def detectors(self) -> ModelManager:
+        """The detector slot's model manager (edge.detector_slot)."""
+        return _built(self._detectors, "detector slot")
 
     @property
     def link(self) -> MqttLink:
@@ -187,7 +197,12 @@ class CarDaemon:
         # tick period per tick.
         speedup = cfg.sim.speedup if cfg.is_sim and cfg.sim.clock == "lockstep" else 1.0
         loop = self._loop = ControlLoop(
-            body, cfg.loop, sink=self, on_replaced=self._retire_pilot, timer=CycleTimer(cfg.loop.hz * speedup)
+            body,
+            cfg.loop,
+            sink=self,
+            on_replaced=self._retire_pilot,
+            timer=CycleTimer(cfg.loop.hz * speedup),
+            detector=cfg.detector,
         )
         # An e-stop seen before a reboot holds until the fleet releases it.
         saved = await asyncio.to_thread(self.estop_store.load)
@@ -206,6 +221,17 @@ class CarDaemon:
         self._install_pilots(body)
         self._models = self._model_manager(loop, public_key)
         await self._models.load_cached()
+        assert loop.detector is not None
+        self._detectors = detector_manager(
+            cfg,
+            loop,
+            loop.detector,
+            public_key,
+            latest_frame=self._latest_image,
+            on_event=self.emit,
+            on_state=self._detector_state_changed,
+        )
+        await self._detectors.load_cached()
         self._link = MqttLink(
             cfg,
             self.topics,
@@ -243,6 +269,7 @@ class CarDaemon:
         self._link_task = asyncio.create_task(self.link.run(), name=f"mqtt-{self.car}")
         self._tasks += [
             asyncio.create_task(self.models.run(), name="models"),
+            asyncio.create_task(self.detectors.run(), name="detectors"),
             asyncio.create_task(self.watchdog.heartbeat(), name="heartbeat"),
         ]
         sensors = self.body.sensors if self.body is not None else None
@@ -318,7 +345,7 @@ class CarDaemon:
 
         self._tasks.append(asyncio.create_task(publish_when_sent()))
 
-    def _retire_pilot(self, pilot: Pilot) -> None:
+    def _retire_pilot(self, pilot: Pilot | Detector) -> None:
         # Keep a reference until the event loop closes it, so a large model is never freed on
         # the control thread.
         self._call_soon(lambda: self._tasks.append(asyncio.create_task(asyncio.to_thread(pilot.close))))
@@ -385,13 +412,39 @@ class CarDaemon:
         return car_status(state, bdseq, self.body, mode, self.model_ref, self.pilots)
 
     def telemetry(self) -> Telemetry:
-        return self.telemetry_builder.build(
+        telemetry = self.telemetry_builder.build(
             self._parts(), self.config.loop.hz, self.model_ref, self.sensors.reading
         )
+        stage = self._loop.detector if self._loop is not None else None
+        return telemetry.model_copy(update=telemetry_fields(stage)) if stage is not None else telemetry
 
     def status(self) -> dict[str, Any]:
         """A snapshot for programs that embed the daemon (and for tests)."""
-        return status(self._parts(), self.model_ref, self.outbox.preview_queue.dropped, self.events.dropped)
+        dropped = self.outbox.preview_queue.dropped
+        snapshot = status(self._parts(), self.model_ref, dropped, self.events.dropped)
+        stage = self.loop.detector
+        if stage is not None:
+            snapshot.update(
+                detector=stage.detector.ref if stage.detector else None,
+                detector_runs=stage.runs,
+                safety_holds=stage.holds,
+            )
+        return snapshot
+
+    def _detector_state(self) -> ModelState | None:
+        """The detector slot's state, once it has held or refused a model (None before: a car
+        without a detector says nothing about one)."""
+        d = self._detectors
+        if d is None or (d.active is None and d.last_error is None):
+            return None
+        return d.state()
+
+    def _detector_state_changed(self, state: ModelState) -> None:
+        if self._link is None:
+            return
+        topic = self.topics.detector_state(self.car)
+        publish = self._link.publish(topic, state.to_json(), qos=1, retain=True)
+        self._tasks.append(asyncio.create_task(publish))
 
     def _model_state_changed(self, state: ModelState) -> None:
         if self._link is None:

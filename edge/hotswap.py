@@ -43,7 +43,7 @@ from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
-from schemas.model_card import FrameStack, ModelManifest, decode_outputs, preprocess, sha256_hex
+from schemas.model_card import FrameStack, ModelKind, ModelManifest, decode_outputs, preprocess, sha256_hex
 from schemas.signing import SignatureError, load_public_key, verify_manifest
 
 log = logging.getLogger(__name__)
@@ -308,7 +308,12 @@ class ModelManager:
         latest_frame: Callable[[], NDArray[np.uint8] | None],
         on_event: Callable[[dict[str, Any]], None],
         on_state: Callable[[ModelState], None],
+        kind: ModelKind = "pilot",
+        install: Callable[[Loaded, Callable[[int, int], None]], None] | None = None,
     ) -> None:
+        # kind and install make this the manager of another model slot (edge.detector_slot).
+        self.kind = kind
+        self._install = install or (lambda loaded, done: loop.install_pilot(PILOT_SLOT, loaded.pilot, done))
         self.loop = loop
         self.cache = cache
         self.public_key = public_key
@@ -381,6 +386,7 @@ class ModelManager:
                 lambda m: http_download(m, self.max_bytes, self.download_timeout_s),
             )
             manifest = verified.manifest
+            check_kind(manifest, self.kind)
             if self.active is not None and manifest.sha256 == self.active.sha256:
                 log.info("model %s is already active", manifest.ref)
                 return False
@@ -420,7 +426,7 @@ class ModelManager:
         def on_installed(tick: int, t_ns: int) -> None:  # on the control thread
             aloop.call_soon_threadsafe(resolve, tick, t_ns)
 
-        self.loop.install_pilot(PILOT_SLOT, loaded.pilot, on_installed)
+        self._install(loaded, on_installed)
         if arrival_ns is None:
             # At boot the loop is not ticking yet; the model drives from its first tick.
             tick, t_ns = 0, time.monotonic_ns()
@@ -483,6 +489,7 @@ class ModelManager:
         for sha in await asyncio.to_thread(self.cache.candidates):
             try:
                 manifest, data = await asyncio.to_thread(self.cache.load, sha)
+                check_kind(manifest, self.kind)
                 if self.public_key is not None and (manifest.signature or not self.allow_unsigned):
                     verify_manifest(manifest, self.public_key)
                 elif not self.allow_unsigned:
@@ -503,6 +510,16 @@ class ModelManager:
             log.info("booted with cached model %s", manifest.ref)
             return True
         return False
+
+
+def check_kind(manifest: ModelManifest, kind: ModelKind) -> None:
+    """A pilot never lands in the detector's slot, nor a classifier in the pilot's."""
+    if manifest.card.slot_kind != kind:
+        raise ModelRejected(
+            f"model {manifest.ref} is a {manifest.card.slot_kind} (its card's kind); "
+            f"this slot takes a {kind}",
+            manifest,
+        )
 
 
 def load_model_key(

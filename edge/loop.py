@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.config import LoopSection
+from edge.config import DetectorSection, LoopSection
+from edge.detector import Detection, Detector, DetectorStage
 from edge.health import ModelHealth
 from edge.pilots import Decision, Pilot
 from firmware.actuators import Applied, clip_unit
@@ -53,9 +54,11 @@ class TickResult:
     inference_ms: float | None
     frame: Frame | None
     new_frame: bool
-    reason: str | None  # why the car was held: estop, stop, deadman, stale_frame, no_pilot, pilot_error
+    # why the car was held: estop, stop, deadman, stale_frame, no_pilot, pilot_error, safety_rule
+    reason: str | None
     body: BodyState | None
     decision: Decision | None
+    detection: Detection | None = None  # the detector's newest result (edge.detector)
 
 
 class LoopSink(Protocol):
@@ -121,13 +124,18 @@ class ControlLoop:
         sink: LoopSink | None = None,
         *,
         timer: CycleTimer | None = None,
-        on_replaced: Callable[[Pilot], None] | None = None,
+        on_replaced: Callable[[Pilot | Detector], None] | None = None,
+        detector: DetectorSection | None = None,
     ) -> None:
         self.body = body
         self.config = config
         self.sink: LoopSink = sink or NullSink()
         self.timer = timer or CycleTimer(config.hz)
         self._on_replaced = on_replaced or (lambda p: p.close())
+        # The detector slot (None: this loop has none); its safety rule acts on the autopilot.
+        self.detector: DetectorStage | None = None
+        if detector is not None:
+            self.detector = DetectorStage(detector, body, emit=self._emit, on_replaced=self._on_replaced)
         self._lock = threading.Lock()
         # inputs (written by other threads under _lock, read by the loop)
         self._mode: Mode = config.start_mode
@@ -236,6 +244,7 @@ class ControlLoop:
         frame, new_frame = self._read_camera()
         body_state = self.body.state()
         choice = self._decide(inputs, frame, t_ns)
+        detection = self._detect(inputs, choice, index, t_ns, frame, new_frame)
         if (
             choice.reason != self._last_reason
             and choice.reason in ("stale_frame", "no_pilot")
@@ -263,6 +272,7 @@ class ControlLoop:
             reason=choice.reason,
             body=body_state,
             decision=choice.decision,
+            detection=detection,
         )
         self.last = result
         self._account(result)
@@ -270,6 +280,21 @@ class ControlLoop:
             self._emit(event)
         self.sink.on_tick(result)
         return result
+
+    def _detect(
+        self, inputs: _Inputs, choice: _Choice, index: int, t_ns: int, frame: Frame | None, new_frame: bool
+    ) -> Detection | None:
+        """Run the detector slot and let its safety rule cap the autopilot's throttle."""
+        stage = self.detector
+        if stage is None:
+            return None
+        detection = stage.step(index, t_ns, frame, new_frame)
+        driving = inputs.mode == "autopilot" and not inputs.estop and choice.reason is None
+        throttle, held = stage.guard(driving, choice.throttle)
+        if held:
+            choice.throttle = throttle
+            choice.reason = "safety_rule"
+        return detection
 
     def _take_inputs(self) -> _Inputs:
         """What other threads set, read once per tick under the lock."""
@@ -457,6 +482,8 @@ class ControlLoop:
         for p in pending:
             if p.pilot is not None:
                 p.pilot.close()
+        if self.detector is not None:
+            self.detector.close()
         pilots, self._pilots = self._pilots, {}
         for pilot in pilots.values():
             try:

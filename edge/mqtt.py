@@ -102,9 +102,11 @@ class MqttLink:
             (self.topics.fleet_estop(), 1),
             (self.topics.all_commands(car), 1),
             (self.topics.car_model(car), 1),
+            (self.topics.car_detector(car), 1),
         ]
         if self.config.car.group:
             subs.append((self.topics.group_model(self.config.car.group), 1))
+            subs.append((self.topics.group_detector(self.config.car.group), 1))
         return subs
 
     async def run(self) -> None:

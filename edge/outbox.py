@@ -90,6 +90,7 @@ class Outbox:
         events: EventLog,
         *,
         model_state: Callable[[], ModelState],
+        detector_state: Callable[[], ModelState | None] | None = None,
         telemetry: Callable[[], Telemetry],
         spool: Callable[[], ForwardSpool],
     ) -> None:
@@ -98,6 +99,7 @@ class Outbox:
         self._config = config
         self.events = events
         self._model_state = model_state
+        self._detector_state = detector_state
         self._telemetry = telemetry
         self._spool = spool
         self.frame_seq = FrameSeq()
@@ -130,6 +132,9 @@ class Outbox:
     async def _publish_model_state(self, client: aiomqtt.Client) -> None:
         topic = self.topics.model_state(self.car)
         await client.publish(topic, self._model_state().to_json(), qos=1, retain=True)
+        detector = self._detector_state() if self._detector_state is not None else None
+        if detector is not None:
+            await client.publish(self.topics.detector_state(self.car), detector.to_json(), qos=1, retain=True)
 
     async def _publish_events(self, client: aiomqtt.Client) -> None:
         topic = self.topics.events(self.car)

@@ -22,6 +22,7 @@ from edge.pilots import Decision, Pilot
 from firmware.camera import Frame
 from firmware.car_body import Body, BodyState
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, RenderConfig, SimBody, WorldConfig
+from firmware.sim.obstacles import place_obstacles
 from firmware.sim.race_line import RaceLineDriver
 from firmware.sim.track import TrackError
 from firmware.sim.tracks import get_track
@@ -67,6 +68,17 @@ class SimCarBody(Body):
                 "track": self.sim.world.track.name,
             },
         )
+
+    def range_ahead(self, half_angle_deg: float = 10.0) -> float | None:
+        """The simulated lidar's nearest return within ``half_angle_deg`` of the heading, from the nose."""
+        world = self.sim.world
+        ranges = world.lidar()
+        angles = np.degrees(world.config.lidar.angles())
+        ahead = ranges[np.abs(angles) <= half_angle_deg]
+        if ahead.size == 0:
+            return None
+        car = world.config.car
+        return max(0.0, float(ahead.min()) - (car.length - car.rear_overhang))
 
     def poll_events(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -189,6 +201,9 @@ def build_sim_body(config: CarConfig) -> SimCarBody:
     world = WorldConfig(
         camera=RenderConfig(width=cam.width, height=cam.height),
         randomization=Randomization(enabled=sim.randomize),
+        obstacles=place_obstacles(
+            track, sim.obstacles, ["center"] * len(sim.obstacles), kinds=sim.obstacle_kinds
+        ),
     )
     body = SimBody(
         track,

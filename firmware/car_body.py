@@ -65,6 +65,11 @@ class Body:
         """Ground truth or measurements for this tick; None when the body knows nothing more."""
         return None
 
+    def range_ahead(self, half_angle_deg: float = 10.0) -> float | None:
+        """Metres from the car's nose to the nearest thing within ``half_angle_deg`` of straight
+        ahead, where the body has a range sensor (a lidar); None where it has none."""
+        return None
+
     def poll_events(self) -> list[dict[str, Any]]:
         """Events since the last call, as ``{"type": ..., ...}`` dicts (``schemas.messages`` events)."""
         return []

@@ -101,6 +101,15 @@ class Telemetry(WireModel):
     input_stats: InputStats | None = Field(
         default=None, description="the camera images since the previous stats (sent at a low rate)"
     )
+    # the detector (optional: a car without one sends none of these)
+    detector: str | None = Field(default=None, description="the detector model (name:version)")
+    obstacle: str | None = Field(default=None, description="the detector's last obstacle-ahead class")
+    obstacle_p: float | None = Field(default=None, ge=0, le=1, description="its probability")
+    surface: str | None = Field(default=None, description="the detector's last surface class")
+    detector_ms: float | None = Field(
+        default=None, ge=0, description="mean detector inference since last report"
+    )
+    safety_hold: bool | None = Field(default=None, description="the safety rule holds the car now")
 
 
 # --- frames --------------------------------------------------------------------------------------
@@ -194,6 +203,21 @@ class OffTrackEvent(_Event):
 class InterventionEvent(_Event):
     type: Literal["intervention"] = "intervention"
     reason: str
+    source: str | None = Field(default=None, description="what intervened, e.g. safety_rule")
+
+
+class DetectionEvent(_Event):
+    """The detector's obstacle-ahead class changed (confirmed over a few ticks), with the surface."""
+
+    type: Literal["detection"] = "detection"
+    model: str
+    obstacle: str
+    probability: float = Field(ge=0, le=1)
+    surface: str | None = None
+    distance_m: float | None = Field(
+        default=None, ge=0, description="range ahead, where the car measures one"
+    )
+    inference_ms: float | None = Field(default=None, ge=0)
 
 
 class ModelSwappedEvent(_Event):
@@ -204,11 +228,13 @@ class ModelSwappedEvent(_Event):
     previous: str | None = None
     load_ms: float = Field(ge=0)
     swap_ms: float = Field(ge=0, description="message arrival to first tick on the new model")
+    slot: str | None = Field(default=None, description="the model slot (unset: the pilot; or detector)")
 
 
 class ModelRejectedEvent(_Event):
     type: Literal["model_rejected"] = "model_rejected"
     reason: str
+    slot: str | None = Field(default=None, description="the model slot (unset: the pilot; or detector)")
     name: str | None = None
     version: str | None = None
     sha256: str | None = None
@@ -261,6 +287,7 @@ Event = Annotated[
     LapEvent
     | OffTrackEvent
     | InterventionEvent
+    | DetectionEvent
     | ModelSwappedEvent
     | ModelRejectedEvent
     | RecordingEvent

@@ -108,6 +108,24 @@ class OutputSpec(WireModel):
         return self
 
 
+class ClassesSpec(WireModel):
+    """One classification head of a ``classifier`` model: a tensor ``[batch, len(classes)]`` of
+    probabilities (``softmax`` false: the model already applies it) or logits (``softmax`` true)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$", description="the task, e.g. obstacle, surface")
+    tensor: str = Field(default="", description="output tensor name; defaults to `name`")
+    classes: list[str] = Field(min_length=2, description="class names in the tensor's order")
+    softmax: bool = Field(default=False, description="true: the tensor holds logits")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ClassesSpec":
+        if not self.tensor:
+            self.tensor = self.name
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"duplicate classes {self.classes}")
+        return self
+
+
 class DiscreteAction(WireModel):
     """One action of a discrete (DeepRacer) action space, in DeepRacer's units and the car's."""
 
@@ -177,12 +195,24 @@ def _interpolate(x: float, source: tuple[float, float], target: tuple[float, flo
     return float(target[0] + t * (target[1] - target[0]))
 
 
+ModelKind = Literal["pilot", "classifier"]
+
+
 class ModelCard(WireModel):
-    """What the model is, what it takes and what it gives."""
+    """What the model is, what it takes and what it gives.
+
+    ``kind`` says which of the car's model slots it fills: a ``pilot`` drives (``outputs``:
+    steering, throttle); a ``classifier`` (the detector) classifies each frame (``classes``: one
+    head per task) and drives nothing. A car refuses a model offered to the wrong slot. Both
+    fields are left out of a pilot's card (unset means pilot), so the signed bytes of pilots
+    stay what they were.
+    """
 
     architecture: str
+    kind: ModelKind | None = Field(default=None, description="pilot (unset) or classifier")
     input: InputSpec
-    outputs: list[OutputSpec] = Field(min_length=1)
+    outputs: list[OutputSpec] = Field(default_factory=list)
+    classes: list[ClassesSpec] | None = Field(default=None, description="a classifier's heads")
     description: str = ""
     training: dict[str, Any] = Field(default_factory=dict, description="dataset, run, metrics")
     action_space: ActionSpace | None = Field(
@@ -194,13 +224,26 @@ class ModelCard(WireModel):
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCard":
-        names = [o.name for o in self.outputs]
+        names = [o.name for o in self.outputs] + [c.name for c in self.classes or []]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate outputs {names}")
+        if self.slot_kind == "pilot" and (not self.outputs or self.classes):
+            raise ValueError("a pilot's card needs at least one output (steering, throttle) and no classes")
+        if self.slot_kind == "classifier" and (not self.classes or self.outputs):
+            raise ValueError("a classifier's card needs at least one head in classes and no outputs")
         n = len(self.input.normalisation.mean)
         if n not in (1, self.input.channels):
             raise ValueError(f"normalisation has {n} channels, the input has {self.input.channels}")
         return self
+
+    @property
+    def slot_kind(self) -> ModelKind:
+        return self.kind or "pilot"
+
+    @property
+    def output_tensors(self) -> list[str]:
+        """Every output tensor the car reads: the pilot's outputs, then the classifier's heads."""
+        return [o.tensor for o in self.outputs] + [c.tensor for c in self.classes or []]
 
     def output(self, name: str) -> OutputSpec | None:
         return next((o for o in self.outputs if o.name == name), None)
@@ -295,8 +338,11 @@ class FrameStack:
 def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> dict[str, float]:
     """Turn raw output tensors of one sample into ``{"steering": .., "throttle": ..}``.
 
-    Raises :class:`ContractError` if a tensor is missing, has the wrong shape or is not finite.
+    Raises :class:`ContractError` if a tensor is missing, has the wrong shape or is not finite
+    (a classifier's heads are checked too, by :func:`decode_classes`; it has no steering).
     """
+    if card.classes:
+        decode_classes(card, values)
     result: dict[str, float] = {}
     for out in card.outputs:
         if out.tensor not in values:
@@ -328,3 +374,32 @@ def output_confidence(card: ModelCard, values: dict[str, NDArray[np.float32]]) -
         e = np.exp(logits - logits.max())
         probs.append(float(e.max() / e.sum()))
     return sum(probs) / len(probs) if probs else None
+
+
+def decode_classes(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> dict[str, tuple[str, float]]:
+    """A classifier's raw outputs of one sample → ``{task: (class, probability)}``.
+
+    Raises :class:`ContractError` if a head's tensor is missing, of the wrong size, not finite, or
+    (``softmax`` false) not a probability distribution.
+    """
+    result: dict[str, tuple[str, float]] = {}
+    for head in card.classes or []:
+        if head.tensor not in values:
+            raise ContractError(f"model has no output tensor {head.tensor!r}")
+        arr = np.asarray(values[head.tensor], dtype=np.float64).reshape(-1)
+        if arr.size != len(head.classes):
+            raise ContractError(
+                f"classifier output {head.tensor!r} has {arr.size} values, expected {len(head.classes)}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ContractError(f"output {head.tensor!r} is not finite")
+        if head.softmax:
+            e = np.exp(arr - arr.max())
+            arr = e / e.sum()
+        elif arr.min() < -1e-3 or abs(arr.sum() - 1.0) > 0.02:
+            raise ContractError(
+                f"output {head.tensor!r} is not a probability distribution (sum {arr.sum():.3g})"
+            )
+        best = int(np.argmax(arr))
+        result[head.name] = (head.classes[best], float(arr[best]))
+    return result

@@ -35,6 +35,9 @@ class TopicKind(StrEnum):
     CAR_MODEL = "car_model"
     GROUP_MODEL = "group_model"
     MODEL_STATE = "model_state"
+    CAR_DETECTOR = "car_detector"
+    GROUP_DETECTOR = "group_detector"
+    DETECTOR_STATE = "detector_state"
     JOB_REQUEST = "job_request"
     JOB_PROGRESS = "job_progress"
     JOB_RESULT = "job_result"
@@ -110,6 +113,16 @@ class Topics:
     def model_state(self, car: str) -> str:
         return f"{self.root}/cars/{check_car_id(car)}/model/state"
 
+    # The detector: a second model slot beside the pilot, with its own retained topics.
+    def car_detector(self, car: str) -> str:
+        return f"{self.root}/cars/{check_car_id(car)}/detector"
+
+    def group_detector(self, group: str) -> str:
+        return f"{self.root}/groups/{check_group_id(group)}/detector"
+
+    def detector_state(self, car: str) -> str:
+        return f"{self.root}/cars/{check_car_id(car)}/detector/state"
+
     def job_request(self, kind: str) -> str:
         return f"{self.root}/jobs/{_check_job_kind(kind)}"
 
@@ -122,7 +135,7 @@ class Topics:
     # --- subscription filters -------------------------------------------------------------------
     def all_cars(self, leaf: str) -> str:
         """Filter for one leaf of every car, e.g. ``all_cars("frames")`` → ``paddock/v1/cars/+/frames``."""
-        if leaf not in {"status", "telemetry", "frames", "events", "model/state"}:
+        if leaf not in {"status", "telemetry", "frames", "events", "model/state", "detector/state"}:
             raise ContractError(f"no per-car leaf {leaf!r}")
         return f"{self.root}/cars/+/{leaf}"
 
@@ -159,6 +172,12 @@ class Topics:
                 return ParsedTopic(TopicKind.FLEET_ESTOP)
             case ["groups", group, "model"]:
                 return ParsedTopic(TopicKind.GROUP_MODEL, group=check_group_id(group))
+            case ["groups", group, "detector"]:
+                return ParsedTopic(TopicKind.GROUP_DETECTOR, group=check_group_id(group))
+            case ["cars", car, "detector"]:
+                return ParsedTopic(TopicKind.CAR_DETECTOR, car=check_car_id(car))
+            case ["cars", car, "detector", "state"]:
+                return ParsedTopic(TopicKind.DETECTOR_STATE, car=check_car_id(car))
             case ["cars", car, "status"]:
                 return ParsedTopic(TopicKind.CAR_STATUS, car=check_car_id(car))
             case ["cars", car, "telemetry"]:

@@ -9,6 +9,8 @@ with the hub (when one is configured) → a :class:`~schemas.messages.JobResult`
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,10 @@ from trainer.progress import ProgressSink, job_sink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
 from trainer.train import TrainConfig, TrainResult, load_checkpoint, write_json
 
+log = logging.getLogger(__name__)
+
+BC_EXPERIMENT = "behavioural-cloning"
+
 EXPORT_FORMATS = ("onnx", "onnx-int8", "tflite")
 
 
@@ -51,6 +57,11 @@ class TrainerSettings(BaseModel):
     workers: int | None = Field(default=None, ge=1, description="overrides the job's worker count")
     hosts: str | None = Field(default=None, description="horovodrun -H, e.g. 'a:2,b:2'")
     progress_bar: bool = True
+    mlflow: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (a server's http://…, sqlite:///…, file:…) the run is logged "
+        "to; None: PADDOCK_MLFLOW if set, else not tracked",
+    )
 
 
 def default_version() -> str:
@@ -233,10 +244,41 @@ def _finish(job: _Job, result: TrainResult) -> _Finished:
     job.stages.start(None)
     write_json(job.run_dir / "report.json", report_data | {"timings_s": job.stages.timings})
     store.put(job.prefix + "report.json", (job.run_dir / "report.json").read_bytes())
+    _track(job, result, metrics, exported)
     registration = _register(job, result, exported, lineage) if job.settings.hub else None
     job.console.print(f"[green]model {job.name}:{job.version}[/] → {store.url}/{job.prefix}")
     job.console.print("  " + ", ".join(f"{k}: {v:.1f} s" for k, v in job.stages.timings.items()))
     return _Finished(artifacts, metrics, registration)
+
+
+def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: ExportResult) -> str | None:
+    """Log the run to MLflow where one is configured: parameters, each epoch's losses and metrics,
+    the final metrics, the report and the exported files (experiment ``behavioural-cloning``).
+    Tracking never fails a training job: a store that cannot be reached is one warning."""
+    uri = job.settings.mlflow or os.environ.get("PADDOCK_MLFLOW")
+    if not uri:
+        return None
+    try:
+        from trainer.perception.tracking import Tracker
+
+        tracker = Tracker(uri, BC_EXPERIMENT)
+        params = {"model": f"{job.name}:{job.version}", "job": job.params.model_dump(mode="json")}
+        with tracker.run(f"{job.name}:{job.version}", params) as run_id:
+            for h in result.history:
+                losses = {"train_loss": h.train_loss, "lr": h.lr, "images_per_s": h.images_per_s}
+                if h.val_loss is not None:
+                    losses["val_loss"] = h.val_loss
+                tracker.log_metrics(losses | h.metrics, step=h.epoch)
+            tracker.log_metrics(metrics)
+            for f in exported.files.values():
+                tracker.mlflow.log_artifact(str(f.path), artifact_path="model")
+            tracker.mlflow.log_artifact(str(job.run_dir / "report.json"))
+            tracker.set_tags({"paddock.model": f"{job.name}:{job.version}", "paddock.kind": "train"})
+    except Exception as exc:  # tracking is a record of the run, never a reason to lose it
+        log.warning("MLflow tracking at %s failed: %s", uri, exc)
+        return None
+    job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {uri})")
+    return run_id
 
 
 def _evaluate_offline(job: _Job, model: PilotModel, store: ObjectStore, result: TrainResult) -> _Offline:

@@ -13,7 +13,6 @@ the camera sees (noise injection, as in DART). Sessions differ in seed, start po
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,33 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, World, WorldConfig
+from firmware.sim.recording import put_shard, sealed_manifest, sim_frame
 from infra.store import ObjectStore
-from schemas.dataset import (
-    SessionManifest,
-    SessionStats,
-    ShardInfo,
-    session_manifest_key,
-    shard_key,
-    shard_name,
-)
-from schemas.messages import FrameRecord
-from schemas.payloads import encode_jpeg
-from schemas.shards import Sample, write_shard
-
-
-def put_shard(store: ObjectStore, car: str, session: str, index: int, samples: list[Sample]) -> ShardInfo:
-    """Write ``samples`` as shard ``index`` of the session (the hub's layout); return its manifest entry."""
-    buf = io.BytesIO()
-    write_shard(buf, samples)
-    data = buf.getvalue()
-    store.put(shard_key(car, session, index), data)
-    return ShardInfo(
-        name=shard_name(index),
-        frames=len(samples),
-        bytes=len(data),
-        seq_first=samples[0].seq,
-        seq_last=samples[-1].seq,
-    )
+from schemas.dataset import SessionManifest, ShardInfo, session_manifest_key
+from schemas.shards import Sample
 
 
 @dataclass(frozen=True)
@@ -99,7 +75,7 @@ def record_session(
 
     def flush() -> None:
         if samples:
-            shards.append(put_shard(store, car, session, len(shards), samples))
+            shards.append(put_shard(store.put, car, session, len(shards), samples))
             samples.clear()
 
     target = c.laps * 100.0
@@ -108,7 +84,11 @@ def record_session(
         state = world.state
         steering, throttle = expert.act(state)
         if steps % c.record_every == 0 and not status.off_track:
-            sample = _frame(world, c, car, session, seq, t_ns, (steering, throttle))
+            progress = {"progress": round(status.progress, 3)}
+            sample = sim_frame(
+                world, car, session, seq, t_ns, (steering, throttle), mode=c.mode,
+                jpeg_quality=c.jpeg_quality, extra=progress,
+            )  # fmt: skip
             samples.append(sample)
             actions.append((sample.record["steering"], sample.record["throttle"], float(state.speed)))
             seq += 1
@@ -125,67 +105,9 @@ def record_session(
             expert.reset()
             noise = 0.0
     flush()
-    manifest = _manifest(world, car, session, shards, actions, status.time)
+    manifest = sealed_manifest(world, car, session, shards, actions, status.time)
     store.put(session_manifest_key(car, session), manifest.to_json())
     return manifest
-
-
-def _frame(
-    world: World, c: RecordConfig, car: str, session: str, seq: int, t_ns: int, action: tuple[float, float]
-) -> Sample:
-    """The camera image now, with the expert's action and the ground truth, as one training frame."""
-    state, status = world.state, world.status
-    image = world.render()
-    record = FrameRecord(
-        car=car,
-        session=session,
-        seq=seq,
-        t_capture_ns=t_ns,
-        steering=float(np.clip(action[0], -1, 1)),
-        throttle=float(np.clip(action[1], -1, 1)),
-        mode=c.mode,
-        speed=float(state.speed),
-        width=int(image.shape[1]),
-        height=int(image.shape[0]),
-    ).to_dict() | {
-        "track": world.track.name,
-        "x": round(state.x, 4),
-        "y": round(state.y, 4),
-        "yaw": round(state.yaw, 4),
-        "progress": round(status.progress, 3),
-    }
-    return Sample(seq=seq, jpeg=encode_jpeg(image, c.jpeg_quality), record=record)
-
-
-def _manifest(
-    world: World,
-    car: str,
-    session: str,
-    shards: list[ShardInfo],
-    actions: list[tuple[float, float, float]],
-    duration_s: float,
-) -> SessionManifest:
-    seq = len(actions)
-    arr = np.asarray(actions, dtype=np.float64).reshape(-1, 3)
-    return SessionManifest(
-        car=car,
-        session=session,
-        frame_count=seq,
-        seq_first=0 if seq else None,
-        seq_last=seq - 1 if seq else None,
-        shards=shards,
-        stats=SessionStats(
-            steering_mean=float(arr[:, 0].mean()) if seq else None,
-            steering_std=float(arr[:, 0].std()) if seq else None,
-            throttle_mean=float(arr[:, 1].mean()) if seq else None,
-            throttle_std=float(arr[:, 1].std()) if seq else None,
-            speed_mean=float(arr[:, 2].mean()) if seq else None,
-            duration_s=duration_s,
-            width=world.config.camera.width,
-            height=world.config.camera.height,
-        ),
-        state="sealed",
-    )
 
 
 def record_expert(

@@ -79,10 +79,14 @@ def train(
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
     name: Annotated[str, typer.Option(help="The MLflow run's name.")] = "perception",
     overrides: Annotated[list[str] | None, set_option("net.dropout=0.1")] = None,
+    tflite: Annotated[
+        bool, typer.Option("--tflite", help="Also export detector.tflite (needs the tflite extra).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate, split by session, search (optional), train with early stopping, measure on the
-    held-out sessions, export ONNX + int8, and track it all in MLflow."""
+    held-out sessions, export ONNX + int8 (+ TFLite), and track it all in MLflow. The model
+    directory holds detector.card.json, the card the car deploys the detector with."""
     from trainer.perception.pipeline import RunConfig, run
     from trainer.perception.tracking import default_tracking_uri
     from trainer.perception.train import TrainConfig
@@ -96,6 +100,7 @@ def train(
         epochs_per_trial=epochs_per_trial,
         tracking_uri=None if no_track else (mlflow or default_tracking_uri()),
         run_name=name,
+        tflite=tflite,
     )
     try:
         summary = run(config, progress=lambda msg: typer.echo(msg, err=True))

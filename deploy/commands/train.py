@@ -107,8 +107,17 @@ def train(
     broker: Annotated[str | None, broker_option("MQTT URL: publish progress (with --job).")] = None,
     job: Annotated[str | None, typer.Option(help="Job id for progress events.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    mlflow: Annotated[
+        str | None,
+        typer.Option(
+            "--mlflow",
+            envvar="PADDOCK_MLFLOW",
+            help="MLflow tracking URI (http://host:5000, sqlite:///mlflow.db): log the run there.",
+        ),
+    ] = None,
 ) -> None:
-    """Train a model on recorded sessions, evaluate it, export it and upload it to the store."""
+    """Train a model on recorded sessions, evaluate it, export it and upload it to the store
+    (and log it to MLflow with --mlflow)."""
     from schemas.messages import TrainParams
     from trainer.pipeline import TrainerSettings, run_train_job
 
@@ -138,6 +147,7 @@ def train(
         hosts=hosts,
         export_formats=[f.strip() for f in formats.split(",") if f.strip()],
         progress_bar=progress,
+        mlflow=mlflow,
     )
     with as_user_error(ValueError):  # the trainer's ValueErrors are about its inputs
         result = run_train_job(params, settings, job=job)

@@ -4,10 +4,11 @@ One function, :func:`rules`, turns an identity into MQTT topic filters; Mosquitt
 ACL file (:mod:`deploy.fleet.mosquitto`) and the embedded broker checks them through
 :func:`may_publish`, :func:`may_subscribe` and :func:`may_receive`. Everything not listed is refused.
 
-- a car publishes only its own status, telemetry, frames, events, model state and command
-  responses, and reads only its own commands, its own and its groups' models and the e-stop;
-- the hub publishes its status, commands, models, the e-stop and job requests, and reads what it
-  ingests (the cars' streams, command responses, job progress and results);
+- a car publishes only its own status, telemetry, frames, events, model and detector state and
+  command responses, and reads only its own commands, its own and its groups' models (pilot and
+  detector) and the e-stop;
+- the hub publishes its status, commands, models (pilots and detectors), the e-stop and job
+  requests, and reads what it ingests (the cars' streams, command responses, job progress and results);
 - an operator publishes commands, models and the e-stop, and reads everything under the prefix;
 - a trainer reads job requests and publishes job progress and results.
 
@@ -27,7 +28,7 @@ from functools import lru_cache
 from deploy.fleet.identities import Identity, Role
 from schemas.topics import Topics
 
-CAR_PUBLISHES = ("status", "telemetry", "frames", "events", "model/state", "cmd/+/response")
+CAR_PUBLISHES = ("status", "telemetry", "frames", "events", "model/state", "detector/state", "cmd/+/response")
 HUB_INGESTS = ("frames", "status", "telemetry", "events", "model/state")
 
 
@@ -45,11 +46,20 @@ class Rules:
 def rules(identity: Identity, topics: Topics) -> Rules:
     """The topic filters ``identity`` may publish on and subscribe to."""
     root = topics.root
-    control = (f"{root}/cars/+/cmd/+", f"{root}/cars/+/model", f"{root}/groups/+/model", topics.fleet_estop())
+    control = (
+        f"{root}/cars/+/cmd/+",
+        f"{root}/cars/+/model",
+        f"{root}/groups/+/model",
+        f"{root}/cars/+/detector",
+        f"{root}/groups/+/detector",
+        topics.fleet_estop(),
+    )
     match identity.role:
         case Role.CAR:
             car = f"{root}/cars/{identity.name}"
-            models = [topics.car_model(identity.name)] + [topics.group_model(g) for g in identity.groups]
+            models = [topics.car_model(identity.name), topics.car_detector(identity.name)]
+            models += [topics.group_model(g) for g in identity.groups]
+            models += [topics.group_detector(g) for g in identity.groups]
             return Rules(
                 publish=tuple(f"{car}/{leaf}" for leaf in CAR_PUBLISHES),
                 subscribe=(f"{car}/cmd/+", *models, topics.fleet_estop()),

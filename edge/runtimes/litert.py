@@ -32,6 +32,15 @@ def _interpreter_class() -> Any:
         ) from exc
 
 
+def _signature_outputs(interpreter: Any) -> dict[str, dict[str, Any]]:
+    """Output details by signature name (``serving_default``), where the model has a signature."""
+    try:
+        runner = interpreter.get_signature_runner()
+        return dict(runner.get_output_details())
+    except (ValueError, AttributeError, KeyError):
+        return {}
+
+
 def _match(name: str, wanted: str) -> bool:
     return name == wanted or name.split(":")[0] == wanted
 
@@ -87,10 +96,14 @@ class LiteRtRuntime(Runtime):
         check_input_shape([int(d) for d in inp["shape"]], card, "tflite")
         details = interpreter.get_output_details()
         outputs: dict[str, dict[str, Any]] = {}
-        for out in card.outputs:
-            found = [d for d in details if _match(d["name"], out.tensor)]
+        signature = _signature_outputs(interpreter)
+        for tensor in card.output_tensors:
+            if tensor in signature:  # litert-torch names a dict's outputs in the signature only
+                outputs[tensor] = signature[tensor]
+                continue
+            found = [d for d in details if _match(d["name"], tensor)]
             if not found:
                 names = sorted(d["name"] for d in details)
-                raise ModelLoadError(f"model has no output {out.tensor!r} (it has {names})")
-            outputs[out.tensor] = found[0]
+                raise ModelLoadError(f"model has no output {tensor!r} (it has {names})")
+            outputs[tensor] = found[0]
         return LiteRtModel(interpreter, inp, outputs)

@@ -59,7 +59,7 @@ class OnnxRuntime(Runtime):
             raise ModelLoadError(f"model input {inp.name!r} is {inp.type}, expected tensor(float)")
         check_input_shape(list(inp.shape), card, "onnx")
         names = {o.name for o in session.get_outputs()}
-        wanted = [o.tensor for o in card.outputs]
+        wanted = card.output_tensors
         missing = [t for t in wanted if t not in names]
         if missing:
             raise ModelLoadError(f"model has no output {missing[0]!r} (it has {sorted(names)})")

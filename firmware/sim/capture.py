@@ -29,25 +29,21 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from firmware.sim.expert import ExpertConfig, ExpertDriver
 from firmware.sim.obstacles import random_obstacles
+from firmware.sim.recording import put_shard, sealed_manifest, sim_frame
 from firmware.sim.render import SURFACES, Randomization
 from firmware.sim.tracks import get_track
 from firmware.sim.world import World, WorldConfig
 from schemas.dataset import (
     SessionManifest,
-    SessionStats,
     ShardInfo,
     session_manifest_key,
     session_prefix,
-    shard_key,
-    shard_name,
 )
-from schemas.messages import FrameRecord
-from schemas.shards import Sample, write_shard
+from schemas.shards import Sample
 
 LIDAR_FILE = "lidar.csv"
 SCENE_FILE = "scene.json"
@@ -97,13 +93,6 @@ def _put(root: Path, key: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("cannot encode a frame as JPEG")
-    return bytes(buf.tobytes())
-
-
 class _SessionWriter:
     """Shards, lidar rows and the manifest of one session."""
 
@@ -126,20 +115,13 @@ class _SessionWriter:
         if len(self.samples) >= self.config.per_shard:
             self.flush()
 
+    def put(self, key: str, data: bytes) -> None:
+        _put(self.root, key, data)
+
     def flush(self) -> None:
         if not self.samples:
             return
-        buf = io.BytesIO()
-        write_shard(buf, self.samples)
-        data = buf.getvalue()
-        index = len(self.shards)
-        _put(self.root, shard_key(self.car, self.session, index), data)
-        s = self.samples
-        self.shards.append(
-            ShardInfo(
-                name=shard_name(index), frames=len(s), bytes=len(data), seq_first=s[0].seq, seq_last=s[-1].seq
-            )
-        )
+        self.shards.append(put_shard(self.put, self.car, self.session, len(self.shards), self.samples))
         self.samples = []
 
     def seal(self, world: World, scene: dict[str, object]) -> SessionManifest:
@@ -147,28 +129,7 @@ class _SessionWriter:
         prefix = session_prefix(self.car, self.session)
         _put(self.root, prefix + LIDAR_FILE, self.lidar.getvalue().encode())
         _put(self.root, prefix + SCENE_FILE, json.dumps(scene, indent=1).encode())
-        a = np.asarray(self.actions, dtype=np.float64).reshape(-1, 3)
-        n = len(a)
-        cam = world.config.camera
-        manifest = SessionManifest(
-            car=self.car,
-            session=self.session,
-            frame_count=n,
-            seq_first=0 if n else None,
-            seq_last=n - 1 if n else None,
-            shards=self.shards,
-            stats=SessionStats(
-                steering_mean=float(a[:, 0].mean()) if n else None,
-                steering_std=float(a[:, 0].std()) if n else None,
-                throttle_mean=float(a[:, 1].mean()) if n else None,
-                throttle_std=float(a[:, 1].std()) if n else None,
-                speed_mean=float(a[:, 2].mean()) if n else None,
-                duration_s=world.time,
-                width=cam.width,
-                height=cam.height,
-            ),
-            state="sealed",
-        )
+        manifest = sealed_manifest(world, self.car, self.session, self.shards, self.actions, world.time)
         _put(self.root, session_manifest_key(self.car, self.session), manifest.to_json())
         return manifest
 
@@ -178,26 +139,10 @@ def _record(
 ) -> None:
     """Render, label and scan the world as it is now: frame ``seq`` of the session."""
     state = world.state
-    image = world.render()
-    record = FrameRecord(
-        car=writer.car,
-        session=writer.session,
-        seq=seq,
-        t_capture_ns=round(t_s * 1e9),
-        steering=float(np.clip(action[0], -1, 1)),
-        throttle=float(np.clip(action[1], -1, 1)),
-        mode="manual",
-        speed=float(state.speed),
-        width=int(image.shape[1]),
-        height=int(image.shape[0]),
-    ).to_dict() | {
-        "track": world.track.name,
-        "x": round(state.x, 4),
-        "y": round(state.y, 4),
-        "yaw": round(state.yaw, 4),
-        "labels": world.labels().to_dict(),
-    }
-    sample = Sample(seq=seq, jpeg=_jpeg(image, quality), record=record)
+    labels = {"labels": world.labels().to_dict()}
+    sample = sim_frame(
+        world, writer.car, writer.session, seq, round(t_s * 1e9), action, jpeg_quality=quality, extra=labels
+    )
     writer.add(sample, t_s, (state.x, state.y, state.yaw), world.lidar())
 
 

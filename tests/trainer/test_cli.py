@@ -29,9 +29,15 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
     train = runner.invoke(
         app,
         ["train", "train", "--store", store, "--epochs", "1", "--batch-size", "16", "--formats", "onnx",
-         *SMALL, "--work-dir", str(tmp_path / "runs"), "--version", "v1", "--no-progress"],
+         *SMALL, "--work-dir", str(tmp_path / "runs"), "--version", "v1", "--no-progress",
+         "--mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}"],
     )  # fmt: skip
     assert train.exit_code == 0, train.output
+    from trainer.perception.tracking import list_runs
+
+    (tracked,) = list_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "behavioural-cloning")
+    assert tracked["name"] == "pilot:v1" and tracked["status"] == "FINISHED"
+    assert {"train_loss", "val_loss", "steering_mae"} <= set(tracked["metrics"]), tracked["metrics"]
     result = json.loads(train.output[train.output.index("{") :])
     assert result["status"] == "succeeded" and result["artifacts"]["onnx"] == "models/pilot/v1/model.onnx"
     checkpoint = tmp_path / "runs" / "pilot-v1" / "checkpoints" / "best.pt"

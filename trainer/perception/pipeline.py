@@ -50,6 +50,7 @@ class RunConfig(BaseModel):
     experiment: str = "perception"
     register_model: bool = True
     export: bool = True
+    tflite: bool = Field(default=False, description="export detector.tflite too (the tflite extra)")
     run_name: str = "perception"
 
 
@@ -140,7 +141,9 @@ def _train_and_test(
         "report": str(out / "report"),
     }
     if config.export:
-        summary["export"] = export_detector(result.model, out / "model", splits["train"], test)
+        summary["export"] = export_detector(
+            result.model, out / "model", splits["train"], test, tflite=config.tflite
+        )
     if tracker is not None:
         tracker.log_metrics({f"test_{t}_{k}": v for t, m in summary["test"].items() for k, v in m.items()})
         from trainer.perception.train import to_input

@@ -50,6 +50,15 @@ class TrainConfig(BaseModel):
     class_weights: bool = Field(default=True, description="weigh each class by its inverse frequency")
     net: NetOptions = Field(default_factory=NetOptions)
     augment: AugmentConfig = Field(default_factory=_default_augment)
+    colour_cast_p: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="probability of a colour cast: the channels shuffled and each scaled by its own gain "
+        "(scenes draw their colours, so a class must be learnt from shape and texture)",
+    )
+    channel_gain: float = Field(default=0.3, ge=0, le=1, description="largest relative gain of one channel")
+    grey_p: float = Field(default=0.1, ge=0, le=1, description="probability of a grey frame")
     threads: int = Field(default=1, ge=1, le=256)
     seed: int = 0
 
@@ -109,6 +118,21 @@ def score(model: PerceptionNet, table: PerceptionTable) -> dict[str, float]:
     return metrics
 
 
+def colour_cast(pixels: NDArray[np.float32], rng: np.random.Generator, config: TrainConfig) -> None:
+    """In place on a batch ``B×3×H×W`` in pixel units: per sample, with ``colour_cast_p`` a random
+    channel order and per-channel gains, with ``grey_p`` the mean of the channels instead."""
+    n = len(pixels)
+    cast = rng.random(n) < config.colour_cast_p
+    grey = rng.random(n) < config.grey_p
+    orders = np.argsort(rng.random((n, 3)), axis=1)
+    gains = 1.0 + (2 * rng.random((n, 3)) - 1) * config.channel_gain
+    for i in np.flatnonzero(cast):
+        pixels[i] = pixels[i][orders[i]] * gains[i, :, None, None].astype(np.float32)
+    for i in np.flatnonzero(grey):
+        pixels[i] = pixels[i].mean(axis=0, keepdims=True)
+    np.clip(pixels, 0.0, 255.0, out=pixels)
+
+
 def _epoch(
     model: PerceptionNet,
     opt: torch.optim.Optimizer,
@@ -129,6 +153,8 @@ def _epoch(
         if config.augment.enabled:
             draws = rng.random((len(idx), DRAWS))
             pixels, _ = augment_batch(pixels, np.zeros(len(idx), np.float32), draws, config.augment)
+        if config.colour_cast_p > 0 or config.grey_p > 0:
+            colour_cast(pixels, rng, config)
         x = torch.from_numpy(pixels) / 127.5 - 1.0
         out = model(x)
         loss = torch.zeros(())

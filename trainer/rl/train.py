@@ -79,6 +79,7 @@ class TrainConfig:
     live: bool = True
     threads: int = 1  # torch threads of the learner (the workers take the other cores)
     max_iterations: int | None = None  # for tests
+    mlflow: str | None = None  # MLflow tracking URI; None: PADDOCK_MLFLOW if set (trainer/rl/tracking.py)
 
     @property
     def out_dir(self) -> Path:
@@ -338,6 +339,9 @@ def train(
         parent=str(config.clone) if config.clone else _previous_parent(out),
     )
     _write_summary(result, files, config)
+    from trainer.rl.tracking import track_rl
+
+    track_rl(result, files, config, SUMMARY_FILE)
     return result
 
 

@@ -41,9 +41,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert first.iterations == 1 and not first.resumed and first.steps % 96 == 1
     assert "1 iterations done" in first.stop_reason
     assert (model / "checkpoint" / "model.zip").exists() and (model / "model.zip").exists()
-    second = train(_config(model, max_iterations=2))
+    mlflow = f"sqlite:///{model.parent / 'mlflow.db'}"
+    second = train(_config(model, max_iterations=2, mlflow=mlflow))
     assert second.resumed and second.iterations == 2 and second.steps > first.steps
     return model
+
+
+def test_the_run_is_tracked_in_mlflow(trained: Path) -> None:
+    from trainer.perception.tracking import list_runs
+
+    (run,) = list_runs(f"sqlite:///{trained.parent / 'mlflow.db'}", "reinforcement-learning")
+    assert run["status"] == "FINISHED" and run["name"] == "model on oval"
+    assert {"mean_reward", "completion_pct", "steps"} <= set(run["metrics"])
 
 
 def test_checkpoint_resume_and_monitoring(trained: Path) -> None:

@@ -1,0 +1,58 @@
+"""The detector's model slot: the hot-swap pipeline of :mod:`edge.hotswap`, for classifiers.
+
+The pilot's :class:`~edge.hotswap.ModelManager` does the work (signature, size and sha256 checks,
+the atomic cache, loading, warm-up and smoke test off the control loop, the swap between two
+ticks, the last good model at boot); this module gives it the detector's own parts: the card kind
+it takes (``classifier``), its cache directory, its installer (the loop's
+:class:`~edge.detector.DetectorStage`) and its events, which carry ``slot: detector``. Its model
+topics are ``cars/{car}/detector`` and ``groups/{group}/detector``; its state goes to
+``cars/{car}/detector/state``.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.config import CarConfig
+from edge.detector import DETECTOR_SLOT, Detector, DetectorStage
+from edge.hotswap import Loaded, ModelCache, ModelManager
+from edge.loop import ControlLoop
+from schemas.messages import ModelState
+
+
+def detector_manager(
+    config: CarConfig,
+    loop: ControlLoop,
+    stage: DetectorStage,
+    public_key: Ed25519PublicKey | None,
+    *,
+    latest_frame: Callable[[], Any],
+    on_event: Callable[[dict[str, Any]], None],
+    on_state: Callable[[ModelState], None],
+) -> ModelManager:
+    """A model manager whose models are detectors, installed into ``stage``."""
+    m = config.models
+
+    def install(loaded: Loaded, on_installed: Callable[[int, int], None]) -> None:
+        stage.install(Detector(loaded.pilot.manifest, loaded.pilot.model), on_installed)
+
+    def event(e: dict[str, Any]) -> None:
+        on_event({**e, "slot": DETECTOR_SLOT})
+
+    return ModelManager(
+        loop,
+        ModelCache(config.detector_cache_dir, keep=m.keep),
+        public_key=public_key,
+        allow_unsigned=m.allow_unsigned,
+        max_bytes=int(m.max_model_mb * 1024 * 1024),
+        threads=m.threads,
+        warmup_runs=m.warmup_runs,
+        max_latency_ms=m.smoke_latency_ms or 0.8 * 1000.0 / config.loop.hz,
+        download_timeout_s=m.download_timeout_s,
+        latest_frame=latest_frame,
+        on_event=event,
+        on_state=on_state,
+        kind="classifier",
+        install=install,
+    )
