@@ -7,6 +7,12 @@ So a rollback after a clear brings the cleared model back, and two rollbacks go 
 The envelope carries the model inline up to ``inline_max_bytes``; a larger model travels as a
 manifest whose ``url`` points at this hub's download route. Either way the manifest (url included)
 is signed with the hub's Ed25519 key, so a car verifies it before it downloads or loads anything.
+
+A car has two model slots, each with its own retained topics and its own history here: the pilot
+(``cars/{car}/model``, ``groups/{group}/model``) and the detector (``cars/{car}/detector``,
+``groups/{group}/detector``). A model goes to the slot its card names: a card of ``kind:
+classifier`` is a detector, any other a pilot. Rollback and clear act on one slot and never touch
+the other.
 """
 
 import hashlib
@@ -34,6 +40,8 @@ from schemas.topics import Topics
 log = logging.getLogger(__name__)
 
 TargetKind = Literal["car", "group"]
+Slot = Literal["pilot", "detector"]
+SLOTS: tuple[Slot, ...] = ("pilot", "detector")
 
 
 class NotFound(KeyError):
@@ -83,6 +91,11 @@ def rollback_target(history: list[dict[str, Any]]) -> Current | Literal[False] |
     return stack[-2] if len(stack) >= 2 else False
 
 
+def slot_of_card(card: dict[str, Any]) -> Slot:
+    """The model slot a registered model's card deploys into."""
+    return "detector" if card.get("kind") == "classifier" else "pilot"
+
+
 def download_grant(secret: str, name: str, version: str) -> str:
     """The capability in a model's download URL: a car fetches that one artifact without a token."""
     return hmac.new(secret.encode(), f"download:{name}:{version}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -122,8 +135,22 @@ class Deployer:
         else:
             raise ContractError(f"target kind must be 'car' or 'group', not {kind!r}")
 
-    def topic(self, kind: str, target: str) -> str:
+    @staticmethod
+    def check_slot(slot: str) -> None:
+        if slot not in SLOTS:
+            raise ContractError(f"model slot must be 'pilot' or 'detector', not {slot!r}")
+
+    def topic(self, kind: str, target: str, slot: str = "pilot") -> str:
+        if slot == "detector":
+            return self.topics.car_detector(target) if kind == "car" else self.topics.group_detector(target)
         return self.topics.car_model(target) if kind == "car" else self.topics.group_model(target)
+
+    def slot_of(self, name: str, version: str) -> Slot:
+        """The slot model ``name:version`` deploys into, from its card."""
+        row = self.catalog.get_model(name, version)
+        if row is None:
+            raise NotFound(f"model {name}:{version}")
+        return slot_of_card(row["card"])
 
     def manifest(self, name: str, version: str) -> tuple[ModelManifest, bytes]:
         """The signed manifest and the payload to publish (empty when the model goes by URL)."""
@@ -156,11 +183,13 @@ class Deployer:
     ) -> dict[str, Any]:
         self.check_target(kind, target)
         with self._lock:
+            slot = self.slot_of(name, version)
             envelope, manifest = self.envelope(name, version)
             row_id = self.catalog.add_deployment(
                 {
                     "target_kind": kind,
                     "target": target,
+                    "slot": slot,
                     "action": "deploy",
                     "model_name": name,
                     "model_version": version,
@@ -169,17 +198,20 @@ class Deployer:
                     "requested_by": requested_by,
                 }
             )
-            published = self._publish(self.topic(kind, target), envelope, qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), envelope, qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def rollback(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
+    def rollback(
+        self, kind: str, target: str, requested_by: str | None = None, slot: str = "pilot"
+    ) -> dict[str, Any]:
         self.check_target(kind, target)
+        self.check_slot(slot)
         with self._lock:
-            history = self.catalog.deployment_history(kind, target)
+            history = self.catalog.deployment_history(kind, target, slot)
             restore = rollback_target(history)
             if restore is False:
-                raise Conflict(f"{kind} {target} has no earlier deployment to roll back to")
+                raise Conflict(f"the {slot} of {kind} {target} has no earlier deployment to roll back to")
             if restore is None:
                 payload, sha, inline = b"", None, None
             else:
@@ -189,6 +221,7 @@ class Deployer:
                 {
                     "target_kind": kind,
                     "target": target,
+                    "slot": slot,
                     "action": "rollback",
                     "model_name": restore.name if restore else None,
                     "model_version": restore.version if restore else None,
@@ -197,31 +230,41 @@ class Deployer:
                     "requested_by": requested_by,
                 }
             )
-            published = self._publish(self.topic(kind, target), payload, qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), payload, qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def clear(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
-        """Remove the retained model message of a target (an empty retained publish)."""
+    def clear(
+        self, kind: str, target: str, requested_by: str | None = None, slot: str = "pilot"
+    ) -> dict[str, Any]:
+        """Remove the retained model message of a target's slot (an empty retained publish)."""
         self.check_target(kind, target)
+        self.check_slot(slot)
         with self._lock:
-            if not self.catalog.deployment_history(kind, target):
-                raise NotFound(f"{kind} {target} has no deployment")
+            if not self.catalog.deployment_history(kind, target, slot):
+                raise NotFound(f"{kind} {target} has no {slot} deployment")
             row_id = self.catalog.add_deployment(
-                {"target_kind": kind, "target": target, "action": "clear", "requested_by": requested_by}
+                {
+                    "target_kind": kind,
+                    "target": target,
+                    "slot": slot,
+                    "action": "clear",
+                    "requested_by": requested_by,
+                }
             )
-            published = self._publish(self.topic(kind, target), b"", qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), b"", qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def status(self, kind: str, target: str) -> dict[str, Any]:
-        history = self.catalog.deployment_history(kind, target)
+    def status(self, kind: str, target: str, slot: str = "pilot") -> dict[str, Any]:
+        history = self.catalog.deployment_history(kind, target, slot)
         current = current_from_history(history)
         last = history[-1] if history else None
         return {
             "target_kind": kind,
             "target": target,
-            "topic": self.topic(kind, target),
+            "slot": slot,
+            "topic": self.topic(kind, target, slot),
             "current": {"name": current.name, "version": current.version} if current else None,
             "last_action": last["action"] if last else None,
             "updated": last["created"] if last else None,
@@ -229,18 +272,18 @@ class Deployer:
         }
 
     def all_status(self) -> list[dict[str, Any]]:
-        return [self.status(kind, target) for kind, target in self.catalog.deployment_targets()]
+        return [self.status(kind, target, slot) for kind, target, slot in self.catalog.deployment_slots()]
 
     def republish_all(self) -> int:
         """Publish every target's current state again (retained); returns how many were sent."""
         sent = 0
-        for kind, target in self.catalog.deployment_targets():
-            current = current_from_history(self.catalog.deployment_history(kind, target))
+        for kind, target, slot in self.catalog.deployment_slots():
+            current = current_from_history(self.catalog.deployment_history(kind, target, slot))
             try:
                 payload = self.envelope(current.name, current.version)[0] if current else b""
             except (NotFound, KeyError) as exc:
-                log.error("cannot republish %s %s: %s", kind, target, exc)
+                log.error("cannot republish the %s of %s %s: %s", slot, kind, target, exc)
                 continue
-            if self._publish(self.topic(kind, target), payload, qos=1, retain=True):
+            if self._publish(self.topic(kind, target, slot), payload, qos=1, retain=True):
                 sent += 1
         return sent

@@ -133,15 +133,15 @@ class Catalog:
                 )
         return True
 
-    def set_model_state(self, car: str, state: dict[str, Any]) -> None:
+    def set_model_state(self, car: str, state: dict[str, Any], slot: str = "pilot") -> None:
+        """Record the ModelState a car reported for its pilot or its detector slot."""
+        column = {"pilot": "model_state", "detector": "detector_state"}[slot]
         now = time.time()
         with self._tx() as c:
-            cur = c.execute(
-                "UPDATE cars SET model_state=?, last_seen=? WHERE car=?", (_dumps(state), now, car)
-            )
+            cur = c.execute(f"UPDATE cars SET {column}=?, last_seen=? WHERE car=?", (_dumps(state), now, car))
             if cur.rowcount == 0:
                 c.execute(
-                    "INSERT INTO cars (car, state, bdseq, status, model_state, first_seen, last_seen) "
+                    f"INSERT INTO cars (car, state, bdseq, status, {column}, first_seen, last_seen) "
                     'VALUES (?, \'offline\', 0, \'{"state":"offline","bdseq":0}\', ?, ?, ?)',
                     (car, _dumps(state), now, now),
                 )
@@ -153,6 +153,7 @@ class Catalog:
             "bdseq": row["bdseq"],
             "status": _loads(row["status"], {}),
             "model_state": _loads(row["model_state"]),
+            "detector_state": _loads(row["detector_state"]),
             "first_seen": row["first_seen"],
             "last_seen": row["last_seen"],
             "births": row["births"],
@@ -345,11 +346,12 @@ class Catalog:
     def add_deployment(self, d: dict[str, Any]) -> int:
         with self._tx() as c:
             cur = c.execute(
-                "INSERT INTO deployments (target_kind, target, action, model_name, model_version, sha256, "
-                "inline, published, requested_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO deployments (target_kind, target, slot, action, model_name, model_version, "
+                "sha256, inline, published, requested_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     d["target_kind"],
                     d["target"],
+                    d.get("slot", "pilot"),
                     d["action"],
                     d.get("model_name"),
                     d.get("model_version"),
@@ -366,17 +368,27 @@ class Catalog:
         with self._tx() as c:
             c.execute("UPDATE deployments SET published=? WHERE id=?", (int(published), deployment_id))
 
-    def deployment_history(self, kind: str, target: str) -> list[dict[str, Any]]:
+    def deployment_history(self, kind: str, target: str, slot: str = "pilot") -> list[dict[str, Any]]:
+        """The actions on one model slot (``pilot`` or ``detector``) of a target, oldest first."""
         rows = self._conn().execute(
-            "SELECT * FROM deployments WHERE target_kind=? AND target=? ORDER BY id", (kind, target)
+            "SELECT * FROM deployments WHERE target_kind=? AND target=? AND slot=? ORDER BY id",
+            (kind, target, slot),
         )
         return [self._deployment(r) for r in rows]
 
     def deployment_targets(self) -> list[tuple[str, str]]:
+        """Every target with a deployment in any slot."""
         rows = self._conn().execute(
             "SELECT DISTINCT target_kind, target FROM deployments ORDER BY target_kind, target"
         )
         return [(r["target_kind"], r["target"]) for r in rows]
+
+    def deployment_slots(self) -> list[tuple[str, str, str]]:
+        """Every (target kind, target, slot) with a deployment."""
+        rows = self._conn().execute(
+            "SELECT DISTINCT target_kind, target, slot FROM deployments ORDER BY target_kind, target, slot"
+        )
+        return [(r["target_kind"], r["target"], r["slot"]) for r in rows]
 
     def deployments_of_model(self, name: str, version: str) -> list[dict[str, Any]]:
         rows = self._conn().execute(
