@@ -1,6 +1,7 @@
 """Detector deployments end to end: a real hub and Mosquitto and a simulated car daemon. A classifier
 registered on the hub goes by `POST /deployments` to the car's detector topic, signed as a pilot is;
-the car hot-swaps it into its detector slot, `GET /cars/{car}` shows it, the pilot keeps its model,
+the car hot-swaps it into its detector slot, `GET /cars/{car}` and `/metrics` show it, the pilot
+keeps its model,
 and a rollback acts on the detector slot alone."""
 
 import asyncio
@@ -104,6 +105,17 @@ async def test_a_classifier_deploys_into_the_detector_slot_and_rolls_back_alone(
             row = (await http.get(f"/cars/{CAR}", headers=AUTH)).json()
             assert row["deployment"] == {"name": "pilot", "version": pilot}
             assert row["detector_deployment"] == {"name": "detector", "version": d2}
+
+            async def metrics() -> str | None:
+                text = (await http.get("/metrics")).text
+                return (
+                    text
+                    if f'paddock_fleet_detector{{car="{CAR}",model="detector:{d2}"}} 1.0' in text
+                    else None
+                )
+
+            text = await until(metrics, "the detector in /metrics")
+            assert f'paddock_fleet_detector_inference_ms{{car="{CAR}",model="detector:{d2}"}}' in text
 
             # A rollback of the detector slot brings the first detector back; the pilot's is untouched.
             url = f"/deployments/car/{CAR}"
