@@ -312,6 +312,13 @@ class DeploymentsConfig(_Section):
         description="Ed25519 signing key (PEM, mode 0600), created on first start. "
         "Default: {data_dir}/keys/hub-ed25519.pem.",
     )
+    envelope_ttl_s: float = Field(
+        default=7 * 86400.0,
+        ge=60,
+        le=366 * 86400,
+        description="A signed model envelope expires this long after signing (cars refuse it then); "
+        "the hub signs each target's current model again when half of it has passed.",
+    )
 
 
 class MlopsConfig(_Section):

@@ -209,6 +209,12 @@ class ModelSwappedEvent(_Event):
 class ModelRejectedEvent(_Event):
     type: Literal["model_rejected"] = "model_rejected"
     reason: str
+    code: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_]{1,32}$",
+        description="why, for machines: unsigned, bad_signature, unknown_key, wrong_target, replayed, "
+        "expired, unbound, invalid, too_large, download, load, smoke_test",
+    )
     name: str | None = None
     version: str | None = None
     sha256: str | None = None

@@ -384,6 +384,25 @@ class Catalog:
         )
         return [self._deployment(r) for r in rows]
 
+    def next_model_sequence(self, kind: str, target: str, expires: float) -> int:
+        """The next signing sequence of a target (1, 2, …), recorded with the envelope's expiry."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO model_sequences (target_kind, target, sequence, expires) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (target_kind, target) DO UPDATE SET sequence = sequence + 1, "
+                "expires = excluded.expires",
+                (kind, target, expires),
+            )
+            row = c.execute(
+                "SELECT sequence FROM model_sequences WHERE target_kind=? AND target=?", (kind, target)
+            ).fetchone()
+            return int(row[0])
+
+    def model_expiries(self) -> dict[tuple[str, str], float]:
+        """When the last envelope signed for each target expires."""
+        rows = self._conn().execute("SELECT target_kind, target, expires FROM model_sequences")
+        return {(r["target_kind"], r["target"]): float(r["expires"]) for r in rows}
+
     def _deployment(self, r: sqlite3.Row) -> dict[str, Any]:
         out = dict(r)
         out["inline"] = None if out["inline"] is None else bool(out["inline"])
