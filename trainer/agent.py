@@ -239,7 +239,9 @@ class TrainerAgent:
             log.warning("publishing %s failed: %s", topic, exc)
 
     def _progress(self, progress: JobProgress) -> None:
-        self._publish(self.topics.job_progress(progress.kind, progress.job), progress.to_json())
+        self._publish(
+            self.topics.job_progress(progress.kind, progress.job, self.url.username), progress.to_json()
+        )
 
     def _publish_result(self, result: JobResult) -> None:
         state = "succeeded" if result.status == "succeeded" else "failed"
@@ -253,7 +255,7 @@ class TrainerAgent:
                 ts=time.time(),
             )
         )
-        self._publish(self.topics.job_result(result.kind, result.job), result.to_json())
+        self._publish(self.topics.job_result(result.kind, result.job, self.url.username), result.to_json())
         self.results.append(result)
 
 

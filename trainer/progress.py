@@ -86,7 +86,8 @@ class MqttProgress:
     ) -> None:
         self._own = publisher is None
         self.publisher = publisher or MqttPublisher(broker_url, prefix)
-        self.topic = self.publisher.topics.job_progress(kind, job)
+        # on the trainer's own topic (its broker user name), as the broker's ACL requires
+        self.topic = self.publisher.topics.job_progress(kind, job, self.publisher.url.username)
         self.min_interval_s = min_interval_s
         self._last = 0.0
 
@@ -111,4 +112,5 @@ def job_sink(broker: str | None, job: str | None, kind: str, topic_prefix: str) 
 
 
 def publish_result(publisher: MqttPublisher, result: JobResult) -> bool:
-    return publisher.publish(publisher.topics.job_result(result.kind, result.job), result.to_json())
+    topic = publisher.topics.job_result(result.kind, result.job, publisher.url.username)
+    return publisher.publish(topic, result.to_json())

@@ -463,11 +463,30 @@ class Catalog:
                     (job, kind, state, _dumps(result), now, now),
                 )
 
+    def claim_job(self, job: str, kind: str, trainer: str | None) -> str | None:
+        """The trainer that took ``job``: ``trainer`` when the job had none (it takes it now), else the
+        one that took it first. None: reported only without a trainer's name (a broker without ACLs)."""
+        with self._tx() as c:
+            row = c.execute("SELECT trainer FROM jobs WHERE job=?", (job,)).fetchone()
+            if row is None:
+                now = time.time()
+                c.execute(
+                    "INSERT INTO jobs (job, kind, state, trainer, created, updated) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)",
+                    (job, kind, trainer, now, now),
+                )
+                return trainer
+            if row["trainer"] is None and trainer is not None:
+                c.execute("UPDATE jobs SET trainer=? WHERE job=?", (trainer, job))
+                return trainer
+            return str(row["trainer"]) if row["trainer"] is not None else None
+
     def _job(self, r: sqlite3.Row) -> dict[str, Any]:
         return {
             "job": r["job"],
             "kind": r["kind"],
             "state": r["state"],
+            "trainer": r["trainer"],
             "request": _loads(r["request"]),
             "progress": _loads(r["progress"]),
             "result": _loads(r["result"]),
