@@ -185,7 +185,7 @@ class Ingest:
             keepalive=cfg.keepalive_s,
             will=Will(t.hub_status(), offline, qos=1, retain=True),
             username=broker.username,
-            password=broker.password,
+            password=cfg.password(),
             tls=tls,
             reconnect_min_s=cfg.reconnect_min_s,
             reconnect_max_s=cfg.reconnect_max_s,
