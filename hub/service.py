@@ -484,8 +484,9 @@ class HubService:
             last_t = now
             stats = self.ingest_stats()
             cars: dict[str, dict[str, float]] = {}
+            previous, last = last, {}  # only the cars still counted (the counters are bounded)
             for car, c in stats.cars.items():
-                prev = last.get(car, c.frames_persisted)
+                prev = previous.get(car, c.frames_persisted)
                 cars[car] = {
                     "frames_persisted": float(c.frames_persisted),
                     "frames_sealed": float(c.frames_sealed),
