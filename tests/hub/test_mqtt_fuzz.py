@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 import pytest
 from hypothesis import HealthCheck, given, settings
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.fuzzing import hub_messages
 from tests.hub.fakecar import FakeCar
