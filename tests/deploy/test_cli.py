@@ -44,7 +44,6 @@ def test_schemas_inspect(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert "header length" in result.output
 
 
-
 def test_schemas_inspect_shows_a_signed_models_manifest(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from schemas.signing import generate_private_key
     from tests.edge.modelkit import signed_envelope
