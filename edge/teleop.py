@@ -8,8 +8,11 @@ current command ``hz`` times a second, which keeps the car's deadman alive, and 
 
 from __future__ import annotations
 
+import contextlib
+import select
 import threading
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,30 +120,78 @@ class DriveSender:
         self.client.loop_stop()
 
 
-def read_gamepad(path: str, state: DriveState, stop: threading.Event) -> None:
-    """Follow an evdev gamepad until ``stop``: left stick x steers, right trigger (or left stick y)
-    drives, left trigger reverses; the east button (B / circle) stops."""
-    import evdev  # the car extra does not pull it in: pip install evdev
+class GamepadMapper:
+    """Turns evdev events into ``state``: left stick x steers, right trigger (or left stick y)
+    drives, left trigger reverses; the east button (B / circle) stops. ``axes`` is each absolute
+    axis's ``evdev.AbsInfo`` (its range), as the device reports it."""
+
+    def __init__(self, state: DriveState, axes: Mapping[int, Any]) -> None:
+        from evdev import ecodes
+
+        self.state = state
+        self.axes = dict(axes)
+        self.codes = ecodes
+        self.triggers = {"forward": 0.0, "back": 0.0}
+
+    def apply(self, event: Any) -> None:
+        ec, state = self.codes, self.state
+        if event.type == ec.EV_KEY and event.code == ec.BTN_EAST and event.value:
+            self.neutral()
+        if event.type != ec.EV_ABS or event.code not in self.axes:
+            return
+        a = self.axes[event.code]
+        if event.code == ec.ABS_X:
+            state.steering = axis_value(event.value, a.min, a.max)
+        elif event.code == ec.ABS_Y:
+            state.throttle = -axis_value(event.value, a.min, a.max)
+        elif event.code in (ec.ABS_RZ, ec.ABS_Z):
+            key = "forward" if event.code == ec.ABS_RZ else "back"
+            self.triggers[key] = (event.value - a.min) / max(1, a.max - a.min)
+            state.throttle = _clip(self.triggers["forward"] - self.triggers["back"])
+
+    def neutral(self) -> None:
+        self.state.steering = self.state.throttle = 0.0
+        self.triggers = {"forward": 0.0, "back": 0.0}
+
+
+def follow_gamepad(events: Iterable[Any], mapper: GamepadMapper, stop: threading.Event) -> str:
+    """Apply ``events`` (``evdev.InputEvent``s) until ``stop``: ``"stopped"``. A read that fails
+    (the pad unplugged or out of range: evdev raises ``OSError``) or a source that ends is
+    ``"lost"``, with the command set to neutral first, so the sender stops the car at once."""
+    try:
+        for event in events:
+            mapper.apply(event)
+            if stop.is_set():
+                return "stopped"
+    except OSError:
+        pass
+    mapper.neutral()
+    return "stopped" if stop.is_set() else "lost"
+
+
+def device_events(device: Any, stop: threading.Event, wait_s: float = 0.1) -> Iterator[Any]:
+    """An evdev device's events until ``stop`` (checked every ``wait_s``); raises ``OSError`` when
+    the device goes away."""
+    while not stop.is_set():
+        if not select.select([device.fd], [], [], wait_s)[0]:
+            continue
+        try:
+            yield from device.read()
+        except BlockingIOError:  # woken with nothing to read
+            continue
+
+
+def read_gamepad(path: str, state: DriveState, stop: threading.Event) -> str:
+    """Follow the evdev gamepad at ``path`` until ``stop`` (``"stopped"``) or until it goes away
+    (``"lost"``, the command neutral)."""
+    import evdev  # the car extra pulls it in on Linux
     from evdev import ecodes
 
     device = evdev.InputDevice(path)
-    info = {code: device.absinfo(code) for code, _ in device.capabilities().get(ecodes.EV_ABS, [])}
-    triggers = {"forward": 0.0, "back": 0.0}
-    while not stop.is_set():
-        event = device.read_one()
-        if event is None:
-            time.sleep(0.005)
-            continue
-        if event.type == ecodes.EV_KEY and event.code == ecodes.BTN_EAST and event.value:
-            state.steering = state.throttle = 0.0
-        if event.type != ecodes.EV_ABS or event.code not in info:
-            continue
-        a = info[event.code]
-        if event.code == ecodes.ABS_X:
-            state.steering = axis_value(event.value, a.min, a.max)
-        elif event.code == ecodes.ABS_Y:
-            state.throttle = -axis_value(event.value, a.min, a.max)
-        elif event.code in (ecodes.ABS_RZ, ecodes.ABS_Z):
-            key = "forward" if event.code == ecodes.ABS_RZ else "back"
-            triggers[key] = (event.value - a.min) / max(1, a.max - a.min)
-            state.throttle = _clip(triggers["forward"] - triggers["back"])
+    try:
+        capabilities: dict[int, Any] = device.capabilities(absinfo=True)  # EV_ABS: (code, AbsInfo)
+        axes: dict[int, Any] = dict(capabilities.get(ecodes.EV_ABS, []))
+        return follow_gamepad(device_events(device, stop), GamepadMapper(state, axes), stop)
+    finally:
+        with contextlib.suppress(OSError):
+            device.close()

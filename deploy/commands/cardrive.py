@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from deploy.commands.car import car_app
-from deploy.errors import UserError
+from deploy.errors import UserError, WorkFailed
 from deploy.options import broker_option
 
 ESC_TIMEOUT_S = 0.02
@@ -67,15 +67,22 @@ def _with_gamepad(path: str, state: object) -> None:
     try:
         import evdev  # noqa: F401
     except ImportError:
-        raise UserError("--gamepad needs the evdev package: pip install evdev") from None
+        raise UserError("--gamepad needs the evdev package (the car extra has it on Linux)") from None
     if not os.path.exists(path):
         raise UserError(f"no such input device: {path}")
     typer.echo(f"driving from {path}; Ctrl-C stops")
     stop = threading.Event()
     try:
-        read_gamepad(path, state, stop)
+        ended = read_gamepad(path, state, stop)
+    except PermissionError:
+        raise UserError(f"cannot read {path}: add this user to the input group") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} as an input device: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
         stop.set()
+        return
+    if ended == "lost":
+        raise WorkFailed(f"the gamepad at {path} went away: the car was stopped")
 
 
 def _with_keys(state: object, topic: str) -> None:

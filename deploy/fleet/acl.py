@@ -63,6 +63,7 @@ def rules(identity: Identity, topics: Topics) -> Rules:
                     *(f"{root}/cars/+/{leaf}" for leaf in HUB_INGESTS),
                     f"{root}/cars/+/cmd/+/response",
                     f"{root}/jobs/+/+/#",
+                    topics.fleet_estop(),  # the retained e-stop: what the web app shows after a restart
                 ),
             )
         case Role.OPERATOR:

@@ -17,9 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from hub.api.deps import require_read
-from hub.api.models import EStopOut, Problem
+from hub.api.models import Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import cars, datasets, deployments, jobs, live, models, sessions, web
+from hub.api.routes import cars, datasets, deployments, evaluations, jobs, live, models, sessions, web
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -42,13 +42,13 @@ def create_app(parts: ApiParts) -> FastAPI:
         responses={422: {"model": Problem, "description": "invalid input"}},
     )
     app.state.parts = parts
-    app.state.estop = EStopOut()  # the fleet e-stop as this hub last set it
     protect = [Depends(require_read)]  # a read token unless the hub listens on loopback only
     for module in ROUTERS:
         app.include_router(module.router, dependencies=protect)
     # The web app's files load without a header (a browser sends none for a page); its live
     # channels check the token they are given as ?token= themselves.
     app.include_router(live.router)
+    app.include_router(evaluations.router)  # <video> and <img> send no header: ?token= as well
     app.include_router(web.router)
     _install_error_handlers(app)
     app.middleware("http")(_server_header)

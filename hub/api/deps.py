@@ -61,9 +61,15 @@ Creds = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
 
 def require_read(request: Request, hub: Parts, creds: Creds) -> None:
-    """Any valid token, or none where reads are open (loopback only), or a model's download grant."""
+    """Any valid token, or none where reads are open (loopback only), or a model's download grant.
+
+    A read may carry its token as ``?token=`` instead of the header: an ``<img>`` (the web app's
+    thumbnails and frame scrubber) sends no header. Only reads: operate and admin want the header.
+    """
     if creds is None and has_download_grant(request, hub):
         return
+    if creds is None and (query_token := request.query_params.get("token")):
+        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=query_token)
     if reads_protected(hub) or creds is not None:
         _require("read", hub, creds)
 

@@ -199,7 +199,7 @@ class EStopIn(BaseModel):
 class EStopOut(BaseModel):
     active: bool = False
     reason: str = ""
-    ts: float | None = Field(default=None, description="when this hub last set it (None: not since start)")
+    ts: float | None = Field(default=None, description="when it was set (None: never, as the broker knows)")
 
 
 class WhoAmI(BaseModel):

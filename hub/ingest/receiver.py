@@ -44,6 +44,7 @@ from schemas.errors import ContractError
 from schemas.messages import (
     CarStatus,
     CommandResponse,
+    EStop,
     FrameRecord,
     HubStatus,
     JobProgress,
@@ -164,6 +165,8 @@ class Ingest:
         self._responses_cond = threading.Condition()
         self._bad = _RateLimitedLog()
         self._closing = False
+        self._estop: EStop | None = None  # the fleet e-stop as the broker holds it (None: never set)
+        self._estop_lock = threading.Lock()
         self.client = self._make_client()
         self.acks = AckSequencer(self.client.ack)
         spool.on_durable = self._on_durable
@@ -197,6 +200,7 @@ class Ingest:
                 (t.all_cars("model/state"), 1),
                 (t.all_job_updates(), 1),
                 (t.all_command_responses(), 1),
+                (t.fleet_estop(), 1),  # retained: a restarted hub learns the e-stop from the broker
             ],
             on_message=self._on_message,
             on_connect=self._on_connect,
@@ -233,6 +237,19 @@ class Ingest:
         """The car's latest preview (QoS 0) frame envelope (None once forgotten)."""
         found = self.latest.get(("preview", car))
         return found if isinstance(found, bytes) else None
+
+    @property
+    def estop(self) -> EStop | None:
+        """The fleet e-stop: the retained ``fleet/estop`` message, or what this hub set since."""
+        return self._estop
+
+    def note_estop(self, estop: EStop | None) -> None:
+        """Take ``estop`` unless what is known is newer (an echo of an earlier message arriving late).
+        ``None`` (the retained message cleared) is always taken."""
+        with self._estop_lock:
+            known = self._estop
+            if estop is None or known is None or estop.ts >= known.ts:
+                self._estop = estop
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop taking messages, acknowledge what is safe, say goodbye, disconnect."""
@@ -300,6 +317,9 @@ class Ingest:
         elif kind is TopicKind.TELEMETRY:
             self._on_telemetry(parsed.car or "", payload, topic)
             self._ack(token)
+        elif kind is TopicKind.FLEET_ESTOP:
+            self._on_estop(payload, topic)
+            self._ack(token)
         elif kind in (
             TopicKind.CAR_STATUS,
             TopicKind.EVENTS,
@@ -350,6 +370,15 @@ class Ingest:
             return  # the control thread counts it as malformed
         if isinstance(event, RecordingEvent) and event.type == "recording_stopped":
             self.spool.append(CONTROL + json.dumps({"close": [car, event.session]}).encode(), None)
+
+    def _on_estop(self, payload: bytes, topic: str) -> None:
+        if not payload:
+            self.note_estop(None)
+            return
+        try:
+            self.note_estop(EStop.from_json(payload))
+        except ContractError as exc:
+            self._malformed(None, "estop", str(exc), topic)
 
     def _on_telemetry(self, car: str, payload: bytes, topic: str) -> None:
         try:

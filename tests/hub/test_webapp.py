@@ -223,3 +223,101 @@ def test_a_viewer_cannot_drive(browser: Any, stack: StackThread) -> None:
     watch.close()
     r = httpx.post(f"{stack.url}/cars/car-1/commands/drive", json={"steering": 0, "throttle": 1}, timeout=10)
     assert r.status_code == 401
+
+
+def lap_files(hub: Any, job: str) -> dict[str, str]:
+    """A lap video and track map as an evaluate job writes them (the trainer's own writer), in the
+    hub's store."""
+    from firmware.sim.media import VideoWriter, plot_track_map
+    from firmware.sim.world import World
+
+    work = hub.config.data_dir / "lap-work"
+    world, trace = World("oval"), []
+    with VideoWriter(work / "run.mp4", world.track, fps=15, scale=2) as video:
+        for _ in range(30):  # 2 s
+            world.step(0.1, 0.6)
+            trace.append(world.car.front_point())
+            video.add(world.render(), *trace[-1], hud="lap 1/1")
+    plot_track_map(world.track, work / "map.png", trace=trace, title="oval")
+    keys = {"video": f"evals/{job}/run.mp4", "map": f"evals/{job}/map.png"}
+    for label, key in keys.items():
+        hub.store.put_file(key, work / ("run.mp4" if label == "video" else "map.png"))
+    return keys
+
+
+def test_the_model_page_plays_an_evaluations_lap_video(browser: Any, stack: StackThread) -> None:
+    r = httpx.post(
+        f"{stack.url}/models",
+        data={"name": "lapper", "card": card().model_dump_json()},
+        files={"artifact": ("lapper.onnx", onnx_model())},
+        headers={"Authorization": f"Bearer {stack.token}"},
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    version = r.json()["version"]
+    assert stack.stack is not None and stack.stack.hub is not None
+    hub = stack.stack.hub
+    hub.catalog.add_evaluation(
+        "lapper", version, "eval-lap", {"completion_pct": 100.0}, lap_files(hub, "eval-lap")
+    )
+    open_page(browser, stack, f"model/lapper/{version}", None)  # a viewer may watch
+    poll(lambda: js(browser, "return document.querySelector('video.lap')"), 10, what="the lap video")
+    loaded = poll(
+        lambda: js(
+            browser,
+            """const v = document.querySelector('video.lap');
+               return v.readyState >= 1 && v.duration > 0 && {duration: v.duration, width: v.videoWidth};""",
+        ),
+        15,
+        what="the video's metadata",
+    )
+    assert 1.5 < loaded["duration"] < 2.5 and loaded["width"] == 320, loaded  # 160 px camera × 2
+    js(browser, "document.querySelector('video.lap').play()")
+    played = poll(
+        lambda: js(browser, "return document.querySelector('video.lap').currentTime"), 10, what="playing"
+    )
+    assert played > 0 and not js(browser, "return document.querySelector('video.lap').error")
+    assert (
+        poll(
+            lambda: js(
+                browser,
+                "const i = document.querySelector('img.lap-map'); return i.complete && i.naturalWidth",
+            ),
+            10,
+        )
+        > 300
+    )
+
+
+def test_every_page_shows_an_e_stop_set_at_the_broker(browser: Any, stack: StackThread) -> None:
+    """The banner follows the retained ``fleet/estop`` itself (what a restarted hub reads back), not
+    only what this hub set: here a marshal sets it straight at the broker."""
+    import json
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from schemas.mqtt_url import BrokerUrl
+
+    assert stack.stack is not None and stack.stack.hub is not None
+    topic = stack.stack.hub.topics.fleet_estop()
+    url = BrokerUrl.parse(stack.stack._client_url("operator"))
+    marshal = paho.Client(CallbackAPIVersion.VERSION2, client_id="webapp-marshal")
+    if url.username:
+        marshal.username_pw_set(url.username, url.password)
+    marshal.connect(url.host, url.port)
+    marshal.loop_start()
+    open_page(browser, stack, "models", None)
+    banner = "return document.querySelector('#estop-banner')"
+    try:
+        assert js(browser, banner + ".hidden")
+        payload = json.dumps({"active": True, "reason": "marshal", "ts": time.time()})
+        marshal.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+        poll(lambda: not js(browser, banner + ".hidden"), 10, what="the e-stop banner")
+        assert "marshal" in js(browser, banner + ".textContent")
+    finally:
+        release = json.dumps({"active": False, "reason": "", "ts": time.time()})
+        marshal.publish(topic, release, qos=1, retain=True).wait_for_publish(5)
+        marshal.disconnect()
+        marshal.loop_stop()
+    poll(lambda: js(browser, banner + ".hidden"), 10, what="the banner gone after the release")

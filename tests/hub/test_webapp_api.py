@@ -126,5 +126,45 @@ async def test_protected_reads_keep_the_app_loadable(
             assert (await http.get("/cars", headers=AUTH)).status_code == 200
             assert (await http.get("/whoami")).status_code == 401
             assert (await http.get("/live")).status_code == 401
+            lap = "/models/pilot/1/evaluations/eval-1/files/video"  # a <video> sends ?token=, no header
+            assert (await http.get(lap)).status_code == 401
+            assert (await http.get(f"{lap}?token={TOKEN}")).status_code == 404  # let in: no such model
+            thumb = "/sessions/car-1/s-1/thumbnail"  # an <img> too: the sessions page, the scrubber
+            assert (await http.get(thumb)).status_code == 401
+            assert (await http.get(f"{thumb}?token=wrong")).status_code == 401
+            assert (await http.get(f"{thumb}?token={TOKEN}")).status_code == 404  # let in: no such session
+            stop = {"active": True, "reason": "by query"}  # a query token is for reads only
+            assert (await http.post(f"/fleet/estop?token={TOKEN}", json=stop)).status_code == 401
         refused = await asyncio.to_thread(closed_code, ws_url(hub, "/cars/car-1/camera"))
         assert refused == 4401
+
+
+async def test_a_restarted_hub_shows_the_e_stop_the_broker_retains(
+    mosquitto: Any, make_config: Callable[..., HubConfig]
+) -> None:
+    config = make_config(mosquitto.url)
+    async with HubService(config) as hub, httpx.AsyncClient(base_url=hub.api_url) as http:
+        r = await http.post("/fleet/estop", json={"active": True, "reason": "marshal"}, headers=AUTH)
+        assert r.status_code == 200
+    async with HubService(config) as hub, httpx.AsyncClient(base_url=hub.api_url) as http:
+
+        async def state() -> dict[str, Any]:
+            return dict((await http.get("/fleet/estop")).json())
+
+        for _ in range(100):  # the retained message arrives with the subscription
+            if (found := await state())["active"]:
+                break
+            await asyncio.sleep(0.05)
+        assert found["active"] is True and found["reason"] == "marshal" and found["ts"] > 0, found
+        # someone else releases it at the broker (a car's marshal, `mosquitto_pub`): the hub follows
+        _, operator = listen(mosquitto.url, hub.topics.fleet_estop())
+        release = json.dumps({"active": False, "reason": "", "ts": found["ts"] + 1})
+        operator.publish(hub.topics.fleet_estop(), release, qos=1, retain=True).wait_for_publish(5)
+        for _ in range(100):
+            if not (await state())["active"]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await state())["active"] is False
+        operator.publish(hub.topics.fleet_estop(), b"", qos=1, retain=True).wait_for_publish(5)
+        operator.disconnect()
+        operator.loop_stop()

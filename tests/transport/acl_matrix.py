@@ -138,7 +138,7 @@ SUBSCRIBE_CASES: list[tuple[str, str, str, str, bool]] = [
     ("hub", f"{P}/cars/+/cmd/+/response", "car-1", f"{P}/cars/car-1/cmd/mode/response", True),
     ("hub", f"{P}/jobs/+/+/#", "gpu", f"{P}/jobs/train/j1/result/gpu", True),
     ("hub", f"{P}/cars/+/cmd/+", "ops", f"{P}/cars/car-1/cmd/mode", False),
-    ("hub", f"{P}/fleet/estop", "ops", f"{P}/fleet/estop", False),
+    ("hub", f"{P}/fleet/estop", "ops", f"{P}/fleet/estop", True),
     ("hub", f"{P}/groups/+/model", "ops", f"{P}/groups/red/model", False),
     ("hub", "#", "ops", f"{P}/cars/car-1/cmd/drive", False),
     ("ops", f"{P}/#", "car-1", f"{P}/cars/car-1/frames", True),

@@ -5,11 +5,11 @@ import secrets
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
 from hub.api.deps import AUTH, ERRORS, Parts, not_found
-from hub.api.models import CarOut, CarPath, CommandOut, EStopIn, EStopOut, FleetOut, Ok
+from hub.api.models import CarOut, CarPath, CommandOut, EStopIn, FleetOut, Ok
 from hub.api.parts import ApiParts
 from schemas import __version__
 from schemas.errors import ContractError
@@ -137,9 +137,9 @@ def command(
     dependencies=AUTH,
     responses=ERRORS,
 )
-def estop(hub: Parts, body: EStopIn, request: Request) -> Ok:
+def estop(hub: Parts, body: EStopIn) -> Ok:
     msg = EStop(active=body.active, reason=body.reason, ts=time.time())
     if not hub.ingest.publish(hub.topics.fleet_estop(), msg.to_json(), qos=1, retain=True):
         raise HTTPException(503, "the broker did not acknowledge the e-stop")
-    request.app.state.estop = EStopOut(active=msg.active, reason=msg.reason, ts=msg.ts)
+    hub.ingest.note_estop(msg)  # at once: the broker's copy of it comes back a moment later
     return Ok()

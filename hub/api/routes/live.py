@@ -33,9 +33,10 @@ DRIVE_STALL_S = 0.3
 Token = Annotated[str | None, Query(description="the bearer token (EventSource/WebSocket have no headers)")]
 
 
-def estop_state(request: Request) -> EStopOut:
-    found: EStopOut = request.app.state.estop
-    return found
+def estop_state(hub: ApiParts) -> EStopOut:
+    """The fleet e-stop as the broker holds it (its retained message), so a restarted hub knows it."""
+    known = hub.ingest.estop
+    return EStopOut() if known is None else EStopOut(active=known.active, reason=known.reason, ts=known.ts)
 
 
 @router.get("/whoami", summary="What the presented token may do: read or operate")
@@ -48,9 +49,9 @@ def whoami(hub: Parts, request: Request, token: Token = None) -> WhoAmI:
     return WhoAmI(scope=scope)
 
 
-@router.get("/fleet/estop", summary="The fleet e-stop as this hub last set it")
-def get_estop(request: Request) -> EStopOut:
-    return estop_state(request)
+@router.get("/fleet/estop", summary="The fleet e-stop (the broker's retained message)")
+def get_estop(hub: Parts) -> EStopOut:
+    return estop_state(hub)
 
 
 def snapshot(hub: ApiParts, estop: EStopOut) -> dict[str, Any]:
@@ -77,7 +78,7 @@ async def live(request: Request, hub: Parts, token: Token = None) -> StreamingRe
     async def events() -> Any:
         yield "retry: 1000\n\n"
         while not await request.is_disconnected():
-            data = await asyncio.to_thread(snapshot, hub, estop_state(request))
+            data = await asyncio.to_thread(snapshot, hub, estop_state(hub))
             yield f"event: state\ndata: {json.dumps(data, default=str)}\n\n"
             await asyncio.sleep(LIVE_INTERVAL_S)
 

@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 from hub.api.deps import ADMIN, ERRORS, Creds, Parts, has_download_grant, not_found, require_read_always
 from hub.api.models import ModelOut, NamePath, Problem
 from hub.api.parts import ApiParts
+from hub.api.routes.evaluations import with_file_urls
 from hub.fleet.registry import Lineage, register_model
 from schemas.errors import ContractError
 from schemas.ids import NAME_PATTERN
@@ -24,7 +25,8 @@ def _model_out(hub: ApiParts, row: dict[str, Any], detail: bool = False) -> Mode
     url = f"{hub.public_url()}/models/{row['name']}/{row['version']}/artifact"
     out = ModelOut(**row, download_url=url)
     if detail:
-        out.evaluations = hub.catalog.evaluations(row["name"], row["version"])
+        found = hub.catalog.evaluations(row["name"], row["version"])
+        out.evaluations = [with_file_urls(hub, row["name"], row["version"], e) for e in found]
         out.deployments = hub.catalog.deployments_of_model(row["name"], row["version"])
     return out
 

@@ -1,6 +1,6 @@
 // The pages. Each renders into `view` and returns its clean-up (sockets closed, driving stopped).
 import { LineChart } from "./chart.js";
-import { act, ago, api, auth, confirmAction, esc, h, num, onLive, toast, wsUrl } from "./core.js";
+import { act, ago, api, auth, confirmAction, esc, h, num, onLive, toast, withToken, wsUrl } from "./core.js";
 import { Driver, joystick } from "./drive.js";
 import { lineageSvg } from "./lineage.js";
 
@@ -153,7 +153,7 @@ export async function sessions(view) {
   view.append(h(`<section><h1>Sessions <span class="pill">${list.total}</span></h1>
     <div class="row" data-need="operate"><input id="ds-name" placeholder="dataset name"> <button id="ds-make">dataset from selected</button></div>
     <div class="thumbs">${list.sessions.map((s) => `<div class="card">
-      <a href="#/session/${enc(s.car)}/${enc(s.session)}"><img loading="lazy" alt="" src="/sessions/${enc(s.car)}/${enc(s.session)}/thumbnail?size=240"></a>
+      <a href="#/session/${enc(s.car)}/${enc(s.session)}"><img loading="lazy" alt="" src="${withToken(`/sessions/${enc(s.car)}/${enc(s.session)}/thumbnail?size=240`)}"></a>
       <label><input type="checkbox" data-car="${esc(s.car)}" data-session="${esc(s.session)}"> ${esc(s.car)} / ${esc(s.session)}</label>
       <div class="drive-state">${s.frame_count} frames · ${esc(s.state)}</div></div>`).join("") || "<p>No sessions recorded yet.</p>"}</div>
     <h2>Datasets</h2>
@@ -179,7 +179,7 @@ export async function session(view, carId, sessionId) {
   const [m, frames] = await Promise.all([api(base), api(`${base}/frames?limit=2000`)]);
   view.append(h(`<section><h1><a href="#/sessions">Sessions</a> / ${esc(carId)} / ${esc(sessionId)}</h1>
     <div class="split"><div>
-      <img id="frame" class="camera" alt="frame" src="${base}/thumbnail?size=480">
+      <img id="frame" class="camera" alt="frame" src="${withToken(`${base}/thumbnail?size=480`)}">
       <input id="scrub" type="range" min="0" max="${Math.max(0, frames.length - 1)}" value="0">
       <p class="drive-state" id="frame-line"></p>
       <canvas id="chart-actions" class="chart"></canvas>
@@ -199,7 +199,7 @@ export async function session(view, carId, sessionId) {
   const show = () => {
     const f = frames[Number(scrub.value)];
     if (!f) return;
-    img.src = `${base}/thumbnail?size=480&seq=${f.seq}`;
+    img.src = withToken(`${base}/thumbnail?size=480&seq=${f.seq}`);
     view.querySelector("#frame-line").textContent = `seq ${f.seq} · steering ${num(f.steering, 2)} · throttle ${num(f.throttle, 2)} · ${f.mode} · ${num(f.speed, 2, " m/s")}`;
   };
   scrub.addEventListener("input", show);
@@ -259,7 +259,8 @@ export async function model(view, name, version) {
     <div class="card"><h3>Deploy</h3><dl class="kv"><dt>format</dt><dd>${m.format}</dd><dt>size</dt><dd>${num(m.size / 1024, 0, " KB")}</dd>
       <dt>sha256</dt><dd>${esc(m.sha256.slice(0, 16))}…</dd><dt>architecture</dt><dd>${esc(m.card.architecture || "–")}</dd></dl>
       <div class="row" data-need="operate">${targetPicker(cars, targets)}<button id="deploy">deploy</button></div>
-      <p><a href="${esc(m.download_url)}">download</a></p></div></div></section>`));
+      <p><a href="${esc(m.download_url)}">download</a></p></div></div>
+    ${lapsCard(name, version, m.evaluations)}</section>`));
   view.querySelector("#lineage").append(lineageSvg(m));
   const keys = [...new Set(m.evaluations.flatMap((e) => Object.keys(e.metrics || {})))].slice(0, 4);
   const evalCanvas = view.querySelector("#chart-eval");
@@ -268,6 +269,16 @@ export async function model(view, name, version) {
   evalChart.set(keys.map((k) => m.evaluations.map((e, i) => [i + 1, e.metrics?.[k]]).filter((p) => typeof p[1] === "number")));
   evalChart.draw();
   view.querySelector("#deploy")?.addEventListener("click", () => act(() => deploy(name, version, pickedTarget(view)), `deployed ${name}:${version}`));
+}
+
+// An evaluation's lap video and its track map (the driven line coloured by speed), newest first.
+function lapsCard(name, version, evaluations) {
+  const shown = evaluations.filter((e) => e.files?.video || e.files?.map).reverse();
+  if (!shown.length) return "";
+  const file = (e, label) => withToken(`/models/${enc(name)}/${enc(version)}/evaluations/${enc(e.job)}/files/${enc(label)}`);
+  return `<div class="card" style="margin-top:1rem"><h3>Laps</h3>${shown.map((e) => `<h2>${esc(e.job)} <span class="pill">${ago(e.created)}</span></h2>
+    <div class="laps">${e.files.video ? `<video class="lap" controls muted playsinline preload="metadata" src="${esc(file(e, "video"))}" data-job="${esc(e.job)}"></video>` : ""}
+    ${e.files.map ? `<a href="${esc(file(e, "map"))}" target="_blank"><img class="lap-map" alt="track map of ${esc(e.job)}" src="${esc(file(e, "map"))}"></a>` : ""}</div>`).join("")}</div>`;
 }
 
 // --- deployments -------------------------------------------------------------------------------------------
