@@ -57,7 +57,7 @@ FAILURES = (
     "trainer.launch:LaunchError",
     "trainer.export:ExportError",
     "deploy.demo:DemoError",
-    "firmware.hardware.pwm:ActuatorError",
+    "firmware.hardware.pulse:ActuatorError",
 )
 # OS errors about a file are the user's when the file is one named on the command line.
 _FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)

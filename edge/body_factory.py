@@ -61,7 +61,7 @@ def pwm_actuators(config: CarConfig) -> Actuators:
 def pca9685_actuators(config: CarConfig) -> Actuators:
     """Actuators plugin ``pca9685``: DonkeyCar's I²C PWM board; channels and board from the calibration."""
     from firmware.hardware.pca9685 import Pca9685Actuators
-    from firmware.hardware.pwm import ActuatorError
+    from firmware.hardware.pulse import ActuatorError
 
     try:
         return Pca9685Actuators(load_calibration(config.actuators.calibration))

@@ -266,7 +266,8 @@ class ModelsSection(_Section):
     smoke_latency_ms: float | None = Field(
         default=None,
         gt=0,
-        description="A new model's median latency must stay below this; default 80% of a tick.",
+        description="A new model's median latency (ms) must stay below this; default 80% of a tick. "
+        "Raise it where inference is slow on purpose: under emulation (qemu) or on a bench board.",
     )
     download_timeout_s: float = Field(
         default=60.0, gt=0, le=3600, description="Timeout for models sent by url."

@@ -45,7 +45,7 @@ from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
-from schemas.model_card import ModelManifest, decode_outputs, preprocess, sha256_hex
+from schemas.model_card import FrameStack, ModelManifest, decode_outputs, preprocess, sha256_hex
 from schemas.payloads import model_header_manifest
 from schemas.signing import KeyRing, load_public_keys
 
@@ -242,7 +242,7 @@ def load_and_test(
     pilot = ModelPilot(manifest, model)
     try:
         image = smoke_image(manifest, frame)
-        sample = preprocess(image, manifest.card.input)
+        sample = FrameStack(manifest.card.input).push(preprocess(image, manifest.card.input))
         latencies = []
         for _ in range(warmup_runs + 1):
             t = time.perf_counter()

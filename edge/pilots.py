@@ -22,7 +22,7 @@ import numpy as np
 from edge import plugins
 from edge.runtimes import LoadedModel
 from firmware.camera import Frame
-from schemas.model_card import ModelManifest, decode_outputs, output_confidence, preprocess
+from schemas.model_card import FrameStack, ModelManifest, decode_outputs, output_confidence, preprocess
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class ModelPilot(Pilot):
         self.model = model
         self.name = "model"
         self.has_throttle = manifest.card.output("throttle") is not None
+        self._frames = FrameStack(manifest.card.input)  # a model of several frames gets the last ones
 
     @property
     def ref(self) -> str:
@@ -74,7 +75,7 @@ class ModelPilot(Pilot):
         return self.manifest.sha256
 
     def infer(self, image: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        sample = preprocess(image, self.manifest.card.input)
+        sample = self._frames.push(preprocess(image, self.manifest.card.input))
         raw = self.model.run(sample)
         return decode_outputs(self.manifest.card, raw), raw
 

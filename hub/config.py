@@ -123,7 +123,9 @@ class ApiConfig(_Section):
         description="The URL cars and trainers use to reach this API (model downloads, api_url in "
         "the hub status). Default: http://{host}:{port} as bound.",
     )
-    max_upload_mb: float = Field(default=512, gt=0, description="Largest model artifact accepted.")
+    max_upload_mb: float = Field(
+        default=512, gt=0, description="Largest model artifact or uploaded session tar accepted."
+    )
     access_log: bool = Field(default=False, description="Log every HTTP request.")
 
     @field_validator("public_url")
@@ -377,6 +379,11 @@ class MlopsConfig(_Section):
         le=1,
         description="How much slower than the current best lap still passes.",
     )
+    gate_smoke_test: bool = Field(
+        default=False,
+        description="The gate also needs a passing car-side smoke test of the candidate, recorded "
+        "by `paddock hub smoke-test` (the car's own check, run where its runtime is).",
+    )
     retrain_on_drift: bool = Field(
         default=False, description="Queue a train job on the model's dataset when its inputs drift."
     )
@@ -387,6 +394,64 @@ class MlopsConfig(_Section):
     retrain_evaluate_laps: int = Field(default=2, ge=0, le=100, description="Laps of that evaluation.")
     retrain_cooldown_s: float = Field(
         default=3600, ge=0, description="At most one triggered train job per model in this time."
+    )
+    retrain_on_degradation: bool = Field(
+        default=False, description="Queue a train job when a car's model is degraded (the rates above)."
+    )
+    retrain_on_feedback_frames: int = Field(
+        default=0,
+        ge=0,
+        description="Queue a train job once a model has this many new feedback frames (0: off).",
+    )
+    retrain_every_s: float = Field(
+        default=0, ge=0, description="Retrain every deployed model this often (0: no schedule)."
+    )
+    feedback: bool = Field(
+        default=True, description="Gather the frames where a model failed into the `feedback` dataset."
+    )
+    feedback_frames: int = Field(
+        default=30, ge=1, le=100_000, description="Manual frames kept after each human takeover."
+    )
+    feedback_min_disagreement: float = Field(
+        default=0.2, gt=0, le=2, description="Steering gap to a recorded teacher's label that makes feedback."
+    )
+    feedback_scan_s: float = Field(
+        default=30, ge=0.1, le=86400, description="How often newly sealed sessions are read for feedback."
+    )
+    canary_cars: int = Field(
+        default=1, ge=1, le=1000, description="Cars of the group that try a new model first."
+    )
+    canary_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Instead of `canary_cars`: this fraction of the group's cars (rounded up).",
+    )
+    canary_window_s: float = Field(
+        default=300, ge=1, le=7 * 86400, description="How long the canary drives before the hub decides."
+    )
+    canary_min_laps: int = Field(
+        default=1, ge=0, le=1000, description="Flying laps the canary must complete in the window."
+    )
+    canary_rate_margin_per_min: float = Field(
+        default=0.5,
+        ge=0,
+        description="How many more off-track moments (and, apart, interventions) per minute than the "
+        "group's cars on the current model the canary may have.",
+    )
+    canary_lap_time_tolerance: float = Field(
+        default=0.10, ge=0, le=10, description="How much slower than the group's median lap a canary may be."
+    )
+    canary_evaluation_tolerance: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="How much slower than its own evaluation's best lap the canary's median lap may be.",
+    )
+    canary_max_incidents: int = Field(
+        default=10,
+        ge=1,
+        description="Off-track moments and interventions on the canary that roll it back at once.",
     )
 
 

@@ -33,6 +33,8 @@ from hub.config import HubConfig
 from hub.fleet.deployments import Deployer, load_signing_key
 from hub.fleet.jobs import request_job
 from hub.ingest.receiver import Ingest
+from hub.mlops.canary import CanaryCollector, CanaryController
+from hub.mlops.feedback import FeedbackCollector
 from hub.mlops.monitor import FleetMonitor
 from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
@@ -95,6 +97,9 @@ class HubService:
         self.deployer: Deployer
         self.monitor: FleetMonitor
         self.retrain: RetrainPolicy
+        self.canaries: CanaryController
+        self.feedback: FeedbackCollector
+        self._mlops_thread: threading.Thread | None = None
 
     # --- addresses ----------------------------------------------------------------------------
     @property
@@ -178,6 +183,7 @@ class HubService:
         self._build_spool_and_sealer()
         self._build_ingest()
         self._build_deployer()
+        self._build_canaries()
         # Order matters: the sealer replays the spool before a new frame arrives, so duplicates are
         # recognised; the spool starts a fresh segment after the old ones.
         self.spool.open()
@@ -186,7 +192,10 @@ class HubService:
         self.ingest.start()
         self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
         self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
+        self.registry.register(CanaryCollector(self.canaries.all))
         self._start_ingest_points()
+        self._mlops_thread = threading.Thread(target=self._mlops_loop, name="hub-mlops", daemon=True)
+        self._mlops_thread.start()
 
     def _prepare_token(self) -> None:
         cfg = self.config
@@ -224,7 +233,11 @@ class HubService:
         )
         self.monitor = FleetMonitor(self.config.mlops, self._card_stats, self._raise_event)
         self.ingest.telemetry_observers.append(self.monitor.on_telemetry)
-        self.retrain = RetrainPolicy(self.config.mlops, self.catalog, self._request_train)
+        self.ingest.event_observers.append(self.monitor.on_car_event)
+        self.feedback = FeedbackCollector(self.config.mlops, self.catalog, self.store)
+        self.retrain = RetrainPolicy(
+            self.config.mlops, self.catalog, self._request_train, self.feedback.training_set
+        )
 
     def _card_stats(self, ref: str) -> InputStats | None:
         """The training input statistics in the card of model ``name:version``, if registered."""
@@ -273,6 +286,43 @@ class HubService:
                     log.info("re-signed %d model deployments before they expire", sent)
             except Exception:
                 log.exception("refreshing model deployments failed")
+
+    def _build_canaries(self) -> None:
+        self.canaries = CanaryController(
+            self.config.mlops, self.catalog, self.store, self.deployer, self.monitor, self._raise_event
+        )
+        self.ingest.event_observers.append(self.canaries.on_car_event)
+
+    def _mlops_loop(self) -> None:
+        """The MLOps policies that run on time: canaries each second, feedback, degradation, schedule."""
+        next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
+        while not self._stop_event.wait(1.0):
+            try:
+                self.canaries.tick()
+                self.retrain.on_health(self.monitor.rows())
+                self.retrain.on_schedule(self._deployed_models())
+                if self.config.mlops.feedback and time.monotonic() >= next_scan:
+                    self.collect_feedback()
+                    next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
+            except Exception:  # each policy is tried again on the next round
+                log.exception("an MLOps policy failed")
+
+    def collect_feedback(self) -> dict[str, Any]:
+        """Read new sealed sessions for feedback frames; the feedback trigger sees what was found."""
+        batch = self.feedback.scan()
+        jobs = self.retrain.on_feedback(batch.frames)
+        return {
+            "frames": batch.frames,
+            "sessions": [s.to_dict() for s in batch.sessions],
+            "jobs": [j.get("id") or j.get("job") for j in jobs],
+        }
+
+    def _deployed_models(self) -> set[str]:
+        out = set()
+        for status in self.deployer.all_status():
+            if status["current"]:
+                out.add(f"{status['current']['name']}:{status['current']['version']}")
+        return out
 
     def _start_ingest_points(self) -> None:
         influx = self.config.sinks.influxdb
@@ -353,6 +403,9 @@ class HubService:
             ingest_stats=self.ingest_stats,
             scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
+            canaries=self.canaries,
+            feedback=self.feedback.dataset,
+            collect_feedback=self.collect_feedback,
         )
 
     async def stop(self) -> None:
@@ -379,6 +432,8 @@ class HubService:
         self.sinks.stop()
         if self._ingest_writer is not None:
             self._ingest_writer.join(5)
+        if self._mlops_thread is not None:
+            self._mlops_thread.join(10)
         self.catalog.close()
 
     async def __aenter__(self) -> "HubService":

@@ -250,6 +250,19 @@ class DriftEvent(_Event):
     drifted: bool
 
 
+class CanaryEvent(_Event):
+    """Raised by the hub for a car trying a new model before its group: ``started``, then
+    ``promoted`` (the group gets the model) or ``rolled_back`` (the car goes back), with the figures."""
+
+    type: Literal["canary"] = "canary"
+    canary: str = Field(description="the canary's id")
+    model: str
+    group: str
+    baseline: str | None = Field(default=None, description="the group's model before the canary")
+    state: Literal["started", "promoted", "rolled_back"]
+    reasons: list[str] = Field(default_factory=list)
+
+
 Event = Annotated[
     LapEvent
     | OffTrackEvent
@@ -259,7 +272,8 @@ Event = Annotated[
     | RecordingEvent
     | EstopEvent
     | ErrorEvent
-    | DriftEvent,
+    | DriftEvent
+    | CanaryEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -413,7 +427,7 @@ class RlParams(WireModel):
     track: str
     minutes: float = Field(default=10.0, gt=0, le=7 * 24 * 60)
     workers: int | None = Field(default=None, ge=1, le=256)
-    race_type: Literal["time_trial", "object_avoidance"] = "time_trial"
+    race_type: Literal["time_trial", "object_avoidance", "head_to_head"] = "time_trial"
     model_name: Name = "deepracer"
     model_version: Name | None = None
     clone: ModelRef | None = None

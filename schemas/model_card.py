@@ -61,17 +61,30 @@ class InputSpec(WireModel):
     crop: Crop = Field(default_factory=Crop)
     normalisation: Normalisation = Field(default_factory=Normalisation)
     layout: Literal["nchw", "nhwc"] = "nchw"
+    frames: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="consecutive camera frames the model takes, stacked on the channel axis, "
+        "oldest first (DeepRacer's stack_size); absent: one",
+    )
 
     @property
     def channels(self) -> int:
+        """Channels of one frame."""
         return 1 if self.colour == "gray" else 3
 
     @property
+    def frame_count(self) -> int:
+        return self.frames or 1
+
+    @property
     def shape(self) -> tuple[int, int, int]:
-        """Shape of one preprocessed sample (without the batch axis)."""
+        """Shape of one preprocessed sample (without the batch axis), all its frames stacked."""
+        channels = self.channels * self.frame_count
         if self.layout == "nchw":
-            return (self.channels, self.height, self.width)
-        return (self.height, self.width, self.channels)
+            return (channels, self.height, self.width)
+        return (self.height, self.width, channels)
 
 
 class OutputSpec(WireModel):
@@ -274,6 +287,26 @@ def preprocess(image: NDArray[np.uint8], spec: InputSpec) -> NDArray[np.float32]
     if spec.layout == "nchw":
         x = np.ascontiguousarray(x.transpose(2, 0, 1))
     return x.astype(np.float32, copy=False)
+
+
+class FrameStack:
+    """The model's input from consecutive frames: each frame from :func:`preprocess` pushed in, the
+    last ``spec.frame_count`` of them stacked on the channel axis, oldest first. Until there are
+    enough, the first frame stands in for the missing ones (as a DeepRacer episode starts)."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+        self._frames: list[NDArray[np.float32]] = []
+
+    def push(self, sample: NDArray[np.float32]) -> NDArray[np.float32]:
+        n = self.spec.frame_count
+        if n == 1:
+            return sample
+        if not self._frames:
+            self._frames = [sample] * n
+        self._frames = [*self._frames[1:], sample]
+        axis = 0 if self.spec.layout == "nchw" else 2
+        return np.ascontiguousarray(np.concatenate(self._frames, axis=axis))
 
 
 def decode_outputs(card: ModelCard, values: dict[str, NDArray[np.float32]]) -> dict[str, float]:

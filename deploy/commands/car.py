@@ -205,7 +205,8 @@ def calibrate(
 def _calibration_actuators(cal: Calibration, pin_factory: str | None) -> Any:
     """The PCA9685 board when the calibration names one (its [pca9685] table), else GPIO PWM."""
     from firmware.hardware.pca9685 import Pca9685Actuators
-    from firmware.hardware.pwm import ActuatorError, PwmActuators
+    from firmware.hardware.pulse import ActuatorError
+    from firmware.hardware.pwm import PwmActuators
 
     try:
         return Pca9685Actuators(cal) if cal.pca9685 else PwmActuators(cal, pin_factory=pin_factory)

@@ -26,6 +26,14 @@ TrackOption = Annotated[
     str, typer.Option("--track", "-t", help="A built-in track or a DeepRacer .npy file (closed tracks only).")
 ]
 SetOption = Annotated[list[str] | None, set_option("lr=0.001 (a hyperparameter)")]
+RACE_TYPE_HELP = "time_trial, object_avoidance (boxes) or head_to_head (bot cars)."
+BotCarsOption = Annotated[int, typer.Option(min=1, max=6, help="Bot cars (head_to_head).")]
+BotSpeedOption = Annotated[
+    float, typer.Option(min=0.05, max=4.0, help="Bot cars' speed, m/s along the centre line (head_to_head).")
+]
+LaneChangeOption = Annotated[
+    bool, typer.Option(help="Bot cars change lanes every 3-5 s, as DeepRacer's (head_to_head).")
+]
 
 
 def _overrides(values: list[str] | None) -> dict[str, Any]:
@@ -38,6 +46,13 @@ def _overrides(values: list[str] | None) -> dict[str, Any]:
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     return typer.Exit(2)
+
+
+def _check_race_type(race_type: str) -> None:
+    from trainer.rl.env import RACE_TYPES
+
+    if race_type not in RACE_TYPES:
+        raise _fail(f"--race-type must be one of {', '.join(RACE_TYPES)}, got {race_type!r}")
 
 
 def _check_track(track: str) -> None:
@@ -103,8 +118,11 @@ def train_cmd(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Environment processes.")] = max(
         1, os.cpu_count() or 1
     ),
-    race_type: Annotated[str, typer.Option(help="time_trial or object_avoidance.")] = "time_trial",
+    race_type: Annotated[str, typer.Option(help=RACE_TYPE_HELP)] = "time_trial",
     obstacles: Annotated[int, typer.Option(min=1, max=12, help="Boxes per episode (object_avoidance).")] = 3,
+    bot_cars: BotCarsOption = 3,
+    bot_speed: BotSpeedOption = 0.2,
+    lane_change: LaneChangeOption = False,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     overrides: SetOption = None,
     live: Annotated[
@@ -120,6 +138,7 @@ def train_cmd(
     from trainer.rl.train import RewardFunctionFailed, TrainConfig, train
 
     _check_track(track)
+    _check_race_type(race_type)
     try:
         config = TrainConfig(
             model_dir=directory,
@@ -132,6 +151,9 @@ def train_cmd(
             overrides=_overrides(overrides),
             race_type=race_type,
             obstacles=obstacles,
+            bot_cars=bot_cars,
+            bot_speed=bot_speed,
+            lane_change=lane_change,
             live=live,
         )
         result = train(config, console)
@@ -176,7 +198,11 @@ def evaluate_cmd(
     max_time: Annotated[
         float, typer.Option(min=1, help="A trial ends after this many simulated seconds without a lap.")
     ] = 180.0,
-    race_type: Annotated[str, typer.Option(help="time_trial or object_avoidance.")] = "time_trial",
+    race_type: Annotated[str, typer.Option(help=RACE_TYPE_HELP)] = "time_trial",
+    obstacles: Annotated[int, typer.Option(min=1, max=12, help="Boxes per trial (object_avoidance).")] = 3,
+    bot_cars: BotCarsOption = 3,
+    bot_speed: BotSpeedOption = 0.2,
+    lane_change: LaneChangeOption = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate as DeepRacer: trials, lap times with the off-track penalty, completion, consistency."""
@@ -184,6 +210,7 @@ def evaluate_cmd(
     from trainer.rl.files import ModelFileError
 
     _check_track(track)
+    _check_race_type(race_type)
     try:
         report = evaluate(
             EvalConfig(
@@ -195,6 +222,10 @@ def evaluate_cmd(
                 out=out,
                 video=video,
                 race_type=race_type,
+                obstacles=obstacles,
+                bot_cars=bot_cars,
+                bot_speed=bot_speed,
+                lane_change=lane_change,
             )
         )
     except (ModelFileError, ValueError) as exc:

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from firmware.calibration import Calibration
-from firmware.hardware.pca9685 import Pca9685Actuators
-from firmware.hardware.pwm import PwmActuators
+from firmware.hardware.pulse import PulseActuators
 
 
 class CalibrationAborted(Exception):
@@ -43,7 +42,7 @@ STEPS = (
 class CalibrationWizard:
     def __init__(
         self,
-        actuators: PwmActuators | Pca9685Actuators,
+        actuators: PulseActuators,
         ask: Callable[[str], str],
         say: Callable[[str], None],
         small_step_us: float = 10.0,

@@ -10,14 +10,12 @@ The board's settings (bus, address, oscillator) come from the calibration's ``[p
 calibration's ``pin`` of each channel is then its PCA9685 channel number (0-15).
 """
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from firmware.actuators import Actuators, Applied
 from firmware.calibration import Calibration, Pca9685Settings
-from firmware.hardware.pwm import ActuatorError
+from firmware.hardware.pulse import ActuatorError, PulseActuators
 from schemas.release import install_hint
 
 MODE1 = 0x00
@@ -120,8 +118,9 @@ def open_smbus(bus: int) -> I2cBus:
         raise ActuatorError(f"cannot open /dev/i2c-{bus}: {exc} (enable I²C with raspi-config)") from exc
 
 
-class Pca9685Actuators(Actuators):
-    """Steering and throttle on two PCA9685 channels, pulses from the calibration.
+class Pca9685Actuators(PulseActuators):
+    """Steering and throttle on two PCA9685 channels; clipping and pulse widths are
+    :class:`~firmware.hardware.pulse.PulseActuators`'.
 
     ``calibration.steering.pin`` and ``calibration.throttle.pin`` are channel numbers; the board
     is ``calibration.pca9685`` (default: bus 1, address 0x40). ``open_bus`` turns a bus number into
@@ -131,67 +130,49 @@ class Pca9685Actuators(Actuators):
     kind = "pca9685"
 
     def __init__(self, calibration: Calibration, open_bus: Callable[[int], Any] = open_smbus) -> None:
-        self.calibration = calibration
+        super().__init__(calibration)
         self.board: Pca9685Settings = calibration.pca9685 or Pca9685Settings()
         self._open_bus = open_bus
         self._chip: Pca9685 | None = None
-        self._lock = threading.Lock()
-        self.last_pulses_us: tuple[float, float] | None = None
         self.steering_channel = _channel(calibration.steering.pin, "steering")
         self.throttle_channel = _channel(calibration.throttle.pin, "throttle")
+        self._numbers = {"steering": self.steering_channel, "throttle": self.throttle_channel}
 
     def connect(self) -> None:
-        cal = self.calibration
         with self._lock:
             if self._chip is not None:
                 return
             chip = Pca9685(self._open_bus(self.board.bus), self.board.address, self.board.oscillator_hz)
             try:
-                chip.start(cal.frequency_hz)
-                neutral = (cal.steering.pulse_us(0.0), cal.throttle.pulse_us(0.0))
-                chip.set_pulse_us(self.steering_channel, neutral[0])
-                chip.set_pulse_us(self.throttle_channel, neutral[1])  # arms most ESCs
+                chip.start(self.calibration.frequency_hz)
+                self._chip = chip
+                self._write_neutral()  # arms most ESCs
             except ActuatorError:
+                self._chip = None
                 _close(chip.bus)
                 raise
-            self._chip = chip
-            self.last_pulses_us = neutral
-
-    def apply(self, steering: float, throttle: float) -> Applied:
-        cal = self.calibration
-        s = cal.steering.limited(steering)
-        t = cal.throttle.limited(throttle)
-        s_us, t_us = cal.steering.pulse_us(s), cal.throttle.pulse_us(t)
-        with self._lock:
-            if self._chip is None:
-                raise ActuatorError("actuators are not connected")
-            self._chip.set_pulse_us(self.steering_channel, s_us)
-            self._chip.set_pulse_us(self.throttle_channel, t_us)
-            self.last_pulses_us = (s_us, t_us)
-        return Applied(s, t)
+            self.last_pulses_us = self.neutral_us()
 
     def disconnect(self) -> None:
         with self._lock:
-            chip, self._chip = self._chip, None
+            chip = self._chip
             if chip is None:
                 return
-            cal = self.calibration
             try:  # neutral first, so the car never keeps its last command, then the outputs off
-                chip.set_pulse_us(self.steering_channel, cal.steering.pulse_us(0.0))
-                chip.set_pulse_us(self.throttle_channel, cal.throttle.pulse_us(0.0))
+                self._write_neutral()
                 chip.set_off(self.steering_channel)
                 chip.set_off(self.throttle_channel)
             except ActuatorError:
                 pass
+            self._chip = None
             _close(chip.bus)
 
-    def set_pulse_us(self, channel: str, pulse_us: float) -> None:
-        """Drive a raw pulse on ``steering`` or ``throttle`` (used only while calibrating)."""
-        with self._lock:
-            if self._chip is None:
-                raise ActuatorError("actuators are not connected")
-            number = {"steering": self.steering_channel, "throttle": self.throttle_channel}[channel]
-            self._chip.set_pulse_us(number, pulse_us)
+    def _connected(self) -> bool:
+        return self._chip is not None
+
+    def _write(self, channel: str, pulse_us: float) -> None:
+        assert self._chip is not None  # callers check _connected under the lock
+        self._chip.set_pulse_us(self._numbers[channel], pulse_us)
 
 
 def _channel(pin: int | str, name: str) -> int:

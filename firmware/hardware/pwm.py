@@ -5,18 +5,15 @@ hardware-timed pulses, which servos prefer (``pin_factory = "pigpio"`` in the ca
 pass ``MockFactory(pin_class=MockPWMPin)`` and read the duty cycles back from the mock pins.
 """
 
-import threading
 from typing import Any
 
-from firmware.actuators import Actuators, Applied
 from firmware.calibration import Calibration
+from firmware.hardware.pulse import ActuatorError, PulseActuators
 from schemas.release import install_hint
 
+__all__ = ["PIN_FACTORIES", "ActuatorError", "PwmActuators", "make_pin_factory"]
+
 PIN_FACTORIES = ("lgpio", "rpigpio", "pigpio", "native", "mock")
-
-
-class ActuatorError(RuntimeError):
-    """The outputs cannot be driven (no GPIO, pin busy, library missing)."""
 
 
 def make_pin_factory(name: str) -> Any:
@@ -43,23 +40,17 @@ def make_pin_factory(name: str) -> Any:
         raise ActuatorError(f"gpiozero pin factory {name!r} is unavailable ({exc}); install {hint}") from exc
 
 
-class PwmActuators(Actuators):
-    """A steering servo and an ESC on two PWM pins.
-
-    ``apply`` clips each command to the calibration's limits, sets the pulse and returns the clipped
-    command (what the car reports and records). ``connect`` starts both at neutral, which also arms
-    most ESCs.
-    """
+class PwmActuators(PulseActuators):
+    """A steering servo and an ESC on two GPIO PWM pins (``calibration.steering.pin`` and
+    ``calibration.throttle.pin``). ``connect`` starts both at neutral, which also arms most ESCs;
+    clipping and pulse widths are :class:`~firmware.hardware.pulse.PulseActuators`'."""
 
     kind = "pwm"
 
     def __init__(self, calibration: Calibration, pin_factory: Any = None) -> None:
-        self.calibration = calibration
+        super().__init__(calibration)
         self._pin_factory = pin_factory
-        self._steering: Any = None
-        self._throttle: Any = None
-        self._lock = threading.Lock()
-        self.last_pulses_us: tuple[float, float] | None = None
+        self._devices: dict[str, Any] = {}
 
     def connect(self) -> None:
         try:
@@ -69,68 +60,45 @@ class PwmActuators(Actuators):
         cal = self.calibration
         factory = make_pin_factory(self._pin_factory) if isinstance(self._pin_factory, str) else None
         factory = factory or self._pin_factory
+        neutral = self.neutral_us()
         with self._lock:
-            if self._steering is not None:
+            if self._devices:
                 return
             try:
-                self._steering = PWMOutputDevice(
-                    cal.steering.pin,
-                    frequency=cal.frequency_hz,
-                    initial_value=cal.duty(cal.steering.pulse_us(0.0)),
-                    pin_factory=factory,
-                )
-                self._throttle = PWMOutputDevice(
-                    cal.throttle.pin,
-                    frequency=cal.frequency_hz,
-                    initial_value=cal.duty(cal.throttle.pulse_us(0.0)),
-                    pin_factory=factory,
-                )
+                for channel, pin, pulse_us in (
+                    ("steering", cal.steering.pin, neutral[0]),
+                    ("throttle", cal.throttle.pin, neutral[1]),
+                ):
+                    self._devices[channel] = PWMOutputDevice(
+                        pin, frequency=cal.frequency_hz, initial_value=cal.duty(pulse_us), pin_factory=factory
+                    )
             except Exception as exc:
                 self._close_devices()
                 raise ActuatorError(
                     f"cannot drive PWM on pins {cal.steering.pin} (steering) and {cal.throttle.pin} "
                     f"(throttle): {exc}"
                 ) from exc
-            self.last_pulses_us = (cal.steering.pulse_us(0.0), cal.throttle.pulse_us(0.0))
-
-    def apply(self, steering: float, throttle: float) -> Applied:
-        cal = self.calibration
-        s = cal.steering.limited(steering)
-        t = cal.throttle.limited(throttle)
-        s_us, t_us = cal.steering.pulse_us(s), cal.throttle.pulse_us(t)
-        with self._lock:
-            if self._steering is None:
-                raise ActuatorError("actuators are not connected")
-            self._steering.value = cal.duty(s_us)
-            self._throttle.value = cal.duty(t_us)
-            self.last_pulses_us = (s_us, t_us)
-        return Applied(s, t)
+            self.last_pulses_us = neutral
 
     def disconnect(self) -> None:
         with self._lock:
-            if self._steering is not None:
-                cal = self.calibration
-                # Neutral first, so the car does not keep its last command while the pins close.
-                try:
-                    self._steering.value = cal.duty(cal.steering.pulse_us(0.0))
-                    self._throttle.value = cal.duty(cal.throttle.pulse_us(0.0))
+            if self._devices:
+                try:  # neutral first, so the car does not keep its last command while the pins close
+                    self._write_neutral()
                 except Exception:
                     pass
             self._close_devices()
 
-    def _close_devices(self) -> None:
-        for dev in (self._steering, self._throttle):
-            if dev is not None:
-                try:
-                    dev.close()
-                except Exception:
-                    pass
-        self._steering = self._throttle = None
+    def _connected(self) -> bool:
+        return bool(self._devices)
 
-    def set_pulse_us(self, channel: str, pulse_us: float) -> None:
-        """Drive a raw pulse on one channel (used only while calibrating)."""
-        with self._lock:
-            dev = {"steering": self._steering, "throttle": self._throttle}[channel]
-            if dev is None:
-                raise ActuatorError("actuators are not connected")
-            dev.value = self.calibration.duty(pulse_us)
+    def _write(self, channel: str, pulse_us: float) -> None:
+        self._devices[channel].value = self.calibration.duty(pulse_us)
+
+    def _close_devices(self) -> None:
+        for dev in self._devices.values():
+            try:
+                dev.close()
+            except Exception:
+                pass
+        self._devices = {}

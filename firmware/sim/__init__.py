@@ -6,6 +6,7 @@ The gymnasium environment lives in :mod:`firmware.sim.gym_env` (importing it reg
 See docs/simulator.md.
 """
 
+from firmware.sim.bots import BotCars, BotConfig
 from firmware.sim.expert import ExpertConfig, ExpertDriver
 from firmware.sim.lidar import LidarConfig
 from firmware.sim.obstacles import Obstacle, place_obstacles
@@ -33,6 +34,8 @@ from firmware.sim.world import SimEvent, World, WorldConfig, WorldStatus
 
 __all__ = [
     "PARAM_KEYS",
+    "BotCars",
+    "BotConfig",
     "CarState",
     "ExpertConfig",
     "ExpertDriver",

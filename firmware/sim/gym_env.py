@@ -17,6 +17,20 @@
   ``max_steps``. ``info`` carries ``episode_status``, ``progress``, ``lap_time`` and ``params``.
 
 The step rate is DeepRacer's 15 Hz by default (``WorldConfig.dt``).
+
+Matched to deepracer-simapp (``markov/agent_ctrl/rollout_agent_ctrl.py`` and ``constants.py``):
+
+* ``x``, ``y`` are DeepRacer's point, ``RELATIVE_POSITION_OF_FRONT_OF_CAR`` (0.14 m) ahead of its
+  car model's origin, which its URDF puts 0.081663 m ahead of the rear axle
+  (:data:`DEEPRACER_VEHICLE`'s ``front_offset`` 0.221663 m); an episode starts with that origin on
+  the start line, so the point starts 0.14 m past it (``start_offset``) and ``progress`` starts
+  above 0, as DeepRacer's does;
+* ``sim_time`` is the simulator's clock, which DeepRacer never resets between episodes: here the
+  simulated seconds since the environment was made (or last reset with a seed, unless the reset's
+  options say ``keep_clock``), across its episodes;
+* ``steering_angle`` and ``speed`` are the action's own values (the discrete action's entry,
+  the continuous action as given), though the car is driven with them clipped to ±30° and
+  0.1–4 m/s (``MAX_ANGLE``, ``MIN_SPEED``, ``MAX_SPEED``).
 """
 
 from __future__ import annotations
@@ -31,13 +45,18 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from firmware.sim.physics import angle_deg_to_steering, speed_to_throttle
+from firmware.sim.physics import VehicleSpec, angle_deg_to_steering, speed_to_throttle
 from firmware.sim.reward import DEFAULT_REWARD, Params, RewardFunction, deepracer_params, load_reward_function
 from firmware.sim.track import Track
 from firmware.sim.world import World, WorldConfig
 
 ENV_ID = "paddock/DeepRacer-v0"
 DEEPRACER_DT = 1.0 / 15.0
+DEEPRACER_ORIGIN_AHEAD_OF_REAR_AXLE = 0.081663  # m: the rear wheel joints at x = -0.081663 (URDF)
+DEEPRACER_POINT_AHEAD_OF_ORIGIN = 0.14  # m: RELATIVE_POSITION_OF_FRONT_OF_CAR
+DEEPRACER_VEHICLE = VehicleSpec(
+    front_offset=DEEPRACER_ORIGIN_AHEAD_OF_REAR_AXLE + DEEPRACER_POINT_AHEAD_OF_ORIGIN
+)
 LIDAR_SENSORS = ("LIDAR", "SECTOR_LIDAR", "DISCRETIZED_SECTOR_LIDAR")
 
 DEFAULT_MODEL_METADATA: dict[str, Any] = {
@@ -116,6 +135,7 @@ class DeepRacerEnv(gym.Env[Any, Any]):
         max_steps: int = 10_000,
         random_start: bool = False,
         render_mode: str | None = None,
+        start_offset: float = DEEPRACER_POINT_AHEAD_OF_ORIGIN,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -126,6 +146,9 @@ class DeepRacerEnv(gym.Env[Any, Any]):
         self.render_mode = render_mode
         self.max_steps = max_steps
         self.random_start = random_start
+        self.start_offset = start_offset
+        self._clock_base = 0.0  # simulated seconds of the episodes before this one
+        self._action_values: tuple[float, float] | None = None
         self.model_metadata = load_model_metadata(model_metadata)
         if reward_function is None:
             self.reward_function = DEFAULT_REWARD
@@ -137,7 +160,7 @@ class DeepRacerEnv(gym.Env[Any, Any]):
             self.reward_function = RewardFunction(
                 reward_function, getattr(reward_function, "__name__", "reward_function")
             )
-        config = world_config or WorldConfig(dt=DEEPRACER_DT, substeps=4)
+        config = world_config or WorldConfig(dt=DEEPRACER_DT, substeps=4, car=DEEPRACER_VEHICLE)
         self.use_lidar = any(s in LIDAR_SENSORS for s in self.model_metadata["sensor"])
         self.world = World(track, config)
         car = config.car
@@ -180,9 +203,20 @@ class DeepRacerEnv(gym.Env[Any, Any]):
     def _to_command(self, action: Any) -> tuple[float, float]:
         car = self.world.config.car
         if self._discrete:
+            entry = self.model_metadata["action_space"][int(action)]
+            self._action_values = (float(entry["steering_angle"]), float(entry["speed"]))
             return self._discrete[int(action)]
         steering_deg, speed = (float(v) for v in np.asarray(action, dtype=np.float64).reshape(2))
+        self._action_values = (steering_deg, speed)
         return angle_deg_to_steering(steering_deg, car), speed_to_throttle(speed, car)
+
+    def params(self) -> Params:
+        """DeepRacer's ``params`` now: the world's, with DeepRacer's clock and action values."""
+        params = deepracer_params(self.world)
+        params["sim_time"] = self._clock_base + params["sim_time"]
+        if self._action_values is not None:
+            params["steering_angle"], params["speed"] = self._action_values
+        return params
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -192,16 +226,27 @@ class DeepRacerEnv(gym.Env[Any, Any]):
         start = options.get("start_progress")
         if start is None:
             start = float(self.np_random.uniform(0, 100)) if self.random_start else 0.0
+        lateral = float(options.get("start_lateral", 0.0))
+        # DeepRacer's clock runs on across episodes; a seeded reset is a fresh simulator (so that
+        # the same seed gives the same episode) unless ``keep_clock`` says otherwise.
+        restart = seed is not None and not options.get("keep_clock", False)
+        self._clock_base = 0.0 if restart else self._clock_base + self.world.time
+        self._action_values = None
         # The world's randomness (domain randomisation, noise) follows the environment's seed.
-        self.world.reset(int(self.np_random.integers(2**31)), start_progress=float(start))
+        self.world.reset(
+            int(self.np_random.integers(2**31)),
+            start_progress=float(start),
+            lateral=lateral,
+            line_offset=self.start_offset,
+        )
         obs = self._observe()
-        params = deepracer_params(self.world)
+        params = self.params()
         return obs, {"episode_status": "prepare", "progress": params["progress"], "params": params}
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         steering, throttle = self._to_command(action)
         status = self.world.step(steering, throttle)
-        params = deepracer_params(self.world)
+        params = self.params()
         reward = self.reward_function(params)
         if status.lap_completed:
             episode_status = "lap_complete"

@@ -51,12 +51,17 @@ class LidarConfig:
 class Lidar:
     def __init__(self, track: Track, config: LidarConfig, obstacles: Sequence[Obstacle] = ()) -> None:
         self.config = config
-        segs = [track.border_segments()]
+        self._borders = track.border_segments()
+        self._angles = config.angles()
+        self.set_obstacles(obstacles)
+
+    def set_obstacles(self, obstacles: Sequence[Obstacle]) -> None:
+        """The obstacles the beams hit from now on (bot cars move)."""
+        segs = [self._borders]
         for ob in obstacles:
             c = ob.corners()
             segs.append(np.array([[*c[i], *c[(i + 1) % 4]] for i in range(4)], dtype=np.float64))
         self._segs = np.vstack(segs)
-        self._angles = config.angles()
 
     def scan(
         self, x: float, y: float, yaw: float, rng: np.random.Generator | None = None

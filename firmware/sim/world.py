@@ -113,6 +113,7 @@ class World:
         self.car = Car(c.car, c.dt / c.substeps)
         self.renderer = Renderer(self.track, c.camera, c.obstacles)
         self._lidar: Lidar | None = None
+        self.bot_speeds: tuple[float, ...] | None = None  # set when the obstacles are bot cars
         self.rng = np.random.default_rng(seed)
         self._seed = seed
         # How far a wheel can be from the front reference point (the on-track fast path uses it).
@@ -132,10 +133,13 @@ class World:
         lateral: float = 0.0,
         yaw_offset: float = 0.0,
         speed: float = 0.0,
+        line_offset: float = 0.0,
     ) -> WorldStatus:
         """Start a new episode: the car on the track at ``start_progress`` % from waypoint 0 (that
         point is then the finish line), ``lateral`` metres left of the centre line, turned
-        ``yaw_offset`` radians from the track direction. A ``seed`` re-seeds everything random."""
+        ``yaw_offset`` radians from the track direction, its front reference point ``line_offset``
+        metres past the line (DeepRacer puts the car's origin on the line, so its reference point
+        starts 0.14 m past it). A ``seed`` re-seeds everything random."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
             self._seed = seed
@@ -143,8 +147,12 @@ class World:
             raise ValueError(f"start_progress must be in [0, 100], got {start_progress}")
         self.renderer.randomize(self.rng, self.config.randomization)
         self.renderer.reset_frames()
+        if not (math.isfinite(line_offset) and abs(line_offset) < self.track.length / 4):
+            raise ValueError(
+                f"line_offset must be finite and under a quarter of the track, got {line_offset}"
+            )
         s = start_progress / 100 * self.track.length
-        self._place(s, lateral, yaw_offset, speed)
+        self._place((s + line_offset) % self.track.length, lateral, yaw_offset, speed)
         self.time = 0.0
         self.steps = 0
         self.lap = 0
@@ -190,6 +198,22 @@ class World:
         self._status = self._measure(proj, (), progress=self._status.progress)
         return self._status
 
+    def respawn(self, s: float, lateral: float = 0.0) -> WorldStatus:
+        """Put the car, stopped, with its front reference point at centre-line distance ``s``,
+        ``lateral`` m left of it, keeping time and laps; progress follows the move (a car put
+        back 1 m has 1 m less progress), as DeepRacer's, whose progress is its position."""
+        length = self.track.length
+        old_s = self.track.project(*self.car.front_point()).s
+        self._place(s % length, lateral, 0.0, 0.0)
+        proj = self.track.project(*self.car.front_point())
+        self._travelled += (proj.s - old_s + length / 2) % length - length / 2
+        self._prev_s = proj.s
+        self._reverse_count = 0
+        self._crashed = False
+        progress = min(max(100.0 * self._travelled / length, 0.0), 100.0)
+        self._status = self._measure(proj, (), progress=progress)
+        return self._status
+
     def place_car(self, progress: float, lateral: float = 0.0, yaw_offset: float = 0.0) -> WorldStatus:
         """Move the car, stopped, to ``progress`` % of the track, ``lateral`` m left of the centre
         line, turned ``yaw_offset`` rad, keeping the look, time and laps (a camera shot of a scene)."""
@@ -202,6 +226,18 @@ class World:
         self._crashed = False
         self._status = self._measure(proj, (), progress=self._status.progress)
         return self._status
+
+    def set_obstacles(self, obstacles: tuple[Obstacle, ...], speeds: tuple[float, ...] | None = None) -> None:
+        """Move the obstacles (bot cars driving round): the camera, the lidar, collisions and the
+        reward params see them where they are now. ``speeds`` (m/s, one per obstacle) marks them as
+        DeepRacer's bot cars, whose ``objects_speed`` and ``objects_heading`` the params report."""
+        if speeds is not None and len(speeds) != len(obstacles):
+            raise ValueError("set_obstacles needs one speed per obstacle")
+        self.config = replace(self.config, obstacles=tuple(obstacles))
+        self.renderer.obstacles = self.config.obstacles
+        if self._lidar is not None:
+            self._lidar.set_obstacles(self.config.obstacles)
+        self.bot_speeds = speeds
 
     def _clear_of_obstacles(self, s: float) -> float:
         """Step back along the track until the car's body is clear of every obstacle."""
@@ -427,8 +463,9 @@ def deepracer_params(world: World) -> Params:
             object_in_camera=world.renderer.object_in_view(
                 s.x, s.y, s.yaw, obstacles[next_i].x, obstacles[next_i].y
             ),
-            objects_speed=[0.0] * len(obstacles),
-            objects_heading=[0.0] * len(obstacles),
+            # DeepRacer reports a speed and a heading (its yaw, radians) for bot cars only.
+            objects_speed=list(world.bot_speeds) if world.bot_speeds else [0.0] * len(obstacles),
+            objects_heading=[o.yaw for o in obstacles] if world.bot_speeds else [0.0] * len(obstacles),
             objects_distance_from_center=[p.distance for p in projections],
             objects_distance=pdists,
         )

@@ -19,7 +19,19 @@ from fastapi.responses import JSONResponse, Response
 from hub.api.deps import require_read
 from hub.api.models import Problem
 from hub.api.parts import ApiParts
-from hub.api.routes import cars, datasets, deployments, evaluations, jobs, live, models, sessions, web
+from hub.api.routes import (
+    canaries,
+    cars,
+    datasets,
+    deployments,
+    evaluations,
+    feedback,
+    jobs,
+    live,
+    models,
+    sessions,
+    web,
+)
 from hub.api.routes import hub as hub_routes
 from hub.fleet.deployments import NotFound
 from hub.storage.catalog import CatalogError, Conflict
@@ -30,7 +42,7 @@ from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, jobs)
+ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, canaries, feedback, jobs)
 
 
 def create_app(parts: ApiParts) -> FastAPI:

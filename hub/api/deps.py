@@ -108,6 +108,8 @@ def require_operator(hub: ApiParts, token: str | None) -> bool:
 
 def require_reader(hub: ApiParts, token: str | None) -> bool:
     return scope_of(hub, token) is not None
+
+
 AUTH = [Depends(require_token)]
 ADMIN = [Depends(require_admin)]
 ERRORS: dict[int | str, dict[str, Any]] = {

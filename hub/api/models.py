@@ -122,6 +122,30 @@ class DeploymentIn(BaseModel):
         return self
 
 
+class SmokeTestIn(BaseModel):
+    """The car's smoke test run on a model (``paddock hub smoke-test``), for the evaluation gate."""
+
+    model_config = ConfigDict(extra="forbid")
+    passed: bool
+    reason: str | None = Field(default=None, max_length=1000, description="why it failed")
+    latency_ms: float | None = Field(default=None, ge=0, le=1e6, description="median inference time")
+    runtime: str | None = Field(default=None, max_length=100, description="e.g. onnxruntime 1.20 on x86_64")
+    tested_by: str | None = Field(default=None, max_length=200)
+
+
+class CanaryIn(BaseModel):
+    """Try a model on one car (or ``[mlops] canary_cars``, or the ``cars`` named) of a group first."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: ModelRefIn
+    group: str = Field(pattern=GROUP_ID_PATTERN)
+    cars: list[Annotated[str, Field(pattern=CAR_ID_PATTERN)]] | None = Field(
+        default=None, max_length=1000, description="the canary cars (default: chosen by the hub)"
+    )
+    requested_by: str | None = Field(default=None, max_length=200)
+    force: bool = Field(default=False, description="start even if the evaluation gate refuses (recorded)")
+
+
 class DeploymentOut(BaseModel):
     target_kind: Literal["car", "group"]
     target: str

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from hub.config import ApiConfig, MlopsConfig
 from hub.fleet.deployments import Deployer
 from hub.ingest.receiver import Ingest
+from hub.mlops.canary import CanaryController
 from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle
 from hub.telemetry.metrics import IngestCounters, IngestStats
@@ -39,3 +40,6 @@ class ApiParts:
     ingest_stats: Callable[[], IngestStats]
     scoped_tokens: tuple[tuple[str, str], ...] = ()  # (token, "read" | "operate" | "admin")
     mlops: MlopsConfig | None = None  # the evaluation gate's rules
+    canaries: CanaryController | None = None
+    feedback: Callable[[], dict[str, Any]] | None = None  # the feedback dataset's manifest
+    collect_feedback: Callable[[], dict[str, Any]] | None = None  # read new sessions for feedback now

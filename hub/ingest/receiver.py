@@ -45,6 +45,7 @@ from schemas.messages import (
     CarStatus,
     CommandResponse,
     EStop,
+    Event,
     FrameRecord,
     HubStatus,
     JobProgress,
@@ -157,6 +158,7 @@ class Ingest:
         )
         # called on the ingest thread with each valid telemetry message (the fleet monitor); must not block
         self.telemetry_observers: list[Callable[[str, Telemetry], None]] = []
+        self.event_observers: list[Callable[[str, Event], None]] = []  # the MLOps policies
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
         self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
@@ -454,6 +456,11 @@ class Ingest:
             self.counters.car(car).events += 1
             session = getattr(event, "session", None)
             self.sinks.put(EventRecord(car, event, session))
+            for observe in self.event_observers:
+                try:
+                    observe(car, event)
+                except Exception:
+                    log.exception("event observer failed")
         elif kind is TopicKind.MODEL_STATE:
             state = ModelState.from_json(payload)
             self.catalog.set_model_state(car, state.to_dict())

@@ -5,7 +5,9 @@ Figures come from the catalog: the newest evaluation (an ``evaluate`` job's resu
 ``completion_pct``, else the model's lineage metrics (a ``train`` job with ``evaluate_laps`` puts its
 closed-loop figures there). The rules, in order: the candidate has figures; its completion is at
 least the current model's (or ``gate_min_completion_pct`` when the target has none); it leaves the
-track no more often; its best lap is at most ``1 + gate_lap_time_tolerance`` times the current one.
+track no more often; its best lap is at most ``1 + gate_lap_time_tolerance`` times the current one;
+with ``gate_smoke_test``, its newest car-side smoke test (``paddock hub smoke-test`` runs the car's own
+check and records it) passed.
 ``force`` deploys a refused candidate anyway; every decision, forced or not, is kept in the object
 store under ``models/{name}/{version}/gate/``.
 """
@@ -31,6 +33,15 @@ class Figures(BaseModel):
     source: str
 
 
+class SmokeTest(BaseModel):
+    """The newest car-side smoke test recorded for a model."""
+
+    passed: bool
+    reason: str | None = None
+    latency_ms: float | None = None
+    runtime: str | None = None
+
+
 class GateDecision(BaseModel):
     model: str
     target: str
@@ -39,7 +50,27 @@ class GateDecision(BaseModel):
     reasons: list[str]
     candidate: Figures | None
     current: Figures | None
+    smoke_test: SmokeTest | None = None
     ts: float
+
+
+def smoke_test_of(catalog: Catalog, name: str, version: str) -> SmokeTest | None:
+    for ev in reversed(catalog.evaluations(name, version)):
+        m, details = ev["metrics"], ev.get("artifacts") or {}
+        if "smoke_test_passed" in m:
+            return SmokeTest(
+                passed=bool(m["smoke_test_passed"]),
+                reason=details.get("smoke_reason"),
+                latency_ms=m.get("smoke_latency_ms"),
+                runtime=details.get("runtime"),
+            )
+    return None
+
+
+def judge_smoke_test(smoke: SmokeTest | None) -> list[str]:
+    if smoke is None:
+        return ["the candidate has no car-side smoke test (paddock hub smoke-test)"]
+    return [] if smoke.passed else [f"the car's smoke test failed: {smoke.reason or 'no reason given'}"]
 
 
 def figures_of(catalog: Catalog, name: str, version: str) -> Figures | None:
@@ -99,6 +130,9 @@ def check(
     cand = figures_of(catalog, *candidate)
     cur = figures_of(catalog, *current) if current is not None and current != candidate else None
     reasons = judge(cand, cur, cfg)
+    smoke = smoke_test_of(catalog, *candidate)
+    if cfg.gate_smoke_test:
+        reasons += judge_smoke_test(smoke)
     decision = GateDecision(
         model=f"{candidate[0]}:{candidate[1]}",
         target=target,
@@ -107,6 +141,7 @@ def check(
         reasons=reasons,
         candidate=cand,
         current=cur,
+        smoke_test=smoke,
         ts=time.time(),
     )
     key = f"models/{candidate[0]}/{candidate[1]}/gate/{decision.ts:.6f}-{target.replace('/', '-')}.json"

@@ -6,6 +6,10 @@ last lap time, inference time and confidence, and the drift score of the last in
 against the training statistics in the model's card. Drift is declared after
 ``drift_reports`` reports above the threshold in a row (one odd report is not a changed world) and
 cleared after as many below it; each change raises a ``drift`` event through ``on_event``.
+
+:meth:`FleetMonitor.window` gives a car's driving since it started on its current model (counters
+at the first and last report, and the flying laps: the first lap after a swap may have begun on
+the previous model, so it is left out); the canary compares these.
 """
 
 import logging
@@ -21,11 +25,28 @@ from hub.config import MlopsConfig
 from hub.mlops.drift import input_drift
 from hub.telemetry.metrics import ModelHealthRow
 from schemas.input_stats import InputStats
-from schemas.messages import DriftEvent, Telemetry
+from schemas.messages import DriftEvent, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)
 
 CardStats = Callable[[str], InputStats | None]  # model ref -> its card's training statistics
+MAX_LAPS = 100  # lap times kept per car and model
+
+
+@dataclass(frozen=True)
+class Window:
+    """A car's driving on one model: from its first report on the model to its last."""
+
+    car: str
+    model: str
+    since: float
+    minutes: float
+    interventions: int
+    off_track: int
+    laps: list[float]
+
+    def per_min(self, count: int) -> float | None:
+        return count / self.minutes if self.minutes > 0 else None
 
 
 @dataclass
@@ -40,6 +61,11 @@ class _CarState:
     drift_score: float | None = None
     drifted: bool = False
     streak: int = 0  # reports in a row on the other side of the threshold
+    since: float = 0.0  # when this model's first report arrived
+    first: tuple[float, int, int] | None = None  # the first counters on this model
+    last: tuple[float, int, int] | None = None
+    lap_events: int = 0
+    laps: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LAPS))
 
 
 MAX_CARS = 1024
@@ -63,7 +89,7 @@ class FleetMonitor:
         with self._lock:
             state = self._cars.setdefault(car, _CarState())
             if msg.model != state.model:  # a new model: its own history, its own reference
-                self._cars[car] = state = _CarState(model=msg.model)
+                self._cars[car] = state = _CarState(model=msg.model, since=time.time())
             state.received = time.time()
             self._count(state, msg)
             event = self._drift(car, state, msg.input_stats) if msg.input_stats is not None else None
@@ -80,12 +106,38 @@ class FleetMonitor:
         state.loop_late_p99_ms = msg.loop_late_p99_ms
         if msg.interventions is None or msg.off_track_count is None:
             return
+        now = (msg.ts, msg.interventions, msg.off_track_count)
+        last = state.last
+        if last is None or now[1] < last[1] or now[2] < last[2]:
+            state.first = now  # (again after a restart: the counters did too)
+        state.last = now
         samples = state.samples
         if samples and (msg.interventions < samples[-1][1] or msg.off_track_count < samples[-1][2]):
             samples.clear()  # the car restarted: its counters did too
         samples.append((msg.ts, msg.interventions, msg.off_track_count))
         while len(samples) > 2 and samples[0][0] < msg.ts - self.config.rate_window_s:
             samples.popleft()
+
+    def on_car_event(self, car: str, event: Event) -> None:
+        """A car's event: its lap times, for the model it drove them on."""
+        if not isinstance(event, LapEvent):
+            return
+        with self._lock:
+            state = self._cars.get(car)
+            if state is None or event.model is None or event.model != state.model:
+                return
+            state.lap_events += 1
+            if state.lap_events > 1:  # the first may have begun on the previous model
+                state.laps.append(event.lap_time_s)
+
+    def window(self, car: str) -> Window | None:
+        """The car's driving since it started on its current model (None before two reports)."""
+        with self._lock:
+            s = self._cars.get(car)
+            if s is None or s.model is None or s.first is None or s.last is None:
+                return None
+            (t0, i0, o0), (t1, i1, o1) = s.first, s.last
+            return Window(car, s.model, s.since, (t1 - t0) / 60, i1 - i0, o1 - o0, list(s.laps))
 
     def _reference(self, model: str) -> InputStats | None:
         if model not in self._refs:

@@ -8,6 +8,7 @@ at every evaluation, the trials; at the end the minutes to 3 clean laps (or that
 out) and the final evaluation table.
 
     python -m tests.bench.bench_rl_train [budget minutes, default 45] [workers, default 2] [seed, default 0]
+        [--algorithm sac]   (SAC on DeepRacer's default continuous space instead of PPO)
     python -m pytest tests/bench/bench_rl_train.py -s -p no:cacheprovider -o python_files='bench_*.py'
 """
 
@@ -36,8 +37,8 @@ def _track() -> str:
 
 
 class Bench:
-    def __init__(self, run: Path, track: str) -> None:
-        self.run, self.track = run, track
+    def __init__(self, run: Path, track: str, algorithm: str = "ppo") -> None:
+        self.run, self.track, self.algorithm = run, track, algorithm
         self.started = time.monotonic()
         self.last_eval = -EVAL_EVERY_S
         self.solved_at: float | None = None
@@ -69,9 +70,10 @@ class Bench:
             raise _Solved
 
     def evaluate(self) -> EvalReport:
-        from stable_baselines3 import PPO
+        from stable_baselines3 import PPO, SAC
 
-        model = PPO.load(self.run / CHECKPOINT_DIR / MODEL_FILE, device="cpu")
+        cls = SAC if self.algorithm == "sac" else PPO
+        model = cls.load(self.run / CHECKPOINT_DIR / MODEL_FILE, device="cpu")
 
         def policy(obs: object) -> object:
             return model.predict(obs, deterministic=True)[0]
@@ -84,16 +86,22 @@ class _Solved(Exception):
 
 
 def run(
-    budget_minutes: float = 45.0, workers: int = 2, seed: int = 0, keep: Path | None = None
+    budget_minutes: float = 45.0,
+    workers: int = 2,
+    seed: int = 0,
+    keep: Path | None = None,
+    algorithm: str = "ppo",
 ) -> EvalReport:
     track = _track()
     print(
-        f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}, workers: {workers}", flush=True
+        f"load average at start: {os.getloadavg()}, cores: {os.cpu_count()}, workers: {workers}, "
+        f"algorithm: {algorithm}",
+        flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
         model = keep or Path(tmp) / "model"
-        new_model(model)
-        bench = Bench(model, track)
+        new_model(model, "continuous" if algorithm == "sac" else "discrete")
+        bench = Bench(model, track, algorithm)
         config = TrainConfig(
             model_dir=model, track=track, minutes=budget_minutes, workers=workers, live=False, seed=seed
         )
@@ -120,8 +128,16 @@ def test_bench_rl_train() -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    algo = "ppo"
+    if "--algorithm" in args:
+        i = args.index("--algorithm")
+        algo = args[i + 1]
+        del args[i : i + 2]
+    if algo not in ("ppo", "sac"):
+        sys.exit(f"error: --algorithm must be ppo or sac, got {algo!r}")
     run(
         float(args[0]) if args else 45.0,
         int(args[1]) if len(args) > 1 else 2,
         int(args[2]) if len(args) > 2 else 0,
+        algorithm=algo,
     )

@@ -6,10 +6,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from hub.mlops.canary import Canary, CanaryCollector
 from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, ModelHealthRow
 from hub.telemetry.sinks import SinkWorker, SqliteSink
 from tests.missing import missing
@@ -29,10 +29,27 @@ def alert_names() -> list[str]:
     return [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
 
 
-@pytest.mark.parametrize("check", [("check", "config", "prometheus.yml"), ("check", "rules", "alerts.yml")])
-def test_promtool_accepts_the_config_and_rules(check: tuple[str, ...]) -> None:
-    done = promtool(*check)
+def test_promtool_accepts_the_rules() -> None:
+    done = promtool("check", "rules", "alerts.yml")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_accepts_the_config_which_scrapes_with_a_read_token(tmp_path: Path) -> None:
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == "paddock-hub"]
+    auth = job["authorization"]
+    assert auth["type"] == "Bearer" and auth["credentials_file"] == "/run/secrets/paddock-hub-read-token"
+    # promtool checks that the token file exists: the same config with a token file of the test's
+    token = tmp_path / "hub-read-token"
+    token.write_text("0123456789abcdef\n")
+    auth["credentials_file"] = str(token)
+    config["rule_files"] = [str(PROM / "alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    token.unlink()
+    done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode != 0 and "hub-read-token" in done.stdout + done.stderr
 
 
 def test_every_alert_fires_in_its_unit_test() -> None:
@@ -52,6 +69,7 @@ def test_every_alert_fires_in_its_unit_test() -> None:
         "PaddockIngestFramesLost",
         "PaddockModelDrift",
         "PaddockModelDegraded",
+        "PaddockCanaryRolledBack",
     } <= fired
 
 
@@ -66,6 +84,10 @@ def test_the_rules_name_metrics_the_hub_exports(tmp_path: Path) -> None:
     registry.register(HubCollector(counters, [sink], lambda: gauges))
     row = ModelHealthRow("car-1", "pilot:1", 1.0, 0.0, 0.0, 10.0, 2.0, None, 0.5, 0.01, False, False)
     registry.register(FleetCollector(lambda: [row], 0.25))
+    canary = Canary(
+        id="c", group="fleet", model="p:2", baseline="p:1", cars=["car-1"], others=[], started=0, window_s=1
+    )
+    registry.register(CanaryCollector(lambda: [canary, canary.model_copy(update={"state": "rolled_back"})]))
     exported = set(re.findall(r"^(paddock_\w+?)(?:\{| )", generate_latest(registry).decode(), re.M))
-    used = set(re.findall(r"paddock_(?:hub|fleet)_\w+", (PROM / "alerts.yml").read_text()))
+    used = set(re.findall(r"paddock_(?:hub|fleet|canary)_\w+", (PROM / "alerts.yml").read_text()))
     assert used and used <= exported, used - exported

@@ -17,7 +17,7 @@ from firmware.calibration import (
 from firmware.donkeycar_calibration import calibration_from_donkeycar, read_myconfig
 from firmware.hardware.calibrate import CalibrationWizard
 from firmware.hardware.pca9685 import Pca9685, Pca9685Actuators, prescale_for
-from firmware.hardware.pwm import ActuatorError
+from firmware.hardware.pulse import ActuatorError
 from tests.firmware.fake_i2c import MODE1, PRESCALE, SLEEP, FakePca9685, FakeSMBus
 
 CAL = Calibration(

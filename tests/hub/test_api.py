@@ -99,7 +99,9 @@ async def test_every_mutating_route_needs_the_token(http: httpx.AsyncClient) -> 
     ]
     assert len(mutating) >= 12
     for method, path in mutating:
-        url = path.format(car="c1", session="s1", name="mode", version="1", kind="car", target="c1", job="j1")
+        url = path.format(
+            car="c1", session="s1", name="mode", version="1", kind="car", target="c1", job="j1", canary="c1"
+        )
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             r = await http.request(method.upper(), url, headers=headers, json={})
             assert r.status_code == 401, (method, path, r.status_code, r.text)

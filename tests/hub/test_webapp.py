@@ -321,3 +321,133 @@ def test_every_page_shows_an_e_stop_set_at_the_broker(browser: Any, stack: Stack
         marshal.disconnect()
         marshal.loop_stop()
     poll(lambda: js(browser, banner + ".hidden"), 10, what="the banner gone after the release")
+
+
+def driving(daemon: Any, ok: Any) -> Any:
+    """The car's last tick when ``ok(tick)`` holds for it (a poll predicate)."""
+    last = daemon.loop.last
+    return last if last is not None and ok(last) else None
+
+
+def manual_mode(browser: Any, daemon: Any) -> None:
+    """Put the car in manual from its page (an e-stop released earlier in the file leaves it stopped)."""
+    poll(lambda: js(browser, "return !!window.paddockDriver"), 10, what="the drive controls")
+    for _ in range(3):  # a click under load can land before the page has wired its buttons
+        browser.find_element("css selector", "[data-mode=manual]").click()
+        try:
+            poll(lambda: daemon.loop.last.mode == "manual", 5, what="the car in manual mode")
+            return
+        except AssertionError:
+            pass
+    last = daemon.loop.last
+    raise AssertionError(f"the car never went to manual: mode {last.mode}, e-stop {daemon.loop.estop}")
+
+
+def test_the_on_screen_joystick_drives_and_centres_on_release(browser: Any, stack: StackThread) -> None:
+    """A finger (W3C touch pointer actions) drags the knob up and right and holds it past the
+    deadman; the car steers right and drives; lifting the finger brings it back to neutral."""
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    daemon, main = stack.car("car-2"), browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    watch = TickWatch(daemon)
+    try:
+        open_page(browser, stack, "car/car-2", stack.token)
+        manual_mode(browser, daemon)
+        joy = browser.find_element("css selector", "#joy")
+        half = joy.size["width"] / 2
+        # one gesture (chromedriver lifts a touch between performs): the car is read while it is held
+        drag = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+        drag.pointer_action.move_to(joy).pointer_down().move_to(joy, int(half * 0.5), -int(half * 0.8))
+        drag.pointer_action.pause(2.0).pointer_up()
+        gesture = threading.Thread(target=drag.perform)
+        gesture.start()
+        poll(lambda: watch.moving_since, 2, what="a tick with throttle from the joystick")
+        time.sleep(0.3)
+        # right and forward (× max throttle 0.5), rolling: a tick that shows it, while the finger is down
+        last = poll(lambda: driving(daemon, lambda t: t.steering > 0.3 and 0.25 < t.throttle <= 0.5), 1.5)
+        gesture.join(10)
+        assert last.body.speed > 0.05, f"the simulated car did not move: {last}"
+        poll(lambda: daemon.loop.last.throttle == 0 and daemon.loop.last.steering == 0, 3, what="neutral")
+        knob = js(browser, "const k = document.querySelector('#joy .knob').style; return [k.left, k.top]")
+        assert knob == ["75px", "75px"], knob
+        assert js(browser, "return window.paddockDriver.active"), "releasing the stick is not a stop"
+    finally:
+        watch.close()
+        browser.close()
+        browser.switch_to.window(main)
+
+
+# Headless Chromium has no gamepad and no way to plug a virtual one in, so the page gets a synthetic
+# W3C "standard" pad: navigator.getGamepads returns what window.__pad says, read afresh at each poll.
+SYNTHETIC_PAD = """
+window.__pad = null;
+const snapshot = (p) => ({ id: "synthetic pad", index: 0, connected: true, mapping: p.mapping ?? "standard",
+  timestamp: performance.now(), axes: p.axes.slice(),
+  buttons: p.buttons.map((v) => ({ pressed: v > 0.5, touched: v > 0, value: v })) });
+Object.defineProperty(navigator, "getGamepads", { configurable: true,
+  value: () => [window.__pad ? snapshot(window.__pad) : null, null, null, null] });
+window.__plug = (p) => {
+  const was = window.__pad; window.__pad = p;
+  const ev = new Event(p ? "gamepadconnected" : "gamepaddisconnected");
+  Object.defineProperty(ev, "gamepad", { value: snapshot(p || was) });
+  if (!was !== !p) window.dispatchEvent(ev);
+};
+"""
+
+
+def pad(browser: Any, steer: float = 0.0, forward: float = 0.0, back: float = 0.0, **extra: Any) -> None:
+    """Set the synthetic pad: left stick x, right trigger (button 7), left trigger (button 6)."""
+    buttons = [0.0] * 17
+    buttons[6], buttons[7] = back, forward
+    js(browser, "window.__plug(arguments[0])", {"axes": [steer, 0.0, 0.0, 0.0], "buttons": buttons, **extra})
+
+
+def test_a_gamepad_drives_and_stops_on_disconnect_and_focus_loss(browser: Any, stack: StackThread) -> None:
+    """The Gamepad API path with a synthetic pad (headless Chromium has no gamepad device): pulling
+    the trigger starts driving by itself; unplugging the pad stops the car, and so does the page losing
+    focus, after which a trigger still held does not start the car again; a pad without the standard
+    mapping does not drive."""
+    daemon, main = stack.car("car-2"), browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": SYNTHETIC_PAD})
+    # a tab Selenium opens in headless Chromium never has focus: emulate it while the pad drives
+    browser.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
+    watch = TickWatch(daemon)
+    try:
+        open_page(browser, stack, "car/car-2", stack.token)
+        manual_mode(browser, daemon)
+        pad(browser)  # plugged in at rest: nothing moves yet
+        poll(lambda: js(browser, "return window.paddockDriver?.padArmed"), 2, what="the pad seen at rest")
+        pad(browser, steer=-0.6, forward=0.8)
+        poll(lambda: watch.moving_since, 5, what="a tick with throttle from the pad")
+        time.sleep(0.3)
+        poll(lambda: driving(daemon, lambda t: t.steering < -0.5 and abs(t.throttle - 0.4) < 0.01), 1.5)
+        js(browser, "window.__plug(null)")
+        poll(lambda: daemon.loop.last.throttle == 0, 3, what="stopping when the pad is unplugged")
+        assert js(browser, "return window.paddockDriver.why") == "gamepad disconnected"
+        pad(browser)
+        poll(lambda: js(browser, "return window.paddockDriver?.padArmed"), 2, what="the pad back at rest")
+        pad(browser, forward=1.0)
+        poll(lambda: daemon.loop.last.throttle > 0, 5, what="driving again with the pad back")
+        car_tab = browser.current_window_handle
+        browser.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": False})
+        browser.switch_to.new_window("tab")  # the car's page loses focus and is hidden
+        poll(lambda: daemon.loop.last.throttle == 0, 3, what="stopping when the page loses focus")
+        browser.close()
+        browser.switch_to.window(car_tab)
+        browser.execute_cdp_cmd("Emulation.setFocusEmulationEnabled", {"enabled": True})
+        time.sleep(0.5)
+        assert daemon.loop.last.throttle == 0, "a trigger held through the focus loss restarted the car"
+        # a pad with no standard mapping: its axis 3 may be a trigger resting at -1, not a stick
+        pad(browser, axes=[0.0, 0.0, 0.0, -1.0], mapping="")
+        browser.find_element("css selector", "#drive-start").click()
+        time.sleep(0.5)
+        assert js(browser, "return window.paddockDriver.active")
+        assert daemon.loop.last.throttle == 0, "an unmapped pad's resting axis drove the car"
+    finally:
+        watch.close()
+        browser.close()
+        browser.switch_to.window(main)

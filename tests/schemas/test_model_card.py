@@ -183,3 +183,21 @@ def test_a_key_ring_trusts_old_and_new_keys_while_rotating(tmp_path) -> None:  #
         assert verify_header(sign_manifest(manifest(b"abc"), key), ring)[0].key_id == key_id(key.public_key())
     with pytest.raises(ContractError, match="no BEGIN PUBLIC KEY"):
         load_public_keys(b"garbage")
+
+
+def test_frame_stack_keeps_the_last_frames_oldest_first_on_the_channel_axis() -> None:
+    from schemas.model_card import FrameStack, InputSpec
+
+    for layout, axis in (("nchw", 0), ("nhwc", 2)):
+        spec = InputSpec(width=4, height=3, colour="gray", layout=layout, frames=3)  # type: ignore[arg-type]
+        assert spec.shape == ((3, 3, 4) if layout == "nchw" else (3, 4, 3))
+        stack = FrameStack(spec)
+        one = [np.full((1, 3, 4) if layout == "nchw" else (3, 4, 1), k, np.float32) for k in range(4)]
+        first = stack.push(one[0])
+        assert first.shape == spec.shape and np.all(first == 0)  # the first frame fills the stack
+        stack.push(one[1])
+        stack.push(one[2])
+        last = stack.push(one[3])
+        assert [float(np.take(last, i, axis=axis).mean()) for i in range(3)] == [1.0, 2.0, 3.0]
+    plain = InputSpec(width=4, height=3, colour="gray")
+    assert plain.frames is None and plain.shape == (1, 3, 4) and "frames" not in plain.to_dict()

@@ -14,7 +14,7 @@ TOKEN = "trainer-test-token"
 
 
 class HubThread:
-    def __init__(self, broker_url: str, data_dir: Path) -> None:
+    def __init__(self, broker_url: str, data_dir: Path, mlops: dict[str, Any] | None = None) -> None:
         uid = uuid.uuid4().hex[:8]
         self.config = HubConfig.from_dict(
             {
@@ -22,6 +22,7 @@ class HubThread:
                 "topic_prefix": f"t{uid}",  # its own topics: the trainer's agent uses the default prefix
                 "mqtt": {"url": broker_url, "client_id": f"hub-{uid}", "connect_wait_s": 10},
                 "api": {"port": 0, "token": TOKEN},
+                "mlops": mlops or {},
             }
         )
         self.token = TOKEN

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,9 +21,10 @@ from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.messages import SessionRef
 from schemas.payloads import encode_jpeg
 from tests.missing import missing
+from tests.trainer.hub_thread import HubThread
 from tests.trainer.synth import road_image
 from trainer.data import load_frames
-from trainer.interop.tub import jpeg_size
+from trainer.interop.sessions import jpeg_size
 
 DONKEY_VENV = Path(os.environ.get("PADDOCK_DONKEYCAR_VENV", Path.home() / ".cache/paddock/donkeycar-venv"))
 DELETED = [3, 4, 17]
@@ -160,3 +162,48 @@ def test_jpeg_size_reads_the_frame_header() -> None:
     jpeg = encode_jpeg(np.zeros((48, 64, 3), np.uint8))
     assert jpeg_size(jpeg) == (64, 48)
     assert jpeg_size(b"\xff\xd8garbage") is None
+
+
+def test_a_tub_imported_with_hub_is_listed_and_trained_on_there(  # type: ignore[no-untyped-def]
+    donkey_tub, tmp_path: Path, mosquitto: Any
+) -> None:
+    import httpx
+
+    tub, _ = donkey_tub
+    with HubThread(mosquitto.url, tmp_path / "hub") as hub:
+        runner = CliRunner()
+        auth = ["--hub", hub.url, "--token", hub.token]
+        result = runner.invoke(app, ["data", "import-tub", str(tub), "--car", "donkey-1", *auth])
+        assert result.exit_code == 0, result.output
+        assert "uploaded donkey-1/tub-" in result.output
+        listed = httpx.get(f"{hub.url}/sessions", timeout=30).json()
+        ((session,),) = [[s for s in listed["sessions"] if s["car"] == "donkey-1"]]
+        assert session["state"] == "sealed" and session["frame_count"] == FRAMES - len(DELETED)
+        ref = {"car": "donkey-1", "session": session["session"]}
+        headers = {"Authorization": f"Bearer {hub.token}"}
+        made = httpx.post(
+            f"{hub.url}/datasets", json={"name": "tubs", "train": [ref]}, headers=headers, timeout=30
+        )
+        assert made.status_code == 201, made.text
+        # Trained from the hub's dataset and store, exactly as a recorded session is.
+        args = ["train", "train", "--dataset", "tubs", "--store", str(hub.config.store_url), *auth]
+        args += [
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--formats",
+            "onnx",
+            "--name",
+            "tub-pilot",
+            "-a",
+            "linear",
+        ]
+        args += ["--set", "model.width=64", "--set", "model.height=32", "--no-progress"]
+        result = runner.invoke(app, [*args, "--work-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 0, result.output
+        models = httpx.get(f"{hub.url}/models", params={"name": "tub-pilot"}, timeout=30).json()
+        assert len(models) == 1 and models[0]["lineage"]["dataset"] == "tubs"
+        # The same tub again is a conflict, not a second copy.
+        again = runner.invoke(app, ["data", "import-tub", str(tub), "--car", "donkey-1", *auth])
+        assert again.exit_code != 0 and "409" in again.output and "exists" in again.output

@@ -23,36 +23,35 @@ with DonkeyCar 5.3 itself): ``cam/image_array``, ``user/angle``, ``user/throttle
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.store import NoSuchKey, ObjectStore
-from schemas.dataset import (
-    SessionManifest,
-    SessionStats,
-    ShardInfo,
-    session_manifest_key,
-    shard_key,
-    shard_name,
+from infra.store import ObjectStore
+from schemas.shards import Sample
+from trainer.interop.sessions import (
+    ImportReport,
+    InteropError,
+    SessionWriter,
+    frame_action,
+    jpeg_size,
+    safe_session_id,
+    session_samples,
 )
-from schemas.shards import ReadStats, Sample, read_shard, write_shard
+
+__all__ = ["ImportReport", "TubError", "export_tub", "import_tub", "jpeg_size", "session_samples"]
 
 IMAGE_KEY = "cam/image_array"
 CATALOG_LEN = 1000  # DonkeyCar's default records per catalog file
-SHARD_FRAMES = 500  # about 2-4 MB of 160×120 JPEGs per shard
 TUB_INPUTS = [IMAGE_KEY, "user/angle", "user/throttle", "user/mode"]
 TUB_TYPES = ["image_array", "float", "float", "str"]
 
 
-class TubError(ValueError):
+class TubError(InteropError):
     """A directory that is not a readable tub v2, or a session that cannot be exported."""
 
 
@@ -62,21 +61,6 @@ class TubRecord:
     session: str
     timestamp_ms: int
     values: dict[str, Any]
-
-
-@dataclass
-class ImportReport:
-    """What one tub became: sessions written, frames per session, and what was skipped and why."""
-
-    sessions: dict[str, int] = field(default_factory=dict)
-    deleted: int = 0
-    skipped: int = 0
-    reasons: list[str] = field(default_factory=list)
-
-    def skip(self, reason: str) -> None:
-        self.skipped += 1
-        if len(self.reasons) < 50:
-            self.reasons.append(reason)
 
 
 # --- reading a tub -------------------------------------------------------------------------------
@@ -149,8 +133,7 @@ def _action(values: dict[str, Any]) -> tuple[float, float, str] | None:
 # --- import --------------------------------------------------------------------------------------
 def session_name(tub: Path, donkey_session: str) -> str:
     """A paddock session id for a DonkeyCar session of a tub: ``tub-{dir}-{session}``, sanitised."""
-    raw = f"tub-{tub.resolve().name}-{donkey_session}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)[:64]
+    return safe_session_id(f"tub-{tub.resolve().name}-{donkey_session}")
 
 
 def import_tub(
@@ -158,7 +141,7 @@ def import_tub(
 ) -> ImportReport:
     """Write the tub's live records into ``store`` as sealed sessions of ``car``."""
     report = ImportReport()
-    writers: dict[str, _SessionWriter] = {}
+    writers: dict[str, SessionWriter] = {}
     images = tub / "images"
     for rec in iter_tub(tub, report):
         action = _action(rec.values)
@@ -175,8 +158,10 @@ def import_tub(
             report.skip(f"record {rec.index}: {image_name} is not a JPEG")
             continue
         session = session_name(tub, rec.session)
-        writer = writers.get(session) or writers.setdefault(session, _SessionWriter(store, car, session))
-        writer.add(rec, action, jpeg)
+        writer = writers.get(session) or writers.setdefault(session, SessionWriter(store, car, session))
+        extra = {k: v for k, v in rec.values.items() if not k.startswith("_") and k != IMAGE_KEY}
+        extra["session_id"] = rec.session
+        writer.add(rec.index, rec.timestamp_ms * 1_000_000, action, jpeg, {"donkeycar": extra})
         if on_frame:
             on_frame(rec.index)
     for session, writer in writers.items():
@@ -184,117 +169,7 @@ def import_tub(
     return report
 
 
-class _SessionWriter:
-    def __init__(self, store: ObjectStore, car: str, session: str) -> None:
-        self.store, self.car, self.session = store, car, session
-        self.pending: list[Sample] = []
-        self.shards: list[ShardInfo] = []
-        self.records: list[dict[str, Any]] = []
-        self.size: tuple[int, int] | None = None
-
-    def add(self, rec: TubRecord, action: tuple[float, float, str], jpeg: bytes) -> None:
-        steering, throttle, mode = action
-        if self.size is None:
-            self.size = jpeg_size(jpeg)
-        extra = {k: v for k, v in rec.values.items() if not k.startswith("_") and k != IMAGE_KEY}
-        record = {
-            "car": self.car,
-            "session": self.session,
-            "seq": rec.index,
-            "t_capture_ns": max(0, rec.timestamp_ms) * 1_000_000,
-            "steering": steering,
-            "throttle": throttle,
-            "mode": mode,
-            "width": self.size[0] if self.size else None,
-            "height": self.size[1] if self.size else None,
-            "donkeycar": extra | {"session_id": rec.session},
-        }
-        self.records.append(record)
-        self.pending.append(Sample(rec.index, jpeg, record))
-        if len(self.pending) >= SHARD_FRAMES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        buf = io.BytesIO()
-        write_shard(buf, self.pending)
-        data = buf.getvalue()
-        index = len(self.shards)
-        self.store.put(shard_key(self.car, self.session, index), data)
-        self.shards.append(
-            ShardInfo(
-                name=shard_name(index),
-                frames=len(self.pending),
-                bytes=len(data),
-                seq_first=self.pending[0].seq,
-                seq_last=self.pending[-1].seq,
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
-        )
-        self.pending = []
-
-    def close(self) -> int:
-        self._flush()
-        times = [r["t_capture_ns"] for r in self.records]
-        manifest = SessionManifest(
-            car=self.car,
-            session=self.session,
-            frame_count=len(self.records),
-            seq_first=self.records[0]["seq"],
-            seq_last=self.records[-1]["seq"],
-            shards=self.shards,
-            stats=_stats(self.records, (max(times) - min(times)) / 1e9, self.size),
-            state="sealed",
-        )
-        self.store.put(session_manifest_key(self.car, self.session), manifest.to_json())
-        return len(self.records)
-
-
-def _stats(records: list[dict[str, Any]], duration_s: float, size: tuple[int, int] | None) -> SessionStats:
-    def mean_std(name: str) -> tuple[float, float]:
-        values = [float(r[name]) for r in records]
-        mean = sum(values) / len(values)
-        return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-    s_mean, s_std = mean_std("steering")
-    t_mean, t_std = mean_std("throttle")
-    return SessionStats(
-        steering_mean=s_mean,
-        steering_std=s_std,
-        throttle_mean=t_mean,
-        throttle_std=t_std,
-        duration_s=max(0.0, duration_s),
-        width=size[0] if size else None,
-        height=size[1] if size else None,
-    )
-
-
-def jpeg_size(jpeg: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame marker, without decoding it."""
-    i = 2
-    while i + 9 < len(jpeg):
-        if jpeg[i] != 0xFF:
-            return None
-        marker, length = jpeg[i + 1], int.from_bytes(jpeg[i + 2 : i + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(jpeg[i + 7 : i + 9], "big"), int.from_bytes(jpeg[i + 5 : i + 7], "big")
-        i += 2 + length
-    return None
-
-
 # --- export --------------------------------------------------------------------------------------
-def session_samples(store: ObjectStore, car: str, session: str) -> Iterator[Sample]:
-    """The frames of a stored session in seq order, shard by shard."""
-    try:
-        manifest = SessionManifest.from_json(store.get(session_manifest_key(car, session)))
-    except NoSuchKey:
-        raise TubError(f"no session {car}/{session} in {store.url}") from None
-    for shard in manifest.shards:
-        index = int(shard.name[6:-4])
-        yield from read_shard(io.BytesIO(store.get(shard_key(car, session, index))), ReadStats())
-
-
 def export_tub(samples: Iterable[Sample], out: Path, on_frame: Callable[[int], None] | None = None) -> int:
     """Write ``samples`` as a new tub v2 in ``out`` (which must not hold one); return the count."""
     if (out / "manifest.json").exists():
@@ -324,7 +199,7 @@ def export_tub(samples: Iterable[Sample], out: Path, on_frame: Callable[[int], N
 
     for sample in samples:
         rec = sample.record
-        label: dict[str, Any] = rec["label"] if isinstance(rec.get("label"), dict) else rec
+        steering, throttle = frame_action(rec)
         image = f"{count}_cam_image_array_.jpg"
         (out / "images" / image).write_bytes(sample.jpeg)
         ts = int(rec.get("t_capture_ns", 0)) // 1_000_000
@@ -333,8 +208,8 @@ def export_tub(samples: Iterable[Sample], out: Path, on_frame: Callable[[int], N
             "_session_id": session_id,
             "_timestamp_ms": ts,
             IMAGE_KEY: image,
-            "user/angle": float(label.get("steering", 0.0)),
-            "user/throttle": float(label.get("throttle", 0.0)),
+            "user/angle": steering,
+            "user/throttle": throttle,
             "user/mode": "user" if rec.get("mode") == "manual" else "local",
         }
         lines.append(json.dumps(record, allow_nan=False, sort_keys=True) + "\n")

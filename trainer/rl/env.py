@@ -11,6 +11,9 @@
   ``{"camera": that, "lidar": (stack · beams,) float32}``;
 * **race types**: ``time_trial``; ``object_avoidance`` (``obstacles`` boxes placed at random
   progress and lanes each episode, DeepRacer's object params filled by the simulator);
+  ``head_to_head`` (``bot_cars`` bots driving DeepRacer's lanes at ``bot_speed``, changing lanes
+  with ``lane_change``, see :mod:`firmware.sim.bots`; an episode starting within 1 m of a bot
+  starts in the other lane, as DeepRacer's training does);
 * a reward function that raises or returns a bad value ends the episode with
   ``info["reward_error"]`` (message, traceback, the step's params) instead of killing the worker
   process, so the trainer can stop and show it.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import math
 import traceback
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, SupportsFloat
 
 import cv2
@@ -30,14 +33,17 @@ import numpy as np
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from firmware.sim.gym_env import DEEPRACER_DT, DeepRacerEnv
-from firmware.sim.obstacles import place_obstacles
-from firmware.sim.reward import RewardFunctionError, deepracer_params, load_reward_function
+from firmware.sim.bots import BotCars, BotConfig
+from firmware.sim.gym_env import DEEPRACER_DT, DEEPRACER_VEHICLE, DeepRacerEnv
+from firmware.sim.obstacles import place_obstacles, rectangles_overlap
+from firmware.sim.reward import RewardFunctionError, load_reward_function
 from firmware.sim.world import World, WorldConfig
 
 IMMOBILE_SPEED = 0.05  # m/s
 IMMOBILE_STEPS = 15  # one second at 15 Hz
-RACE_TYPES = ("time_trial", "object_avoidance")
+RACE_TYPES = ("time_trial", "object_avoidance", "head_to_head")
+CLOSEST_OBJ_GAP = 1.0  # m: DeepRacer's: an object this close to a start or reset place moves it
+RESET_BEHIND_DIST = 1.0  # m: DeepRacer's DEFAULT_RESET_BEHIND_DIST, a reset behind a box
 EPISODE_STATUSES = ("lap_complete", "off_track", "crashed", "reversed", "immobilized", "time_up")
 
 
@@ -55,6 +61,9 @@ class EnvSettings:
     start_stride: float = 0.05  # of a lap between consecutive episodes' starts
     race_type: str = "time_trial"
     obstacles: int = 3  # boxes per episode in object_avoidance
+    bot_cars: int = 3  # head_to_head: DeepRacer's NUMBER_OF_BOT_CARS
+    bot_speed: float = 0.2  # m/s, DeepRacer's BOT_CAR_SPEED
+    lane_change: bool = False  # DeepRacer's IS_LANE_CHANGE
     randomize: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -65,6 +74,10 @@ class EnvSettings:
             raise ValueError(f"observation size {self.width}×{self.height} is out of range")
         if self.max_steps < 1 or self.stack_size < 1:
             raise ValueError("max_steps and stack_size must be >= 1")
+        BotConfig(count=self.bot_cars, speed=self.bot_speed, lane_change=self.lane_change)  # checks
+
+    def bot_config(self) -> BotConfig:
+        return BotConfig(count=self.bot_cars, speed=self.bot_speed, lane_change=self.lane_change)
 
 
 def to_observation_frame(rgb: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
@@ -89,7 +102,10 @@ class TrainingEnv(gym.Env[Any, Any]):
         self.settings = settings
         reward = load_reward_function(settings.reward_path) if settings.reward_path else None
         self._config = WorldConfig(
-            dt=DEEPRACER_DT, substeps=4, randomization=_randomization(settings.randomize)
+            dt=DEEPRACER_DT,
+            substeps=4,
+            car=DEEPRACER_VEHICLE,
+            randomization=_randomization(settings.randomize),
         )
         self.inner = DeepRacerEnv(
             settings.track,
@@ -114,6 +130,9 @@ class TrainingEnv(gym.Env[Any, Any]):
         self._scans: deque[NDArray[np.float32]] = deque(maxlen=s.stack_size)
         self._slow_steps = 0
         self._return = 0.0
+        self.bots: BotCars | None = None
+        if s.race_type == "head_to_head":
+            self.bots = BotCars(self.inner.world.track, s.bot_config())
 
     # --- episodes -------------------------------------------------------------------------------
     def reset(
@@ -121,11 +140,14 @@ class TrainingEnv(gym.Env[Any, Any]):
     ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
+        options.setdefault("keep_clock", True)  # one simulator clock across the worker's episodes
         if "start_progress" not in options:
             fraction = (self._start + self.episodes * self.settings.start_stride) % 1.0
             options["start_progress"] = 100.0 * fraction
         if self.settings.race_type == "object_avoidance":
             self._place_obstacles(float(options["start_progress"]))
+        if self.bots is not None:
+            self._place_bots(float(options["start_progress"]), options)
         obs, info = self.inner.reset(seed=seed if seed is not None else self._next_seed(), options=options)
         self.episodes += 1
         self._slow_steps = 0
@@ -138,17 +160,28 @@ class TrainingEnv(gym.Env[Any, Any]):
         return int(self.np_random.integers(2**31))
 
     def _place_obstacles(self, start_progress: float) -> None:
-        """New boxes for this episode: a fresh world (the renderer and lidar see obstacles from
-        their construction), none within 10 % of the start."""
+        """New boxes for this episode, none within 10 % of the start."""
         rng = self.np_random
         n = self.settings.obstacles
         spots = sorted((start_progress + 10 + rng.uniform(0, 80)) % 100 for _ in range(n))
         lanes = [("inner", "outer")[int(rng.integers(2))] for _ in range(n)]
         world = self.inner.world
-        placed = place_obstacles(world.track, spots, lanes)  # type: ignore[arg-type]
-        self.inner.world = World(world.track, replace(self._config, obstacles=placed))
+        world.set_obstacles(place_obstacles(world.track, spots, lanes))  # type: ignore[arg-type]
+
+    def _place_bots(self, start_progress: float, options: dict[str, Any]) -> None:
+        """The bots back at DeepRacer's start places; a start within 1 m of one is in the other
+        lane (DeepRacer's ``_get_car_start_model_state`` in training)."""
+        assert self.bots is not None
+        world = self.inner.world
+        world.set_obstacles(self.bots.reset(self.np_random), self.bots.speeds)
+        start = start_progress / 100 * world.track.length
+        near = self.bots.near(start, CLOSEST_OBJ_GAP)
+        if near is not None and "start_lateral" not in options:
+            options["start_lateral"] = self.bots.lane_lateral(1 - self.bots.lane_of(near), start)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        if self.bots is not None:
+            self.inner.world.set_obstacles(self.bots.step(self.inner.world.dt), self.bots.speeds)
         try:
             obs, reward, terminated, truncated, info = self.inner.step(action)
         except RewardFunctionError as exc:
@@ -159,9 +192,26 @@ class TrainingEnv(gym.Env[Any, Any]):
             terminated = True
             info["episode_status"] = "immobilized"
         self._return += float(reward)
+        if self.bots is not None and info["episode_status"] == "crashed":
+            self._bot_collision()
         if terminated or truncated:
             info["episode_summary"] = self._summary(info)
         return self._observe(obs), reward, terminated, truncated, info
+
+    def _bot_collision(self) -> None:
+        """DeepRacer's bots pause for their penalty when the car they touched is ahead of them
+        (the bot ran into it); a car that ran into a bot gets no such grace."""
+        assert self.bots is not None
+        world = self.inner.world
+        body = world.car.footprint()
+        length = world.track.length
+        car_s = world.status.s
+        for ob in world.config.obstacles:
+            if rectangles_overlap(body, ob.corners()):
+                bot_s = world.track.project(ob.x, ob.y).s
+                if (car_s - bot_s + length / 2) % length - length / 2 > 0:
+                    self.bots.pause()
+                return
 
     def _summary(self, info: dict[str, Any]) -> dict[str, Any]:
         status = info["episode_status"]
@@ -176,7 +226,7 @@ class TrainingEnv(gym.Env[Any, Any]):
     def _reward_failed(self, exc: RewardFunctionError) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         cause = exc.__cause__
         tb = "".join(traceback.format_exception(cause)) if cause is not None else ""
-        params = deepracer_params(self.inner.world)
+        params = self.inner.params()
         info = {
             "episode_status": "reward_error",
             "reward_error": {"message": str(exc), "traceback": tb, "params": _jsonable(params)},
@@ -200,15 +250,50 @@ class TrainingEnv(gym.Env[Any, Any]):
             self._scans.append(scan)
         return {"camera": stacked, "lidar": np.concatenate(list(self._scans))}
 
-    def recover(self) -> Any:
-        """DeepRacer's evaluation after going off track or crashing: the car back on the centre line
-        (clear of any box), stopped, the clock and progress kept. Returns the new observation."""
-        self.inner.world.reset_to_track()
+    def recover(self, status: str = "off_track") -> Any:
+        """DeepRacer's evaluation after going off track or crashing (``_get_car_reset_model_state``):
+        the car stopped in a lane where it was (off track: where it left the road, in the lane
+        nearer to it), or :data:`RESET_BEHIND_DIST` behind a box within 1 m of that place, in the
+        other lane than the box. A car that touched a bot car stays where it is, as in DeepRacer,
+        stepped back just clear of the bot. Returns the new observation."""
+        world = self.inner.world
+        if self.bots is not None and status == "crashed":
+            world.reset_to_track()
+        else:
+            self._respawn(world)
         self._slow_steps = 0
         frame = self.inner.world.render()
         if self.use_lidar:
             return self._observe({"camera": frame, "lidar": self.inner.world.lidar()})
         return self._observe(frame)
+
+    def _respawn(self, world: World) -> None:
+        track = world.track
+        length = track.length
+        s = world.status.s  # the front point's place; DeepRacer's spawn is its car's origin there
+        lanes = (track.center + track.inner) / 2, (track.center + track.outer) / 2
+        box = None
+        if self.bots is None and world.config.obstacles:
+            gaps = [
+                (abs((track.project(o.x, o.y).s - s + length / 2) % length - length / 2), o)
+                for o in world.config.obstacles
+            ]
+            gap, nearest = min(gaps, key=lambda g: g[0])
+            box = nearest if gap < CLOSEST_OBJ_GAP else None
+        if box is not None:
+            box_s = track.project(box.x, box.y).s
+            s = box_s - RESET_BEHIND_DIST
+            box_inner = track.project(box.x, box.y).lateral * (1 if track.is_ccw else -1) > 0
+            lane = lanes[0 if not box_inner else 1]
+        else:
+            lateral = world.status.lateral
+            on_inner = lateral * (1 if track.is_ccw else -1) > 0
+            lane = lanes[0 if on_inner else 1]
+        i, t = track.segment_at(s)
+        lx, ly = lane[i] + t * (lane[i + 1] - lane[i])
+        origin_s = s
+        # DeepRacer puts its car's origin at the spawn distance: the front point is 0.14 m on.
+        world.respawn(origin_s + self.inner.start_offset, track.project(float(lx), float(ly)).lateral)
 
     def render(self) -> NDArray[np.uint8] | None:
         frame = self.inner.world.render()

@@ -42,6 +42,9 @@ class EvalConfig:
     video: bool = False
     race_type: str = "time_trial"
     obstacles: int = 3
+    bot_cars: int = 3  # head_to_head
+    bot_speed: float = 0.2  # m/s
+    lane_change: bool = False
     seed: int = 0
 
 
@@ -126,11 +129,14 @@ def evaluate(
         reward_path=str(files.reward_path),
         width=int(observation["width"]),
         height=int(observation["height"]),
-        stack_size=files.hyperparameters.stack_size,
+        stack_size=int(observation.get("stack_size", files.hyperparameters.stack_size)),
         max_steps=10**9,
         start_stride=0.0,
         race_type=config.race_type,
         obstacles=config.obstacles,
+        bot_cars=config.bot_cars,
+        bot_speed=config.bot_speed,
+        lane_change=config.lane_change,
     )
     env = TrainingEnv(settings)
     out = config.out or config.model_dir / f"evaluation-{env.inner.world.track.name}"
@@ -169,7 +175,7 @@ def _run_trial(
     episode = k + 1
     trace.write(
         episode=episode,
-        params=_clocked(info["params"], clock),
+        params=info["params"],
         action=-1,
         reward=0.0,
         done=False,
@@ -189,7 +195,7 @@ def _run_trial(
         row_status = "time_up" if time_up and status == "in_progress" else status
         trace.write(
             episode=episode,
-            params=_clocked(params, clock),
+            params=params,
             action=_action_label(action),
             reward=float(reward),
             done=done,
@@ -206,7 +212,7 @@ def _run_trial(
         if status in ("off_track", "crashed"):
             off_track += status == "off_track"
             crashes += status == "crashed"
-            obs = env.recover()
+            obs = env.recover(status)
     penalty = config.penalty_s * (off_track + crashes)
     elapsed = world.status.time
     trial = Trial(
@@ -221,10 +227,6 @@ def _run_trial(
         steps=world.status.steps,
     )
     return trial, clock + elapsed
-
-
-def _clocked(params: dict[str, Any], clock: float) -> dict[str, Any]:
-    return params | {"sim_time": clock + float(params["sim_time"])}
 
 
 def _action_label(action: Any) -> int | str:

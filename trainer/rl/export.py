@@ -105,13 +105,11 @@ def export(
     from trainer.rl.clone import trained_model_path
 
     files = load_model_dir(model_dir)
-    if files.hyperparameters.stack_size != 1:
-        raise ModelFileError(
-            f"{model_dir / 'hyperparameters.json'}: stack_size: the car feeds one frame; export needs 1"
-        )
     if files.metadata.uses_lidar:
         raise ModelFileError(
-            f"{model_dir / 'model_metadata.json'}: sensor: the car's runtime feeds the camera only"
+            f"{model_dir / 'model_metadata.json'}: sensor: LIDAR cannot drive a car: the car has "
+            "no lidar and its model pilot feeds the camera image only; train with "
+            "FRONT_FACING_CAMERA alone to deploy"
         )
     summary = _summary(model_dir)
     obs = summary.get("observation", {"width": 80, "height": 60})
@@ -123,7 +121,10 @@ def export(
     out = out or model_dir
     out.mkdir(parents=True, exist_ok=True)
     path = out / ONNX_FILE
-    dummy = torch.zeros(1, 1, int(obs["height"]), int(obs["width"]))
+    # What the policy was trained on (a --set stack_size=N run leaves the file's value alone);
+    # the car's pilot stacks its last frames as the card says.
+    stack = int(obs.get("stack_size", files.hyperparameters.stack_size))
+    dummy = torch.zeros(1, stack, int(obs["height"]), int(obs["width"]))
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, on every export
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
@@ -136,7 +137,12 @@ def export(
         )
     card = ModelCard(
         architecture=f"deepracer-{files.metadata.training_algorithm}-{files.metadata.neural_network.lower()}",
-        input=InputSpec(width=int(obs["width"]), height=int(obs["height"]), colour="gray"),
+        input=InputSpec(
+            width=int(obs["width"]),
+            height=int(obs["height"]),
+            colour="gray",
+            frames=stack if stack > 1 else None,
+        ),
         outputs=[
             OutputSpec(name="steering", range=(-1.0, 1.0)),
             OutputSpec(name="throttle", range=(-1.0, 1.0)),

@@ -39,7 +39,18 @@ UPLOADED = (
     "completion.png",
 )
 # TrainConfig fields a job's ``options`` may set.
-OPTIONS = ("steps_per_episode", "max_iterations", "max_steps", "width", "height", "obstacles", "randomize")
+OPTIONS = (
+    "steps_per_episode",
+    "max_iterations",
+    "max_steps",
+    "width",
+    "height",
+    "obstacles",
+    "randomize",
+    "bot_cars",
+    "bot_speed",
+    "lane_change",
+)
 
 
 def write_model_files(params: RlParams, directory: Path) -> None:
@@ -166,6 +177,11 @@ def _evaluate_and_export(model_dir: Path, params: RlParams) -> dict[str, float]:
             trials=params.evaluate_trials,
             race_type=params.race_type,
             max_time_s=max_time_s,
+            **{
+                k: params.options[k]
+                for k in ("obstacles", "bot_cars", "bot_speed", "lane_change")
+                if k in params.options
+            },
         )
     )
     summary = report.summary

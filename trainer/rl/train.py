@@ -72,6 +72,9 @@ class TrainConfig:
     steps_per_episode: int = 60  # what an iteration's rollout size assumes (see sb3_kwargs)
     race_type: str = "time_trial"
     obstacles: int = 3
+    bot_cars: int = 3  # head_to_head
+    bot_speed: float = 0.2  # m/s
+    lane_change: bool = False
     randomize: bool = False
     live: bool = True
     threads: int = 1  # torch threads of the learner (the workers take the other cores)
@@ -99,17 +102,20 @@ def sb3_kwargs(files: ModelFiles, workers: int, steps_per_episode: int) -> dict[
     """DeepRacer's hyperparameters as SB3 constructor arguments (docs/rl.md has the table)."""
     h = files.hyperparameters
     common = {"learning_rate": h.lr, "batch_size": h.batch_size, "gamma": h.discount_factor}
+    # An iteration collects about num_episodes_between_training episodes; SB3 needs it in steps.
+    rollout = h.num_episodes_between_training * steps_per_episode
     if files.metadata.training_algorithm == "sac":
+        # SB3 counts episodic train_freq with one env only, so the round is in steps per worker;
+        # num_epochs passes over the round's new experience, as PPO's epochs over its rollout.
+        per_worker = math.ceil(rollout / workers)
         return common | {
             "ent_coef": h.sac_alpha,
             "buffer_size": 100_000,
             "learning_starts": max(h.batch_size, 200),
-            "train_freq": (h.num_episodes_between_training, "episode"),
-            "gradient_steps": h.num_epochs,
+            "train_freq": (per_worker, "step"),
+            "gradient_steps": math.ceil(h.num_epochs * per_worker * workers / h.batch_size),
         }
-    # An iteration collects about num_episodes_between_training episodes; SB3 needs it in steps.
     # Rounded up to whole minibatches, so none is truncated.
-    rollout = h.num_episodes_between_training * steps_per_episode
     n_steps = math.ceil(rollout / (workers * h.batch_size)) * h.batch_size
     return common | {
         "n_steps": n_steps,
@@ -131,6 +137,9 @@ def env_settings(files: ModelFiles, config: TrainConfig) -> EnvSettings:
         max_steps=config.max_steps,
         race_type=config.race_type,
         obstacles=config.obstacles,
+        bot_cars=config.bot_cars,
+        bot_speed=config.bot_speed,
+        lane_change=config.lane_change,
         randomize=config.randomize,
     )
 
@@ -144,7 +153,17 @@ def build_algorithm(files: ModelFiles, env: Any, config: TrainConfig) -> BaseAlg
     }
     kwargs = sb3_kwargs(files, config.workers, config.steps_per_episode)
     cls: type[BaseAlgorithm] = SAC if files.metadata.training_algorithm == "sac" else PPO
-    return cls(policy, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs)
+    model = cls(policy, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs)
+    return quiet(model)
+
+
+def quiet(model: BaseAlgorithm) -> BaseAlgorithm:
+    """A logger that writes nowhere: without one SB3's ``learn()`` makes a ``SB3-<date>`` folder in
+    the temporary directory per call (its default logger's folder) and leaves it there."""
+    from stable_baselines3.common.logger import Logger
+
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def _atomic_save(model: BaseAlgorithm, state: dict[str, Any], directory: Path) -> None:
@@ -283,8 +302,8 @@ def train(
     try:
         if resumed:
             cls = SAC if files.metadata.training_algorithm == "sac" else PPO
-            model: BaseAlgorithm = cls.load(
-                checkpoint, env=env, device="cpu", **_resume_kwargs(files, config)
+            model: BaseAlgorithm = quiet(
+                cls.load(checkpoint, env=env, device="cpu", **_resume_kwargs(files, config))
             )
             console.print(f"resuming from {checkpoint} ({model.num_timesteps} steps done)")
         else:

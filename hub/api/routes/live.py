@@ -112,7 +112,7 @@ async def camera(ws: WebSocket, car: CarPath, token: Token = None) -> None:
 
 @router.websocket("/cars/{car}/drive")
 async def drive(ws: WebSocket, car: CarPath, token: Token = None) -> None:
-    """Manual driving: the page sends ``{"steering", "throttle", "ts"}`` at 10 Hz or more; each is
+    """Manual driving: the page sends ``{"steering", "throttle", "ts"}`` at 20 Hz; each is
     forwarded as ``cmd/drive`` (QoS 0) and acknowledged with ``{"ack": ts}``. When the socket is
     silent for ``DRIVE_STALL_S`` or closes, the hub sends neutral throttle itself."""
     hub: ApiParts = ws.app.state.parts

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import Response, StreamingResponse
 
 from hub.api.deps import ADMIN, ERRORS, Creds, Parts, has_download_grant, not_found, require_read_always
-from hub.api.models import ModelOut, NamePath, Problem
+from hub.api.models import ModelOut, NamePath, Problem, SmokeTestIn
 from hub.api.parts import ApiParts
 from hub.api.routes.evaluations import with_file_urls
 from hub.fleet.registry import Lineage, register_model
@@ -120,6 +120,23 @@ def register(
 )
 def model(hub: Parts, name: NamePath, version: NamePath) -> ModelOut:
     return _model_out(hub, _model_row(hub, name, version), detail=True)
+
+
+@router.post(
+    "/models/{name}/{version}/smoke-tests",
+    summary="Record the car's smoke test of a model (the evaluation gate reads the newest)",
+    status_code=201,
+    dependencies=ADMIN,
+    responses=ERRORS,
+)
+def smoke_test(hub: Parts, name: NamePath, version: NamePath, body: SmokeTestIn) -> dict[str, Any]:
+    _model_row(hub, name, version)
+    metrics: dict[str, Any] = {"smoke_test_passed": body.passed}
+    if body.latency_ms is not None:
+        metrics["smoke_latency_ms"] = body.latency_ms
+    details = {"smoke_reason": body.reason, "runtime": body.runtime, "tested_by": body.tested_by}
+    hub.catalog.add_evaluation(name, version, None, metrics, details)
+    return {"model": f"{name}:{version}", **metrics, **details}
 
 
 @router.get(

@@ -1,15 +1,16 @@
-"""Recorded sessions: list, manifest, delete, trim, a thumbnail, a tar export."""
+"""Recorded sessions: list, manifest, delete, trim, a thumbnail, a tar export, a tar upload."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, File, HTTPException, Query, UploadFile
 from fastapi.responses import Response, StreamingResponse
 from PIL import Image
 
 from hub.api.deps import ADMIN, AUTH, ERRORS, READ, Parts, not_found
-from hub.api.models import MAX_SEQ, CarPath, SessionList, SessionOut, SessionPath, TrimIn
+from hub.api.models import MAX_SEQ, CarPath, Problem, SessionList, SessionOut, SessionPath, TrimIn
 from hub.api.parts import ApiParts
 from hub.fleet.sessions import ImageTooLarge, export_tar, frame_actions, read_frame, thumbnail
+from hub.fleet.uploads import UploadRejected, adopt_session_tar
 from hub.storage.catalog import Conflict
 from hub.storage.sealer import manifest_from_row
 from schemas.ids import CAR_ID_PATTERN
@@ -43,6 +44,29 @@ def sessions(
 ) -> SessionList:
     rows, total = hub.catalog.list_sessions(car, limit, offset)
     return SessionList(total=total, sessions=[_session_out(hub, r) for r in rows])
+
+
+@router.post(
+    "/sessions",
+    summary="Upload a session: a tar laid out as the export makes it (imported tubs, LeRobot datasets)",
+    status_code=201,
+    dependencies=AUTH,
+    responses={413: {"model": Problem, "description": "tar too large"}, **ERRORS},
+)
+def upload(
+    hub: Parts,
+    tar: Annotated[
+        UploadFile, File(description="datasets/{car}/{session}/manifest.json, then its shards in order")
+    ],
+) -> SessionOut:
+    limit_mb = hub.settings.max_upload_mb
+    if tar.size is not None and tar.size > limit_mb * 1024 * 1024:
+        raise HTTPException(413, f"the session tar exceeds {limit_mb} MiB")
+    try:
+        row = adopt_session_tar(tar.file, hub.store, hub.catalog)
+    except UploadRejected as exc:
+        raise HTTPException(422, str(exc)) from None
+    return _session_out(hub, _session_row(hub, row["car"], row["session"]))
 
 
 @router.get("/sessions/{car}/{session}", summary="A session's manifest", responses=ERRORS)

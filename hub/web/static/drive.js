@@ -3,8 +3,10 @@
 // hiding the page or losing the link stops the car: the page sends neutral, the hub does on close.
 import { wsUrl } from "./core.js";
 
-const SEND_HZ = 10;
+const SEND_HZ = 20;  // 50 ms apart: a late timer (a busy phone, a background tab) still beats the 250 ms deadman
 const KEY_RATE = { steering: 1.0, throttle: 0.5 }; // keyboard: full steering, half throttle
+const PAD_DEADZONE = 0.05;
+const deflected = (c) => Math.abs(c.steering) > PAD_DEADZONE || Math.abs(c.throttle) > PAD_DEADZONE;
 
 export class Driver {
   constructor(car, { onState } = {}) {
@@ -19,6 +21,19 @@ export class Driver {
     window.addEventListener("keydown", this._onKey = (e) => this.key(e, true));
     window.addEventListener("keyup", this._onKeyUp = (e) => this.key(e, false));
     window.addEventListener("pagehide", this._stop);
+    // A pad starts driving as a key does, but only once seen at rest since the last stop: a trigger
+    // held through a focus loss, a stop or a reconnection does not launch the car.
+    this.padArmed = false;
+    this.padWatch = setInterval(() => this.watchPad(), 1000 / SEND_HZ);
+    window.addEventListener("gamepaddisconnected", this._onPadGone = () => {
+      if (this.active && this.byPad && !readGamepad()) this.halt("gamepad disconnected");
+    });
+  }
+
+  watchPad() {
+    const pad = readGamepad();
+    if (!pad || !deflected(pad)) { this.padArmed = !!pad; return; }
+    if (!this.active && this.padArmed && document.hasFocus() && !document.hidden) this.start();
   }
 
   start() {
@@ -42,7 +57,7 @@ export class Driver {
     if (this.ws && this.ws.readyState === 1) this.send(0, 0);
     clearInterval(this.timer);
     this.active = false;
-    this.input.joystick = null; this.input.keys.clear();
+    this.input.joystick = null; this.input.keys.clear(); this.padArmed = false;
     if (this.ws && this.ws.readyState <= 1) this.ws.close(1000, why);
     this.why = why;
     this.onState(this);
@@ -55,6 +70,8 @@ export class Driver {
     window.removeEventListener("keydown", this._onKey);
     window.removeEventListener("keyup", this._onKeyUp);
     window.removeEventListener("pagehide", this._stop);
+    window.removeEventListener("gamepaddisconnected", this._onPadGone);
+    clearInterval(this.padWatch);
   }
 
   key(e, down) {
@@ -71,7 +88,8 @@ export class Driver {
     const { joystick, keys } = this.input;
     if (joystick) return joystick;
     const pad = readGamepad();
-    if (pad && (Math.abs(pad.steering) > 0.05 || Math.abs(pad.throttle) > 0.05)) return pad;
+    this.byPad = !!pad && deflected(pad);
+    if (this.byPad) return pad;
     const has = (...ks) => ks.some((x) => keys.has(x));
     const steering = (has("arrowright", "d") ? 1 : 0) - (has("arrowleft", "a") ? 1 : 0);
     const throttle = (has("arrowup", "w") ? 1 : 0) - (has("arrowdown", "s") ? 1 : 0);
@@ -98,7 +116,8 @@ export class Driver {
 function readGamepad() {
   const pads = navigator.getGamepads ? navigator.getGamepads() : [];
   for (const p of pads) {
-    if (!p) continue;
+    // only a "standard" layout says which axis is what: elsewhere axis 3 may be a trigger resting at -1
+    if (!p || !p.connected || p.mapping !== "standard") continue;
     // standard mapping: left stick x steers; right trigger forward, left trigger back (or right stick y)
     const trig = (p.buttons[7]?.value || 0) - (p.buttons[6]?.value || 0);
     const stickY = -(p.axes[3] || 0);

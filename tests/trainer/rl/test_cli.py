@@ -68,3 +68,6 @@ def test_bad_inputs_are_one_line(tmp_path: Path) -> None:
     assert "lr" in out.output and "hyperparameters.json" in out.output
     ev = runner.invoke(app, ["rl", "evaluate", str(tmp_path / "none"), "--track", "oval"])
     assert ev.exit_code == 2 and "no such model directory" in ev.output
+    for command in ("train", "evaluate"):
+        bad = runner.invoke(app, ["rl", command, str(tmp_path), "--track", "oval", "--race-type", "drag"])
+        assert bad.exit_code == 2 and "head_to_head" in bad.output and "Traceback" not in bad.output

@@ -2,6 +2,7 @@
 files, a reward function that fails, an evaluation and the export the car runs."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +59,19 @@ def test_checkpoint_resume_and_monitoring(trained: Path) -> None:
     assert summary["algorithm"] == "clipped_ppo" and summary["observation"]["width"] == 80
 
 
-def test_term_cond_max_episodes_stops(tmp_path: Path) -> None:
-    new_model(tmp_path)
-    result = train(_config(tmp_path, max_iterations=None, overrides=TINY | {"term_cond_max_episodes": 1}))
+def test_term_cond_max_episodes_stops_and_training_leaves_no_log_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's default logger writes
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    model = tmp_path / "model"
+    new_model(model)
+    result = train(_config(model, max_iterations=None, overrides=TINY | {"term_cond_max_episodes": 1}))
     assert "term_cond_max_episodes (1)" in result.stop_reason and result.iterations == 1
+    train(_config(model, max_iterations=2))  # a resumed run (a loaded model) too
+    assert list(scratch.glob("SB3-*")) == []
 
 
 def test_a_failing_reward_function_stops_training(tmp_path: Path) -> None:
@@ -158,3 +168,21 @@ def test_lidar_sensor_fuses_camera_and_lidar(tmp_path: Path) -> None:
     tensors = {k: torch.as_tensor(v[None]) for k, v in obs.items()}
     features = model.policy.extract_features(tensors)  # type: ignore[operator]
     assert features.shape == (1, 512 + 64)
+
+
+def test_sac_trains_on_several_workers(tmp_path: Path) -> None:
+    """SB3's SAC counts an episodic train_freq with one env only; the round is in steps instead."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from trainer.rl.env import EnvSettings, TrainingEnv
+    from trainer.rl.files import load_model_dir
+    from trainer.rl.train import build_algorithm
+
+    new_model(tmp_path, "continuous")
+    files = load_model_dir(tmp_path, TINY | {"batch_size": 16})
+    settings = EnvSettings(track="oval", metadata=files.metadata.for_env(), max_steps=50)
+    envs = DummyVecEnv([lambda i=i: TrainingEnv(settings, i, 2) for i in range(2)])  # type: ignore[misc]
+    model = build_algorithm(files, envs, _config(tmp_path, workers=2))
+    assert model.train_freq.frequency == 48 and model.gradient_steps == 6  # type: ignore[attr-defined]
+    model.learn(total_timesteps=60)
+    assert model.num_timesteps >= 60

@@ -1,0 +1,137 @@
+"""``paddock hub smoke-test|canary|canaries``: the MLOps steps an operator (or a pipeline) runs
+against the hub: the car's own smoke test on a registered model, recorded for the evaluation gate;
+a canary (one car of a group first, the hub promotes or rolls back); the canaries' state."""
+
+from __future__ import annotations
+
+import platform
+from typing import Annotated, Any
+
+import typer
+
+from deploy.commands.hub import hub_app
+from deploy.commands.hubctl import DEFAULT_HUB, HubClient, HubOpt, TokenFileOpt, TokenOpt, _show
+from deploy.errors import UserError, WorkFailed
+from deploy.options import JsonOpt
+
+
+def _model_ref(model: str) -> tuple[str, str]:
+    name, sep, version = model.partition(":")
+    if not sep or not name or not version:
+        raise UserError(f"the model is NAME:VERSION, got {model!r}")
+    return name, version
+
+
+def run_smoke_test(row: dict[str, Any], data: bytes, latency_ms: float) -> dict[str, Any]:
+    """The car's smoke test (edge.hotswap.load_and_test) on a model file: the result to record."""
+    from edge.hotswap import ModelRejected, load_and_test
+    from edge.runtimes import preload
+    from schemas.model_card import ModelCard, ModelManifest
+
+    manifest = ModelManifest(
+        name=row["name"],
+        version=row["version"],
+        sha256=row["sha256"],
+        size=row["size"],
+        format=row["format"],
+        card=ModelCard.from_dict(row["card"]),
+        created=row["created"],
+    )
+    preload([manifest.format])
+    runtime = f"{manifest.format} on {platform.machine()}"
+    try:
+        loaded = load_and_test(
+            manifest, data, threads=1, warmup_runs=5, max_latency_ms=latency_ms, frame=None
+        )
+    except ModelRejected as exc:
+        return {"passed": False, "reason": exc.reason, "runtime": runtime}
+    loaded.pilot.close()
+    return {"passed": True, "latency_ms": round(loaded.latency_ms, 3), "runtime": runtime}
+
+
+@hub_app.command("smoke-test", short_help="Run the car's smoke test on a model; record it for the gate.")
+def smoke_test(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION, e.g. pilot:3")],
+    latency_ms: Annotated[
+        float, typer.Option(min=0.01, help="Latency budget (a car's default: 80% of a 20 Hz tick).")
+    ] = 40.0,
+    hub: HubOpt = DEFAULT_HUB,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download the model from the hub, load it in the car's runtime and run the car's own smoke test
+    (finite outputs of the card's shape and range, the input shape, the latency budget), then record
+    the result on the hub, where `gate_smoke_test = true` makes the evaluation gate need it.
+    Exit code 1 when the model fails."""
+    import json
+
+    name, version = _model_ref(model)
+    client = HubClient(hub, token, token_file)
+    row = client.call("GET", f"/models/{name}/{version}")
+    r = client.http.get(f"/models/{name}/{version}/artifact")
+    if r.status_code != 200:
+        raise UserError(f"cannot download {model}: {r.status_code}")
+    result = run_smoke_test(row, r.content, latency_ms) | {"tested_by": "paddock hub smoke-test"}
+    client.call("POST", f"/models/{name}/{version}/smoke-tests", json=result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    if not result["passed"]:
+        raise WorkFailed(f"{model} fails the car's smoke test: {result['reason']}")
+    if not as_json:
+        typer.echo(f"{model} passes the car's smoke test: {result['latency_ms']} ms ({result['runtime']})")
+
+
+@hub_app.command("canary", short_help="Try a model on one car of a group first; the hub decides.")
+def canary(
+    model: Annotated[str, typer.Argument(help="NAME:VERSION, e.g. pilot:3")],
+    group: Annotated[str, typer.Option(help="The group whose cars run the current model.")],
+    car: Annotated[
+        list[str] | None, typer.Option(help="A canary car (repeat; default: the hub picks).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Start even if the evaluation gate refuses (recorded).")
+    ] = False,
+    hub: HubOpt = DEFAULT_HUB,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    import json
+
+    name, version = _model_ref(model)
+    body = {"model": {"name": name, "version": version}, "group": group, "force": force}
+    body |= {"cars": car} if car else {}
+    out = HubClient(hub, token, token_file).call(
+        "POST", "/canaries", json=body | {"requested_by": "paddock hub canary"}
+    )
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    typer.echo(
+        f"{out['id']}: {model} on {', '.join(out['cars'])} for {out['window_s']:g} s; "
+        f"{len(out['others'])} other cars stay on {out['baseline']}"
+    )
+
+
+@hub_app.command("canaries", short_help="Canaries: running and decided, with their reasons.")
+def canaries(
+    hub: HubOpt = DEFAULT_HUB,
+    token: TokenOpt = None,
+    token_file: TokenFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    data = HubClient(hub, token, token_file).call("GET", "/canaries")
+    columns = [
+        ("id", lambda c: c["id"]),
+        ("group", lambda c: c["group"]),
+        ("model", lambda c: c["model"]),
+        ("cars", lambda c: ", ".join(c["cars"])),
+        ("state", lambda c: c["state"]),
+        ("reasons", lambda c: "; ".join(c["reasons"])),
+    ]
+    _show(data, as_json, columns, "canaries")
+
+
+def register(app: typer.Typer) -> None:
+    """Nothing to add at the top: these commands joined ``paddock hub`` when this module was imported."""

@@ -1,0 +1,70 @@
+"""Canaries: a new model on one car of a group first, promoted or rolled back by the hub."""
+
+from fastapi import APIRouter, HTTPException
+
+from hub.api.deps import ADMIN, ERRORS, Parts, not_found
+from hub.api.models import CanaryIn, NamePath, Problem
+from hub.mlops.canary import Canary, CanaryController, CanaryError
+
+router = APIRouter(tags=["canaries"])
+
+
+def _controller(hub: Parts) -> CanaryController:
+    if hub.canaries is None:
+        raise HTTPException(503, "this hub runs no canaries")
+    return hub.canaries
+
+
+@router.get("/canaries", summary="Every canary, running and decided, oldest first")
+def canaries(hub: Parts) -> list[Canary]:
+    return _controller(hub).all()
+
+
+@router.post(
+    "/canaries",
+    summary="Try a model on a group's canary car first; the hub promotes or rolls back on its own",
+    status_code=201,
+    dependencies=ADMIN,
+    responses={409: {"model": Problem}, **ERRORS},
+)
+def start(hub: Parts, body: CanaryIn) -> Canary:
+    try:
+        return _controller(hub).start(
+            body.group, body.model.name, body.model.version, body.cars, body.requested_by, body.force
+        )
+    except CanaryError as exc:
+        raise HTTPException(exc.status, {"message": str(exc), **exc.detail}) from None
+
+
+@router.get("/canaries/{canary}", summary="A canary: cars, window, figures, decision", responses=ERRORS)
+def canary(hub: Parts, canary: NamePath) -> Canary:
+    found = _controller(hub).get(canary)
+    if found is None:
+        raise not_found(f"canary {canary}")
+    return found
+
+
+@router.post(
+    "/canaries/{canary}/promote",
+    summary="Promote a running canary's model to its group now",
+    dependencies=ADMIN,
+    responses=ERRORS,
+)
+def promote(hub: Parts, canary: NamePath) -> Canary:
+    try:
+        return _controller(hub).promote(canary)
+    except KeyError:
+        raise not_found(f"canary {canary}") from None
+
+
+@router.post(
+    "/canaries/{canary}/rollback",
+    summary="Roll a running canary back now",
+    dependencies=ADMIN,
+    responses=ERRORS,
+)
+def rollback(hub: Parts, canary: NamePath) -> Canary:
+    try:
+        return _controller(hub).rollback(canary)
+    except KeyError:
+        raise not_found(f"canary {canary}") from None

@@ -1,0 +1,147 @@
+"""Sessions uploaded as a tar (what ``GET /sessions/{car}/{session}/export`` streams, and what
+``paddock data import-tub|import-lerobot --hub`` sends): checked frame by frame, written to the
+store and entered in the catalog as a sealed session, listed and trained on like a recorded one.
+
+The tar holds ``datasets/{car}/{session}/manifest.json`` first, then that session's shards in
+order. Nothing in it is trusted: member names must be exactly those keys, every frame must be a
+valid frame record of that car and session, seqs must rise across shards, and the catalog row,
+shard list and stats are rebuilt from the frames, not taken from the uploaded manifest.
+"""
+
+import hashlib
+import io
+import re
+import tarfile
+import time
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from hub.storage.catalog import Catalog, Conflict
+from hub.storage.sealer import SessionState, StatsAccumulator
+from infra.store import ObjectStore
+from schemas.dataset import SessionManifest, ShardInfo, session_manifest_key, shard_key
+from schemas.messages import FrameRecord
+from schemas.shards import ReadStats, Sample, read_shard
+
+SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
+MAX_MEMBERS = 100_000
+
+
+class UploadRejected(ValueError):
+    """An uploaded session tar that is not a valid session (the client's mistake: 422)."""
+
+
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    if handle is None:
+        raise UploadRejected(f"{member.name}: not a regular file")
+    return handle.read()
+
+
+def _manifest(tar: tarfile.TarFile) -> SessionManifest:
+    member = tar.next()
+    if member is None or not member.isfile() or not member.name.endswith("/manifest.json"):
+        raise UploadRejected("the tar must start with datasets/{car}/{session}/manifest.json")
+    try:
+        manifest = SessionManifest.from_json(_member_bytes(tar, member))
+    except (ValidationError, ValueError) as exc:
+        raise UploadRejected(f"{member.name}: not a session manifest: {exc}") from None
+    if member.name != session_manifest_key(manifest.car, manifest.session):
+        raise UploadRejected(f"{member.name}: does not match the manifest's car and session")
+    return manifest
+
+
+def _check_frames(samples: list[Sample], manifest: SessionManifest, last_seq: int | None, name: str) -> None:
+    for sample in samples:
+        try:
+            record = FrameRecord.model_validate(sample.record)
+        except ValidationError as exc:
+            raise UploadRejected(f"{name}: frame {sample.seq} is not a frame record: {exc}") from None
+        if (record.car, record.session, record.seq) != (manifest.car, manifest.session, sample.seq):
+            raise UploadRejected(f"{name}: frame {sample.seq} belongs to {record.car}/{record.session}")
+        if last_seq is not None and sample.seq <= last_seq:
+            raise UploadRejected(f"{name}: frame {sample.seq} does not follow frame {last_seq}")
+        last_seq = sample.seq
+
+
+def adopt_session_tar(fileobj: IO[bytes], store: ObjectStore, catalog: Catalog) -> dict[str, Any]:
+    """Check an uploaded session tar, write its shards and manifest, enter it in the catalog and
+    return the catalog row. Raises :class:`UploadRejected` or :class:`Conflict` (session exists);
+    on either, nothing of it stays in the store."""
+    written: list[str] = []
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+            manifest = _manifest(tar)
+            if catalog.get_session(manifest.car, manifest.session) is not None:
+                raise Conflict(f"session {manifest.car}/{manifest.session} exists; delete it first")
+            state = _write_shards(tar, manifest, store, written)
+    except tarfile.TarError as exc:
+        _remove(store, written)
+        raise UploadRejected(f"not a readable tar: {exc}") from None
+    except BaseException:
+        _remove(store, written)
+        raise
+    store.put(session_manifest_key(state.car, state.session), state.manifest().to_json())
+    row = state.to_row()
+    catalog.save_session(row)
+    return row
+
+
+def _write_shards(
+    tar: tarfile.TarFile, manifest: SessionManifest, store: ObjectStore, written: list[str]
+) -> SessionState:
+    now = time.time()
+    state = SessionState(manifest.car, manifest.session, created=now, updated=now, state="sealed")
+    state.acc = StatsAccumulator()
+    prefix = session_manifest_key(manifest.car, manifest.session).removesuffix("manifest.json")
+    count = 0
+    while (member := tar.next()) is not None:  # after the manifest (iterating would replay it)
+        count += 1
+        match = SHARD_RE.match(member.name.removeprefix(prefix))
+        if count > MAX_MEMBERS or not member.isfile() or not member.name.startswith(prefix) or not match:
+            raise UploadRejected(f"{member.name}: not a shard of {manifest.car}/{manifest.session}")
+        index = int(match.group(1))
+        if index != state.next_shard:
+            raise UploadRejected(f"{member.name}: expected shard {state.next_shard} next")
+        data = _member_bytes(tar, member)
+        stats = ReadStats()
+        samples = list(read_shard(io.BytesIO(data), stats))
+        if stats.skipped or not samples:
+            reasons = "; ".join(stats.reasons[:3]) or "no frames"
+            raise UploadRejected(f"{member.name}: unreadable frames ({reasons})")
+        _check_frames(samples, manifest, state.sealed.last, member.name)
+        key = shard_key(manifest.car, manifest.session, index)
+        store.put(key, data)
+        written.append(key)
+        _account(state, samples, data, member.name.removeprefix(prefix))
+    if not state.shards:
+        raise UploadRejected(f"{manifest.car}/{manifest.session}: no shards")
+    return state
+
+
+def _account(state: SessionState, samples: list[Sample], data: bytes, name: str) -> None:
+    for sample in samples:
+        state.sealed.add(sample.seq)
+        state.acc.add(sample.record)
+    state.received = state.sealed.copy()
+    state.shards.append(
+        ShardInfo(
+            name=name,
+            frames=len(samples),
+            bytes=len(data),
+            seq_first=samples[0].seq,
+            seq_last=samples[-1].seq,
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+    )
+    state.bytes += len(data)
+    state.next_shard += 1
+
+
+def _remove(store: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            store.delete(key)
+        except Exception:  # best effort: the upload failed already
+            pass
