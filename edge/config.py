@@ -251,6 +251,13 @@ class ModelsSection(_Section):
     allow_unsigned: bool = Field(
         default=False, description="DEVELOPMENT ONLY: accept models without a valid signature."
     )
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="More public keys models may be signed with (the next hub key, while rotating).",
+    )
+    clock_skew_s: float = Field(
+        default=300.0, ge=0, le=30 * 86400, description="How far past its expiry a model is still taken."
+    )
     max_model_mb: float = Field(default=64.0, gt=0, le=4096, description="Larger models are rejected.")
     threads: int = Field(
         default=1, ge=1, le=64, description="Inference threads (ONNX Runtime intra-op, LiteRT)."
@@ -465,6 +472,7 @@ def _resolve_paths(config: CarConfig, base: Path) -> CarConfig:
     data["recorder"]["spool_dir"] = fix(config.recorder.spool_dir)
     data["models"]["cache_dir"] = fix(config.models.cache_dir)
     data["models"]["public_key"] = fix(config.models.public_key)
+    data["models"]["trusted_keys"] = [fix(p) for p in config.models.trusted_keys]
     return CarConfig.model_validate(data)
 
 

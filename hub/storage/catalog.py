@@ -376,13 +376,6 @@ class Catalog:
         )
         return [self._deployment(r) for r in rows]
 
-    def deployment_targets(self) -> list[tuple[str, str]]:
-        """Every target with a deployment in any slot."""
-        rows = self._conn().execute(
-            "SELECT DISTINCT target_kind, target FROM deployments ORDER BY target_kind, target"
-        )
-        return [(r["target_kind"], r["target"]) for r in rows]
-
     def deployment_slots(self) -> list[tuple[str, str, str]]:
         """Every (target kind, target, slot) with a deployment."""
         rows = self._conn().execute(
@@ -395,6 +388,31 @@ class Catalog:
             "SELECT * FROM deployments WHERE model_name=? AND model_version=? ORDER BY id", (name, version)
         )
         return [self._deployment(r) for r in rows]
+
+    def next_model_sequence(self, kind: str, target: str, expires: float, slot: str = "pilot") -> int:
+        """The next signing sequence of a target (1, 2, …; one sequence for both its model slots),
+        recorded with the expiry of the envelope signed for ``slot``."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO model_sequences (target_kind, target, sequence, expires) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (target_kind, target) DO UPDATE SET sequence = sequence + 1, "
+                "expires = excluded.expires",
+                (kind, target, expires),
+            )
+            c.execute(
+                "INSERT INTO model_slot_expiries (target_kind, target, slot, expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (target_kind, target, slot) DO UPDATE SET expires = excluded.expires",
+                (kind, target, slot, expires),
+            )
+            row = c.execute(
+                "SELECT sequence FROM model_sequences WHERE target_kind=? AND target=?", (kind, target)
+            ).fetchone()
+            return int(row[0])
+
+    def model_expiries(self) -> dict[tuple[str, str, str], float]:
+        """When the last envelope signed for each target's slot expires, by (kind, target, slot)."""
+        rows = self._conn().execute("SELECT target_kind, target, slot, expires FROM model_slot_expiries")
+        return {(r["target_kind"], r["target"], r["slot"]): float(r["expires"]) for r in rows}
 
     def _deployment(self, r: sqlite3.Row) -> dict[str, Any]:
         out = dict(r)
@@ -456,11 +474,30 @@ class Catalog:
                     (job, kind, state, _dumps(result), now, now),
                 )
 
+    def claim_job(self, job: str, kind: str, trainer: str | None) -> str | None:
+        """The trainer that took ``job``: ``trainer`` when the job had none (it takes it now), else the
+        one that took it first. None: reported only without a trainer's name (a broker without ACLs)."""
+        with self._tx() as c:
+            row = c.execute("SELECT trainer FROM jobs WHERE job=?", (job,)).fetchone()
+            if row is None:
+                now = time.time()
+                c.execute(
+                    "INSERT INTO jobs (job, kind, state, trainer, created, updated) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)",
+                    (job, kind, trainer, now, now),
+                )
+                return trainer
+            if row["trainer"] is None and trainer is not None:
+                c.execute("UPDATE jobs SET trainer=? WHERE job=?", (trainer, job))
+                return trainer
+            return str(row["trainer"]) if row["trainer"] is not None else None
+
     def _job(self, r: sqlite3.Row) -> dict[str, Any]:
         return {
             "job": r["job"],
             "kind": r["kind"],
             "state": r["state"],
+            "trainer": r["trainer"],
             "request": _loads(r["request"]),
             "progress": _loads(r["progress"]),
             "result": _loads(r["result"]),

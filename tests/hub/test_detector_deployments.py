@@ -2,7 +2,7 @@
 registered on the hub goes by `POST /deployments` to the car's detector topic, signed as a pilot is;
 the car hot-swaps it into its detector slot, `GET /cars/{car}` and `/metrics` show it, the pilot
 keeps its model,
-and a rollback acts on the detector slot alone."""
+a rollback acts on the detector slot alone, and each slot's envelope is refreshed before it expires."""
 
 import asyncio
 import json
@@ -142,3 +142,15 @@ async def test_a_classifier_deploys_into_the_detector_slot_and_rolls_back_alone(
             history = (await http.get(url, params={"slot": "detector"})).json()["history"]
             assert [h["action"] for h in history] == ["deploy", "deploy", "rollback", "clear", "rollback"]
             assert (await http.get(url)).json()["current"]["version"] == pilot
+
+            # Each slot's envelope is refreshed before it expires, whichever slot was signed last.
+            expiries = hub.catalog.model_expiries()
+            pilot_exp, detector_exp = expiries[("car", CAR, "pilot")], expiries[("car", CAR, "detector")]
+            assert detector_exp > pilot_exp  # the detector was signed after the pilot
+            half = hub.deployer.envelope_ttl_s / 2
+            assert hub.deployer.refresh_expiring(now=pilot_exp - half + 1e-3) == 1
+            assert hub.catalog.model_expiries()[("car", CAR, "detector")] == detector_exp
+            assert hub.deployer.refresh_expiring(now=detector_exp - half + 1e-3) == 1
+            assert hub.catalog.model_expiries()[("car", CAR, "detector")] > detector_exp
+            await asyncio.sleep(1.0)  # the refreshed envelopes hold the same models: nothing swaps
+            assert await on(f"pilot:{pilot}", f"detector:{d1}")
