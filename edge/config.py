@@ -242,6 +242,34 @@ class RecorderSection(_Section):
     )
 
 
+class FeedbackSection(_Section):
+    """Feedback capture: the frames around a moment where the model failed, sent to the hub even
+    when the car is not recording (edge.feedback). Off by default: it sends camera images nobody
+    asked to record and keeps ``before_s`` of raw frames in memory."""
+
+    enabled: bool = Field(
+        default=False, description="Keep a ring buffer of frames and send the frames around each moment."
+    )
+    before_s: float = Field(default=3.0, ge=0, le=30, description="Seconds of frames kept before the moment.")
+    after_s: float = Field(default=2.0, ge=0, le=30, description="Seconds of frames kept after the moment.")
+    min_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="At most one capture starts per this many seconds; moments in between are counted only.",
+    )
+    events: list[Literal["intervention", "off_track", "low_confidence"]] = Field(
+        default_factory=lambda: ["intervention", "off_track", "low_confidence"],
+        description="The moments that start a capture.",
+    )
+    min_confidence: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="An autopilot output below this confidence (where the model gives one) is a moment.",
+    )
+
+
 class ModelsSection(_Section):
     cache_dir: Path | None = Field(default=None, description="Verified models; default {state_dir}/models.")
     public_key: Path | None = Field(
@@ -387,6 +415,7 @@ class CarConfig(_Section):
     sensors: SensorsSection = Field(default_factory=SensorsSection)
     publish: PublishSection = Field(default_factory=PublishSection)
     recorder: RecorderSection = Field(default_factory=RecorderSection)
+    feedback: FeedbackSection = Field(default_factory=FeedbackSection)
     models: ModelsSection = Field(default_factory=ModelsSection)
     sim: SimSection = Field(default_factory=SimSection)
     detector: DetectorSection = Field(default_factory=DetectorSection)

@@ -29,6 +29,7 @@ from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
 from edge.detector import Detector, telemetry_fields
 from edge.detector_slot import detector_manager
+from edge.feedback import FeedbackCapture
 from edge.hotswap import ModelCache, ModelManager, load_model_key
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
@@ -104,6 +105,7 @@ class CarDaemon:
         self._spool: ForwardSpool | None = None
         self._loop: ControlLoop | None = None
         self._recorder: Recorder | None = None
+        self._feedback: FeedbackCapture | None = None
         self._models: ModelManager | None = None
         self._detectors: ModelManager | None = None
         self._link: MqttLink | None = None
@@ -123,6 +125,10 @@ class CarDaemon:
     @property
     def loop(self) -> ControlLoop:
         return _built(self._loop, "loop")
+
+    @property
+    def feedback(self) -> FeedbackCapture:
+        return _built(self._feedback, "feedback")
 
     @property
     def recorder(self) -> Recorder:
@@ -218,6 +224,15 @@ class CarDaemon:
             on_event=self._recorder_event,
         )
         self._recorder.start()
+        self._feedback = FeedbackCapture(
+            self.car,
+            lambda: self.config.feedback,
+            self.outbox.frame_seq,
+            self.spool,
+            jpeg_quality=cfg.recorder.jpeg_quality,
+            on_done=lambda event: self._call_soon(self._emit_after_frames, event),
+        )
+        self._feedback.start()
         self._install_pilots(body)
         self._models = self._model_manager(loop, public_key)
         await self._models.load_cached()
@@ -295,6 +310,8 @@ class CarDaemon:
     # --- the control loop's sink (control thread) -----------------------------------------------
     def on_tick(self, result: TickResult) -> None:
         recorder = self.recorder
+        if self._feedback is not None:  # before the recorder: a capture closed now takes seqs first
+            self._feedback.on_tick(result, recorder.recording)
         recorder.offer(result, result.pilot)
         self.outbox.offer_preview(result, recorder.recording)
         self.watchdog.on_tick()  # pings only while the event loop is alive too
@@ -303,6 +320,8 @@ class CarDaemon:
             self._call_soon(self._first_tick.set)
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if self._feedback is not None:
+            self._feedback.on_event(event)
         if event.get("type") == "lap":
             last = self.loop.last
             if last is not None:
@@ -480,6 +499,9 @@ class CarDaemon:
         if self._recorder is not None:
             self._recorder.stop_session(reason="shutdown")
             await asyncio.to_thread(self._recorder.stop)
+        if self._feedback is not None:
+            self._feedback.flush()
+            await asyncio.to_thread(self._feedback.stop)
         await self._close_link()
         await self._cancel_tasks()
         if self._loop is not None:
