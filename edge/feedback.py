@@ -70,6 +70,8 @@ class FeedbackCapture:
         self._ring: deque[tuple[TickResult, str | None]] = deque()
         self._open: _Capture | None = None
         self._last_start_ns: int | None = None
+        self._now_ns = 0  # the latest tick's time (events come between ticks)
+        self._recording = False
         self._queue: queue.Queue[tuple[_Capture, range] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -82,6 +84,7 @@ class FeedbackCapture:
     # --- control thread -----------------------------------------------------------------------
     def on_tick(self, result: TickResult, recording: bool) -> None:
         cfg = self._config()
+        self._now_ns, self._recording = result.t_ns, recording
         if not cfg.enabled or recording:
             if self._open is not None:
                 self._close()
@@ -104,14 +107,14 @@ class FeedbackCapture:
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "intervention":
-            self.moment("intervention", str(event.get("reason") or "intervention"), time.monotonic_ns())
+            self.moment("intervention", str(event.get("reason") or "intervention"), self._now_ns)
         elif kind == "off_track":
-            self.moment("off_track", "off track", time.monotonic_ns())
+            self.moment("off_track", "off track", self._now_ns)
 
     def moment(self, kind: str, reason: str, t_ns: int) -> bool:
         """A moment worth keeping; True if it opened a capture."""
         cfg = self._config()
-        if not cfg.enabled or kind not in cfg.events or self._open is not None:
+        if not cfg.enabled or self._recording or kind not in cfg.events or self._open is not None:
             return False
         if self._last_start_ns is not None and t_ns - self._last_start_ns < cfg.min_interval_s * 1e9:
             self.suppressed += 1

@@ -44,10 +44,8 @@ def feedback_car(tmp_path: Path, hub: HubService) -> RecordingDaemon:
 async def test_a_takeover_while_not_recording_reaches_the_feedback_dataset(
     tmp_path: Path, hub: HubService
 ) -> None:
-    async with (
-        feedback_car(tmp_path, hub) as car,
-        httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http,
-    ):
+    car = feedback_car(tmp_path, hub)
+    async with car, httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
         await asyncio.sleep(BEFORE_S + 0.5)  # the ring fills
         assert not car.recorder.recording
         car.drive(0.5, 0.3)
