@@ -5,7 +5,7 @@ collector takes them with the car's reason, and a second takeover inside ``min_i
 counted."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,6 @@ from tests.hub.conftest import TOKEN, read_session
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CAR = "car-fb"
 BEFORE_S, AFTER_S = 1.0, 0.6
-
-
-@pytest.fixture
-async def hub(mosquitto: Any, make_config: Callable[..., HubConfig]) -> AsyncIterator[HubService]:
-    async with HubService(make_config(mosquitto.url, mlops={"feedback_scan_s": 3600})) as h:
-        yield h
 
 
 def feedback_car(tmp_path: Path, hub: HubService) -> RecordingDaemon:
@@ -41,16 +35,28 @@ def feedback_car(tmp_path: Path, hub: HubService) -> RecordingDaemon:
     return RecordingDaemon(config, pilots={"const": ConstantPilot(0.1, 0.2)})
 
 
+@pytest.mark.parametrize("outage", [False, True], ids=["online", "broker-away"])
 async def test_a_takeover_while_not_recording_reaches_the_feedback_dataset(
-    tmp_path: Path, hub: HubService
+    tmp_path: Path, mosquitto_factory: Any, make_config: Callable[..., HubConfig], outage: bool
 ) -> None:
+    broker = mosquitto_factory()
+    broker.start()
+    hub = HubService(make_config(broker.url, mlops={"feedback_scan_s": 3600}))
     car = feedback_car(tmp_path, hub)
-    async with car, httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
+    async with hub, car, httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
+        await until(lambda: car.link.connected.is_set(), 10, "the car online")
         await asyncio.sleep(BEFORE_S + 0.5)  # the ring fills
         assert not car.recorder.recording
+        if outage:  # the capture is taken and spooled while the broker is away
+            broker.stop()
+            await until(lambda: not car.link.connected.is_set(), 10, "the car offline")
         car.drive(0.5, 0.3)
         car.set_mode("manual")
         await until(lambda: car.feedback.captures == 1, 10, "the capture to close")
+        if outage:
+            await until(lambda: car.feedback.pending == 0, 10, "the capture spooled")
+            assert car.spool.pending_records >= car.feedback.frames_sent > 0
+            broker.start()  # same port and persistence
         car.set_mode("autopilot")
         await until(lambda: car.ticks[-1].mode == "autopilot", 5, "the autopilot back")
         car.set_mode("manual")  # a second takeover inside min_interval_s: counted, not sent
