@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import aiomqtt
 
 from edge.config import CarConfig, ConfigError
-from edge.hotswap import ModelManager, Source
+from edge.hotswap import ModelManager
 from edge.loop import ControlLoop
 from edge.mqtt import MqttLink
+from edge.trust import Source
 from infra.files import write_atomic
 from schemas.errors import ContractError
 from schemas.messages import (

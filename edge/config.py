@@ -242,6 +242,10 @@ class RecorderSection(_Section):
     )
 
 
+FeedbackMoment = Literal["intervention", "off_track", "low_confidence"]
+FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = ("intervention", "off_track", "low_confidence")
+
+
 class FeedbackSection(_Section):
     """Feedback capture: the frames around a moment where the model failed, sent to the hub even
     when the car is not recording (edge.feedback). Off by default: it sends camera images nobody
@@ -258,8 +262,8 @@ class FeedbackSection(_Section):
         le=3600,
         description="At most one capture starts per this many seconds; moments in between are counted only.",
     )
-    events: list[Literal["intervention", "off_track", "low_confidence"]] = Field(
-        default_factory=lambda: ["intervention", "off_track", "low_confidence"],
+    events: list[FeedbackMoment] = Field(
+        default_factory=lambda: list(FEEDBACK_MOMENTS),
         description="The moments that start a capture.",
     )
     min_confidence: float = Field(
@@ -278,6 +282,13 @@ class ModelsSection(_Section):
     )
     allow_unsigned: bool = Field(
         default=False, description="DEVELOPMENT ONLY: accept models without a valid signature."
+    )
+    trusted_keys: list[Path] = Field(
+        default_factory=list,
+        description="More public keys models may be signed with (the next hub key, while rotating).",
+    )
+    clock_skew_s: float = Field(
+        default=300.0, ge=0, le=30 * 86400, description="How far past its expiry a model is still taken."
     )
     max_model_mb: float = Field(default=64.0, gt=0, le=4096, description="Larger models are rejected.")
     threads: int = Field(
@@ -494,6 +505,7 @@ def _resolve_paths(config: CarConfig, base: Path) -> CarConfig:
     data["recorder"]["spool_dir"] = fix(config.recorder.spool_dir)
     data["models"]["cache_dir"] = fix(config.models.cache_dir)
     data["models"]["public_key"] = fix(config.models.public_key)
+    data["models"]["trusted_keys"] = [fix(p) for p in config.models.trusted_keys]
     return CarConfig.model_validate(data)
 
 

@@ -30,7 +30,7 @@ from edge.config import CarConfig
 from edge.detector import Detector, telemetry_fields
 from edge.detector_slot import detector_manager
 from edge.feedback import FeedbackCapture
-from edge.hotswap import ModelCache, ModelManager, load_model_key
+from edge.hotswap import ModelCache, ModelManager, load_model_keys
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
 from edge.outbox import EventLog, Outbox
@@ -40,9 +40,11 @@ from edge.runtimes import preload as preload_runtimes
 from edge.snapshot import Parts, SensorPoller, TelemetryBuilder, car_status, status
 from edge.spool import ForwardSpool
 from edge.systemd import Notifier, Watchdog
+from edge.trust import SequenceStore, TrustPolicy
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
 from schemas.messages import CarStatus, ModelState, Telemetry
+from schemas.signing import KeyRing
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class CarDaemon:
         *,
         body: Body | None = None,
         pilots: dict[str, Pilot] | None = None,
-        public_key: Ed25519PublicKey | None = None,
+        public_key: Ed25519PublicKey | list[Ed25519PublicKey] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self.config = config
@@ -168,12 +170,12 @@ class CarDaemon:
             return
         self._started = True
         self._aloop = asyncio.get_running_loop()
-        public_key = load_model_key(self.config.models, self._public_key)
+        keys = load_model_keys(self.config.models, self._public_key)
         await self._open_storage()
         body = self.body = self.body or build_body(self.config)
         await asyncio.to_thread(body.connect)
         try:
-            await self._build(body, public_key)
+            await self._build(body, keys)
             self._go()
             await asyncio.wait_for(self._first_tick.wait(), timeout=10.0)
         except BaseException:
@@ -197,7 +199,7 @@ class CarDaemon:
         self._spool.on_append = lambda: self._call_soon(self.outbox.spool_data.set)
         await asyncio.to_thread(preload_runtimes, list(cfg.models.preload_runtimes))
 
-    async def _build(self, body: Body, public_key: Ed25519PublicKey | None) -> None:
+    async def _build(self, body: Body, keys: KeyRing) -> None:
         cfg = self.config
         # A lockstep simulator may tick faster than real time; its world still advances one
         # tick period per tick.
@@ -234,14 +236,14 @@ class CarDaemon:
         )
         self._feedback.start()
         self._install_pilots(body)
-        self._models = self._model_manager(loop, public_key)
+        self._models = self._model_manager(loop, keys)
         await self._models.load_cached()
         assert loop.detector is not None
         self._detectors = detector_manager(
             cfg,
             loop,
             loop.detector,
-            public_key,
+            self._trust(keys, "detector-sequences.json"),
             latest_frame=self._latest_image,
             on_event=self.emit,
             on_state=self._detector_state_changed,
@@ -258,13 +260,24 @@ class CarDaemon:
             inflight=cfg.recorder.inflight,
         )
 
-    def _model_manager(self, loop: ControlLoop, public_key: Ed25519PublicKey | None) -> ModelManager:
+    def _trust(self, keys: KeyRing, sequences_file: str) -> TrustPolicy:
+        """The car's rules for a slot's model envelopes, with that slot's last sequences."""
+        m = self.config.models
+        return TrustPolicy(
+            keys,
+            self.car,
+            self.config.car.group,
+            allow_unsigned=m.allow_unsigned,
+            sequences=SequenceStore(self.config.state_dir / sequences_file),
+            clock_skew_s=m.clock_skew_s,
+        )
+
+    def _model_manager(self, loop: ControlLoop, keys: KeyRing) -> ModelManager:
         m = self.config.models
         return ModelManager(
             loop,
             ModelCache(self.config.model_cache_dir, keep=m.keep),
-            public_key=public_key,
-            allow_unsigned=m.allow_unsigned,
+            trust=self._trust(keys, "model-sequences.json"),
             max_bytes=int(m.max_model_mb * 1024 * 1024),
             threads=m.threads,
             warmup_runs=m.warmup_runs,

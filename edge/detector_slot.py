@@ -12,12 +12,11 @@ topics are ``cars/{car}/detector`` and ``groups/{group}/detector``; its state go
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge.config import CarConfig
 from edge.detector import DETECTOR_SLOT, Detector, DetectorStage
 from edge.hotswap import Loaded, ModelCache, ModelManager
 from edge.loop import ControlLoop
+from edge.trust import TrustPolicy
 from schemas.messages import ModelState
 
 
@@ -25,13 +24,16 @@ def detector_manager(
     config: CarConfig,
     loop: ControlLoop,
     stage: DetectorStage,
-    public_key: Ed25519PublicKey | None,
+    trust: TrustPolicy,
     *,
     latest_frame: Callable[[], Any],
     on_event: Callable[[dict[str, Any]], None],
     on_state: Callable[[ModelState], None],
 ) -> ModelManager:
-    """A model manager whose models are detectors, installed into ``stage``."""
+    """A model manager whose models are detectors, installed into ``stage``.
+
+    ``trust`` keeps its own sequences (not the pilot's file): each slot accepts only envelopes newer
+    than the last one it took, whatever the hub numbers the other slot's with."""
     m = config.models
 
     def install(loaded: Loaded, on_installed: Callable[[int, int], None]) -> None:
@@ -43,8 +45,7 @@ def detector_manager(
     return ModelManager(
         loop,
         ModelCache(config.detector_cache_dir, keep=m.keep),
-        public_key=public_key,
-        allow_unsigned=m.allow_unsigned,
+        trust=trust,
         max_bytes=int(m.max_model_mb * 1024 * 1024),
         threads=m.threads,
         warmup_runs=m.warmup_runs,

@@ -4,9 +4,10 @@
 Models arrive as retained envelopes on the car's own topic and on its group's; the car's own
 assignment wins while it exists. For each new assignment, off the control loop:
 
-1. check the manifest's Ed25519 signature with the hub's public key (unless the development
-   setting ``models.allow_unsigned`` is on), the size limit, the byte count and the sha256 — or
-   download the bytes from the manifest's ``url`` and check those;
+1. check the envelope's signature over the exact manifest bytes with a trusted key, its target,
+   sequence and expiry (:mod:`edge.trust`; unsigned models only with the development setting
+   ``models.allow_unsigned``), the size limit, the byte count and the sha256 — or download the
+   bytes from the manifest's ``url`` and check those;
 2. write model and manifest to the cache atomically (temp file, fsync, rename);
 3. load it in the runtime for its format, warm it up on the latest camera frame and smoke-test it:
    every output present, of the right size, finite and near its declared range; median latency
@@ -29,7 +30,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -39,32 +40,35 @@ from edge.config import ConfigError, ModelsSection
 from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
+from edge.trust import Source, Trusted, TrustError, TrustPolicy
 from infra.files import write_atomic
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
 from schemas.model_card import FrameStack, ModelKind, ModelManifest, decode_outputs, preprocess, sha256_hex
-from schemas.signing import SignatureError, load_public_key, verify_manifest
+from schemas.payloads import model_header_manifest
+from schemas.signing import KeyRing, load_public_keys
 
 log = logging.getLogger(__name__)
 
-Source = Literal["car", "group"]
 PILOT_SLOT = "model"
 
 
 class ModelRejected(Exception):
     """A model that must not drive; the message is the reason published in ``model_rejected``."""
 
-    def __init__(self, reason: str, manifest: ModelManifest | None = None) -> None:
+    def __init__(self, reason: str, manifest: ModelManifest | None = None, code: str = "invalid") -> None:
         super().__init__(reason)
         self.reason = reason
         self.manifest = manifest
+        self.code = code
 
 
 # --- the cache ------------------------------------------------------------------------------------
 class ModelCache:
-    """Verified models on disk: ``{sha256}.{format}`` + ``{sha256}.json`` (manifest), and
-    ``active`` naming the last model that drove."""
+    """Verified models on disk: ``{sha256}.{format}`` + ``{sha256}.json`` (the envelope's header as
+    it arrived, signature included, so a boot verifies it again), and ``active`` naming the last
+    model that drove."""
 
     def __init__(self, directory: Path, keep: int = 3) -> None:
         self.directory = directory
@@ -77,20 +81,23 @@ class ModelCache:
             self.directory / f"{manifest.sha256}.json",
         )
 
-    def store(self, manifest: ModelManifest, data: bytes) -> Path:
+    def store(self, manifest: ModelManifest, data: bytes, header: dict[str, Any]) -> Path:
         model_path, manifest_path = self._paths(manifest)
         if not (model_path.exists() and model_path.stat().st_size == len(data)):
             write_atomic(model_path, data)
-        write_atomic(manifest_path, manifest.to_json())
+        write_atomic(manifest_path, json.dumps(header, separators=(",", ":")).encode())
         return model_path
 
-    def load(self, sha256: str) -> tuple[ModelManifest, bytes]:
-        manifest_path = self.directory / f"{sha256}.json"
-        manifest = ModelManifest.from_json(manifest_path.read_bytes())
+    def load(self, sha256: str) -> tuple[dict[str, Any], bytes]:
+        """A cached model's header (not yet verified) and bytes, checked against its sha256."""
+        header = json.loads((self.directory / f"{sha256}.json").read_bytes())
+        if not isinstance(header, dict):
+            raise ContractError(f"cached header of {sha256[:12]} is not a JSON object")
+        manifest = model_header_manifest(header)
         data = self._paths(manifest)[0].read_bytes()
-        if sha256_hex(data) != manifest.sha256:
+        if sha256_hex(data) != manifest.sha256 or manifest.sha256 != sha256:
             raise ModelRejected(f"cached model {manifest.ref} is corrupt (sha256 mismatch)", manifest)
-        return manifest, data
+        return header, data
 
     def set_active(self, sha256: str) -> None:
         write_atomic(self.directory / "active", sha256.encode())
@@ -126,12 +133,14 @@ class Verified:
     manifest: ModelManifest
     data: bytes
     unsigned: bool
+    trusted: Trusted
+    header: dict[str, Any]
 
 
 def verify_envelope(
     payload: bytes,
-    public_key: Ed25519PublicKey | None,
-    allow_unsigned: bool,
+    trust: TrustPolicy,
+    source: Source,
     max_bytes: int,
     download: Callable[[ModelManifest], bytes] | None = None,
 ) -> Verified:
@@ -141,27 +150,21 @@ def verify_envelope(
     except EnvelopeTooLarge:
         raise ModelRejected(
             f"model envelope of {len(payload)} bytes is more than the limit of {max_bytes} "
-            "(models.max_model_mb)"
+            "(models.max_model_mb)",
+            code="too_large",
         ) from None
     except EnvelopeError as exc:
         raise ModelRejected(f"not a model envelope: {exc}") from None
     try:
-        manifest = ModelManifest.from_dict(env.header)
-    except ContractError as exc:
-        raise ModelRejected(str(exc)) from None
-    unsigned = False
-    if public_key is not None and (manifest.signature or not allow_unsigned):
-        try:
-            verify_manifest(manifest, public_key)
-        except SignatureError as exc:
-            raise ModelRejected(str(exc), manifest) from None
-    elif not allow_unsigned:
-        raise ModelRejected(f"model {manifest.ref}: no public key to verify it with", manifest)
-    else:
-        unsigned = True
+        trusted = trust.verify(env.header, source)
+    except TrustError as exc:
+        raise ModelRejected(exc.reason, exc.manifest, exc.code) from None
+    manifest = trusted.manifest
     if manifest.size > max_bytes:
         raise ModelRejected(
-            f"model {manifest.ref} is {manifest.size} bytes, more than the limit of {max_bytes}", manifest
+            f"model {manifest.ref} is {manifest.size} bytes, more than the limit of {max_bytes}",
+            manifest,
+            "too_large",
         )
     data = env.payload
     if not data:
@@ -177,7 +180,7 @@ def verify_envelope(
         )
     if sha256_hex(data) != manifest.sha256:
         raise ModelRejected(f"model {manifest.ref}: sha256 does not match the manifest (tampered?)", manifest)
-    return Verified(manifest, data, unsigned)
+    return Verified(manifest, data, trusted.unsigned, trusted, env.header)
 
 
 def http_download(manifest: ModelManifest, max_bytes: int, timeout: float) -> bytes:
@@ -198,7 +201,7 @@ def http_download(manifest: ModelManifest, max_bytes: int, timeout: float) -> by
                 total += len(chunk)
     except OSError as exc:
         raise ModelRejected(
-            f"model {manifest.ref}: download from {manifest.url} failed: {exc}", manifest
+            f"model {manifest.ref}: download from {manifest.url} failed: {exc}", manifest, "download"
         ) from None
     return b"".join(chunks)
 
@@ -235,7 +238,7 @@ def load_and_test(
     try:
         model: LoadedModel = runtime_for(manifest.format).load(data, manifest.card, threads)
     except (ModelLoadError, RuntimeUnavailable) as exc:
-        raise ModelRejected(f"model {manifest.ref}: {exc}", manifest) from None
+        raise ModelRejected(f"model {manifest.ref}: {exc}", manifest, "load") from None
     pilot = ModelPilot(manifest, model)
     try:
         image = smoke_image(manifest, frame)
@@ -268,7 +271,7 @@ def _check_outputs(manifest: ModelManifest, raw: dict[str, NDArray[np.float32]])
     try:
         decode_outputs(manifest.card, raw)
     except ContractError as exc:
-        raise ModelRejected(f"model {manifest.ref} smoke test: {exc}", manifest) from None
+        raise ModelRejected(f"model {manifest.ref} smoke test: {exc}", manifest, "smoke_test") from None
     for out in manifest.card.outputs:
         if out.kind != "linear":
             continue
@@ -280,6 +283,7 @@ def _check_outputs(manifest: ModelManifest, raw: dict[str, NDArray[np.float32]])
             raise ModelRejected(
                 f"model {manifest.ref} smoke test: {out.name} output {value:.3g} is far outside {out.range}",
                 manifest,
+                "smoke_test",
             )
 
 
@@ -288,6 +292,7 @@ def _check_outputs(manifest: ModelManifest, raw: dict[str, NDArray[np.float32]])
 class _Offer:
     payload: bytes
     arrival_ns: int
+    source: Source = "car"
 
 
 class ModelManager:
@@ -298,8 +303,7 @@ class ModelManager:
         loop: ControlLoop,
         cache: ModelCache,
         *,
-        public_key: Ed25519PublicKey | None,
-        allow_unsigned: bool,
+        trust: TrustPolicy,
         max_bytes: int,
         threads: int,
         warmup_runs: int,
@@ -316,8 +320,7 @@ class ModelManager:
         self._install = install or (lambda loaded, done: loop.install_pilot(PILOT_SLOT, loaded.pilot, done))
         self.loop = loop
         self.cache = cache
-        self.public_key = public_key
-        self.allow_unsigned = allow_unsigned
+        self.trust = trust
         self.max_bytes = max_bytes
         self.threads = threads
         self.warmup_runs = warmup_runs
@@ -352,7 +355,7 @@ class ModelManager:
     # --- offers (event loop thread) ---------------------------------------------------------------
     def offer(self, source: Source, payload: bytes, arrival_ns: int | None = None) -> None:
         """A message on the car's or the group's model topic (empty payload: assignment cleared)."""
-        self._offers[source] = _Offer(payload, arrival_ns or time.monotonic_ns()) if payload else None
+        self._offers[source] = _Offer(payload, arrival_ns or time.monotonic_ns(), source) if payload else None
         self._wake.set()
 
     def _wanted(self) -> _Offer | None:
@@ -367,9 +370,9 @@ class ModelManager:
             if offer is None or offer is self._handled:
                 continue
             self._handled = offer
-            await self.process(offer.payload, offer.arrival_ns)
+            await self.process(offer.payload, offer.arrival_ns, offer.source)
 
-    async def process(self, payload: bytes, arrival_ns: int) -> bool:
+    async def process(self, payload: bytes, arrival_ns: int, source: Source = "car") -> bool:
         """Run the whole pipeline for one envelope; True when the model now drives."""
         digest = await asyncio.to_thread(lambda: hashlib.sha256(payload).hexdigest())
         if digest in self._rejected_digests:
@@ -380,13 +383,14 @@ class ModelManager:
             verified = await asyncio.to_thread(
                 verify_envelope,
                 payload,
-                self.public_key,
-                self.allow_unsigned,
+                self.trust,
+                source,
                 self.max_bytes,
                 lambda m: http_download(m, self.max_bytes, self.download_timeout_s),
             )
             manifest = verified.manifest
             check_kind(manifest, self.kind)
+            await asyncio.to_thread(self.trust.accept, verified.trusted)
             if self.active is not None and manifest.sha256 == self.active.sha256:
                 log.info("model %s is already active", manifest.ref)
                 return False
@@ -394,7 +398,7 @@ class ModelManager:
                 log.warning(
                     "model %s is not signed; accepted because models.allow_unsigned is on", manifest.ref
                 )
-            await asyncio.to_thread(self.cache.store, manifest, verified.data)
+            await asyncio.to_thread(self.cache.store, manifest, verified.data, verified.header)
             loaded = await asyncio.to_thread(
                 load_and_test,
                 manifest,
@@ -405,7 +409,7 @@ class ModelManager:
                 frame=self.latest_frame(),
             )
         except ModelRejected as exc:
-            self._reject(exc.reason, exc.manifest or manifest, digest)
+            self._reject(exc.reason, exc.manifest or manifest, digest, exc.code)
             return False
         except Exception as exc:  # anything unexpected must not take the daemon down
             log.exception("model pipeline failed")
@@ -470,14 +474,16 @@ class ModelManager:
         self.cache.set_active(sha256)
         self.cache.prune(protect={sha256})
 
-    def _reject(self, reason: str, manifest: ModelManifest | None, digest: str) -> None:
+    def _reject(
+        self, reason: str, manifest: ModelManifest | None, digest: str, code: str = "invalid"
+    ) -> None:
         self.rejections += 1
         self.last_error = reason
         self._rejected_digests[digest] = reason
         if len(self._rejected_digests) > 64:
             self._rejected_digests.pop(next(iter(self._rejected_digests)))
         log.warning("model rejected: %s", reason)
-        event: dict[str, Any] = {"type": "model_rejected", "reason": reason[:1000]}
+        event: dict[str, Any] = {"type": "model_rejected", "reason": reason[:1000], "code": code}
         if manifest is not None:
             event.update(name=manifest.name, version=manifest.version, sha256=manifest.sha256)
         self.on_event(event)
@@ -488,12 +494,9 @@ class ModelManager:
         """Drive the last good model from the cache (or the newest one that still loads)."""
         for sha in await asyncio.to_thread(self.cache.candidates):
             try:
-                manifest, data = await asyncio.to_thread(self.cache.load, sha)
+                header, data = await asyncio.to_thread(self.cache.load, sha)
+                manifest = self.trust.verify_cached(header)
                 check_kind(manifest, self.kind)
-                if self.public_key is not None and (manifest.signature or not self.allow_unsigned):
-                    verify_manifest(manifest, self.public_key)
-                elif not self.allow_unsigned:
-                    raise ModelRejected(f"cached model {manifest.ref} cannot be verified: no public key")
                 loaded = await asyncio.to_thread(
                     load_and_test,
                     manifest,
@@ -503,7 +506,7 @@ class ModelManager:
                     max_latency_ms=self.max_latency_ms,
                     frame=None,
                 )
-            except (ModelRejected, ContractError, OSError, json.JSONDecodeError) as exc:
+            except (ModelRejected, TrustError, ContractError, OSError, json.JSONDecodeError) as exc:
                 log.warning("cached model %s unusable: %s", sha[:12], exc)
                 continue
             await self._swap(loaded, None)
@@ -522,25 +525,28 @@ def check_kind(manifest: ModelManifest, kind: ModelKind) -> None:
         )
 
 
-def load_model_key(
-    models: ModelsSection, override: Ed25519PublicKey | None = None
-) -> Ed25519PublicKey | None:
-    """The hub's public key that models must be signed with (None: unsigned models only)."""
+def load_model_keys(
+    models: ModelsSection, override: Ed25519PublicKey | list[Ed25519PublicKey] | None = None
+) -> KeyRing:
+    """The public keys models must be signed with: every PEM block in ``models.public_key`` and
+    ``models.trusted_keys`` (two while a key is rotated). Empty: unsigned models only."""
     if override is not None:
-        return override
-    if models.public_key is None:
-        if not models.allow_unsigned:
-            log.warning("no models.public_key: every model sent to this car will be rejected")
-        return None
-    if not models.public_key.exists():
-        if models.allow_unsigned:
-            log.warning("models.public_key %s not found; accepting unsigned models only", models.public_key)
-            return None
-        raise ConfigError(
-            f"models.public_key: {models.public_key} not found (copy the hub's public key there, or set "
-            "models.allow_unsigned = true for development)"
-        )
-    try:
-        return load_public_key(models.public_key)
-    except ContractError as exc:
-        raise ConfigError(f"models.public_key: {models.public_key}: {exc}") from None
+        return KeyRing(override if isinstance(override, list) else [override])
+    keys: list[Ed25519PublicKey] = []
+    paths = [p for p in (models.public_key, *models.trusted_keys) if p is not None]
+    for path in paths:
+        if not path.exists():
+            if models.allow_unsigned:
+                log.warning("models key %s not found; accepting unsigned models only", path)
+                continue
+            raise ConfigError(
+                f"models.public_key: {path} not found (copy the hub's public key there, or set "
+                "models.allow_unsigned = true for development)"
+            )
+        try:
+            keys.extend(load_public_keys(path))
+        except ContractError as exc:
+            raise ConfigError(f"models.public_key: {path}: {exc}") from None
+    if not keys and not models.allow_unsigned:
+        log.warning("no models.public_key: every model sent to this car will be rejected")
+    return KeyRing(keys)

@@ -46,6 +46,11 @@ class MqttConfig(_Section):
         "while the hub is down) under this id, so keep it stable and unique per hub.",
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the hub's broker password (mode 0600), instead of putting it in the url; "
+        "the user name still comes from the url.",
+    )
     ca_file: Path | None = Field(
         default=None, description="CA certificate (PEM) for mqtts:// brokers; the system's CAs when unset."
     )
@@ -73,6 +78,15 @@ class MqttConfig(_Section):
     @property
     def broker(self) -> BrokerUrl:
         return BrokerUrl.parse(self.url)
+
+    def password(self) -> str | None:
+        """The broker password: ``password_file``'s content when set, else the url's."""
+        if self.password_file is None:
+            return self.broker.password
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise HubConfigError(f"mqtt.password_file: {self.password_file}: {exc.strerror}") from None
 
 
 class ApiToken(_Section):
@@ -314,6 +328,13 @@ class DeploymentsConfig(_Section):
         description="Ed25519 signing key (PEM, mode 0600), created on first start. "
         "Default: {data_dir}/keys/hub-ed25519.pem.",
     )
+    envelope_ttl_s: float = Field(
+        default=7 * 86400.0,
+        ge=60,
+        le=366 * 86400,
+        description="A signed model envelope expires this long after signing (cars refuse it then); "
+        "the hub signs each target's current model again when half of it has passed.",
+    )
 
 
 class MlopsConfig(_Section):
@@ -517,6 +538,7 @@ class HubConfig(_Section):
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
         config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        config.mqtt.password_file = fix(self.mqtt.password_file)
         url = self.store.url
         if url is not None and "://" not in url:
             config.store.url = str(fix(Path(url)))

@@ -268,12 +268,24 @@ class HubService:
             inline_max_bytes=int(cfg.deployments.inline_max_mb * MiB),
             public_url=lambda: self.public_url,
             grant_secret=self.api_token,
+            envelope_ttl_s=cfg.deployments.envelope_ttl_s,
         )
+        threading.Thread(target=self._refresh_models, name="hub-model-refresh", daemon=True).start()
         if cfg.deployments.republish_on_connect:
             deployer = self.deployer
             self.ingest.on_connect_hooks.append(
                 lambda: log.debug("republished %d deployments", deployer.republish_all())
             )
+
+    def _refresh_models(self) -> None:
+        """Sign current models again before their envelopes expire (checked every ttl/8, at most 1 h)."""
+        interval = min(3600.0, self.config.deployments.envelope_ttl_s / 8)
+        while not self._stop_event.wait(interval):
+            try:
+                if sent := self.deployer.refresh_expiring():
+                    log.info("re-signed %d model deployments before they expire", sent)
+            except Exception:
+                log.exception("refreshing model deployments failed")
 
     def _build_canaries(self) -> None:
         self.canaries = CanaryController(
@@ -527,8 +539,9 @@ class HubService:
             last_t = now
             stats = self.ingest_stats()
             cars: dict[str, dict[str, float]] = {}
+            previous, last = last, {}  # only the cars still counted (the counters are bounded)
             for car, c in stats.cars.items():
-                prev = last.get(car, c.frames_persisted)
+                prev = previous.get(car, c.frames_persisted)
                 cars[car] = {
                     "frames_persisted": float(c.frames_persisted),
                     "frames_sealed": float(c.frames_sealed),

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from schemas import dataset, messages, model_card
+from schemas import dataset, messages, model_card, signing
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -34,6 +34,7 @@ MODELS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "job-result": messages.JobResult,
     "model-card": model_card.ModelCard,
     "model-manifest": model_card.ModelManifest,
+    "model-header": signing.SignedHeader,
     "session-manifest": dataset.SessionManifest,
     "dataset-manifest": dataset.DatasetManifest,
 }

@@ -235,6 +235,12 @@ class ModelRejectedEvent(_Event):
     type: Literal["model_rejected"] = "model_rejected"
     reason: str
     slot: str | None = Field(default=None, description="the model slot (unset: the pilot; or detector)")
+    code: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_]{1,32}$",
+        description="why, for machines: unsigned, bad_signature, unknown_key, wrong_target, replayed, "
+        "expired, unbound, invalid, too_large, download, load, smoke_test",
+    )
     name: str | None = None
     version: str | None = None
     sha256: str | None = None

@@ -249,8 +249,21 @@ class ModelCard(WireModel):
         return next((o for o in self.outputs if o.name == name), None)
 
 
+class ModelTarget(WireModel):
+    """Who a signed manifest is for: one car, or every car of a group."""
+
+    kind: Literal["car", "group"]
+    id: Name
+
+
 class ModelManifest(WireModel):
-    """Header of a model envelope. ``signature`` is Ed25519 over :meth:`signing_bytes`."""
+    """What a model envelope carries about its model.
+
+    A signed envelope's header is a :class:`schemas.signing.SignedHeader` whose ``manifest`` holds
+    these fields as exact bytes; ``target``, ``sequence``, ``expires`` and ``key_id`` are then
+    required, so a car refuses an envelope meant for another car, replayed, stale or signed by a
+    key it does not trust. Unknown fields are ignored: a newer hub may add some.
+    """
 
     name: Name
     version: Name
@@ -260,19 +273,23 @@ class ModelManifest(WireModel):
     card: ModelCard
     created: float = Field(default_factory=now, ge=0)
     url: str | None = Field(default=None, description="where to download the bytes when not inline")
-    key_id: str | None = None
-    signature: str | None = Field(default=None, description="base64 Ed25519 signature")
+    target: ModelTarget | None = Field(default=None, description="the car or group this is signed for")
+    sequence: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**53 - 1,
+        description="per target, higher for every envelope the hub signs; a car refuses one not above "
+        "the last it accepted",
+    )
+    expires: float | None = Field(default=None, ge=0, description="unix time after which cars refuse it")
+    action: Literal["deploy", "rollback", "refresh"] | None = Field(
+        default=None, description="why the hub signed it (a rollback is a new, higher sequence)"
+    )
+    key_id: str | None = Field(default=None, description="the signing key's id (schemas.signing.key_id)")
 
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
-
-    def signing_bytes(self) -> bytes:
-        """The canonical bytes that are signed: sorted-key compact JSON without ``signature``."""
-        import json
-
-        data = self.model_dump(mode="json", exclude={"signature"}, exclude_none=True)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def sha256_hex(data: bytes) -> str:

@@ -1,6 +1,9 @@
 """Typed envelopes: frames (frame record + JPEG) and models (manifest + model bytes)."""
 
+from typing import Any
+
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
@@ -16,6 +19,7 @@ from schemas.envelope import (
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord
 from schemas.model_card import ModelManifest, sha256_hex
+from schemas.signing import is_signed_header, manifest_bytes, sign_manifest
 
 
 def encode_jpeg(image: NDArray[np.uint8], quality: int = 90) -> bytes:
@@ -58,19 +62,28 @@ def frame_header(header: bytes | bytearray) -> FrameRecord:
         raise ContractError(f"invalid FrameRecord: {_summary(exc)}") from None
 
 
-def encode_model(manifest: ModelManifest, model: bytes) -> bytes:
-    """Encode a model envelope. An empty payload means the manifest's ``url`` carries the bytes."""
+def encode_model(manifest: ModelManifest, model: bytes, key: Ed25519PrivateKey | None = None) -> bytes:
+    """Encode a model envelope, signed with ``key`` (a bare manifest header when None: unsigned).
+    An empty payload means the manifest's ``url`` carries the bytes."""
     if model and (manifest.size != len(model) or manifest.sha256 != sha256_hex(model)):
         raise ContractError(f"manifest of {manifest.ref} does not match the model bytes")
-    return encode(manifest.to_dict(), model)
+    return encode(manifest.to_dict() if key is None else sign_manifest(manifest, key), model)
+
+
+def model_header_manifest(header: dict[str, Any]) -> ModelManifest:
+    """The manifest of a model envelope's header, signed or not, WITHOUT verifying the signature."""
+    if is_signed_header(header):
+        return ModelManifest.from_json(manifest_bytes(header))
+    return ModelManifest.from_dict(header)
 
 
 def decode_model(
     data: bytes | bytearray | memoryview, *, max_total: int = DEFAULT_MAX_TOTAL
 ) -> tuple[ModelManifest, bytes]:
-    """Decode a model envelope and check size and sha256 of inline bytes (not the signature)."""
+    """Decode a model envelope and check size and sha256 of inline bytes (not the signature:
+    :func:`schemas.signing.verify_header` does that)."""
     env = decode(data, max_header=DEFAULT_MAX_HEADER, max_total=max_total)
-    manifest = ModelManifest.from_dict(env.header)
+    manifest = model_header_manifest(env.header)
     if env.payload:
         if len(env.payload) != manifest.size:
             raise ContractError(

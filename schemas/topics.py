@@ -53,6 +53,7 @@ class ParsedTopic:
     command: str | None = None
     job_kind: str | None = None
     job: str | None = None
+    trainer: str | None = None
 
 
 def _check_command(name: str) -> str:
@@ -126,11 +127,17 @@ class Topics:
     def job_request(self, kind: str) -> str:
         return f"{self.root}/jobs/{_check_job_kind(kind)}"
 
-    def job_progress(self, kind: str, job: str) -> str:
-        return f"{self.root}/jobs/{_check_job_kind(kind)}/{check_name(job, 'job id')}/progress"
+    def job_progress(self, kind: str, job: str, trainer: str | None = None) -> str:
+        """A job's progress; with ``trainer`` (the trainer's broker identity) on its own topic,
+        which the broker lets only that trainer publish on (docs/security.md)."""
+        return self._job_update(kind, job, "progress", trainer)
 
-    def job_result(self, kind: str, job: str) -> str:
-        return f"{self.root}/jobs/{_check_job_kind(kind)}/{check_name(job, 'job id')}/result"
+    def job_result(self, kind: str, job: str, trainer: str | None = None) -> str:
+        return self._job_update(kind, job, "result", trainer)
+
+    def _job_update(self, kind: str, job: str, leaf: str, trainer: str | None) -> str:
+        topic = f"{self.root}/jobs/{_check_job_kind(kind)}/{check_name(job, 'job id')}/{leaf}"
+        return f"{topic}/{check_car_id(trainer)}" if trainer else topic
 
     # --- subscription filters -------------------------------------------------------------------
     def all_cars(self, leaf: str) -> str:
@@ -149,7 +156,7 @@ class Topics:
         """Filter for progress and results of every job (of one kind, or all with '+')."""
         if kind != "+":
             _check_job_kind(kind)
-        return f"{self.root}/jobs/{kind}/+/+"
+        return f"{self.root}/jobs/{kind}/+/#"
 
     # --- parser ---------------------------------------------------------------------------------
     def parse(self, topic: str) -> ParsedTopic:
@@ -198,12 +205,11 @@ class Topics:
                 )
             case ["jobs", kind]:
                 return ParsedTopic(TopicKind.JOB_REQUEST, job_kind=_check_job_kind(kind))
-            case ["jobs", kind, job, "progress"]:
+            case ["jobs", kind, job, "progress" | "result" as leaf, *by] if len(by) <= 1:
                 return ParsedTopic(
-                    TopicKind.JOB_PROGRESS, job_kind=_check_job_kind(kind), job=check_name(job, "job id")
-                )
-            case ["jobs", kind, job, "result"]:
-                return ParsedTopic(
-                    TopicKind.JOB_RESULT, job_kind=_check_job_kind(kind), job=check_name(job, "job id")
+                    TopicKind.JOB_PROGRESS if leaf == "progress" else TopicKind.JOB_RESULT,
+                    job_kind=_check_job_kind(kind),
+                    job=check_name(job, "job id"),
+                    trainer=check_car_id(by[0]) if by else None,
                 )
         raise ContractError("not a paddock topic")

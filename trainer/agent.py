@@ -41,6 +41,7 @@ from schemas.messages import JobProgress, JobResult, parse_job
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import TopicKind, Topics
 from trainer.pipeline import TrainerSettings
+from trainer.progress import CA_FILE_ENV
 
 log = logging.getLogger(__name__)
 KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
@@ -52,6 +53,7 @@ class AgentSettings(TrainerSettings):
     share_group: str | None = Field(default=None, description="Mosquitto shared-subscription group")
     job_timeout_s: float | None = Field(default=6 * 3600, gt=0)
     kinds: list[str] = Field(default_factory=lambda: list(KINDS))
+    ca_file: str | None = Field(default=None, description="CA certificate for mqtts:// (the fleet's CA)")
 
 
 class TrainerAgent:
@@ -84,7 +86,7 @@ class TrainerAgent:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
-            self._client.tls_set()
+            self._client.tls_set(ca_certs=settings.ca_file)
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = lambda *_a: self.subscribed.set()
@@ -193,6 +195,8 @@ class TrainerAgent:
                str(result_path)]  # fmt: skip
         with open(job_dir / "log.txt", "ab") as logf:
             env = {**os.environ, "PADDOCK_AGENT_PID": str(os.getpid())}
+            if self.settings.ca_file:  # the job's own progress publisher verifies the broker the same way
+                env[CA_FILE_ENV] = str(Path(self.settings.ca_file).resolve())
             proc = subprocess.Popen(
                 cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
@@ -239,7 +243,9 @@ class TrainerAgent:
             log.warning("publishing %s failed: %s", topic, exc)
 
     def _progress(self, progress: JobProgress) -> None:
-        self._publish(self.topics.job_progress(progress.kind, progress.job), progress.to_json())
+        self._publish(
+            self.topics.job_progress(progress.kind, progress.job, self.url.username), progress.to_json()
+        )
 
     def _publish_result(self, result: JobResult) -> None:
         state = "succeeded" if result.status == "succeeded" else "failed"
@@ -253,7 +259,7 @@ class TrainerAgent:
                 ts=time.time(),
             )
         )
-        self._publish(self.topics.job_result(result.kind, result.job), result.to_json())
+        self._publish(self.topics.job_result(result.kind, result.job, self.url.username), result.to_json())
         self.results.append(result)
 
 

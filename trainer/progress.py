@@ -5,6 +5,7 @@ configured, or nowhere. Publishing never stops the work: a broker that goes away
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -15,6 +16,8 @@ from schemas.mqtt_url import BrokerUrl
 from schemas.topics import DEFAULT_PREFIX, Topics
 
 log = logging.getLogger(__name__)
+
+CA_FILE_ENV = "PADDOCK_CA_FILE"  # the CA of an mqtts:// broker, for job processes the agent starts
 
 
 class ProgressSink(Protocol):
@@ -34,7 +37,13 @@ class NullSink:
 class MqttPublisher:
     """A small synchronous MQTT 3.1.1 publisher (paho, network loop in a thread) for job updates."""
 
-    def __init__(self, broker_url: str, prefix: str = DEFAULT_PREFIX, client_id: str | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str | None = None,
+        ca_file: str | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -47,8 +56,8 @@ class MqttPublisher:
         )
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
-        if self.url.tls:
-            self._client.tls_set()
+        if self.url.tls:  # the fleet's CA (the agent passes it to its jobs), else the system's
+            self._client.tls_set(ca_certs=ca_file or os.environ.get(CA_FILE_ENV) or None)
         self._connected = threading.Event()
         self._client.on_connect = lambda *_args: self._connected.set()
         self._client.connect_async(self.url.host, self.url.port, keepalive=30)
@@ -86,7 +95,8 @@ class MqttProgress:
     ) -> None:
         self._own = publisher is None
         self.publisher = publisher or MqttPublisher(broker_url, prefix)
-        self.topic = self.publisher.topics.job_progress(kind, job)
+        # on the trainer's own topic (its broker user name), as the broker's ACL requires
+        self.topic = self.publisher.topics.job_progress(kind, job, self.publisher.url.username)
         self.min_interval_s = min_interval_s
         self._last = 0.0
 
@@ -111,4 +121,5 @@ def job_sink(broker: str | None, job: str | None, kind: str, topic_prefix: str) 
 
 
 def publish_result(publisher: MqttPublisher, result: JobResult) -> bool:
-    return publisher.publish(publisher.topics.job_result(result.kind, result.job), result.to_json())
+    topic = publisher.topics.job_result(result.kind, result.job, publisher.url.username)
+    return publisher.publish(topic, result.to_json())

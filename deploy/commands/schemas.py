@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,6 +11,7 @@ from deploy.options import JsonOpt
 from schemas import jsonschema
 from schemas.envelope import decode
 from schemas.errors import ContractError
+from schemas.signing import is_signed_header, manifest_bytes
 
 schemas_app = typer.Typer(help="Wire contracts: JSON Schemas and envelope inspection.", no_args_is_help=True)
 
@@ -48,11 +49,28 @@ def inspect(
         env = decode(path.read_bytes())
     except ContractError as exc:  # name the file in the one-line error
         raise UserError(f"{path}: {exc}") from exc
+    out = {"header": env.header, "payload_bytes": len(env.payload)}
+    manifest = _signed_manifest(env.header)
+    if manifest is not None:
+        out["manifest"] = manifest
     if json_out:
-        typer.echo(json.dumps({"header": env.header, "payload_bytes": len(env.payload)}, ensure_ascii=False))
+        typer.echo(json.dumps(out, ensure_ascii=False))
         return
     typer.echo(json.dumps(env.header, indent=2, ensure_ascii=False))
+    if manifest is not None:
+        typer.echo("signed manifest (the signature is not checked here):")
+        typer.echo(json.dumps(manifest, indent=2, ensure_ascii=False))
     typer.echo(f"payload: {len(env.payload)} bytes")
+
+
+def _signed_manifest(header: dict[str, Any]) -> Any:
+    """The manifest inside a signed model header, decoded for reading (None for other headers)."""
+    if not is_signed_header(header):
+        return None
+    try:
+        return json.loads(manifest_bytes(header))
+    except (ContractError, ValueError):
+        return None
 
 
 def register(app: typer.Typer) -> None:

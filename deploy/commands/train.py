@@ -355,6 +355,12 @@ def agent(
     workers: Annotated[int | None, typer.Option(help="Override the jobs' worker count.")] = None,
     formats: Annotated[str, typer.Option(help="Export formats, comma-separated.")] = "onnx,onnx-int8,tflite",
     job_timeout: Annotated[float, typer.Option(help="Seconds before a job is stopped.")] = 6 * 3600,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="PADDOCK_CA_FILE", help="CA certificate of an mqtts:// broker (the fleet's ca.crt)."
+        ),
+    ] = None,
 ) -> None:
     """Take train and evaluate jobs from MQTT (jobs/train, jobs/evaluate) and run them one at a time."""
     from trainer.agent import AgentSettings, TrainerAgent
@@ -372,6 +378,7 @@ def agent(
         "workers": workers,
         "export_formats": [f.strip() for f in formats.split(",") if f.strip()],
         "job_timeout_s": job_timeout,
+        "ca_file": str(ca_file) if ca_file else None,
     }
     if client_id:
         values["client_id"] = client_id

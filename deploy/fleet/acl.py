@@ -10,7 +10,9 @@ ACL file (:mod:`deploy.fleet.mosquitto`) and the embedded broker checks them thr
 - the hub publishes its status, commands, models (pilots and detectors), the e-stop and job
   requests, and reads what it ingests (the cars' streams, command responses, job progress and results);
 - an operator publishes commands, models and the e-stop, and reads everything under the prefix;
-- a trainer reads job requests and publishes job progress and results.
+- a trainer reads job requests and publishes job progress and results on topics that end in its own
+  name (``jobs/{kind}/{job}/result/{trainer}``), so the hub knows which trainer took a job and
+  refuses another's reports for it.
 
 docs/security.md has the matrix as a table.
 
@@ -70,7 +72,7 @@ def rules(identity: Identity, topics: Topics) -> Rules:
                 subscribe=(
                     *(f"{root}/cars/+/{leaf}" for leaf in HUB_INGESTS),
                     f"{root}/cars/+/cmd/+/response",
-                    f"{root}/jobs/+/+/+",
+                    f"{root}/jobs/+/+/#",
                     topics.fleet_estop(),  # the retained e-stop: what the web app shows after a restart
                 ),
             )
@@ -78,7 +80,10 @@ def rules(identity: Identity, topics: Topics) -> Rules:
             return Rules(publish=control, subscribe=(f"{root}/#",))
         case Role.TRAINER:
             return Rules(
-                publish=(f"{root}/jobs/+/+/progress", f"{root}/jobs/+/+/result"),
+                publish=(
+                    f"{root}/jobs/+/+/progress/{identity.name}",
+                    f"{root}/jobs/+/+/result/{identity.name}",
+                ),
                 subscribe=(f"{root}/jobs/+",),
             )
     raise AssertionError(f"no rules for role {identity.role}")

@@ -198,6 +198,7 @@ class JobOut(BaseModel):
     published: bool
     created: float
     updated: float
+    trainer: str | None = Field(default=None, description="the trainer that took the job (its first report)")
     history: list[dict[str, Any]] | None = None
 
 

@@ -6,7 +6,11 @@ So a rollback after a clear brings the cleared model back, and two rollbacks go 
 
 The envelope carries the model inline up to ``inline_max_bytes``; a larger model travels as a
 manifest whose ``url`` points at this hub's download route. Either way the manifest (url included)
-is signed with the hub's Ed25519 key, so a car verifies it before it downloads or loads anything.
+is signed with the hub's Ed25519 key over its exact bytes, so a car verifies it before it downloads
+or loads anything. Each signed manifest names its target, the target's next sequence number (kept
+in the catalog) and an expiry ``envelope_ttl_s`` ahead; :meth:`Deployer.refresh_expiring` signs
+the current model of a target again before its envelope expires, so a car that boots late still
+gets a valid one.
 """
 
 import hashlib
@@ -15,6 +19,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,14 +31,16 @@ from infra.keys import load_or_create_private_key
 from infra.store import ObjectStore
 from schemas.errors import ContractError
 from schemas.ids import check_car_id, check_group_id
-from schemas.model_card import ModelCard, ModelManifest
+from schemas.model_card import ModelCard, ModelManifest, ModelTarget
 from schemas.payloads import encode_model
-from schemas.signing import key_id, public_key_pem, sign_manifest
+from schemas.signing import key_id, public_key_pem
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
 TargetKind = Literal["car", "group"]
+SignedAction = Literal["deploy", "rollback", "refresh"]
+DEFAULT_TTL_S = 7 * 86400.0
 
 
 class NotFound(KeyError):
@@ -100,6 +107,7 @@ class Deployer:
         inline_max_bytes: int,
         public_url: Any,
         grant_secret: str = "",
+        envelope_ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
         self.catalog = catalog
         self.store = store
@@ -111,6 +119,7 @@ class Deployer:
         self.inline_max_bytes = inline_max_bytes
         self._public_url = public_url  # () -> str
         self._grant_secret = grant_secret  # signs download URLs (the API checks them)
+        self.envelope_ttl_s = envelope_ttl_s
         self._lock = threading.Lock()
 
     @staticmethod
@@ -125,8 +134,11 @@ class Deployer:
     def topic(self, kind: str, target: str) -> str:
         return self.topics.car_model(target) if kind == "car" else self.topics.group_model(target)
 
-    def manifest(self, name: str, version: str) -> tuple[ModelManifest, bytes]:
-        """The signed manifest and the payload to publish (empty when the model goes by URL)."""
+    def manifest(
+        self, name: str, version: str, kind: str, target: str, action: SignedAction = "deploy"
+    ) -> tuple[ModelManifest, bytes]:
+        """The manifest for ``kind`` ``target`` (its sequence taken) and the payload to publish
+        (empty when the model goes by URL)."""
         row = self.catalog.get_model(name, version)
         if row is None:
             raise NotFound(f"model {name}:{version}")
@@ -142,21 +154,28 @@ class Deployer:
             card=ModelCard.from_dict(row["card"]),
             created=row["created"],
             url=url,
+            target=ModelTarget(kind=kind, id=target),
+            action=action,
+            key_id=self.key_id,
         )
-        signed = sign_manifest(manifest, self.key)
         payload = self.store.get(row["artifact_key"]) if inline else b""
-        return signed, payload
+        expires = time.time() + self.envelope_ttl_s
+        sequence = self.catalog.next_model_sequence(kind, target, expires)
+        return manifest.model_copy(update={"sequence": sequence, "expires": expires}), payload
 
-    def envelope(self, name: str, version: str) -> tuple[bytes, ModelManifest]:
-        manifest, payload = self.manifest(name, version)
-        return encode_model(manifest, payload), manifest
+    def envelope(
+        self, name: str, version: str, kind: str, target: str, action: SignedAction = "deploy"
+    ) -> tuple[bytes, ModelManifest]:
+        """A signed envelope of model ``name:version`` for one target, with its next sequence."""
+        manifest, payload = self.manifest(name, version, kind, target, action)
+        return encode_model(manifest, payload, self.key), manifest
 
     def deploy(
         self, kind: str, target: str, name: str, version: str, requested_by: str | None = None
     ) -> dict[str, Any]:
         self.check_target(kind, target)
         with self._lock:
-            envelope, manifest = self.envelope(name, version)
+            envelope, manifest = self.envelope(name, version, kind, target)
             row_id = self.catalog.add_deployment(
                 {
                     "target_kind": kind,
@@ -183,7 +202,7 @@ class Deployer:
             if restore is None:
                 payload, sha, inline = b"", None, None
             else:
-                envelope, manifest = self.envelope(restore.name, restore.version)
+                envelope, manifest = self.envelope(restore.name, restore.version, kind, target, "rollback")
                 payload, sha, inline = envelope, manifest.sha256, manifest.url is None
             row_id = self.catalog.add_deployment(
                 {
@@ -232,15 +251,29 @@ class Deployer:
         return [self.status(kind, target) for kind, target in self.catalog.deployment_targets()]
 
     def republish_all(self) -> int:
-        """Publish every target's current state again (retained); returns how many were sent."""
+        """Publish every target's current state again (retained, signed anew); returns how many."""
+        with self._lock:
+            return sum(self._republish(kind, target) for kind, target in self.catalog.deployment_targets())
+
+    def refresh_expiring(self, now: float | None = None) -> int:
+        """Sign again the current model of every target whose envelope is past half its lifetime."""
+        now = time.time() if now is None else now
+        expiries = self.catalog.model_expiries()
         sent = 0
-        for kind, target in self.catalog.deployment_targets():
-            current = current_from_history(self.catalog.deployment_history(kind, target))
-            try:
-                payload = self.envelope(current.name, current.version)[0] if current else b""
-            except (NotFound, KeyError) as exc:
-                log.error("cannot republish %s %s: %s", kind, target, exc)
-                continue
-            if self._publish(self.topic(kind, target), payload, qos=1, retain=True):
-                sent += 1
+        with self._lock:
+            for kind, target in self.catalog.deployment_targets():
+                expires = expiries.get((kind, target))
+                if expires is not None and expires - now < self.envelope_ttl_s / 2:
+                    sent += self._republish(kind, target)
         return sent
+
+    def _republish(self, kind: str, target: str) -> bool:
+        current = current_from_history(self.catalog.deployment_history(kind, target))
+        try:
+            payload = (
+                self.envelope(current.name, current.version, kind, target, "refresh")[0] if current else b""
+            )
+        except (NotFound, KeyError) as exc:
+            log.error("cannot republish %s %s: %s", kind, target, exc)
+            return False
+        return bool(self._publish(self.topic(kind, target), payload, qos=1, retain=True))

@@ -190,7 +190,7 @@ class Ingest:
             keepalive=cfg.keepalive_s,
             will=Will(t.hub_status(), offline, qos=1, retain=True),
             username=broker.username,
-            password=broker.password,
+            password=cfg.password(),
             tls=tls,
             reconnect_min_s=cfg.reconnect_min_s,
             reconnect_max_s=cfg.reconnect_max_s,
@@ -464,6 +464,8 @@ class Ingest:
         elif kind is TopicKind.MODEL_STATE:
             state = ModelState.from_json(payload)
             self.catalog.set_model_state(car, state.to_dict())
+        elif kind in (TopicKind.JOB_PROGRESS, TopicKind.JOB_RESULT) and not self._taken_by(parsed):
+            return
         elif kind is TopicKind.JOB_PROGRESS:
             progress = JobProgress.from_json(payload)
             self.catalog.job_progress(
@@ -487,6 +489,22 @@ class Ingest:
                     while len(self._responses) > 1000:
                         self._responses.popitem(last=False)
                     self._responses_cond.notify_all()
+
+    def _taken_by(self, parsed: ParsedTopic) -> bool:
+        """Whether the trainer reporting on a job took it (the first to report on a job takes it)."""
+        assert parsed.job is not None and parsed.job_kind is not None
+        holder = self.catalog.claim_job(parsed.job, parsed.job_kind, parsed.trainer)
+        if holder is None or holder == parsed.trainer:
+            return True
+        self.counters.add_malformed(None, "job", "not the trainer that took the job")
+        log.warning(
+            "refused a %s of job %s from %s: trainer %s took it",
+            parsed.kind.value,
+            parsed.job,
+            parsed.trainer or "an unnamed client",
+            holder,
+        )
+        return False
 
     def _record_evaluation(self, job: str, result: JobResult) -> None:
         if result.kind != "evaluate" or result.status != "succeeded":

@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
+
 from hub.config import MlopsConfig
 from hub.mlops.drift import input_drift
 from hub.telemetry.metrics import ModelHealthRow
@@ -66,6 +68,10 @@ class _CarState:
     laps: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LAPS))
 
 
+MAX_CARS = 1024
+MAX_MODELS = 256
+
+
 class FleetMonitor:
     def __init__(
         self, config: MlopsConfig, card_stats: CardStats, on_event: Callable[[str, DriftEvent], None]
@@ -73,8 +79,10 @@ class FleetMonitor:
         self.config = config
         self.card_stats = card_stats
         self.on_event = on_event
-        self._cars: dict[str, _CarState] = {}
-        self._refs: dict[str, InputStats | None] = {}
+        # Bounded: telemetry under invented car ids or model names must not grow the hub for ever;
+        # the car (or model) heard from least recently is forgotten first.
+        self._cars: LRUCache[str, _CarState] = LRUCache(maxsize=MAX_CARS)
+        self._refs: LRUCache[str, InputStats | None] = LRUCache(maxsize=MAX_MODELS)
         self._lock = threading.Lock()
 
     def on_telemetry(self, car: str, msg: Telemetry) -> None:

@@ -384,6 +384,25 @@ class Catalog:
         )
         return [self._deployment(r) for r in rows]
 
+    def next_model_sequence(self, kind: str, target: str, expires: float) -> int:
+        """The next signing sequence of a target (1, 2, …), recorded with the envelope's expiry."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO model_sequences (target_kind, target, sequence, expires) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (target_kind, target) DO UPDATE SET sequence = sequence + 1, "
+                "expires = excluded.expires",
+                (kind, target, expires),
+            )
+            row = c.execute(
+                "SELECT sequence FROM model_sequences WHERE target_kind=? AND target=?", (kind, target)
+            ).fetchone()
+            return int(row[0])
+
+    def model_expiries(self) -> dict[tuple[str, str], float]:
+        """When the last envelope signed for each target expires."""
+        rows = self._conn().execute("SELECT target_kind, target, expires FROM model_sequences")
+        return {(r["target_kind"], r["target"]): float(r["expires"]) for r in rows}
+
     def _deployment(self, r: sqlite3.Row) -> dict[str, Any]:
         out = dict(r)
         out["inline"] = None if out["inline"] is None else bool(out["inline"])
@@ -444,11 +463,30 @@ class Catalog:
                     (job, kind, state, _dumps(result), now, now),
                 )
 
+    def claim_job(self, job: str, kind: str, trainer: str | None) -> str | None:
+        """The trainer that took ``job``: ``trainer`` when the job had none (it takes it now), else the
+        one that took it first. None: reported only without a trainer's name (a broker without ACLs)."""
+        with self._tx() as c:
+            row = c.execute("SELECT trainer FROM jobs WHERE job=?", (job,)).fetchone()
+            if row is None:
+                now = time.time()
+                c.execute(
+                    "INSERT INTO jobs (job, kind, state, trainer, created, updated) "
+                    "VALUES (?, ?, 'running', ?, ?, ?)",
+                    (job, kind, trainer, now, now),
+                )
+                return trainer
+            if row["trainer"] is None and trainer is not None:
+                c.execute("UPDATE jobs SET trainer=? WHERE job=?", (trainer, job))
+                return trainer
+            return str(row["trainer"]) if row["trainer"] is not None else None
+
     def _job(self, r: sqlite3.Row) -> dict[str, Any]:
         return {
             "job": r["job"],
             "kind": r["kind"],
             "state": r["state"],
+            "trainer": r["trainer"],
             "request": _loads(r["request"]),
             "progress": _loads(r["progress"]),
             "result": _loads(r["result"]),

@@ -388,8 +388,10 @@ class SealerProcess:
     def _rebase(self) -> None:
         """A new child counts from zero: keep what the old one counted."""
         self._malformed_seen = {}
-        for car, c in list(self.counters.cars.items()):
-            self._base[car] = {"frames_sealed": c.frames_sealed, "duplicates": c.duplicates}
+        self._base = {  # the cars still counted (the counters are bounded)
+            car: {"frames_sealed": c.frames_sealed, "duplicates": c.duplicates}
+            for car, c in list(self.counters.cars.items())
+        }
         self._base_totals = {
             "shards_sealed": self.counters.shards_sealed,
             "shard_bytes": self.counters.shard_bytes,

@@ -66,10 +66,24 @@ class IngestStats:
         return ", ".join(parts)
 
 
+MAX_CARS = 1024
+MAX_MALFORMED_KEYS = 4096
+OTHER_CARS = "(others)"  # where the counts of cars no longer tracked one by one go
+
+
+def _fold(into: CarIngest, counts: CarIngest) -> None:
+    for name in CarIngest.__slots__:
+        setattr(into, name, getattr(into, name) + getattr(counts, name))
+
+
 @dataclass
 class IngestCounters:
-    cars: dict[str, CarIngest] = field(default_factory=lambda: defaultdict(CarIngest))
+    """Per-car counters for at most ``max_cars`` cars: beyond that the car counted first is folded
+    into :data:`OTHER_CARS`, so invented car ids cannot grow the hub's memory and totals stay right."""
+
+    cars: dict[str, CarIngest] = field(default_factory=dict)
     malformed: dict[tuple[str, str, str], int] = field(default_factory=lambda: defaultdict(int))
+    max_cars: int = MAX_CARS
     shards_sealed: int = 0
     shard_bytes: int = 0
     telemetry_unparsed: int = 0
@@ -78,7 +92,21 @@ class IngestCounters:
 
     def car(self, car: str) -> CarIngest:
         """The car's counters, created on first use (the ingest threads count into them)."""
-        return self.cars[car]
+        counts = self.cars.get(car)
+        if counts is not None:
+            return counts
+        with self._lock:
+            return self._create(car)
+
+    def _create(self, car: str) -> CarIngest:
+        counts = self.cars.get(car)
+        if counts is None:
+            counts = self.cars[car] = CarIngest()
+            while len(self.cars) > self.max_cars + 1:  # + OTHER_CARS itself
+                oldest = next(c for c in self.cars if c != OTHER_CARS)
+                other = self.cars.get(OTHER_CARS) or self.cars.setdefault(OTHER_CARS, CarIngest())
+                _fold(other, self.cars.pop(oldest))
+        return counts
 
     def of(self, car: str) -> CarIngest | None:
         """The car's counters if the hub has counted anything for it (creates nothing)."""
@@ -86,9 +114,12 @@ class IngestCounters:
 
     def add_malformed(self, car: str | None, kind: str, reason: str, n: int = 1) -> None:
         with self._lock:
-            self.malformed[(car or "", kind, reason)] += n
+            key = (car or "", kind, reason)
+            if key not in self.malformed and len(self.malformed) >= MAX_MALFORMED_KEYS:
+                key = (OTHER_CARS, kind, reason)
+            self.malformed[key] += n
             if car:
-                self.cars[car].malformed += n
+                self._create(car).malformed += n
 
     def snapshot(self, spool_bytes: int = 0, spool_lag_bytes: int = 0) -> IngestStats:
         cars = {name: CarIngest(**asdict(c)) for name, c in list(self.cars.items())}

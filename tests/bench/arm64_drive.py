@@ -58,7 +58,7 @@ def drive(
     client.loop_start()
     data, fmt = (modelkit.onnx_model(), "onnx") if runtime == "onnx" else (modelkit.tflite_model(), "tflite")
     card = modelkit.card(layout="nchw" if fmt == "onnx" else "nhwc")
-    envelope = modelkit.signed_envelope(data, key, fmt=fmt, name=f"arm-{fmt}", model_card=card)
+    envelope = modelkit.signed_envelope(data, key, car=CAR, fmt=fmt, name=f"arm-{fmt}", model_card=card)
     client.publish(T.car_model(CAR), envelope, qos=1, retain=True).wait_for_publish(10)
     cmd = [
         "chroot",

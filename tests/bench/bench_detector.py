@@ -27,8 +27,7 @@ from typing import Any
 
 from schemas.envelope import decode
 from schemas.model_card import ModelManifest
-from schemas.payloads import encode_model
-from schemas.signing import generate_private_key, sign_manifest
+from schemas.signing import generate_private_key
 from tests.bench.bench_edge_loop import Broker, linear_pilot_envelope
 from tests.edge.detector_kit import tiny_detector
 from tests.edge.harness import RecordingDaemon, car_config, until
@@ -41,13 +40,14 @@ COURSE_S = 40.0
 TIMING_S = 10.0
 
 
-def _detector_envelope() -> bytes:
+def _detector_envelope(car: str) -> bytes:
     data, card = tiny_detector(obstacles=tuple(BOXES))
-    return signed_envelope(data, KEY, name="detector", version="1", model_card=card)
+    return signed_envelope(data, KEY, car=car, name="detector", version="1", model_card=card)
 
 
-async def _course(url: str, tmp: Path, detector: bytes | None) -> dict[str, Any]:
-    car = "bench-course-det" if detector else "bench-course"
+async def _course(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
+    car = "bench-course-det" if with_detector else "bench-course"
+    detector = _detector_envelope(car) if with_detector else None
     cfg = car_config(
         tmp,
         url,
@@ -59,7 +59,7 @@ async def _course(url: str, tmp: Path, detector: bytes | None) -> dict[str, Any]
         loop={"hz": 30, "start_mode": "stop"},
         publish={"telemetry_hz": 5, "preview_hz": 0},
     )
-    pilot = signed_envelope(tiny_pilot(), KEY, name="bc", version="1", model_card=CARD)
+    pilot = signed_envelope(tiny_pilot(), KEY, car=car, name="bc", version="1", model_card=CARD)
     async with RecordingDaemon(cfg) as daemon:
         assert await daemon.offer_model(pilot)
         if detector is not None:
@@ -84,12 +84,14 @@ async def _course(url: str, tmp: Path, detector: bytes | None) -> dict[str, Any]
     }
 
 
-async def _timing(url: str, tmp: Path, pilot: bytes, detector: bytes | None) -> dict[str, Any]:
+async def _timing(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
+    name = "bench-timing-det" if with_detector else "bench-timing"
+    pilot, detector = _signed_linear_pilot(name), _detector_envelope(name) if with_detector else None
     cfg = car_config(
         tmp,
         url,
         KEY,
-        car="bench-timing-det" if detector else "bench-timing",
+        car=name,
         camera={"kind": "sim"},
         actuators={"kind": "sim"},
         sim={"track": "oval", "clock": "realtime"},
@@ -126,9 +128,10 @@ async def _timing(url: str, tmp: Path, pilot: bytes, detector: bytes | None) -> 
     }
 
 
-def _signed_linear_pilot() -> bytes:
+def _signed_linear_pilot(car: str) -> bytes:
     env = decode(linear_pilot_envelope())
-    return encode_model(sign_manifest(ModelManifest.from_dict(env.header), KEY), env.payload)
+    m = ModelManifest.from_dict(env.header)
+    return signed_envelope(env.payload, KEY, car=car, name=m.name, version=m.version, model_card=m.card)
 
 
 def tflite_parity() -> dict[str, Any]:
@@ -167,12 +170,10 @@ def tflite_parity() -> dict[str, Any]:
 
 
 def run() -> dict[str, list[dict[str, Any]]]:
-    detector = _detector_envelope()
-    pilot = _signed_linear_pilot()
     with Broker() as url, tempfile.TemporaryDirectory() as tmp:
-        course = [asyncio.run(_course(url, Path(tmp), d)) for d in (None, detector)]
+        course = [asyncio.run(_course(url, Path(tmp), d)) for d in (False, True)]
         _print_course(course)
-        timing = [asyncio.run(_timing(url, Path(tmp), pilot, d)) for d in (None, detector)]
+        timing = [asyncio.run(_timing(url, Path(tmp), d)) for d in (False, True)]
         _print_timing(timing)
     return {"course": course, "timing": timing}
 

@@ -82,7 +82,9 @@ async def bench(url: str, swaps: int, tmp: Path) -> dict[str, list[dict[str, flo
     hub = Hub(url, T.car_model("bench-swap"))
     try:
         async with RecordingDaemon(cfg) as car:
-            await car.offer_model(signed_envelope(onnx_model(steering=0.0), key, version="base"))
+            await car.offer_model(
+                signed_envelope(onnx_model(steering=0.0), key, car="bench-swap", version="base")
+            )
             await asyncio.sleep(1.0)
             version = 0
             for label, size in SIZES.items():
@@ -91,7 +93,7 @@ async def bench(url: str, swaps: int, tmp: Path) -> dict[str, list[dict[str, flo
                     version += 1
                     model = onnx_model(steering=round(0.01 * version, 3), pad_bytes=size)
                     path = tmp / f"v{version}.pdk"
-                    path.write_bytes(signed_envelope(model, key, version=f"v{version}"))
+                    path.write_bytes(signed_envelope(model, key, car="bench-swap", version=f"v{version}"))
                     await asyncio.sleep(0.5)
                     missed0 = car.loop.timer.missed
                     first = len(car.ticks)

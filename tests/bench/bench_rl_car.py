@@ -36,7 +36,7 @@ async def drive(url: str, onnx: bytes, card: Any, tmp: Path) -> None:
     async with Observer(url, [f"paddock/v1/cars/{car}/#"]) as obs, RecordingDaemon(cfg) as daemon:
         await until(lambda: daemon.link.connected.is_set())
         sent = time.monotonic()
-        await obs.publish(T.car_model(car), signed_envelope(onnx, key, name="deepracer", version="1",
+        await obs.publish(T.car_model(car), signed_envelope(onnx, key, car=car, name="deepracer", version="1",
                                                              model_card=card), retain=True)  # fmt: skip
         swapped = await until(lambda: obs.events(car, "model_swapped"), 120, "model swap")
         print(f"hot-swap: model_swapped after {time.monotonic() - sent:.2f} s; event: {swapped[0]}")

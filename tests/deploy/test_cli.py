@@ -1,4 +1,5 @@
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -41,3 +42,15 @@ def test_schemas_inspect(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = runner.invoke(app, ["schemas", "inspect", str(bad)])
     assert result.exit_code == 2
     assert "header length" in result.output
+
+
+def test_schemas_inspect_shows_a_signed_models_manifest(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from schemas.signing import generate_private_key
+    from tests.edge.modelkit import signed_envelope
+
+    path = tmp_path / "model.pdk"
+    path.write_bytes(signed_envelope(b"onnx", generate_private_key(), car="car-7", sequence=42))
+    result = runner.invoke(app, ["schemas", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)["manifest"]
+    assert manifest["target"] == {"kind": "car", "id": "car-7"} and manifest["sequence"] == 42

@@ -9,9 +9,8 @@ import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 
-from schemas.model_card import InputSpec, ModelCard, ModelManifest, OutputSpec, sha256_hex
+from schemas.model_card import InputSpec, ModelCard, ModelManifest, ModelTarget, OutputSpec, sha256_hex
 from schemas.payloads import encode_model
-from schemas.signing import sign_manifest
 
 
 def card(width: int = 160, height: int = 120, *, throttle: bool = True, layout: str = "nchw") -> ModelCard:
@@ -114,11 +113,48 @@ def manifest(
     )
 
 
-def signed_envelope(data: bytes, key: Ed25519PrivateKey | None, **kwargs: Any) -> bytes:
+_last_sequence = 0
+
+
+def next_sequence() -> int:
+    """Above every earlier one, in this process and (from the clock, in µs) in earlier ones."""
+    global _last_sequence
+    _last_sequence = max(_last_sequence + 1, time.time_ns() // 1000)
+    return _last_sequence
+
+
+def signed_envelope(
+    data: bytes,
+    key: Ed25519PrivateKey | None,
+    *,
+    car: str | None = "car-1",
+    group: str | None = None,
+    sequence: int | None = None,
+    ttl_s: float = 3600.0,
+    extra: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> bytes:
+    """An envelope signed as the hub signs it, for ``car`` (or ``group``), with the next sequence;
+    ``extra`` adds fields to the signed manifest, as a newer hub might."""
     m = manifest(data, **kwargs)
     if key is not None:
-        m = sign_manifest(m, key)
-    return encode_model(m, b"" if kwargs.get("url") else data)
+        target = ModelTarget(kind="group", id=group) if group else ModelTarget(kind="car", id=car or "")
+        m = m.model_copy(
+            update={
+                "target": target,
+                "sequence": sequence if sequence is not None else next_sequence(),
+                "expires": time.time() + ttl_s,
+            }
+        )
+        if extra:
+            m = _WithExtra.model_validate(m.model_dump() | extra)
+    return encode_model(m, b"" if kwargs.get("url") else data, key)
+
+
+class _WithExtra(ModelManifest):
+    """A manifest that keeps (and signs) fields this version does not know."""
+
+    model_config = ModelManifest.model_config | {"extra": "allow"}
 
 
 def tflite_model(

@@ -262,7 +262,9 @@ async def _swap_and_rejections(url: str, tmp_path: Path, car: str, broken: dict[
         RecordingDaemon(cfg, body=body) as daemon,
     ):
         await until(lambda: daemon.link.connected.is_set())
-        good = signed_envelope(onnx_model(steering=0.35, throttle=0.3), KEY, name="pilot", version="good")
+        good = signed_envelope(
+            onnx_model(steering=0.35, throttle=0.3), KEY, car=car, sequence=1, name="pilot", version="good"
+        )
         await obs.publish(T.car_model(car), good, retain=True)
         swapped = await until(lambda: obs.events(car, "model_swapped"), what="model_swapped")
         assert swapped[0]["name"] == "pilot" and swapped[0]["version"] == "good"
@@ -286,20 +288,22 @@ async def _swap_and_rejections(url: str, tmp_path: Path, car: str, broken: dict[
     return reasons  # type: ignore[return-value]
 
 
-def broken_models() -> dict[str, bytes]:
+def broken_models(car: str) -> dict[str, bytes]:
     good = onnx_model(steering=0.1)
-    env = signed_envelope(good, KEY, version="tampered")
+    env = signed_envelope(good, KEY, car=car, version="tampered")
     return {
         "tampered": env[:-20] + bytes(b ^ 0xFF for b in env[-20:]),
-        "truncated": signed_envelope(good, KEY, version="truncated")[:-100],
+        "truncated": signed_envelope(good, KEY, car=car, version="truncated")[:-100],
         "unsigned": signed_envelope(good, None, version="unsigned"),
-        "wrong-shape": signed_envelope(onnx_model(declared=(1, 3, 60, 80)), KEY, version="shape"),
-        "nan": signed_envelope(onnx_model(nan=True), KEY, version="nan"),
+        "wrong-shape": signed_envelope(onnx_model(declared=(1, 3, 60, 80)), KEY, car=car, version="shape"),
+        "nan": signed_envelope(onnx_model(nan=True), KEY, car=car, version="nan"),
     }
 
 
 async def test_bad_models_are_rejected_while_the_car_keeps_driving(mosquitto: Any, tmp_path: Path) -> None:
-    reasons: Any = await _swap_and_rejections(mosquitto.url, tmp_path, "car-models", broken_models())
+    reasons: Any = await _swap_and_rejections(
+        mosquitto.url, tmp_path, "car-models", broken_models("car-models")
+    )
     assert "sha256 does not match" in reasons["tampered"]
     assert "truncated" in reasons["truncated"]
     assert "not signed" in reasons["unsigned"]
@@ -309,7 +313,7 @@ async def test_bad_models_are_rejected_while_the_car_keeps_driving(mosquitto: An
 
 async def test_hot_swap_and_rejection_on_the_embedded_broker(amqtt_broker: Any, tmp_path: Path) -> None:
     reasons: Any = await _swap_and_rejections(
-        amqtt_broker.url, tmp_path, "car-amqtt", {"nan": broken_models()["nan"]}
+        amqtt_broker.url, tmp_path, "car-amqtt", {"nan": broken_models("car-amqtt")["nan"]}
     )
     assert "not finite" in reasons["nan"]
 
@@ -321,7 +325,9 @@ async def test_boot_without_a_broker_drives_the_cached_model(mosquitto: Any, tmp
     async with Observer(mosquitto.url, [T.events(car)]) as obs, RecordingDaemon(cfg, body=body) as daemon:
         await until(lambda: daemon.link.connected.is_set())
         await obs.publish(
-            T.car_model(car), signed_envelope(onnx_model(steering=-0.45), KEY, version="7"), retain=True
+            T.car_model(car),
+            signed_envelope(onnx_model(steering=-0.45), KEY, car=car, version="7"),
+            retain=True,
         )
         await until(lambda: obs.events(car, "model_swapped"))
     await clear_retained(mosquitto.url, [T.car_model(car), T.model_state(car), T.car_status(car)])

@@ -102,7 +102,7 @@ async def test_the_detector_stops_the_car_that_crashes_without_it(mosquitto: Any
     await clear_retained(url, [T.car_status(car), T.model_state(car)])
 
     car = "det-on"
-    envelope = signed_envelope(detector, KEY, name="detector", version="1", model_card=card)
+    envelope = signed_envelope(detector, KEY, car=car, name="detector", version="1", model_card=card)
     course = obstacle_course(tmp_path, url, car)
     async with Observer(url, [f"paddock/v1/cars/{car}/#"]) as obs, RecordingDaemon(course) as daemon:
         await until(lambda: daemon.link.connected.is_set())
@@ -110,7 +110,7 @@ async def test_the_detector_stops_the_car_that_crashes_without_it(mosquitto: Any
         await obs.publish(T.car_model(car), envelope, retain=True)
         rejected = await until(lambda: obs.events(car, "model_rejected"), what="classifier refused")
         assert "classifier" in rejected[0]["reason"] and "slot" not in rejected[0]
-        pilot = signed_envelope(onnx_model(), KEY, name="pilot", version="1")
+        pilot = signed_envelope(onnx_model(), KEY, car=car, name="pilot", version="1")
         await obs.publish(T.car_detector(car), pilot, retain=True)
         rejected = await until(lambda: obs.events(car, "model_rejected")[1:], what="pilot refused")
         assert rejected[0]["slot"] == "detector" and "pilot" in rejected[0]["reason"]

@@ -14,9 +14,10 @@ from edge.config import LoopSection
 from edge.hotswap import ModelCache, ModelManager, ModelRejected, load_and_test, verify_envelope
 from edge.loop import ControlLoop
 from edge.runtimes import preload
+from edge.trust import SequenceStore, TrustPolicy
 from firmware.car_body import Body
 from schemas.envelope import encode
-from schemas.signing import generate_private_key
+from schemas.signing import KeyRing, generate_private_key
 from tests.edge.bodies import bench_body
 from tests.edge.modelkit import manifest, onnx_model, signed_envelope
 
@@ -24,14 +25,18 @@ KEY = generate_private_key()
 MB = 1 << 20
 
 
+def trust(allow_unsigned: bool = False, keys: list[Any] | None = None) -> TrustPolicy:
+    ring = KeyRing([KEY.public_key()] if keys is None else keys)
+    return TrustPolicy(ring, "car-1", "fleet-a", allow_unsigned=allow_unsigned)
+
+
 def test_verification_reasons() -> None:
-    pub = KEY.public_key()
     good = onnx_model()
-    v = verify_envelope(signed_envelope(good, KEY), pub, False, MB)
+    v = verify_envelope(signed_envelope(good, KEY), trust(), "car", MB)
     assert v.data == good and not v.unsigned
     cases = {
         "unsigned": (signed_envelope(good, None), "is not signed"),
-        "other key": (signed_envelope(good, generate_private_key()), "does not verify"),
+        "other key": (signed_envelope(good, generate_private_key()), "unknown key"),
         "truncated": (signed_envelope(good, KEY)[:-40], "truncated or padded"),
         "tampered": (signed_envelope(good, KEY)[:-10] + b"\x00" * 10, "sha256 does not match"),
         "garbage": (b"hello", "not a model envelope"),
@@ -39,16 +44,16 @@ def test_verification_reasons() -> None:
     }
     for name, (payload, reason) in cases.items():
         with pytest.raises(ModelRejected, match=reason):
-            verify_envelope(payload, pub, False, MB)
+            verify_envelope(payload, trust(), "car", MB)
         assert name
     with pytest.raises(ModelRejected, match="more than the limit"):
-        verify_envelope(signed_envelope(onnx_model(pad_bytes=300_000), KEY), pub, False, 200_000)
+        verify_envelope(signed_envelope(onnx_model(pad_bytes=300_000), KEY), trust(), "car", 200_000)
     # the development setting accepts unsigned models, but never a bad signature
-    assert verify_envelope(signed_envelope(good, None), pub, True, MB).unsigned
-    with pytest.raises(ModelRejected, match="does not verify"):
-        verify_envelope(signed_envelope(good, generate_private_key()), pub, True, MB)
-    with pytest.raises(ModelRejected, match="no public key"):
-        verify_envelope(signed_envelope(good, KEY), None, False, MB)
+    assert verify_envelope(signed_envelope(good, None), trust(True), "car", MB).unsigned
+    with pytest.raises(ModelRejected, match="unknown key"):
+        verify_envelope(signed_envelope(good, generate_private_key()), trust(True), "car", MB)
+    with pytest.raises(ModelRejected, match=r"unknown key .* \(trusted: none\)"):
+        verify_envelope(signed_envelope(good, KEY), trust(keys=[]), "car", MB)
 
 
 def test_smoke_test_rejects_broken_models() -> None:
@@ -87,8 +92,12 @@ def manager(loop: ControlLoop, cache_dir: Path, events: list[dict[str, Any]], **
     return ModelManager(
         loop,
         ModelCache(cache_dir, keep=2),
-        public_key=KEY.public_key(),
-        allow_unsigned=False,
+        trust=TrustPolicy(
+            KeyRing([KEY.public_key()]),
+            "car-1",
+            "fleet-a",
+            sequences=SequenceStore(cache_dir.parent / "seq.json"),
+        ),
         max_bytes=16 * MB,
         threads=1,
         warmup_runs=2,
@@ -115,14 +124,17 @@ async def test_car_assignment_wins_over_group_and_cache_boots(
     mgr = manager(loop, tmp_path / "models", events)
     task = asyncio.create_task(mgr.run())
     try:
-        group = signed_envelope(onnx_model(steering=-0.4), KEY, name="fleet", version="3")
+        group = signed_envelope(onnx_model(steering=-0.4), KEY, group="fleet-a", name="fleet", version="3")
         own = signed_envelope(onnx_model(steering=0.3), KEY, name="mine", version="9")
         mgr.offer("group", group)
         await wait_for(lambda: mgr.active is not None and mgr.active.name == "fleet")
         await wait_for(lambda: loop.last is not None and loop.last.steering == pytest.approx(-0.4))
         mgr.offer("car", own)
         await wait_for(lambda: mgr.active is not None and mgr.active.name == "mine")
-        mgr.offer("group", signed_envelope(onnx_model(steering=-0.1), KEY, name="fleet", version="4"))
+        mgr.offer(
+            "group",
+            signed_envelope(onnx_model(steering=-0.1), KEY, group="fleet-a", name="fleet", version="4"),
+        )
         await asyncio.sleep(0.3)
         assert mgr.active is not None and mgr.active.ref == "mine:9"  # the car's own still wins
         mgr.offer("car", b"")  # own assignment cleared: the group's applies again

@@ -118,7 +118,7 @@ async def test_an_onnx_model_trained_on_expert_frames_drives_laps(broker_url: st
         await until(lambda: daemon.link.connected.is_set())
         await obs.publish(
             T.car_model(car),
-            signed_envelope(model, KEY, name="tiny", version="1", model_card=CARD),
+            signed_envelope(model, KEY, car=car, name="tiny", version="1", model_card=CARD),
             retain=True,
         )
         await until(lambda: obs.events(car, "model_swapped"), what="model swap")

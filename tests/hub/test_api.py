@@ -2,6 +2,7 @@
 retained, verified by a late subscriber), sessions, datasets, jobs, commands."""
 
 import asyncio
+import base64
 import hashlib
 import io
 import json
@@ -18,12 +19,13 @@ import paho.mqtt.client as paho
 import pytest
 
 from hub import HubConfig, HubService
+from schemas.envelope import decode
 from schemas.messages import JobProgress, JobResult, ModelRef, parse_command, parse_job
 from schemas.model_card import InputSpec, ModelCard, OutputSpec
 from schemas.mqtt_url import BrokerUrl
 from schemas.payloads import decode_model
 from schemas.shards import read_shard
-from schemas.signing import load_public_key, verify_manifest
+from schemas.signing import KeyRing, SignatureError, load_public_key, verify_header
 from tests.hub.conftest import TOKEN, eventually
 from tests.hub.fakecar import FakeCar, make_jpeg
 from tests.servers.clients import retained_payload
@@ -153,7 +155,7 @@ async def test_deployments_are_signed_retained_and_verify(
         assert (await register(http, small)).status_code == 201
         assert (await register(http, big)).status_code == 201
         pem = (await http.get("/keys/public.pem")).content
-        public = load_public_key(pem)
+        ring = KeyRing([load_public_key(pem)])
         assert (await http.get("/keys")).json()["key_id"] == hub.key_id
         r = await http.post(
             "/deployments", json={"model": {"name": "pilot", "version": "1"}, "car": "car-a"}, headers=AUTH
@@ -163,8 +165,10 @@ async def test_deployments_are_signed_retained_and_verify(
         data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"))
         assert data is not None
         manifest, payload = decode_model(data)
-        verify_manifest(manifest, public)
+        assert verify_header(decode(data).header, ring)[0] == manifest
         assert payload == small and manifest.url is None and manifest.ref == "pilot:1"
+        assert manifest.target is not None and manifest.target.id == "car-a" and manifest.sequence == 1
+        assert manifest.expires is not None and manifest.expires > time.time() + 86400
         assert manifest.card == CARD
         # Too big to go inline: the signed manifest carries the hub's download URL.
         r = await http.post(
@@ -176,7 +180,8 @@ async def test_deployments_are_signed_retained_and_verify(
         data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.group_model("fleet-a"))
         assert data is not None
         manifest, payload = decode_model(data)
-        verify_manifest(manifest, public)
+        assert verify_header(decode(data).header, ring)[0] == manifest
+        assert manifest.target is not None and manifest.target.kind == "group"
         assert payload == b"", (manifest, len(payload))
         assert manifest.url is not None and manifest.url.startswith(
             f"{hub.public_url}/models/pilot/2/artifact?grant="
@@ -184,10 +189,10 @@ async def test_deployments_are_signed_retained_and_verify(
         downloaded = (await http.get(manifest.url)).content
         assert hashlib.sha256(downloaded).hexdigest() == manifest.sha256 and downloaded == big
         # A tampered manifest fails verification.
-        from schemas.signing import SignatureError
-
+        header = decode(data).header
+        forged = manifest.model_copy(update={"url": "http://evil/x"}).to_json()
         with pytest.raises(SignatureError):
-            verify_manifest(manifest.model_copy(update={"url": "http://evil/x"}), public)
+            verify_header(header | {"manifest": base64.b64encode(forged).decode()}, ring)
         # Roll back, clear, roll back the clear.
         await http.post(
             "/deployments", json={"model": {"name": "pilot", "version": "2"}, "car": "car-a"}, headers=AUTH
@@ -195,7 +200,10 @@ async def test_deployments_are_signed_retained_and_verify(
         r = await http.post("/deployments/car/car-a/rollback", headers=AUTH)
         assert r.status_code == 200 and r.json()["current"] == {"name": "pilot", "version": "1"}
         data = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"))
-        assert data is not None and decode_model(data)[0].version == "1"
+        restored = decode_model(data)[0] if data else None
+        # a rollback is signed anew: the car's sequence check lets it through
+        assert restored is not None and restored.version == "1" and restored.action == "rollback"
+        assert restored.sequence == 3
         r = await http.delete("/deployments/car/car-a", headers=AUTH)
         assert r.status_code == 200 and r.json()["current"] is None
         cleared = await asyncio.to_thread(retained_payload, broker_url, hub.topics.car_model("car-a"), 1.0)

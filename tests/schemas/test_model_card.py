@@ -1,3 +1,6 @@
+import base64
+import json
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -5,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.keys import load_or_create_private_key
+from schemas.envelope import decode
 from schemas.errors import ContractError
 from schemas.messages import FrameRecord
 from schemas.model_card import (
@@ -20,11 +24,15 @@ from schemas.model_card import (
 )
 from schemas.payloads import decode_frame, decode_model, encode_frame, encode_model
 from schemas.signing import (
+    KeyRing,
     SignatureError,
+    UnknownKey,
+    key_id,
     load_public_key,
+    load_public_keys,
     public_key_pem,
     sign_manifest,
-    verify_manifest,
+    verify_header,
 )
 
 
@@ -132,18 +140,49 @@ def test_signatures(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert (tmp_path / "hub.key").stat().st_mode & 0o777 == 0o600
     again = load_or_create_private_key(tmp_path / "hub.key")
     assert public_key_pem(again.public_key()) == public_key_pem(key.public_key())
-    public = load_public_key(public_key_pem(key.public_key()))
-    signed = sign_manifest(manifest(b"abc"), key)
-    verify_manifest(signed, public)
-    with pytest.raises(SignatureError, match="not signed"):
-        verify_manifest(manifest(b"abc"), public)
+    ring = KeyRing([load_public_key(public_key_pem(key.public_key()))])
+    header = sign_manifest(manifest(b"abc"), key)
+    man, body = verify_header(header, ring)
+    assert man.key_id == key_id(key.public_key()) and base64.b64decode(header["manifest"]) == body
+    with pytest.raises(SignatureError, match="malformed"):
+        verify_header(manifest(b"abc").to_dict(), ring)
+    with pytest.raises(UnknownKey, match=f"unknown key {header['key_id']}"):
+        verify_header(header, KeyRing([Ed25519PrivateKey.generate().public_key()]))
+    # any change to the bytes that travelled breaks the signature, a re-serialisation included
+    altered = json.loads(body) | {"version": "2"}
+    forged = header | {"manifest": base64.b64encode(json.dumps(altered).encode()).decode()}
     with pytest.raises(SignatureError, match="does not verify"):
-        verify_manifest(signed.model_copy(update={"version": "2"}), public)
+        verify_header(forged, ring)
+    reordered = json.dumps(json.loads(body), sort_keys=True, indent=1).encode()
     with pytest.raises(SignatureError, match="does not verify"):
-        verify_manifest(signed, Ed25519PrivateKey.generate().public_key())
+        verify_header(header | {"manifest": base64.b64encode(reordered).decode()}, ring)
     # a signature survives the trip through an envelope
-    man, _ = decode_model(encode_model(signed, b"abc"))
-    verify_manifest(man, public)
+    data = encode_model(manifest(b"abc"), b"abc", key)
+    assert decode_model(data)[0].key_id == key_id(key.public_key())
+    assert verify_header(decode(data).header, ring)[0].sha256 == sha256_hex(b"abc")
+
+
+def test_a_newer_hubs_extra_fields_are_signed_and_ignored() -> None:
+    key = Ed25519PrivateKey.generate()
+    body = json.loads(manifest(b"abc").model_copy(update={"key_id": key_id(key.public_key())}).to_json())
+    body |= {"priority": 7, "canary": {"percent": 10}}  # fields this version has never heard of
+    raw = json.dumps(body).encode()
+    header = {"manifest": base64.b64encode(raw).decode(), "key_id": key_id(key.public_key()),
+              "signature": base64.b64encode(key.sign(raw)).decode(), "hub": "2.0"}  # fmt: skip
+    man, signed = verify_header(header, KeyRing([key.public_key()]))
+    assert signed == raw and man.ref == "pilot:1" and "priority" not in man.to_dict()
+
+
+def test_a_key_ring_trusts_old_and_new_keys_while_rotating(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    old, new = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    bundle = tmp_path / "hub.pub"
+    bundle.write_bytes(public_key_pem(old.public_key()) + public_key_pem(new.public_key()))
+    ring = KeyRing(load_public_keys(bundle))
+    assert ring.ids == sorted([key_id(old.public_key()), key_id(new.public_key())])
+    for key in (old, new):
+        assert verify_header(sign_manifest(manifest(b"abc"), key), ring)[0].key_id == key_id(key.public_key())
+    with pytest.raises(ContractError, match="no BEGIN PUBLIC KEY"):
+        load_public_keys(b"garbage")
 
 
 def test_frame_stack_keeps_the_last_frames_oldest_first_on_the_channel_axis() -> None:

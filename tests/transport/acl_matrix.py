@@ -95,12 +95,15 @@ PUBLISH_CASES: list[tuple[str, str, bool]] = [
             "hub/status",
         )
     ],
-    *[("gpu", f"{P}/{t}", True) for t in ("jobs/train/j1/progress", "jobs/evaluate/j2/result")],
+    *[("gpu", f"{P}/{t}", True) for t in ("jobs/train/j1/progress/gpu", "jobs/evaluate/j2/result/gpu")],
     *[
         ("gpu", f"{P}/{t}", False)
         for t in (
             "jobs/train",
             "jobs/train/j1",
+            "jobs/train/j1/progress",  # a trainer reports under its own name only
+            "jobs/train/j1/result",
+            "jobs/train/j1/result/gpu-2",
             "cars/car-1/cmd/mode",
             "cars/car-1/frames",
             "cars/car-1/model",
@@ -133,17 +136,17 @@ SUBSCRIBE_CASES: list[tuple[str, str, str, str, bool]] = [
         for leaf in ("frames", "status", "telemetry", "events", "model/state")
     ],
     ("hub", f"{P}/cars/+/cmd/+/response", "car-1", f"{P}/cars/car-1/cmd/mode/response", True),
-    ("hub", f"{P}/jobs/+/+/+", "gpu", f"{P}/jobs/train/j1/result", True),
+    ("hub", f"{P}/jobs/+/+/#", "gpu", f"{P}/jobs/train/j1/result/gpu", True),
     ("hub", f"{P}/cars/+/cmd/+", "ops", f"{P}/cars/car-1/cmd/mode", False),
     ("hub", f"{P}/fleet/estop", "ops", f"{P}/fleet/estop", True),
     ("hub", f"{P}/groups/+/model", "ops", f"{P}/groups/red/model", False),
     ("hub", "#", "ops", f"{P}/cars/car-1/cmd/drive", False),
     ("ops", f"{P}/#", "car-1", f"{P}/cars/car-1/frames", True),
     ("ops", f"{P}/cars/+/cmd/+/response", "car-1", f"{P}/cars/car-1/cmd/mode/response", True),
-    ("ops", f"{P}/jobs/+/+/progress", "gpu", f"{P}/jobs/train/j1/progress", True),
+    ("ops", f"{P}/jobs/+/+/progress/+", "gpu", f"{P}/jobs/train/j1/progress/gpu", True),
     ("gpu", f"{P}/jobs/+", "hub", f"{P}/jobs/train", True),
     ("gpu", f"{P}/jobs/evaluate", "hub", f"{P}/jobs/evaluate", True),
-    ("gpu", f"{P}/jobs/+/+/result", "gpu", f"{P}/jobs/train/j1/result", False),
+    ("gpu", f"{P}/jobs/+/+/result/+", "gpu", f"{P}/jobs/train/j1/result/gpu", False),
     ("gpu", f"{P}/cars/+/frames", "car-1", f"{P}/cars/car-1/frames", False),
     ("gpu", f"{P}/cars/car-1/cmd/+", "ops", f"{P}/cars/car-1/cmd/mode", False),
     ("gpu", f"{P}/fleet/estop", "ops", f"{P}/fleet/estop", False),

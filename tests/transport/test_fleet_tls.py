@@ -33,6 +33,7 @@ def tls_fleet(tmp_path: Path) -> tuple[Path, Mosquitto]:
     fleet, port = tmp_path / "fleet", free_port()
     _fleet(fleet, "add", "car-1", "--group", "red", "--broker", f"mqtts://127.0.0.1:{port}")
     _fleet(fleet, "add", "hub", "--role", "hub")
+    _fleet(fleet, "add", "gpu-1", "--role", "trainer")
     _fleet(fleet, "ca")
     tls = fleet / "tls"
     server = Mosquitto(
@@ -86,13 +87,12 @@ async def test_the_car_and_the_hub_verify_the_broker(
         hub_env = (fleet / "bundles" / "hub" / "broker.env").read_text().strip()
         hub_url = hub_env.removeprefix("PADDOCK_BROKER=")
         assert hub_url.startswith("mqtts://hub:")
-        hub = HubService(
-            HubConfig(
-                data_dir=tmp_path / "hub",
-                mqtt={"url": hub_url, "client_id": "tls-hub", "ca_file": str(fleet / "tls" / "ca.crt")},
-                api={"host": "127.0.0.1", "port": 0},
-            )
-        )
+        # the password from the bundle's file, not from the url (which a process list would show)
+        bare_url = f"mqtts://hub@{hub_url.rpartition('@')[2]}"
+        mqtt = {"url": bare_url, "client_id": "tls-hub", "ca_file": str(fleet / "tls" / "ca.crt"),
+                "password_file": str(fleet / "bundles" / "hub" / "password")}  # fmt: skip
+        api = {"host": "127.0.0.1", "port": 0}
+        hub = HubService(HubConfig(data_dir=tmp_path / "hub", mqtt=mqtt, api=api))
         await hub.start()
         try:
             assert await hub.wait_connected(15)
@@ -116,5 +116,29 @@ async def test_a_car_refuses_a_broker_its_ca_did_not_sign(
         assert not await _connects(link, 3)
         assert link.connections == 0
         assert "certificate verify failed" in (link.last_error or ""), link.last_error
+    finally:
+        server.stop()
+
+
+def test_the_trainer_agent_verifies_the_broker_with_the_fleet_ca(
+    tls_fleet: tuple[Path, Mosquitto], tmp_path: Path
+) -> None:
+    from trainer.agent import AgentSettings, TrainerAgent
+
+    fleet, server = tls_fleet
+    env = (fleet / "bundles" / "gpu-1" / "broker.env").read_text().strip()
+    url = env.removeprefix("PADDOCK_BROKER=").replace("mqtt://", "mqtts://", 1)
+    assert url.startswith("mqtts://gpu-1:"), url
+    server.start()
+    try:
+        for ca, subscribes in ((fleet / "tls" / "ca.crt", True), (None, False)):
+            settings = AgentSettings(broker=url, store=str(tmp_path / "store"), work_dir=str(tmp_path / "a"),
+                                     ca_file=str(ca) if ca else None, client_id="tls-gpu-1")  # fmt: skip
+            agent = TrainerAgent(settings).start()
+            try:
+                # the system's CAs do not know the fleet's: without its CA the agent never gets in
+                assert agent.subscribed.wait(10 if subscribes else 3) is subscribes
+            finally:
+                agent.stop(5)
     finally:
         server.stop()

@@ -44,7 +44,7 @@ async def test_a_car_hot_swaps_to_an_rl_policy_and_drives_its_actions(
     )  # fmt: skip
     async with Observer(mosquitto.url, [f"paddock/v1/cars/{car}/#"]) as obs, RecordingDaemon(cfg) as daemon:
         await until(lambda: daemon.link.connected.is_set())
-        envelope = signed_envelope(data, KEY, name="deepracer", version="1", model_card=card)
+        envelope = signed_envelope(data, KEY, car=car, name="deepracer", version="1", model_card=card)
         await obs.publish(T.car_model(car), envelope, retain=True)
         await until(lambda: obs.events(car, "model_swapped"), 60, "model swap")
         await until(lambda: len([t for t in daemon.ticks if t.pilot == "deepracer:1"]) > 60, 60, "ticks")
