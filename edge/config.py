@@ -242,8 +242,13 @@ class RecorderSection(_Section):
     )
 
 
-FeedbackMoment = Literal["intervention", "off_track", "low_confidence"]
-FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = ("intervention", "off_track", "low_confidence")
+FeedbackMoment = Literal["intervention", "off_track", "low_confidence", "drifted_input"]
+FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = (
+    "intervention",
+    "off_track",
+    "low_confidence",
+    "drifted_input",
+)
 
 
 class FeedbackSection(_Section):
@@ -271,6 +276,13 @@ class FeedbackSection(_Section):
         ge=0,
         le=1,
         description="An autopilot output below this confidence (where the model gives one) is a moment.",
+    )
+    drift_psi: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="A telemetry window whose input PSI against the model card's training statistics "
+        "is above this is a moment (a model without them: never).",
     )
 
 

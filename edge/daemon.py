@@ -43,6 +43,7 @@ from edge.systemd import Notifier, Watchdog
 from edge.trust import SequenceStore, TrustPolicy
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
+from schemas.input_stats import input_drift
 from schemas.messages import CarStatus, ModelState, Telemetry
 from schemas.signing import KeyRing
 from schemas.topics import Topics
@@ -386,6 +387,17 @@ class CarDaemon:
         last = self.loop.last
         return last.frame.image if last is not None and last.frame is not None else None
 
+    def _check_drift(self, telemetry: Telemetry) -> None:
+        """A telemetry window whose inputs left the model's training statistics is a feedback moment."""
+        active = self._models.active if self._models is not None else None
+        reference = active.card.input_stats if active is not None else None
+        if self._feedback is None or reference is None or telemetry.input_stats is None:
+            return
+        score = input_drift(reference, telemetry.input_stats)
+        threshold = self.config.feedback.drift_psi
+        if score > threshold:
+            self._feedback.request("drifted_input", f"input PSI {score:.2f} > {threshold:.2f}")
+
     # --- control API (event loop thread; the commands of edge.commands call these too) ----------
     def emit(self, event: dict[str, Any]) -> None:
         """Queue an event for publishing (and tell local listeners)."""
@@ -447,6 +459,7 @@ class CarDaemon:
         telemetry = self.telemetry_builder.build(
             self._parts(), self.config.loop.hz, self.model_ref, self.sensors.reading
         )
+        self._check_drift(telemetry)
         stage = self._loop.detector if self._loop is not None else None
         return telemetry.model_copy(update=telemetry_fields(stage)) if stage is not None else telemetry
 

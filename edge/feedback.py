@@ -31,7 +31,12 @@ from schemas.payloads import encode_frame, encode_jpeg
 
 log = logging.getLogger(__name__)
 
-_SLUG = {"intervention": "intervention", "off_track": "off-track", "low_confidence": "low-confidence"}
+_SLUG = {
+    "intervention": "intervention",
+    "off_track": "off-track",
+    "low_confidence": "low-confidence",
+    "drifted_input": "drifted-input",
+}
 
 
 @dataclass
@@ -72,6 +77,7 @@ class FeedbackCapture:
         self._last_start_ns: int | None = None
         self._now_ns = 0  # the latest tick's time (events come between ticks)
         self._recording = False
+        self._requests: deque[tuple[str, str]] = deque(maxlen=16)  # moments seen by other threads
         self._queue: queue.Queue[tuple[_Capture, range] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -90,6 +96,8 @@ class FeedbackCapture:
                 self._close()
             self._ring.clear()
             return
+        while self._requests:
+            self.moment(*self._requests.popleft(), result.t_ns)
         if result.frame is not None and result.new_frame:
             item = (result, result.pilot)
             if self._open is not None:
@@ -110,6 +118,10 @@ class FeedbackCapture:
             self.moment("intervention", str(event.get("reason") or "intervention"), self._now_ns)
         elif kind == "off_track":
             self.moment("off_track", "off track", self._now_ns)
+
+    def request(self, kind: str, reason: str) -> None:
+        """A moment seen on another thread (drifted input, from telemetry); taken at the next tick."""
+        self._requests.append((kind, reason))
 
     def moment(self, kind: str, reason: str, t_ns: int) -> bool:
         """A moment worth keeping; True if it opened a capture."""

@@ -30,7 +30,9 @@ def tick(i: int, confidence: float | None = 0.9, mode: Any = "autopilot") -> Tic
 def capture(tmp_path: Path, **cfg: Any) -> tuple[FeedbackCapture, list[dict[str, Any]]]:
     done: list[dict[str, Any]] = []
     spool = ForwardSpool(tmp_path / "spool", 16 * 1024 * 1024)
-    config = FeedbackSection(enabled=True, before_s=0.5, after_s=0.25, min_interval_s=2.0, **cfg)
+    config = FeedbackSection.model_validate(
+        {"enabled": True, "before_s": 0.5, "after_s": 0.25, "min_interval_s": 2.0} | cfg
+    )
     fb = FeedbackCapture("car-1", lambda: config, FrameSeq(), spool, on_done=done.append)
     fb.start()
     return fb, done
@@ -72,3 +74,17 @@ def test_off_track_event_and_nothing_while_recording(tmp_path: Path) -> None:
     records = spooled(fb)
     assert [r.frame_index for r in records] == list(range(9, 25))  # 0.5 s of ring (5..19 minus old)
     assert {r.feedback_event for r in records} == {"off_track"} and len(done) == 1
+
+
+def test_a_moment_from_another_thread_is_taken_at_the_next_tick(tmp_path: Path) -> None:
+    fb, done = capture(tmp_path, after_s=0.0)
+    for i in range(5):
+        fb.on_tick(tick(i), recording=False)
+    fb.request("drifted_input", "input PSI 0.80 > 0.25")  # the telemetry task's check
+    fb.on_tick(tick(5), recording=False)
+    fb.on_tick(tick(6), recording=False)
+    fb.stop()
+    records = spooled(fb)
+    assert [r.frame_index for r in records] == [0, 1, 2, 3, 4, 5]
+    assert done[0]["session"].startswith("feedback-drifted-input-")
+    assert {r.feedback_reason for r in records} == {"input PSI 0.80 > 0.25"}
