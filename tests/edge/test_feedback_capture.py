@@ -88,3 +88,33 @@ def test_a_moment_from_another_thread_is_taken_at_the_next_tick(tmp_path: Path) 
     assert [r.frame_index for r in records] == [0, 1, 2, 3, 4, 5]
     assert done[0]["session"].startswith("feedback-drifted-input-")
     assert {r.feedback_reason for r in records} == {"input PSI 0.80 > 0.25"}
+
+
+async def test_inputs_unlike_the_model_cards_are_a_drifted_input_moment(
+    broker_url: str, tmp_path: Path
+) -> None:
+    """A model whose card says it was trained on black images, driving on the test pattern."""
+    from edge.hotswap import ModelManager
+    from schemas.input_stats import BINS, InputStats
+    from tests.edge.harness import RecordingDaemon, car_config, until
+    from tests.edge.modelkit import card, onnx_model, signed_envelope
+
+    black = InputStats(
+        frames=100, brightness_mean=0.0, brightness_hist=[1.0] + [0.0] * (BINS - 1),
+        colour_hist=([1.0] + [0.0] * (BINS - 1)) * 3,
+    )  # fmt: skip
+    trained_on_black = card().model_copy(update={"input_stats": black})
+    moments = {"enabled": True, "before_s": 0.5, "after_s": 0.2, "events": ["drifted_input"]}
+    cfg = car_config(
+        tmp_path, broker_url, car="car-drift", loop={"start_mode": "autopilot"},
+        publish={"telemetry_hz": 20}, feedback=moments,
+    )  # fmt: skip
+    car = RecordingDaemon(cfg)
+    async with car:
+        assert await car.offer_model(signed_envelope(onnx_model(), None, model_card=trained_on_black))
+        assert isinstance(car._models, ModelManager) and car._models.active is not None
+        stopped = await until(
+            lambda: [e for e in car.local_events if e["type"] == "recording_stopped"], 10, "a capture"
+        )
+    assert stopped[0]["session"].startswith("feedback-drifted-input-"), stopped
+    assert stopped[0]["reason"].startswith("feedback: drifted_input: input PSI ") and stopped[0]["frames"] > 0
