@@ -242,6 +242,50 @@ class RecorderSection(_Section):
     )
 
 
+FeedbackMoment = Literal["intervention", "off_track", "low_confidence", "drifted_input"]
+FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = (
+    "intervention",
+    "off_track",
+    "low_confidence",
+    "drifted_input",
+)
+
+
+class FeedbackSection(_Section):
+    """Feedback capture: the frames around a moment where the model failed, sent to the hub even
+    when the car is not recording (edge.feedback). Off by default: it sends camera images nobody
+    asked to record and keeps ``before_s`` of raw frames in memory."""
+
+    enabled: bool = Field(
+        default=False, description="Keep a ring buffer of frames and send the frames around each moment."
+    )
+    before_s: float = Field(default=3.0, ge=0, le=30, description="Seconds of frames kept before the moment.")
+    after_s: float = Field(default=2.0, ge=0, le=30, description="Seconds of frames kept after the moment.")
+    min_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="At most one capture starts per this many seconds; moments in between are counted only.",
+    )
+    events: list[FeedbackMoment] = Field(
+        default_factory=lambda: list(FEEDBACK_MOMENTS),
+        description="The moments that start a capture.",
+    )
+    min_confidence: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="An autopilot output below this confidence (where the model gives one) is a moment.",
+    )
+    drift_psi: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="A telemetry window whose input PSI against the model card's training statistics "
+        "is above this is a moment (a model without them: never).",
+    )
+
+
 class ModelsSection(_Section):
     cache_dir: Path | None = Field(default=None, description="Verified models; default {state_dir}/models.")
     public_key: Path | None = Field(
@@ -394,6 +438,7 @@ class CarConfig(_Section):
     sensors: SensorsSection = Field(default_factory=SensorsSection)
     publish: PublishSection = Field(default_factory=PublishSection)
     recorder: RecorderSection = Field(default_factory=RecorderSection)
+    feedback: FeedbackSection = Field(default_factory=FeedbackSection)
     models: ModelsSection = Field(default_factory=ModelsSection)
     sim: SimSection = Field(default_factory=SimSection)
     detector: DetectorSection = Field(default_factory=DetectorSection)

@@ -29,6 +29,7 @@ from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
 from edge.detector import Detector, telemetry_fields
 from edge.detector_slot import detector_manager
+from edge.feedback import FeedbackCapture
 from edge.hotswap import ModelCache, ModelManager, load_model_keys
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
@@ -42,6 +43,7 @@ from edge.systemd import Notifier, Watchdog
 from edge.trust import SequenceStore, TrustPolicy
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
+from schemas.input_stats import input_drift
 from schemas.messages import CarStatus, ModelState, Telemetry
 from schemas.signing import KeyRing
 from schemas.topics import Topics
@@ -106,6 +108,7 @@ class CarDaemon:
         self._spool: ForwardSpool | None = None
         self._loop: ControlLoop | None = None
         self._recorder: Recorder | None = None
+        self._feedback: FeedbackCapture | None = None
         self._models: ModelManager | None = None
         self._detectors: ModelManager | None = None
         self._link: MqttLink | None = None
@@ -125,6 +128,10 @@ class CarDaemon:
     @property
     def loop(self) -> ControlLoop:
         return _built(self._loop, "loop")
+
+    @property
+    def feedback(self) -> FeedbackCapture:
+        return _built(self._feedback, "feedback")
 
     @property
     def recorder(self) -> Recorder:
@@ -220,6 +227,15 @@ class CarDaemon:
             on_event=self._recorder_event,
         )
         self._recorder.start()
+        self._feedback = FeedbackCapture(
+            self.car,
+            lambda: self.config.feedback,
+            self.outbox.frame_seq,
+            self.spool,
+            jpeg_quality=cfg.recorder.jpeg_quality,
+            on_done=lambda event: self._call_soon(self._emit_after_frames, event),
+        )
+        self._feedback.start()
         self._install_pilots(body)
         self._models = self._model_manager(loop, keys)
         await self._models.load_cached()
@@ -308,6 +324,8 @@ class CarDaemon:
     # --- the control loop's sink (control thread) -----------------------------------------------
     def on_tick(self, result: TickResult) -> None:
         recorder = self.recorder
+        if self._feedback is not None:  # before the recorder: a capture closed now takes seqs first
+            self._feedback.on_tick(result, recorder.recording)
         recorder.offer(result, result.pilot)
         self.outbox.offer_preview(result, recorder.recording)
         self.watchdog.on_tick()  # pings only while the event loop is alive too
@@ -316,6 +334,8 @@ class CarDaemon:
             self._call_soon(self._first_tick.set)
 
     def on_event(self, event: dict[str, Any]) -> None:
+        if self._feedback is not None:
+            self._feedback.on_event(event)
         if event.get("type") == "lap":
             last = self.loop.last
             if last is not None:
@@ -366,6 +386,17 @@ class CarDaemon:
     def _latest_image(self) -> Any:
         last = self.loop.last
         return last.frame.image if last is not None and last.frame is not None else None
+
+    def _check_drift(self, telemetry: Telemetry) -> None:
+        """A telemetry window whose inputs left the model's training statistics is a feedback moment."""
+        active = self._models.active if self._models is not None else None
+        reference = active.card.input_stats if active is not None else None
+        if self._feedback is None or reference is None or telemetry.input_stats is None:
+            return
+        score = input_drift(reference, telemetry.input_stats)
+        threshold = self.config.feedback.drift_psi
+        if score > threshold:
+            self._feedback.request("drifted_input", f"input PSI {score:.2f} > {threshold:.2f}")
 
     # --- control API (event loop thread; the commands of edge.commands call these too) ----------
     def emit(self, event: dict[str, Any]) -> None:
@@ -428,6 +459,7 @@ class CarDaemon:
         telemetry = self.telemetry_builder.build(
             self._parts(), self.config.loop.hz, self.model_ref, self.sensors.reading
         )
+        self._check_drift(telemetry)
         stage = self._loop.detector if self._loop is not None else None
         return telemetry.model_copy(update=telemetry_fields(stage)) if stage is not None else telemetry
 
@@ -493,6 +525,9 @@ class CarDaemon:
         if self._recorder is not None:
             self._recorder.stop_session(reason="shutdown")
             await asyncio.to_thread(self._recorder.stop)
+        if self._feedback is not None:
+            self._feedback.flush()
+            await asyncio.to_thread(self._feedback.stop)
         await self._close_link()
         await self._cancel_tasks()
         if self._loop is not None:

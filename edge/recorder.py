@@ -82,9 +82,19 @@ class FrameSeq:
 
     def __init__(self) -> None:
         self._counter = itertools.count()
+        self._lock = threading.Lock()
 
     def next(self) -> int:
-        return next(self._counter)  # itertools.count is atomic under the GIL
+        with self._lock:
+            return next(self._counter)
+
+    def reserve(self, n: int) -> range:
+        """``n`` consecutive seqs (a feedback capture: its session must show no gap)."""
+        with self._lock:
+            first = next(self._counter)
+            for _ in range(n - 1):
+                next(self._counter)
+        return range(first, first + n)
 
 
 class Recorder:

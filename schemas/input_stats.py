@@ -11,6 +11,8 @@ image is subsampled by :data:`STRIDE` in both directions first: a 160×120 frame
 0.1 ms, cheap enough to run at the telemetry rate off the control loop.
 """
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +22,7 @@ from pydantic import Field, model_validator
 from schemas.base import WireModel
 
 BINS = 8
+EPSILON = 1e-4  # the floor of an empty bin in psi()
 STRIDE = 4
 _LUMA = np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -79,3 +82,24 @@ class InputStatsAccumulator:
 
 def _bin(values: NDArray[Any]) -> NDArray[np.intp]:
     return np.minimum(values.astype(np.int32) * BINS // 256, BINS - 1).astype(np.intp)
+
+
+def psi(reference: Sequence[float], live: Sequence[float]) -> float:
+    """The PSI of two histograms of the same bins (each normalised to fractions here)."""
+    if len(reference) != len(live) or not reference:
+        raise ValueError(f"histograms of {len(reference)} and {len(live)} bins")
+    ref_total, live_total = sum(reference) or 1.0, sum(live) or 1.0
+    score = 0.0
+    for r, x in zip(reference, live, strict=True):
+        r, x = max(r / ref_total, EPSILON), max(x / live_total, EPSILON)
+        score += (x - r) * math.log(x / r)
+    return score
+
+
+def input_drift(reference: InputStats, live: InputStats) -> float:
+    """The largest PSI over brightness and the three colour channels."""
+    scores = [psi(reference.brightness_hist, live.brightness_hist)]
+    for c in range(3):
+        part = slice(c * BINS, (c + 1) * BINS)
+        scores.append(psi(reference.colour_hist[part], live.colour_hist[part]))
+    return max(scores)

@@ -133,5 +133,9 @@ def canaries(
     _show(data, as_json, columns, "canaries")
 
 
+JOINS = "hub"
+"""The group these commands belong to (``paddock hub --help`` lists them)."""
+
+
 def register(app: typer.Typer) -> None:
     """Nothing to add at the top: these commands joined ``paddock hub`` when this module was imported."""

@@ -5,6 +5,10 @@ human (or the teacher) did there, DAgger-style.
 
 - after a **human takeover** (a frame in ``manual`` mode right after one in ``autopilot``), the
   next ``feedback_frames`` manual frames, labelled with the human's own action;
+- every frame of a session the **car** captured around a moment (edge.feedback: an intervention,
+  an off-track moment, a low-confidence output, also when the car was not recording), marked with
+  ``feedback_event``; its reason is the car's, and a frame a human drove is labelled with the human's
+  action;
 - frames a **model** drove where the recorded teacher's ``label`` (the simulator's expert, a safety
   rule) differs from the applied steering by at least ``feedback_min_disagreement``.
 
@@ -74,6 +78,9 @@ def pick(samples: Iterator[Sample], cfg: MlopsConfig) -> Iterator[Sample]:
             after_takeover = 0
         if mode == "autopilot":
             failed = model
+        if r.get("feedback_event"):
+            yield car_marked(s, failed)
+            continue
         if after_takeover > 0:
             after_takeover -= 1
             label = {"steering": r["steering"], "throttle": r["throttle"]}
@@ -86,6 +93,18 @@ def pick(samples: Iterator[Sample], cfg: MlopsConfig) -> Iterator[Sample]:
             if gap >= cfg.feedback_min_disagreement:
                 why = {"feedback": f"teacher disagreed by {gap:.2f}", "feedback_model": model}
                 yield Sample(s.seq, s.jpeg, r | why)
+
+
+def car_marked(s: Sample, failed: str | None) -> Sample:
+    """A frame the car kept around a moment, with the car's reason; a human's action is its label."""
+    r = s.record
+    why: dict[str, Any] = {
+        "feedback": f"car: {r['feedback_event']}: {r.get('feedback_reason') or ''}".rstrip(": "),
+        "feedback_model": failed or r.get("model") or None,
+    }
+    if r.get("mode") == "manual":
+        why["label"] = {"steering": r["steering"], "throttle": r["throttle"]}
+    return Sample(s.seq, s.jpeg, r | why)
 
 
 class FeedbackCollector:
