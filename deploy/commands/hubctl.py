@@ -169,7 +169,7 @@ def _target(car: str | None, group: str | None) -> tuple[str, str]:
 
 
 @hub_app.command("deploy", short_help="Deploy a model (NAME:VERSION) to a car or a group.")
-def deploy(
+def deploy(  # a classifier's card sends it to the detector slot (the hub decides)
     model: Annotated[str, typer.Argument(help="NAME:VERSION, e.g. pilot:3")],
     car: Annotated[str | None, typer.Option(help="Deploy to this car.")] = None,
     group: Annotated[str | None, typer.Option(help="Deploy to every car of this group.")] = None,
@@ -184,26 +184,32 @@ def deploy(
     kind, target = _target(car, group)
     body = {"model": {"name": name, "version": version}, kind: target, "requested_by": "paddock hub deploy"}
     out = _client(hub, token, token_file).call("POST", "/deployments", json=body)
-    _report(out, as_json, f"deployed {name}:{version} to {kind} {target}")
+    slot = out.get("slot", "pilot")
+    _report(
+        out,
+        as_json,
+        f"deployed {name}:{version} to {kind} {target}" + (" (detector)" if slot == "detector" else ""),
+    )
 
 
 @hub_app.command("rollback", short_help="Put a car or group back on its previous model.")
 def rollback(
     car: Annotated[str | None, typer.Option(help="Roll back this car.")] = None,
     group: Annotated[str | None, typer.Option(help="Roll back this group.")] = None,
+    detector: Annotated[
+        bool, typer.Option("--detector", help="Roll back the detector slot, not the pilot.")
+    ] = False,
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     kind, target = _target(car, group)
-    out = _client(hub, token, token_file).call("POST", f"/deployments/{kind}/{target}/rollback")
+    slot = "detector" if detector else "pilot"
+    out = _client(hub, token, token_file).call("POST", f"/deployments/{kind}/{target}/rollback?slot={slot}")
     current = out.get("current") or {}
-    _report(
-        out,
-        as_json,
-        f"{kind} {target} now runs {current.get('name', 'nothing')}:{current.get('version', '')}",
-    )
+    runs = f"{current.get('name', 'nothing')}:{current.get('version', '')}"
+    _report(out, as_json, f"{kind} {target} now runs {runs}" + (" as its detector" if detector else ""))
 
 
 def _report(out: Any, as_json: bool, line: str) -> None:

@@ -3,7 +3,7 @@ these; docs/hub.md lists the routes)."""
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.dataset import SessionManifest
@@ -17,6 +17,10 @@ SessionPath = Annotated[str, Path(pattern=NAME_PATTERN, description="session id"
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN)]
 KindPath = Annotated[Literal["car", "group"], Path(description="deploy to one car or to a group")]
 TargetPath = Annotated[str, Path(pattern=CAR_ID_PATTERN, description="car or group id")]
+SlotQuery = Annotated[
+    Literal["pilot", "detector"],
+    Query(description="the car's model slot: the pilot that drives or the detector beside it"),
+]
 
 
 class Problem(BaseModel):
@@ -32,7 +36,8 @@ class CarOut(BaseModel):
     state: Literal["online", "offline"]
     bdseq: int
     status: dict[str, Any] = Field(description="the last birth or death (CarStatus)")
-    model_state: dict[str, Any] | None = Field(default=None, description="the last ModelState")
+    model_state: dict[str, Any] | None = Field(default=None, description="the pilot's last ModelState")
+    detector_state: dict[str, Any] | None = Field(default=None, description="the detector's last ModelState")
     first_seen: float
     last_seen: float
     births: int
@@ -40,6 +45,9 @@ class CarOut(BaseModel):
     telemetry: dict[str, Any] | None = Field(default=None, description="the last telemetry message")
     ingest: dict[str, int] = Field(default_factory=dict, description="this car's ingest counters")
     deployment: dict[str, Any] | None = Field(default=None, description="model assigned to this car")
+    detector_deployment: dict[str, Any] | None = Field(
+        default=None, description="detector (classifier) assigned to this car"
+    )
 
 
 class FleetOut(BaseModel):
@@ -149,6 +157,9 @@ class CanaryIn(BaseModel):
 class DeploymentOut(BaseModel):
     target_kind: Literal["car", "group"]
     target: str
+    slot: Literal["pilot", "detector"] = Field(
+        default="pilot", description="the model slot: a classifier's card goes to the detector"
+    )
     topic: str
     current: dict[str, str] | None = Field(description="the model assigned now (None: nothing)")
     last_action: Literal["deploy", "rollback", "clear"] | None

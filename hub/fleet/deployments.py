@@ -11,6 +11,14 @@ or loads anything. Each signed manifest names its target, the target's next sequ
 in the catalog) and an expiry ``envelope_ttl_s`` ahead; :meth:`Deployer.refresh_expiring` signs
 the current model of a target again before its envelope expires, so a car that boots late still
 gets a valid one.
+
+A car has two model slots, each with its own retained topics and its own history here: the pilot
+(``cars/{car}/model``, ``groups/{group}/model``) and the detector (``cars/{car}/detector``,
+``groups/{group}/detector``). A model goes to the slot its card names: a card of ``kind:
+classifier`` is a detector, any other a pilot. Rollback and clear act on one slot and never touch
+the other. Both slots of a target draw on its one sequence (a car keeps the last it accepted per
+slot, so each slot still sees its numbers rise); each slot's envelope expires and is refreshed on
+its own.
 """
 
 import hashlib
@@ -39,6 +47,8 @@ from schemas.topics import Topics
 log = logging.getLogger(__name__)
 
 TargetKind = Literal["car", "group"]
+Slot = Literal["pilot", "detector"]
+SLOTS: tuple[Slot, ...] = ("pilot", "detector")
 SignedAction = Literal["deploy", "rollback", "refresh"]
 DEFAULT_TTL_S = 7 * 86400.0
 
@@ -90,6 +100,11 @@ def rollback_target(history: list[dict[str, Any]]) -> Current | Literal[False] |
     return stack[-2] if len(stack) >= 2 else False
 
 
+def slot_of_card(card: dict[str, Any]) -> Slot:
+    """The model slot a registered model's card deploys into."""
+    return "detector" if card.get("kind") == "classifier" else "pilot"
+
+
 def download_grant(secret: str, name: str, version: str) -> str:
     """The capability in a model's download URL: a car fetches that one artifact without a token."""
     return hmac.new(secret.encode(), f"download:{name}:{version}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -131,8 +146,22 @@ class Deployer:
         else:
             raise ContractError(f"target kind must be 'car' or 'group', not {kind!r}")
 
-    def topic(self, kind: str, target: str) -> str:
+    @staticmethod
+    def check_slot(slot: str) -> None:
+        if slot not in SLOTS:
+            raise ContractError(f"model slot must be 'pilot' or 'detector', not {slot!r}")
+
+    def topic(self, kind: str, target: str, slot: str = "pilot") -> str:
+        if slot == "detector":
+            return self.topics.car_detector(target) if kind == "car" else self.topics.group_detector(target)
         return self.topics.car_model(target) if kind == "car" else self.topics.group_model(target)
+
+    def slot_of(self, name: str, version: str) -> Slot:
+        """The slot model ``name:version`` deploys into, from its card."""
+        row = self.catalog.get_model(name, version)
+        if row is None:
+            raise NotFound(f"model {name}:{version}")
+        return slot_of_card(row["card"])
 
     def manifest(
         self, name: str, version: str, kind: str, target: str, action: SignedAction = "deploy"
@@ -160,7 +189,7 @@ class Deployer:
         )
         payload = self.store.get(row["artifact_key"]) if inline else b""
         expires = time.time() + self.envelope_ttl_s
-        sequence = self.catalog.next_model_sequence(kind, target, expires)
+        sequence = self.catalog.next_model_sequence(kind, target, expires, slot_of_card(row["card"]))
         return manifest.model_copy(update={"sequence": sequence, "expires": expires}), payload
 
     def envelope(
@@ -175,11 +204,13 @@ class Deployer:
     ) -> dict[str, Any]:
         self.check_target(kind, target)
         with self._lock:
+            slot = self.slot_of(name, version)
             envelope, manifest = self.envelope(name, version, kind, target)
             row_id = self.catalog.add_deployment(
                 {
                     "target_kind": kind,
                     "target": target,
+                    "slot": slot,
                     "action": "deploy",
                     "model_name": name,
                     "model_version": version,
@@ -188,17 +219,20 @@ class Deployer:
                     "requested_by": requested_by,
                 }
             )
-            published = self._publish(self.topic(kind, target), envelope, qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), envelope, qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def rollback(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
+    def rollback(
+        self, kind: str, target: str, requested_by: str | None = None, slot: str = "pilot"
+    ) -> dict[str, Any]:
         self.check_target(kind, target)
+        self.check_slot(slot)
         with self._lock:
-            history = self.catalog.deployment_history(kind, target)
+            history = self.catalog.deployment_history(kind, target, slot)
             restore = rollback_target(history)
             if restore is False:
-                raise Conflict(f"{kind} {target} has no earlier deployment to roll back to")
+                raise Conflict(f"the {slot} of {kind} {target} has no earlier deployment to roll back to")
             if restore is None:
                 payload, sha, inline = b"", None, None
             else:
@@ -208,6 +242,7 @@ class Deployer:
                 {
                     "target_kind": kind,
                     "target": target,
+                    "slot": slot,
                     "action": "rollback",
                     "model_name": restore.name if restore else None,
                     "model_version": restore.version if restore else None,
@@ -216,31 +251,41 @@ class Deployer:
                     "requested_by": requested_by,
                 }
             )
-            published = self._publish(self.topic(kind, target), payload, qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), payload, qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def clear(self, kind: str, target: str, requested_by: str | None = None) -> dict[str, Any]:
-        """Remove the retained model message of a target (an empty retained publish)."""
+    def clear(
+        self, kind: str, target: str, requested_by: str | None = None, slot: str = "pilot"
+    ) -> dict[str, Any]:
+        """Remove the retained model message of a target's slot (an empty retained publish)."""
         self.check_target(kind, target)
+        self.check_slot(slot)
         with self._lock:
-            if not self.catalog.deployment_history(kind, target):
-                raise NotFound(f"{kind} {target} has no deployment")
+            if not self.catalog.deployment_history(kind, target, slot):
+                raise NotFound(f"{kind} {target} has no {slot} deployment")
             row_id = self.catalog.add_deployment(
-                {"target_kind": kind, "target": target, "action": "clear", "requested_by": requested_by}
+                {
+                    "target_kind": kind,
+                    "target": target,
+                    "slot": slot,
+                    "action": "clear",
+                    "requested_by": requested_by,
+                }
             )
-            published = self._publish(self.topic(kind, target), b"", qos=1, retain=True)
+            published = self._publish(self.topic(kind, target, slot), b"", qos=1, retain=True)
             self.catalog.set_deployment_published(row_id, published)
-        return self.status(kind, target) | {"published": published}
+        return self.status(kind, target, slot) | {"published": published}
 
-    def status(self, kind: str, target: str) -> dict[str, Any]:
-        history = self.catalog.deployment_history(kind, target)
+    def status(self, kind: str, target: str, slot: str = "pilot") -> dict[str, Any]:
+        history = self.catalog.deployment_history(kind, target, slot)
         current = current_from_history(history)
         last = history[-1] if history else None
         return {
             "target_kind": kind,
             "target": target,
-            "topic": self.topic(kind, target),
+            "slot": slot,
+            "topic": self.topic(kind, target, slot),
             "current": {"name": current.name, "version": current.version} if current else None,
             "last_action": last["action"] if last else None,
             "updated": last["created"] if last else None,
@@ -248,32 +293,33 @@ class Deployer:
         }
 
     def all_status(self) -> list[dict[str, Any]]:
-        return [self.status(kind, target) for kind, target in self.catalog.deployment_targets()]
+        return [self.status(kind, target, slot) for kind, target, slot in self.catalog.deployment_slots()]
 
     def republish_all(self) -> int:
         """Publish every target's current state again (retained, signed anew); returns how many."""
         with self._lock:
-            return sum(self._republish(kind, target) for kind, target in self.catalog.deployment_targets())
+            slots = self.catalog.deployment_slots()
+            return sum(self._republish(kind, target, slot) for kind, target, slot in slots)
 
     def refresh_expiring(self, now: float | None = None) -> int:
-        """Sign again the current model of every target whose envelope is past half its lifetime."""
+        """Sign again the current model of every target's slot whose envelope is past half its lifetime."""
         now = time.time() if now is None else now
         expiries = self.catalog.model_expiries()
         sent = 0
         with self._lock:
-            for kind, target in self.catalog.deployment_targets():
-                expires = expiries.get((kind, target))
+            for kind, target, slot in self.catalog.deployment_slots():
+                expires = expiries.get((kind, target, slot))
                 if expires is not None and expires - now < self.envelope_ttl_s / 2:
-                    sent += self._republish(kind, target)
+                    sent += self._republish(kind, target, slot)
         return sent
 
-    def _republish(self, kind: str, target: str) -> bool:
-        current = current_from_history(self.catalog.deployment_history(kind, target))
+    def _republish(self, kind: str, target: str, slot: str) -> bool:
+        current = current_from_history(self.catalog.deployment_history(kind, target, slot))
         try:
             payload = (
                 self.envelope(current.name, current.version, kind, target, "refresh")[0] if current else b""
             )
         except (NotFound, KeyError) as exc:
-            log.error("cannot republish %s %s: %s", kind, target, exc)
+            log.error("cannot republish the %s of %s %s: %s", slot, kind, target, exc)
             return False
-        return bool(self._publish(self.topic(kind, target), payload, qos=1, retain=True))
+        return bool(self._publish(self.topic(kind, target, slot), payload, qos=1, retain=True))

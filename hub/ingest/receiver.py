@@ -200,6 +200,7 @@ class Ingest:
                 (t.all_cars("telemetry"), 0),
                 (t.all_cars("events"), 1),
                 (t.all_cars("model/state"), 1),
+                (t.all_cars("detector/state"), 1),
                 (t.all_job_updates(), 1),
                 (t.all_command_responses(), 1),
                 (t.fleet_estop(), 1),  # retained: a restarted hub learns the e-stop from the broker
@@ -326,6 +327,7 @@ class Ingest:
             TopicKind.CAR_STATUS,
             TopicKind.EVENTS,
             TopicKind.MODEL_STATE,
+            TopicKind.DETECTOR_STATE,
             TopicKind.JOB_PROGRESS,
             TopicKind.JOB_RESULT,
             TopicKind.COMMAND_RESPONSE,
@@ -461,9 +463,10 @@ class Ingest:
                     observe(car, event)
                 except Exception:
                     log.exception("event observer failed")
-        elif kind is TopicKind.MODEL_STATE:
+        elif kind is TopicKind.MODEL_STATE or kind is TopicKind.DETECTOR_STATE:
             state = ModelState.from_json(payload)
-            self.catalog.set_model_state(car, state.to_dict())
+            slot = "detector" if kind is TopicKind.DETECTOR_STATE else "pilot"
+            self.catalog.set_model_state(car, state.to_dict(), slot)
         elif kind in (TopicKind.JOB_PROGRESS, TopicKind.JOB_RESULT) and not self._taken_by(parsed):
             return
         elif kind is TopicKind.JOB_PROGRESS:

@@ -58,6 +58,8 @@ class _CarState:
     inference_ms: float | None = None
     confidence: float | None = None
     loop_late_p99_ms: float | None = None
+    detector: str | None = None  # the detector slot's model (name:version) beside the pilot
+    detector_ms: float | None = None
     drift_score: float | None = None
     drifted: bool = False
     streak: int = 0  # reports in a row on the other side of the threshold
@@ -104,6 +106,8 @@ class FleetMonitor:
         state.inference_ms = msg.inference_ms
         state.confidence = msg.confidence
         state.loop_late_p99_ms = msg.loop_late_p99_ms
+        state.detector = msg.detector
+        state.detector_ms = msg.detector_ms
         if msg.interventions is None or msg.off_track_count is None:
             return
         now = (msg.ts, msg.interventions, msg.off_track_count)
@@ -195,4 +199,6 @@ class FleetMonitor:
             drift_score=s.drift_score,
             drifted=s.drifted,
             degraded=degraded,
+            detector=s.detector,
+            detector_ms=s.detector_ms,
         )

@@ -133,15 +133,15 @@ class Catalog:
                 )
         return True
 
-    def set_model_state(self, car: str, state: dict[str, Any]) -> None:
+    def set_model_state(self, car: str, state: dict[str, Any], slot: str = "pilot") -> None:
+        """Record the ModelState a car reported for its pilot or its detector slot."""
+        column = {"pilot": "model_state", "detector": "detector_state"}[slot]
         now = time.time()
         with self._tx() as c:
-            cur = c.execute(
-                "UPDATE cars SET model_state=?, last_seen=? WHERE car=?", (_dumps(state), now, car)
-            )
+            cur = c.execute(f"UPDATE cars SET {column}=?, last_seen=? WHERE car=?", (_dumps(state), now, car))
             if cur.rowcount == 0:
                 c.execute(
-                    "INSERT INTO cars (car, state, bdseq, status, model_state, first_seen, last_seen) "
+                    f"INSERT INTO cars (car, state, bdseq, status, {column}, first_seen, last_seen) "
                     'VALUES (?, \'offline\', 0, \'{"state":"offline","bdseq":0}\', ?, ?, ?)',
                     (car, _dumps(state), now, now),
                 )
@@ -153,6 +153,7 @@ class Catalog:
             "bdseq": row["bdseq"],
             "status": _loads(row["status"], {}),
             "model_state": _loads(row["model_state"]),
+            "detector_state": _loads(row["detector_state"]),
             "first_seen": row["first_seen"],
             "last_seen": row["last_seen"],
             "births": row["births"],
@@ -345,11 +346,12 @@ class Catalog:
     def add_deployment(self, d: dict[str, Any]) -> int:
         with self._tx() as c:
             cur = c.execute(
-                "INSERT INTO deployments (target_kind, target, action, model_name, model_version, sha256, "
-                "inline, published, requested_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO deployments (target_kind, target, slot, action, model_name, model_version, "
+                "sha256, inline, published, requested_by, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     d["target_kind"],
                     d["target"],
+                    d.get("slot", "pilot"),
                     d["action"],
                     d.get("model_name"),
                     d.get("model_version"),
@@ -366,17 +368,20 @@ class Catalog:
         with self._tx() as c:
             c.execute("UPDATE deployments SET published=? WHERE id=?", (int(published), deployment_id))
 
-    def deployment_history(self, kind: str, target: str) -> list[dict[str, Any]]:
+    def deployment_history(self, kind: str, target: str, slot: str = "pilot") -> list[dict[str, Any]]:
+        """The actions on one model slot (``pilot`` or ``detector``) of a target, oldest first."""
         rows = self._conn().execute(
-            "SELECT * FROM deployments WHERE target_kind=? AND target=? ORDER BY id", (kind, target)
+            "SELECT * FROM deployments WHERE target_kind=? AND target=? AND slot=? ORDER BY id",
+            (kind, target, slot),
         )
         return [self._deployment(r) for r in rows]
 
-    def deployment_targets(self) -> list[tuple[str, str]]:
+    def deployment_slots(self) -> list[tuple[str, str, str]]:
+        """Every (target kind, target, slot) with a deployment."""
         rows = self._conn().execute(
-            "SELECT DISTINCT target_kind, target FROM deployments ORDER BY target_kind, target"
+            "SELECT DISTINCT target_kind, target, slot FROM deployments ORDER BY target_kind, target, slot"
         )
-        return [(r["target_kind"], r["target"]) for r in rows]
+        return [(r["target_kind"], r["target"], r["slot"]) for r in rows]
 
     def deployments_of_model(self, name: str, version: str) -> list[dict[str, Any]]:
         rows = self._conn().execute(
@@ -384,8 +389,9 @@ class Catalog:
         )
         return [self._deployment(r) for r in rows]
 
-    def next_model_sequence(self, kind: str, target: str, expires: float) -> int:
-        """The next signing sequence of a target (1, 2, …), recorded with the envelope's expiry."""
+    def next_model_sequence(self, kind: str, target: str, expires: float, slot: str = "pilot") -> int:
+        """The next signing sequence of a target (1, 2, …; one sequence for both its model slots),
+        recorded with the expiry of the envelope signed for ``slot``."""
         with self._tx() as c:
             c.execute(
                 "INSERT INTO model_sequences (target_kind, target, sequence, expires) VALUES (?, ?, 1, ?) "
@@ -393,15 +399,20 @@ class Catalog:
                 "expires = excluded.expires",
                 (kind, target, expires),
             )
+            c.execute(
+                "INSERT INTO model_slot_expiries (target_kind, target, slot, expires) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (target_kind, target, slot) DO UPDATE SET expires = excluded.expires",
+                (kind, target, slot, expires),
+            )
             row = c.execute(
                 "SELECT sequence FROM model_sequences WHERE target_kind=? AND target=?", (kind, target)
             ).fetchone()
             return int(row[0])
 
-    def model_expiries(self) -> dict[tuple[str, str], float]:
-        """When the last envelope signed for each target expires."""
-        rows = self._conn().execute("SELECT target_kind, target, expires FROM model_sequences")
-        return {(r["target_kind"], r["target"]): float(r["expires"]) for r in rows}
+    def model_expiries(self) -> dict[tuple[str, str, str], float]:
+        """When the last envelope signed for each target's slot expires, by (kind, target, slot)."""
+        rows = self._conn().execute("SELECT target_kind, target, slot, expires FROM model_slot_expiries")
+        return {(r["target_kind"], r["target"], r["slot"]): float(r["expires"]) for r in rows}
 
     def _deployment(self, r: sqlite3.Row) -> dict[str, Any]:
         out = dict(r)

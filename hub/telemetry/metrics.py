@@ -291,6 +291,8 @@ class ModelHealthRow:
     drift_score: float | None
     drifted: bool
     degraded: bool
+    detector: str | None = None  # the detector slot's model (name:version), if the car runs one
+    detector_ms: float | None = None
 
 
 _FLEET_GAUGES = [
@@ -331,8 +333,29 @@ class FleetCollector(Collector):
                 if value is not None:
                     m.add_metric([r.car, r.model], float(value))
             yield m
+        yield from _detector_gauges(rows)
         yield GaugeMetricFamily(
             "paddock_fleet_drift_threshold",
             "The drift threshold (PSI) in hub.toml.",
             value=self.drift_threshold,
         )
+
+
+def _detector_gauges(rows: Sequence[ModelHealthRow]) -> Iterator[Metric]:
+    """The detector each car runs beside its pilot (``model`` is the detector's name:version)."""
+    running = GaugeMetricFamily(
+        "paddock_fleet_detector",
+        "1 for the detector model a car runs beside its pilot.",
+        labels=["car", "model"],
+    )
+    inference = GaugeMetricFamily(
+        "paddock_fleet_detector_inference_ms", "Mean detector inference time.", labels=["car", "model"]
+    )
+    for r in rows:
+        if r.detector is None:
+            continue
+        running.add_metric([r.car, r.detector], 1.0)
+        if r.detector_ms is not None:
+            inference.add_metric([r.car, r.detector], r.detector_ms)
+    yield running
+    yield inference

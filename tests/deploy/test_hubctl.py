@@ -68,3 +68,30 @@ def test_bad_input_is_one_line_and_exit_2(hub: HubThread) -> None:
         assert "Traceback" not in result.output
     unreachable = runner.invoke(app, ["hub", "cars", "--hub", "http://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and "cannot reach the hub" in unreachable.output
+
+
+def test_a_classifier_deploys_to_the_detector_slot_and_rolls_back_alone(hub: HubThread) -> None:
+    from schemas.model_card import ClassesSpec, InputSpec, ModelCard
+
+    classifier = ModelCard(
+        architecture="x",
+        kind="classifier",
+        input=InputSpec(width=160, height=120),
+        classes=[ClassesSpec(name="obstacle", classes=["none", "box"])],
+    )
+    for version in ("1", "2"):
+        r = httpx.post(
+            f"{hub.url}/models",
+            data={"name": "detector", "version": version, "card": classifier.model_dump_json()},
+            files={"artifact": ("detector.onnx", onnx_model(throttle=0.1 * int(version)))},
+            headers={"Authorization": f"Bearer {hub.token}"},
+        )
+        assert r.status_code == 201, r.text
+    env = {"PADDOCK_TOKEN": hub.token}
+    for version in ("1", "2"):
+        done = paddock(hub, "deploy", f"detector:{version}", "--car", "car-a", env=env)
+        assert done.exit_code == 0 and f"deployed detector:{version} to car car-a (detector)" in done.output
+    assert paddock(hub, "rollback", "--car", "car-a", env=env).exit_code == 2  # the pilot has none
+    back = paddock(hub, "rollback", "--car", "car-a", "--detector", env=env)
+    assert back.exit_code == 0 and "now runs detector:1 as its detector" in back.output, back.output
+    assert hub.get("/deployments/car/car-a?slot=detector")["current"] == {"name": "detector", "version": "1"}

@@ -41,13 +41,21 @@ def fleet(hub: Parts) -> FleetOut:
 def car_out(hub: ApiParts, row: dict[str, Any]) -> CarOut:
     car = row["car"]
     counted = hub.counters.of(car)
-    deployed = hub.catalog.deployment_history("car", car)
     return CarOut(
         **row,
         telemetry=hub.ingest.telemetry_of(car),
         ingest={} if counted is None else dataclasses.asdict(counted),
-        deployment=hub.deployer.status("car", car)["current"] if deployed else None,
+        deployment=_assigned(hub, car, "pilot"),
+        detector_deployment=_assigned(hub, car, "detector"),
     )
+
+
+def _assigned(hub: ApiParts, car: str, slot: str) -> dict[str, Any] | None:
+    """The model assigned to one slot of ``car`` itself (None: nothing, or only its group's)."""
+    if not hub.catalog.deployment_history("car", car, slot):
+        return None
+    current: dict[str, Any] | None = hub.deployer.status("car", car, slot)["current"]
+    return current
 
 
 @router.get("/cars", summary="Every car the hub has heard of")

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 
 from hub.api.deps import ADMIN, ERRORS, Parts, not_found
-from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, TargetPath
+from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, SlotQuery, TargetPath
 from hub.mlops import gate
 
 router = APIRouter(tags=["deployments"])
@@ -18,7 +18,7 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
 
 @router.post(
     "/deployments",
-    summary="Deploy a model to a car or group: a signed, retained envelope",
+    summary="Deploy a model to a car or group: a signed, retained envelope (a classifier: to the detector)",
     status_code=201,
     dependencies=ADMIN,
     responses={409: {"model": Problem}, 503: {"model": Problem}, **ERRORS},
@@ -38,7 +38,8 @@ def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, A
     hub.deployer.check_target(kind, target)
     if hub.catalog.get_model(body.model.name, body.model.version) is None:
         return None  # the deployer answers 404
-    current = hub.deployer.status(kind, target)["current"]
+    slot = hub.deployer.slot_of(body.model.name, body.model.version)
+    current = hub.deployer.status(kind, target, slot)["current"]
     decision = gate.check(
         hub.catalog,
         hub.store,
@@ -54,11 +55,11 @@ def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, A
 
 
 @router.get("/deployments/{kind}/{target}", summary="A target's current model and history", responses=ERRORS)
-def deployment(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
-    history = hub.catalog.deployment_history(kind, target)
+def deployment(hub: Parts, kind: KindPath, target: TargetPath, slot: SlotQuery = "pilot") -> DeploymentOut:
+    history = hub.catalog.deployment_history(kind, target, slot)
     if not history:
-        raise not_found(f"deployment of {kind} {target}")
-    return DeploymentOut(**hub.deployer.status(kind, target), history=history)
+        raise not_found(f"{slot} deployment of {kind} {target}")
+    return DeploymentOut(**hub.deployer.status(kind, target, slot), history=history)
 
 
 @router.post(
@@ -67,10 +68,10 @@ def deployment(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
     dependencies=ADMIN,
     responses=ERRORS,
 )
-def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
-    if not hub.catalog.deployment_history(kind, target):
-        raise not_found(f"deployment of {kind} {target}")
-    return DeploymentOut(**hub.deployer.rollback(kind, target))
+def rollback(hub: Parts, kind: KindPath, target: TargetPath, slot: SlotQuery = "pilot") -> DeploymentOut:
+    if not hub.catalog.deployment_history(kind, target, slot):
+        raise not_found(f"{slot} deployment of {kind} {target}")
+    return DeploymentOut(**hub.deployer.rollback(kind, target, slot=slot))
 
 
 @router.delete(
@@ -79,5 +80,5 @@ def rollback(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
     dependencies=ADMIN,
     responses=ERRORS,
 )
-def clear(hub: Parts, kind: KindPath, target: TargetPath) -> DeploymentOut:
-    return DeploymentOut(**hub.deployer.clear(kind, target))
+def clear(hub: Parts, kind: KindPath, target: TargetPath, slot: SlotQuery = "pilot") -> DeploymentOut:
+    return DeploymentOut(**hub.deployer.clear(kind, target, slot=slot))
