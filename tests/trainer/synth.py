@@ -75,7 +75,7 @@ def write_session(
         jpeg = encode_jpeg(road_image(steering, rng))
         samples.append(Sample(seq=seq, jpeg=jpeg, record=frame_record(car, session, seq, steering, throttle)))
     shards = [
-        put_shard(store, car, session, index, samples[start : start + per_shard])
+        put_shard(store.put, car, session, index, samples[start : start + per_shard])
         for index, start in enumerate(range(0, frames, per_shard))
     ]
     manifest = SessionManifest(
