@@ -130,11 +130,17 @@ class ModelCache:
 # --- verification ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Verified:
-    manifest: ModelManifest
     data: bytes
-    unsigned: bool
     trusted: Trusted
     header: dict[str, Any]
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self.trusted.manifest
+
+    @property
+    def unsigned(self) -> bool:
+        return self.trusted.unsigned
 
 
 def verify_envelope(
@@ -180,7 +186,7 @@ def verify_envelope(
         )
     if sha256_hex(data) != manifest.sha256:
         raise ModelRejected(f"model {manifest.ref}: sha256 does not match the manifest (tampered?)", manifest)
-    return Verified(manifest, data, trusted.unsigned, trusted, env.header)
+    return Verified(data, trusted, env.header)
 
 
 def http_download(manifest: ModelManifest, max_bytes: int, timeout: float) -> bytes:
