@@ -150,7 +150,7 @@ class SessionState:
         gaps = self.received.union(self.trimmed).gaps(self.received.first, self.received.last)
         return sum(b - a + 1 for a, b in gaps), len(gaps)
 
-    def add_shard(self, name: str, samples: list[Sample], data: bytes) -> ShardInfo:
+    def add_shard(self, name: str, samples: list[Sample], data: "builtins.bytes") -> ShardInfo:
         """Account a shard just written as ``name`` (``data``, the tar of ``samples``): its frames
         sealed, their stats, its entry with checksum."""
         seqs = [s.seq for s in samples]
