@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from hub.config import MlopsConfig
-from hub.mlops.drift import input_drift
 from hub.telemetry.metrics import ModelHealthRow
-from schemas.input_stats import InputStats
+from schemas.input_stats import InputStats, input_drift
 from schemas.messages import DriftEvent, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)

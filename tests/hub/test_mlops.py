@@ -13,9 +13,8 @@ from firmware.sim.render import Randomization, Renderer
 from firmware.sim.tracks import get_track
 from hub import HubConfig, HubService
 from hub.config import MlopsConfig
-from hub.mlops.drift import input_drift, psi
 from hub.mlops.monitor import FleetMonitor
-from schemas.input_stats import InputStats, InputStatsAccumulator
+from schemas.input_stats import InputStats, InputStatsAccumulator, input_drift, psi
 from schemas.messages import DriftEvent, Telemetry
 from schemas.model_card import InputSpec, ModelCard, OutputSpec
 from tests.hub.conftest import TOKEN

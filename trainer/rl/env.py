@@ -38,10 +38,10 @@ from firmware.sim.gym_env import DEEPRACER_DT, DEEPRACER_VEHICLE, DeepRacerEnv
 from firmware.sim.obstacles import place_obstacles, rectangles_overlap
 from firmware.sim.reward import RewardFunctionError, load_reward_function
 from firmware.sim.world import World, WorldConfig
+from schemas.messages import RACE_TYPES
 
 IMMOBILE_SPEED = 0.05  # m/s
 IMMOBILE_STEPS = 15  # one second at 15 Hz
-RACE_TYPES = ("time_trial", "object_avoidance", "head_to_head")
 CLOSEST_OBJ_GAP = 1.0  # m: DeepRacer's: an object this close to a start or reset place moves it
 RESET_BEHIND_DIST = 1.0  # m: DeepRacer's DEFAULT_RESET_BEHIND_DIST, a reset behind a box
 EPISODE_STATUSES = ("lap_complete", "off_track", "crashed", "reversed", "immobilized", "time_up")
