@@ -19,6 +19,7 @@ ENV_BROKER = "PADDOCK_BROKER"
 ENV_HUB = "PADDOCK_HUB"
 ENV_STORE = "PADDOCK_STORE"
 ENV_TOKEN = "PADDOCK_TOKEN"
+ENV_MLFLOW = "PADDOCK_MLFLOW"
 # The hub has read its API token from PADDOCK_HUB_TOKEN since it first had one (compose's .env).
 ENV_TOKEN_LEGACY = "PADDOCK_HUB_TOKEN"
 
@@ -39,6 +40,10 @@ def store_option(help: str = STORE_HELP) -> Any:
 
 def token_option(help: str) -> Any:
     return typer.Option("--token", envvar=[ENV_TOKEN, ENV_TOKEN_LEGACY], help=help, show_default=False)
+
+
+def mlflow_option(help: str) -> Any:
+    return typer.Option("--mlflow", envvar=ENV_MLFLOW, help=help, metavar="URL")
 
 
 def set_option(example: str) -> Any:

@@ -7,7 +7,7 @@ from the descriptions below.
 """
 
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -243,12 +243,7 @@ class RecorderSection(_Section):
 
 
 FeedbackMoment = Literal["intervention", "off_track", "low_confidence", "drifted_input"]
-FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = (
-    "intervention",
-    "off_track",
-    "low_confidence",
-    "drifted_input",
-)
+FEEDBACK_MOMENTS: tuple[FeedbackMoment, ...] = get_args(FeedbackMoment)
 
 
 class FeedbackSection(_Section):

@@ -30,7 +30,7 @@ from edge.config import CarConfig
 from edge.detector import Detector, telemetry_fields
 from edge.detector_slot import detector_manager
 from edge.feedback import FeedbackCapture
-from edge.hotswap import ModelCache, ModelManager, load_model_keys
+from edge.hotswap import ModelManager, load_model_keys, model_manager
 from edge.loop import ControlLoop, TickResult
 from edge.mqtt import BdseqStore, MqttLink
 from edge.outbox import EventLog, Outbox
@@ -274,16 +274,11 @@ class CarDaemon:
         )
 
     def _model_manager(self, loop: ControlLoop, keys: KeyRing) -> ModelManager:
-        m = self.config.models
-        return ModelManager(
+        return model_manager(
+            self.config,
             loop,
-            ModelCache(self.config.model_cache_dir, keep=m.keep),
-            trust=self._trust(keys, "model-sequences.json"),
-            max_bytes=int(m.max_model_mb * 1024 * 1024),
-            threads=m.threads,
-            warmup_runs=m.warmup_runs,
-            max_latency_ms=m.smoke_latency_ms or 0.8 * 1000.0 / self.config.loop.hz,
-            download_timeout_s=m.download_timeout_s,
+            self.config.model_cache_dir,
+            self._trust(keys, "model-sequences.json"),
             latest_frame=self._latest_image,
             on_event=self.emit,
             on_state=self._model_state_changed,
@@ -485,16 +480,16 @@ class CarDaemon:
         return d.state()
 
     def _detector_state_changed(self, state: ModelState) -> None:
-        if self._link is None:
-            return
-        topic = self.topics.detector_state(self.car)
-        publish = self._link.publish(topic, state.to_json(), qos=1, retain=True)
-        self._tasks.append(asyncio.create_task(publish))
+        self._publish_state(self.topics.detector_state(self.car), state)
 
     def _model_state_changed(self, state: ModelState) -> None:
+        self._publish_state(self.topics.model_state(self.car), state)
+
+    def _publish_state(self, topic: str, state: ModelState) -> None:
+        """A model slot's state, retained (the outbox publishes it again on each connection)."""
         if self._link is None:
             return
-        publish = self._link.publish(self.topics.model_state(self.car), state.to_json(), qos=1, retain=True)
+        publish = self._link.publish(topic, state.to_json(), qos=1, retain=True)
         self._tasks.append(asyncio.create_task(publish))
 
     # --- run and shutdown -----------------------------------------------------------------------

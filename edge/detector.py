@@ -168,6 +168,8 @@ class DetectorStage:
         return self.last
 
     def _install_pending(self, index: int, t_ns: int) -> None:
+        if not self._pending:  # the usual tick: no lock (an install racing this is taken next tick)
+            return
         with self._lock:
             pending, self._pending = self._pending, []
         for p in pending:

@@ -14,7 +14,7 @@ from typing import Any
 
 from edge.config import CarConfig
 from edge.detector import DETECTOR_SLOT, Detector, DetectorStage
-from edge.hotswap import Loaded, ModelCache, ModelManager
+from edge.hotswap import Loaded, ModelManager, model_manager
 from edge.loop import ControlLoop
 from edge.trust import TrustPolicy
 from schemas.messages import ModelState
@@ -34,7 +34,6 @@ def detector_manager(
 
     ``trust`` keeps its own sequences (not the pilot's file): each slot accepts only envelopes newer
     than the last one it took, whatever the hub numbers the other slot's with."""
-    m = config.models
 
     def install(loaded: Loaded, on_installed: Callable[[int, int], None]) -> None:
         stage.install(Detector(loaded.pilot.manifest, loaded.pilot.model), on_installed)
@@ -42,15 +41,11 @@ def detector_manager(
     def event(e: dict[str, Any]) -> None:
         on_event({**e, "slot": DETECTOR_SLOT})
 
-    return ModelManager(
+    return model_manager(
+        config,
         loop,
-        ModelCache(config.detector_cache_dir, keep=m.keep),
-        trust=trust,
-        max_bytes=int(m.max_model_mb * 1024 * 1024),
-        threads=m.threads,
-        warmup_runs=m.warmup_runs,
-        max_latency_ms=m.smoke_latency_ms or 0.8 * 1000.0 / config.loop.hz,
-        download_timeout_s=m.download_timeout_s,
+        config.detector_cache_dir,
+        trust,
         latest_frame=latest_frame,
         on_event=event,
         on_state=on_state,

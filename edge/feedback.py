@@ -25,18 +25,10 @@ from typing import Any
 
 from edge.config import FeedbackSection
 from edge.loop import TickResult
-from edge.recorder import FrameSeq, frame_record
+from edge.recorder import FrameSeq, frame_envelope
 from edge.spool import ForwardSpool, SpoolFull
-from schemas.payloads import encode_frame, encode_jpeg
 
 log = logging.getLogger(__name__)
-
-_SLUG = {
-    "intervention": "intervention",
-    "off_track": "off-track",
-    "low_confidence": "low-confidence",
-    "drifted_input": "drifted-input",
-}
 
 
 @dataclass
@@ -45,12 +37,12 @@ class _Capture:
     reason: str
     end_ns: int
     wall: float
-    frames: list[tuple[TickResult, str | None]] = field(default_factory=list)
+    frames: list[TickResult] = field(default_factory=list)  # each names its pilot
 
 
 def session_name(kind: str, wall: float) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(wall)) + f"-{int(wall * 1000) % 1000:03d}"
-    return f"feedback-{_SLUG.get(kind, kind)}-{stamp}"
+    return f"feedback-{kind.replace('_', '-')}-{stamp}"
 
 
 class FeedbackCapture:
@@ -72,7 +64,7 @@ class FeedbackCapture:
         self.spool = spool
         self.jpeg_quality = jpeg_quality
         self.on_done = on_done
-        self._ring: deque[tuple[TickResult, str | None]] = deque()
+        self._ring: deque[TickResult] = deque()
         self._open: _Capture | None = None
         self._last_start_ns: int | None = None
         self._now_ns = 0  # the latest tick's time (events come between ticks)
@@ -99,12 +91,11 @@ class FeedbackCapture:
         while self._requests:
             self.moment(*self._requests.popleft(), result.t_ns)
         if result.frame is not None and result.new_frame:
-            item = (result, result.pilot)
             if self._open is not None:
-                self._open.frames.append(item)
-            self._ring.append(item)
+                self._open.frames.append(result)
+            self._ring.append(result)
             horizon = result.t_ns - int(cfg.before_s * 1e9)
-            while self._ring and self._ring[0][0].t_ns < horizon:
+            while self._ring and self._ring[0].t_ns < horizon:
                 self._ring.popleft()
         if self._open is not None and result.t_ns >= self._open.end_ns:
             self._close()
@@ -178,12 +169,10 @@ class FeedbackCapture:
         session = session_name(capture.kind, capture.wall)
         extra = {"recorded": False, "feedback_event": capture.kind, "feedback_reason": capture.reason}
         written = 0
-        for seq, (result, model) in zip(seqs, capture.frames, strict=True):
-            frame = result.frame
-            assert frame is not None
-            record = frame_record(self.car, session, seq, result, model, extra)
+        for seq, result in zip(seqs, capture.frames, strict=True):
+            data = frame_envelope(self.car, session, seq, result, result.pilot, extra, self.jpeg_quality)
             try:
-                self.spool.append(encode_frame(record, encode_jpeg(frame.image, self.jpeg_quality)))
+                self.spool.append(data)
                 written += 1
             except SpoolFull:
                 self.dropped_full += 1  # its seq shows up as a gap at the hub

@@ -36,7 +36,7 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from numpy.typing import NDArray
 
-from edge.config import ConfigError, ModelsSection
+from edge.config import CarConfig, ConfigError, ModelsSection
 from edge.loop import ControlLoop
 from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
@@ -130,11 +130,17 @@ class ModelCache:
 # --- verification ---------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Verified:
-    manifest: ModelManifest
     data: bytes
-    unsigned: bool
     trusted: Trusted
     header: dict[str, Any]
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self.trusted.manifest
+
+    @property
+    def unsigned(self) -> bool:
+        return self.trusted.unsigned
 
 
 def verify_envelope(
@@ -180,7 +186,7 @@ def verify_envelope(
         )
     if sha256_hex(data) != manifest.sha256:
         raise ModelRejected(f"model {manifest.ref}: sha256 does not match the manifest (tampered?)", manifest)
-    return Verified(manifest, data, trusted.unsigned, trusted, env.header)
+    return Verified(data, trusted, env.header)
 
 
 def http_download(manifest: ModelManifest, max_bytes: int, timeout: float) -> bytes:
@@ -513,6 +519,37 @@ class ModelManager:
             log.info("booted with cached model %s", manifest.ref)
             return True
         return False
+
+
+def model_manager(
+    config: CarConfig,
+    loop: ControlLoop,
+    cache_dir: Path,
+    trust: TrustPolicy,
+    *,
+    latest_frame: Callable[[], NDArray[np.uint8] | None],
+    on_event: Callable[[dict[str, Any]], None],
+    on_state: Callable[[ModelState], None],
+    kind: ModelKind = "pilot",
+    install: Callable[[Loaded, Callable[[int, int], None]], None] | None = None,
+) -> ModelManager:
+    """A model slot's manager with the car's ``models`` settings (the pilot's slot by default)."""
+    m = config.models
+    return ModelManager(
+        loop,
+        ModelCache(cache_dir, keep=m.keep),
+        trust=trust,
+        max_bytes=int(m.max_model_mb * 1024 * 1024),
+        threads=m.threads,
+        warmup_runs=m.warmup_runs,
+        max_latency_ms=m.smoke_latency_ms or 0.8 * 1000.0 / config.loop.hz,
+        download_timeout_s=m.download_timeout_s,
+        latest_frame=latest_frame,
+        on_event=on_event,
+        on_state=on_state,
+        kind=kind,
+        install=install,
+    )
 
 
 def check_kind(manifest: ModelManifest, kind: ModelKind) -> None:

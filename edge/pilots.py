@@ -65,6 +65,7 @@ class ModelPilot(Pilot):
         self.name = "model"
         self.has_throttle = manifest.card.output("throttle") is not None
         self._frames = FrameStack(manifest.card.input)  # a model of several frames gets the last ones
+        self._sample: tuple[int, np.ndarray] | None = None  # (frame index, its input) of the last act
 
     @property
     def ref(self) -> str:
@@ -75,7 +76,9 @@ class ModelPilot(Pilot):
         return self.manifest.sha256
 
     def infer(self, image: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        sample = self._frames.push(preprocess(image, self.manifest.card.input))
+        return self._run(self._frames.push(preprocess(image, self.manifest.card.input)))
+
+    def _run(self, sample: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         raw = self.model.run(sample)
         return decode_outputs(self.manifest.card, raw), raw
 
@@ -83,7 +86,11 @@ class ModelPilot(Pilot):
         if frame is None:
             raise ValueError("the model pilot needs a camera frame")
         t0 = time.perf_counter()
-        values, raw = self.infer(frame.image)
+        # A tick that sees the frame of the previous one (the loop ticks as fast as the camera
+        # captures) neither preprocesses it again nor pushes it twice into a model's frame stack.
+        if self._sample is None or self._sample[0] != frame.index:
+            self._sample = (frame.index, self._frames.push(preprocess(frame.image, self.manifest.card.input)))
+        values, raw = self._run(self._sample[1])
         ms = (time.perf_counter() - t0) * 1000
         confidence = output_confidence(self.manifest.card, raw)
         return Decision(values.get("steering", 0.0), values.get("throttle"), ms, confidence=confidence)

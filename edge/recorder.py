@@ -8,7 +8,6 @@ dropped anywhere shows up as a gap the hub counts. A full spool stops recording 
 ``recording_stopped`` event whose reason says so.
 """
 
-import itertools
 import logging
 import threading
 import time
@@ -68,6 +67,22 @@ def frame_record(
     return FrameRecord.model_validate({k: v for k, v in fields.items() if v is not None})
 
 
+def frame_envelope(
+    car: str,
+    session: str,
+    seq: int,
+    result: TickResult,
+    model: str | None,
+    extra: dict[str, Any],
+    quality: int,
+) -> bytes:
+    """One frame as it goes into the spool: its header (:func:`frame_record`) and the JPEG."""
+    frame = result.frame
+    assert frame is not None
+    record = frame_record(car, session, seq, result, model, extra)
+    return encode_frame(record, encode_jpeg(frame.image, quality))
+
+
 @dataclass(slots=True)
 class _Item:
     seq: int
@@ -81,19 +96,20 @@ class FrameSeq:
     """The per-boot sequence of the frames stream (recorded and preview frames share it)."""
 
     def __init__(self) -> None:
-        self._counter = itertools.count()
+        self._next = 0
         self._lock = threading.Lock()
 
     def next(self) -> int:
         with self._lock:
-            return next(self._counter)
+            seq = self._next
+            self._next += 1
+        return seq
 
     def reserve(self, n: int) -> range:
         """``n`` consecutive seqs (a feedback capture: its session must show no gap)."""
         with self._lock:
-            first = next(self._counter)
-            for _ in range(n - 1):
-                next(self._counter)
+            first = self._next
+            self._next += n
         return range(first, first + n)
 
 
@@ -194,10 +210,9 @@ class Recorder:
 
     def _write(self, item: _Item) -> None:
         try:
-            frame = item.result.frame
-            assert frame is not None
-            record = frame_record(self.car, item.session, item.seq, item.result, item.model, item.extra)
-            data = encode_frame(record, encode_jpeg(frame.image, self.jpeg_quality))
+            data = frame_envelope(
+                self.car, item.session, item.seq, item.result, item.model, item.extra, self.jpeg_quality
+            )
         except Exception:
             log.exception("cannot encode frame %d", item.seq)
             return

@@ -317,12 +317,12 @@ class HubService:
             "jobs": [j.get("id") or j.get("job") for j in jobs],
         }
 
-    def _deployed_models(self) -> set[str]:
-        out = set()
+    def _deployed_models(self) -> Iterator[str]:
+        """Every target's current model (``name:version``), read only if the schedule is on: the
+        MLOps loop asks each second."""
         for status in self.deployer.all_status():
-            if status["current"]:
-                out.add(f"{status['current']['name']}:{status['current']['version']}")
-        return out
+            if current := status["current"]:
+                yield f"{current['name']}:{current['version']}"
 
     def _start_ingest_points(self) -> None:
         influx = self.config.sinks.influxdb

@@ -6,7 +6,7 @@ counts the messages of one stream (frames, telemetry, events) from 0 at each car
 """
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
@@ -441,6 +441,10 @@ class ModelRef(WireModel):
     version: Name
 
 
+RaceType = Literal["time_trial", "object_avoidance", "head_to_head"]
+RACE_TYPES: tuple[str, ...] = get_args(RaceType)
+
+
 class RlParams(WireModel):
     """An AWS DeepRacer model to train by reinforcement learning: its three files inline (the JSON of
     ``model_metadata.json`` and ``hyperparameters.json``, the Python source of ``reward_function.py``),
@@ -454,7 +458,7 @@ class RlParams(WireModel):
     track: str
     minutes: float = Field(default=10.0, gt=0, le=7 * 24 * 60)
     workers: int | None = Field(default=None, ge=1, le=256)
-    race_type: Literal["time_trial", "object_avoidance", "head_to_head"] = "time_trial"
+    race_type: RaceType = "time_trial"
     model_name: Name = "deepracer"
     model_version: Name | None = None
     clone: ModelRef | None = None

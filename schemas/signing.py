@@ -61,9 +61,6 @@ class KeyRing:
     def __init__(self, keys: list[Ed25519PublicKey] | None = None) -> None:
         self.keys: dict[str, Ed25519PublicKey] = {key_id(k): k for k in keys or []}
 
-    def __bool__(self) -> bool:
-        return bool(self.keys)
-
     def __len__(self) -> int:
         return len(self.keys)
 

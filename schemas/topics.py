@@ -19,6 +19,8 @@ VERSION = "v1"
 COMMAND_NAMES = ("drive", "mode", "record", "config", "rebirth")
 # Job kinds a trainer accepts on jobs/{kind}.
 JOB_KINDS = ("train", "evaluate", "optimize", "rl")
+# What a car publishes under cars/{car}/ besides its command responses (the hub ingests all of it).
+CAR_LEAVES = ("status", "telemetry", "frames", "events", "model/state", "detector/state")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
@@ -142,7 +144,7 @@ class Topics:
     # --- subscription filters -------------------------------------------------------------------
     def all_cars(self, leaf: str) -> str:
         """Filter for one leaf of every car, e.g. ``all_cars("frames")`` → ``paddock/v1/cars/+/frames``."""
-        if leaf not in {"status", "telemetry", "frames", "events", "model/state", "detector/state"}:
+        if leaf not in CAR_LEAVES:
             raise ContractError(f"no per-car leaf {leaf!r}")
         return f"{self.root}/cars/+/{leaf}"
 

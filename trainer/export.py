@@ -196,29 +196,35 @@ def quantize_int8(
 
 # --- TFLite --------------------------------------------------------------------------------------
 def export_tflite(model: PilotModel, path: str | os.PathLike[str], timeout_s: float = 600) -> Path:
-    """Convert with litert-torch: input ``image`` (batch 1), outputs named like the card.
+    """Convert with litert-torch: input ``image`` (batch 1), outputs named like the card, in a
+    child process (:func:`tflite_in_child`)."""
+    state = {
+        "architecture": model.architecture,
+        "options": model.options.model_dump(mode="json"),
+        "model": model.state_dict(),
+    }
+    return tflite_in_child(["trainer.export", "tflite"], state, Path(path), timeout_s, "TFLite conversion")
 
-    The conversion runs in a child process (``python -m trainer.export``): litert-torch loads JAX,
-    whose threads must not live in a process that later forks (loader workers, launchers), and it
-    prints its progress freely.
-    """
+
+def tflite_in_child(
+    module: Sequence[str], state: dict[str, Any], path: Path, timeout_s: float, what: str
+) -> Path:
+    """Save ``state`` (a model's weights and how to build it) and run ``python -m MODULE… STATE.pt
+    PATH``, which converts it to ``path``: litert-torch loads JAX, whose threads must not live in a
+    process that later forks (loader workers, launchers), and it prints its progress freely.
+    ``what`` names the conversion in the :class:`ExportError` a failure raises."""
     import importlib.util
     import subprocess
     import sys
 
     if importlib.util.find_spec("litert_torch") is None:
         raise ExportError("TFLite export needs the tflite extra (litert-torch); see docs/trainer.md")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "model.pt"
-        torch.save(
-            {"architecture": model.architecture, "options": model.options.model_dump(mode="json"),
-             "model": model.state_dict()},
-            weights,
-        )  # fmt: skip
+        torch.save(state, weights)
         proc = subprocess.run(
-            [sys.executable, "-m", "trainer.export", "tflite", str(weights), str(path)],
+            [sys.executable, "-m", *module, str(weights), str(path)],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -226,7 +232,7 @@ def export_tflite(model: PilotModel, path: str | os.PathLike[str], timeout_s: fl
         )
     if proc.returncode != 0 or not path.exists():
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise ExportError(f"TFLite conversion failed (status {proc.returncode}): {tail}")
+        raise ExportError(f"{what} failed (status {proc.returncode}): {tail}")
     return path
 
 

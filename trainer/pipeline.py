@@ -9,8 +9,6 @@ with the hub (when one is configured) → a :class:`~schemas.messages.JobResult`
 from __future__ import annotations
 
 import json
-import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +31,6 @@ from trainer.models import PilotModel
 from trainer.progress import ProgressSink, job_sink
 from trainer.report import offline_metrics, plot_losses, plot_predictions
 from trainer.train import TrainConfig, TrainResult, load_checkpoint, write_json
-
-log = logging.getLogger(__name__)
 
 BC_EXPERIMENT = "behavioural-cloning"
 
@@ -255,13 +251,9 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
     """Log the run to MLflow where one is configured: parameters, each epoch's losses and metrics,
     the final metrics, the report and the exported files (experiment ``behavioural-cloning``).
     Tracking never fails a training job: a store that cannot be reached is one warning."""
-    uri = job.settings.mlflow or os.environ.get("PADDOCK_MLFLOW")
-    if not uri:
-        return None
-    try:
-        from trainer.perception.tracking import Tracker
+    from trainer.perception.tracking import Tracker, record_quietly
 
-        tracker = Tracker(uri, BC_EXPERIMENT)
+    def record(tracker: Tracker) -> str:
         params = {"model": f"{job.name}:{job.version}", "job": job.params.model_dump(mode="json")}
         with tracker.run(f"{job.name}:{job.version}", params) as run_id:
             for h in result.history:
@@ -271,14 +263,13 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
                 tracker.log_metrics(losses | h.metrics, step=h.epoch)
             tracker.log_metrics(metrics)
             for f in exported.files.values():
-                tracker.mlflow.log_artifact(str(f.path), artifact_path="model")
-            tracker.mlflow.log_artifact(str(job.run_dir / "report.json"))
+                tracker.log_artifact(Path(f.path), "model")
+            tracker.log_artifact(job.run_dir / "report.json")
             tracker.set_tags({"paddock.model": f"{job.name}:{job.version}", "paddock.kind": "train"})
-    except Exception as exc:  # tracking is a record of the run, never a reason to lose it
-        log.warning("MLflow tracking at %s failed: %s", uri, exc)
-        return None
-    job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {uri})")
-    return run_id
+        job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri})")
+        return run_id
+
+    return record_quietly(job.settings.mlflow, BC_EXPERIMENT, record)
 
 
 def _evaluate_offline(job: _Job, model: PilotModel, store: ObjectStore, result: TrainResult) -> _Offline:

@@ -157,9 +157,7 @@ def export_tub_cmd(
     user/mode), readable by DonkeyCar's Tub and `donkey train`."""
     if not store:
         raise _fail("--store (or PADDOCK_STORE) is required")
-    car, sep, name = session.partition("/")
-    if not sep or not name:
-        raise _fail(f"--session expects CAR/SESSION, got {session!r}")
+    car, name = _session_ref(session)
     if out.exists() and any(out.iterdir()):
         raise _fail(f"{out} is not empty")
     try:

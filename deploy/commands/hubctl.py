@@ -67,7 +67,7 @@ def _client(hub: str, token: str | None, token_file: Path | None) -> HubClient:
     return HubClient(hub, token, token_file)
 
 
-def _show(data: Any, as_json: bool, columns: list[tuple[str, Any]], title: str) -> None:
+def show_rows(data: Any, as_json: bool, columns: list[tuple[str, Any]], title: str) -> None:
     """``--json``: the API's answer as is; otherwise a table of ``columns`` (header, row → text)."""
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
@@ -107,7 +107,7 @@ def cars(
 ) -> None:
     data = _client(hub, token, token_file).call("GET", "/cars")
     tel = _field("telemetry")
-    _show(data, as_json, [
+    show_rows(data, as_json, [
         ("car", lambda c: c["car"]), ("state", lambda c: c["state"]), ("mode", tel("mode")),
         ("model", lambda c: (c.get("model_state") or {}).get("active")), ("battery V", tel("battery_v")),
         ("loop ms", tel("loop_period_ms")),
@@ -126,7 +126,7 @@ def sessions(
 ) -> None:
     params: dict[str, Any] = {"limit": limit} | ({"car": car} if car else {})
     data = _client(hub, token, token_file).call("GET", "/sessions", params=params)["sessions"]
-    _show(data, as_json, [
+    show_rows(data, as_json, [
         ("car", lambda s: s["car"]), ("session", lambda s: s["session"]),
         ("frames", lambda s: s["frame_count"]),
         ("state", lambda s: s["state"]), ("datasets", lambda s: ", ".join(s.get("datasets", []))),
@@ -141,7 +141,7 @@ def datasets(
     as_json: JsonOpt = False,
 ) -> None:
     data = _client(hub, token, token_file).call("GET", "/datasets")
-    _show(data, as_json, [
+    show_rows(data, as_json, [
         ("name", lambda d: d["name"]), ("train", lambda d: len(d["train"])), ("val", lambda d: len(d["val"])),
     ], "datasets")  # fmt: skip
 
@@ -155,11 +155,19 @@ def models(
     as_json: JsonOpt = False,
 ) -> None:
     data = _client(hub, token, token_file).call("GET", "/models", params={"name": name} if name else {})
-    _show(data, as_json, [
+    show_rows(data, as_json, [
         ("name", lambda m: m["name"]), ("version", lambda m: m["version"]), ("format", lambda m: m["format"]),
         ("dataset", lambda m: m["lineage"].get("dataset")), ("job", lambda m: m["lineage"].get("job")),
         ("metrics", lambda m: " ".join(f"{k}={v:.4g}" for k, v in m["lineage"].get("metrics", {}).items())),
     ], "models")  # fmt: skip
+
+
+def model_ref(model: str) -> tuple[str, str]:
+    """``NAME:VERSION`` → ``(name, version)``; a one-line error otherwise."""
+    name, sep, version = model.partition(":")
+    if not sep or not name or not version:
+        raise UserError(f"the model is NAME:VERSION, got {model!r}")
+    return name, version
 
 
 def _target(car: str | None, group: str | None) -> tuple[str, str]:
@@ -178,9 +186,7 @@ def deploy(  # a classifier's card sends it to the detector slot (the hub decide
     token_file: TokenFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    name, sep, version = model.partition(":")
-    if not sep or not name or not version:
-        raise UserError(f"the model is NAME:VERSION, got {model!r}")
+    name, version = model_ref(model)
     kind, target = _target(car, group)
     body = {"model": {"name": name, "version": version}, kind: target, "requested_by": "paddock hub deploy"}
     out = _client(hub, token, token_file).call("POST", "/deployments", json=body)
@@ -231,7 +237,7 @@ def jobs(
     params: dict[str, Any] = {"limit": limit} | ({"kind": kind} if kind else {})
     data = _client(hub, token, token_file).call("GET", "/jobs", params=params)
     prog = _field("progress")
-    _show(data, as_json, [
+    show_rows(data, as_json, [
         ("job", lambda j: j["job"]), ("kind", lambda j: j["kind"]), ("state", lambda j: j["state"]),
         ("stage", prog("stage")), ("epoch", prog("epoch")), ("loss", prog("loss")),
     ], "jobs")  # fmt: skip

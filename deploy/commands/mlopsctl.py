@@ -10,16 +10,17 @@ from typing import Annotated, Any
 import typer
 
 from deploy.commands.hub import hub_app
-from deploy.commands.hubctl import DEFAULT_HUB, HubClient, HubOpt, TokenFileOpt, TokenOpt, _show
+from deploy.commands.hubctl import (
+    DEFAULT_HUB,
+    HubClient,
+    HubOpt,
+    TokenFileOpt,
+    TokenOpt,
+    model_ref,
+    show_rows,
+)
 from deploy.errors import UserError, WorkFailed
 from deploy.options import JsonOpt
-
-
-def _model_ref(model: str) -> tuple[str, str]:
-    name, sep, version = model.partition(":")
-    if not sep or not name or not version:
-        raise UserError(f"the model is NAME:VERSION, got {model!r}")
-    return name, version
 
 
 def run_smoke_test(row: dict[str, Any], data: bytes, latency_ms: float) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def smoke_test(
     Exit code 1 when the model fails."""
     import json
 
-    name, version = _model_ref(model)
+    name, version = model_ref(model)
     client = HubClient(hub, token, token_file)
     row = client.call("GET", f"/models/{name}/{version}")
     r = client.http.get(f"/models/{name}/{version}/artifact")
@@ -99,7 +100,7 @@ def canary(
 ) -> None:
     import json
 
-    name, version = _model_ref(model)
+    name, version = model_ref(model)
     body = {"model": {"name": name, "version": version}, "group": group, "force": force}
     body |= {"cars": car} if car else {}
     out = HubClient(hub, token, token_file).call(
@@ -130,7 +131,7 @@ def canaries(
         ("state", lambda c: c["state"]),
         ("reasons", lambda c: "; ".join(c["reasons"])),
     ]
-    _show(data, as_json, columns, "canaries")
+    show_rows(data, as_json, columns, "canaries")
 
 
 JOINS = "hub"

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from deploy.errors import UserError, WorkFailed
-from deploy.options import JsonOpt, nested, parse_sets, set_option, store_option
+from deploy.options import JsonOpt, mlflow_option, nested, parse_sets, set_option, store_option
 
 if importlib.util.find_spec("torch") is None:  # listed only where it works
     raise ImportError("paddock perceive needs the train extra (torch; script/setup installs it)")
@@ -26,12 +26,9 @@ StoreOpt = Annotated[
 ]
 MlflowOpt = Annotated[
     str | None,
-    typer.Option(
-        "--mlflow",
-        envvar="PADDOCK_MLFLOW",
-        metavar="URL",
-        help="MLflow tracking URI: http://host:5000, sqlite:///path.db or a file: folder "
-        "(default: sqlite mlflow.db in the current directory).",
+    mlflow_option(
+        "MLflow tracking URI: http://host:5000, sqlite:///path.db or a file: folder "
+        "(default: sqlite mlflow.db in the current directory)."
     ),
 ]
 

@@ -49,7 +49,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _check_race_type(race_type: str) -> None:
-    from trainer.rl.env import RACE_TYPES
+    from schemas.messages import RACE_TYPES
 
     if race_type not in RACE_TYPES:
         raise _fail(f"--race-type must be one of {', '.join(RACE_TYPES)}, got {race_type!r}")

@@ -12,6 +12,7 @@ from deploy.errors import UserError, as_user_error
 from deploy.options import (
     broker_option,
     hub_option,
+    mlflow_option,
     nested,
     parse_sets,
     set_option,
@@ -109,11 +110,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     mlflow: Annotated[
         str | None,
-        typer.Option(
-            "--mlflow",
-            envvar="PADDOCK_MLFLOW",
-            help="MLflow tracking URI (http://host:5000, sqlite:///mlflow.db): log the run there.",
-        ),
+        mlflow_option("MLflow tracking URI (http://host:5000, sqlite:///mlflow.db): log the run there."),
     ] = None,
 ) -> None:
     """Train a model on recorded sessions, evaluate it, export it and upload it to the store

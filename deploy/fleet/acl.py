@@ -28,10 +28,9 @@ from enum import StrEnum
 from functools import lru_cache
 
 from deploy.fleet.identities import Identity, Role
-from schemas.topics import Topics
+from schemas.topics import CAR_LEAVES, Topics
 
-CAR_PUBLISHES = ("status", "telemetry", "frames", "events", "model/state", "detector/state", "cmd/+/response")
-HUB_INGESTS = ("frames", "status", "telemetry", "events", "model/state")
+CAR_PUBLISHES = (*CAR_LEAVES, "cmd/+/response")
 
 
 class Access(StrEnum):
@@ -70,8 +69,7 @@ def rules(identity: Identity, topics: Topics) -> Rules:
             return Rules(
                 publish=(topics.hub_status(), *control, f"{root}/jobs/+"),
                 subscribe=(
-                    *(f"{root}/cars/+/{leaf}" for leaf in HUB_INGESTS),
-                    f"{root}/cars/+/cmd/+/response",
+                    *(f"{root}/cars/+/{leaf}" for leaf in CAR_PUBLISHES),  # all the cars publish
                     f"{root}/jobs/+/+/#",
                     topics.fleet_estop(),  # the retained e-stop: what the web app shows after a restart
                 ),

@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
 from firmware.sim.obstacles import Obstacle
 from firmware.sim.track import Track
@@ -75,11 +74,6 @@ class BotCars:
     def __init__(self, track: Track, config: BotConfig | None = None) -> None:
         self.track = track
         self.config = config or BotConfig()
-        # DeepRacer's lanes: halfway between the centre line and each border, per waypoint.
-        self._lanes: tuple[NDArray[np.float64], NDArray[np.float64]] = (
-            (track.center + track.inner) / 2,
-            (track.center + track.outer) / 2,
-        )
         self._bots: list[_Bot] = []
         self._pause_s = 0.0
         self._rng = np.random.default_rng(0)
@@ -158,7 +152,7 @@ class BotCars:
     def _lane_pose(self, lane: int, distance: float) -> tuple[float, float, float]:
         """The lane's point at centre-line distance ``distance`` and the lane's direction there."""
         i, t = self.track.segment_at(distance)
-        pts = self._lanes[lane]
+        pts = self.track.lanes[lane]
         a, b = pts[i], pts[i + 1]
         x, y = a + t * (b - a)
         return float(x), float(y), math.atan2(float(b[1] - a[1]), float(b[0] - a[0]))

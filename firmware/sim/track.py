@@ -64,6 +64,12 @@ class Track:
         self.center: FloatArray = rows[:, 0:2]
         self.inner: FloatArray = rows[:, 2:4]
         self.outer: FloatArray = rows[:, 4:6]
+        # DeepRacer's lanes (where bot cars drive and resets put the car): halfway between the
+        # centre line and the inner border, and the outer one.
+        self.lanes: tuple[FloatArray, FloatArray] = (
+            (self.center + self.inner) / 2,
+            (self.center + self.outer) / 2,
+        )
         # Centre-line segments (the last one ends on the closing row, a copy of row 0).
         self._a = self.center[:-1]
         self._d = self.center[1:] - self.center[:-1]

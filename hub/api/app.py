@@ -42,7 +42,7 @@ from schemas.errors import ContractError
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (hub_routes, cars, sessions, datasets, models, deployments, canaries, feedback, jobs)
+ROUTERS = (hub_routes, cars, sessions, datasets, models, evaluations, deployments, canaries, feedback, jobs)
 
 
 def create_app(parts: ApiParts) -> FastAPI:
@@ -60,7 +60,6 @@ def create_app(parts: ApiParts) -> FastAPI:
     # The web app's files load without a header (a browser sends none for a page); its live
     # channels check the token they are given as ?token= themselves.
     app.include_router(live.router)
-    app.include_router(evaluations.router)  # <video> and <img> send no header: ?token= as well
     app.include_router(web.router)
     _install_error_handlers(app)
     app.middleware("http")(_server_header)

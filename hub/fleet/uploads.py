@@ -8,7 +8,6 @@ valid frame record of that car and session, seqs must rise across shards, and th
 shard list and stats are rebuilt from the frames, not taken from the uploaded manifest.
 """
 
-import hashlib
 import io
 import re
 import tarfile
@@ -20,7 +19,7 @@ from pydantic import ValidationError
 from hub.storage.catalog import Catalog, Conflict
 from hub.storage.sealer import SessionState, StatsAccumulator
 from infra.store import ObjectStore
-from schemas.dataset import SessionManifest, ShardInfo, session_manifest_key, shard_key
+from schemas.dataset import SessionManifest, session_manifest_key, shard_key
 from schemas.messages import FrameRecord
 from schemas.shards import ReadStats, Sample, read_shard
 
@@ -114,29 +113,11 @@ def _write_shards(
         key = shard_key(manifest.car, manifest.session, index)
         store.put(key, data)
         written.append(key)
-        _account(state, samples, data, member.name.removeprefix(prefix))
+        state.add_shard(member.name.removeprefix(prefix), samples, data)
+        state.received = state.sealed.copy()
     if not state.shards:
         raise UploadRejected(f"{manifest.car}/{manifest.session}: no shards")
     return state
-
-
-def _account(state: SessionState, samples: list[Sample], data: bytes, name: str) -> None:
-    for sample in samples:
-        state.sealed.add(sample.seq)
-        state.acc.add(sample.record)
-    state.received = state.sealed.copy()
-    state.shards.append(
-        ShardInfo(
-            name=name,
-            frames=len(samples),
-            bytes=len(data),
-            seq_first=samples[0].seq,
-            seq_last=samples[-1].seq,
-            sha256=hashlib.sha256(data).hexdigest(),
-        )
-    )
-    state.bytes += len(data)
-    state.next_shard += 1
 
 
 def _remove(store: ObjectStore, keys: list[str]) -> None:

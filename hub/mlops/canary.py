@@ -130,11 +130,15 @@ def judge(cfg: MlopsConfig, canary: Canary) -> list[str]:
     return reasons
 
 
+def _over_incidents(cfg: MlopsConfig, f: CarFigures) -> bool:
+    """Off-track moments and interventions enough to roll the canary back at once."""
+    return f.off_track + f.interventions >= cfg.canary_max_incidents
+
+
 def _rates(cfg: MlopsConfig, f: CarFigures, base: list[CarFigures]) -> list[str]:
     out = []
-    incidents = f.off_track + f.interventions
-    if incidents >= cfg.canary_max_incidents:
-        limit = cfg.canary_max_incidents
+    if _over_incidents(cfg, f):
+        incidents, limit = f.off_track + f.interventions, cfg.canary_max_incidents
         out.append(f"{f.car}: {incidents} off-track moments and interventions (limit {limit})")
     for what in ("off_track_per_min", "interventions_per_min"):
         rate = getattr(f, what) or 0.0
@@ -273,8 +277,7 @@ class CanaryController:
         return out
 
     def _own_deployment(self, car: str) -> bool:
-        history = self.catalog.deployment_history("car", car)
-        return bool(history) and self.deployer.status("car", car)["current"] is not None
+        return self.deployer.status("car", car)["current"] is not None
 
     def _choose(self, members: list[str], cars: list[str] | None) -> list[str]:
         if cars:
@@ -313,8 +316,7 @@ class CanaryController:
                 self._measure(c)
                 reasons = judge(self.config, c)
                 early = bool(c.refused) or any(
-                    f.model == c.model and f.off_track + f.interventions >= self.config.canary_max_incidents
-                    for f in c.canary_figures
+                    f.model == c.model and _over_incidents(self.config, f) for f in c.canary_figures
                 )
                 if now < c.due and not early:
                     continue

@@ -18,7 +18,6 @@ lists them all. Each kept frame says why in ``feedback`` and carries ``label``, 
 prefers to the applied action. The sessions already read are remembered in the object store.
 """
 
-import io
 import json
 import logging
 import threading
@@ -29,20 +28,19 @@ from typing import Any
 
 from hub.config import MlopsConfig
 from hub.storage.catalog import Catalog
-from hub.storage.sealer import SessionState, StatsAccumulator
-from hub.storage.seqset import SeqSet
+from hub.storage.sealer import SessionState
+from hub.storage.shards import shard_bytes
 from infra.store import ObjectStore
 from schemas.dataset import (
     DatasetManifest,
     SessionManifest,
-    ShardInfo,
     dataset_manifest_key,
     session_manifest_key,
     session_prefix,
     shard_name,
 )
 from schemas.messages import SessionRef
-from schemas.shards import ReadStats, Sample, read_shard, write_shard
+from schemas.shards import ReadStats, Sample, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -158,30 +156,11 @@ class FeedbackCollector:
                 yield from read_shard(fh, ReadStats())
 
     def _write_session(self, car: str, session: str, samples: list[Sample]) -> None:
-        buf = io.BytesIO()
-        write_shard(buf, samples)
-        data = buf.getvalue()
+        data = shard_bytes(samples)
         self.store.put(session_prefix(car, session) + shard_name(0), data)
         now = time.time()
-        acc = StatsAccumulator()
-        for s in samples:
-            acc.add(s.record)
-        seqs = [s.seq for s in samples]
-        info = ShardInfo(
-            name=shard_name(0), frames=len(samples), bytes=len(data), seq_first=min(seqs), seq_last=max(seqs)
-        )
-        state = SessionState(
-            car=car,
-            session=session,
-            created=now,
-            updated=now,
-            state="sealed",
-            sealed=SeqSet((q, q) for q in seqs),
-            shards=[info],
-            next_shard=1,
-            acc=acc,
-            bytes=len(data),
-        )
+        state = SessionState(car=car, session=session, created=now, updated=now, state="sealed")
+        state.add_shard(shard_name(0), samples, data)
         self.catalog.save_session(state.to_row())
         self.store.put(session_manifest_key(car, session), state.manifest().to_json())
 

@@ -64,8 +64,7 @@ class _CarState:
     drifted: bool = False
     streak: int = 0  # reports in a row on the other side of the threshold
     since: float = 0.0  # when this model's first report arrived
-    first: tuple[float, int, int] | None = None  # the first counters on this model
-    last: tuple[float, int, int] | None = None
+    first: tuple[float, int, int] | None = None  # the first counters on this model (the last: samples[-1])
     lap_events: int = 0
     laps: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_LAPS))
 
@@ -111,14 +110,12 @@ class FleetMonitor:
         if msg.interventions is None or msg.off_track_count is None:
             return
         now = (msg.ts, msg.interventions, msg.off_track_count)
-        last = state.last
-        if last is None or now[1] < last[1] or now[2] < last[2]:
-            state.first = now  # (again after a restart: the counters did too)
-        state.last = now
         samples = state.samples
-        if samples and (msg.interventions < samples[-1][1] or msg.off_track_count < samples[-1][2]):
+        if samples and (now[1] < samples[-1][1] or now[2] < samples[-1][2]):
             samples.clear()  # the car restarted: its counters did too
-        samples.append((msg.ts, msg.interventions, msg.off_track_count))
+        if not samples:
+            state.first = now  # the window starts again with them
+        samples.append(now)
         while len(samples) > 2 and samples[0][0] < msg.ts - self.config.rate_window_s:
             samples.popleft()
 
@@ -138,9 +135,9 @@ class FleetMonitor:
         """The car's driving since it started on its current model (None before two reports)."""
         with self._lock:
             s = self._cars.get(car)
-            if s is None or s.model is None or s.first is None or s.last is None:
+            if s is None or s.model is None or s.first is None or not s.samples:
                 return None
-            (t0, i0, o0), (t1, i1, o1) = s.first, s.last
+            (t0, i0, o0), (t1, i1, o1) = s.first, s.samples[-1]
             return Window(car, s.model, s.since, (t1 - t0) / 60, i1 - i0, o1 - o0, list(s.laps))
 
     def _reference(self, model: str) -> InputStats | None:

@@ -150,6 +150,26 @@ class SessionState:
         gaps = self.received.union(self.trimmed).gaps(self.received.first, self.received.last)
         return sum(b - a + 1 for a, b in gaps), len(gaps)
 
+    def add_shard(self, name: str, samples: list[Sample], data: "builtins.bytes") -> ShardInfo:
+        """Account a shard just written as ``name`` (``data``, the tar of ``samples``): its frames
+        sealed, their stats, its entry with checksum."""
+        seqs = [s.seq for s in samples]
+        info = ShardInfo(
+            name=name,
+            frames=len(samples),
+            bytes=len(data),
+            seq_first=min(seqs),
+            seq_last=max(seqs),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+        self.shards.append(info)
+        self.next_shard += 1
+        for sample in samples:
+            self.sealed.add(sample.seq)
+            self.acc.add(sample.record)
+        self.bytes += len(data)
+        return info
+
     def manifest(self) -> SessionManifest:
         return SessionManifest(
             car=self.car,
@@ -547,23 +567,8 @@ class Sealer:
             samples = [Sample(seq, state.buffer[seq][1], state.buffer[seq][0]) for seq in seqs]
             data = shard_bytes(samples)
             index = state.next_shard
-            name = shard_name(index)
             self._put(shard_key(state.car, state.session, index), data)
-            info = ShardInfo(
-                name=name,
-                frames=len(samples),
-                bytes=len(data),
-                seq_first=seqs[0],
-                seq_last=seqs[-1],
-                sha256=hashlib.sha256(data).hexdigest(),
-            )
-            state.shards.append(info)
-            state.next_shard = index + 1
-            for seq in seqs:
-                state.sealed.add(seq)
-            for sample in samples:
-                state.acc.add(sample.record)
-            state.bytes += len(data)
+            state.add_shard(shard_name(index), samples, data)
             state.buffer.clear()
             state.buffer_bytes = 0
             state.buffer_min_segment = None

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from schemas.model_card import ClassesSpec, InputSpec, ModelCard, Normalisation
-from trainer.export import onnx_session, quantize_int8, run_onnx
+from trainer.export import onnx_session, quantize_int8, run_onnx, tflite_in_child
 from trainer.perception import TASKS
 from trainer.perception.dataset import PerceptionTable
 from trainer.perception.models import ExportWrapper, NetOptions, PerceptionNet
@@ -109,30 +109,10 @@ class _NamedHeads(torch.nn.Module):
 
 def export_tflite(model: PerceptionNet, path: Path, timeout_s: float = 600) -> Path:
     """``detector.tflite`` by litert-torch, converted in a child process (it loads JAX)."""
-    import importlib.util
-    import subprocess
-    import sys
-    import tempfile
-
-    from trainer.export import ExportError
-
-    if importlib.util.find_spec("litert_torch") is None:
-        raise ExportError("TFLite export needs the tflite extra (litert-torch); see docs/trainer.md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / "detector.pt"
-        torch.save({"net": model.options.model_dump(), "state": model.state_dict()}, weights)
-        proc = subprocess.run(
-            [sys.executable, "-m", "trainer.perception.export", str(weights), str(path)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    if proc.returncode != 0 or not path.exists():
-        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
-        raise ExportError(f"TFLite conversion of the detector failed (status {proc.returncode}): {tail}")
-    return path
+    state = {"net": model.options.model_dump(), "state": model.state_dict()}
+    return tflite_in_child(
+        ["trainer.perception.export"], state, path, timeout_s, "TFLite conversion of the detector"
+    )
 
 
 def _convert_tflite(weights: Path, out: Path) -> None:

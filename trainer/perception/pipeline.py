@@ -87,7 +87,7 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
         (out / "summary.json").write_text(json.dumps(result, indent=1, default=str))
         tracker.log_artifacts(out / "report", "report")
         tracker.log_artifacts(out / "model", "detector") if (out / "model").exists() else None
-        tracker.mlflow.log_artifact(str(out / "summary.json"))
+        tracker.log_artifact(out / "summary.json")
     return result
 
 

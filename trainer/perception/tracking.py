@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,9 @@ class Tracker:
     def log_artifacts(self, folder: Path, path: str | None = None) -> None:
         self.mlflow.log_artifacts(str(folder), artifact_path=path)
 
+    def log_artifact(self, file: Path, path: str | None = None) -> None:
+        self.mlflow.log_artifact(str(file), artifact_path=path)
+
     def log_model(self, model: Any, example: Any, register: str | None = REGISTERED_MODEL) -> str | None:
         """Log the PyTorch model (and register a new version of ``register``); return the version."""
         info = self.mlflow.pytorch.log_model(
@@ -87,6 +90,21 @@ class Tracker:
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.mlflow.set_tags(tags)
+
+
+def record_quietly(uri: str | None, experiment: str, record: Callable[[Tracker], str]) -> str | None:
+    """Where a store is configured (``uri``, else ``PADDOCK_MLFLOW``), log a finished run of
+    ``experiment`` with ``record``, which returns the run's id. Tracking is a record of the work,
+    never a reason to lose it: a store that cannot be reached, or any failure while logging, is one
+    warning and ``None``."""
+    uri = uri or os.environ.get("PADDOCK_MLFLOW")
+    if not uri:
+        return None
+    try:
+        return record(Tracker(uri, experiment))
+    except Exception as exc:
+        log.warning("MLflow tracking at %s failed: %s", uri, exc)
+        return None
 
 
 def _signature(model: Any, example: Any) -> Any:

@@ -74,7 +74,7 @@ class EnvSettings:
             raise ValueError(f"observation size {self.width}×{self.height} is out of range")
         if self.max_steps < 1 or self.stack_size < 1:
             raise ValueError("max_steps and stack_size must be >= 1")
-        BotConfig(count=self.bot_cars, speed=self.bot_speed, lane_change=self.lane_change)  # checks
+        self.bot_config()  # BotConfig checks the bots' settings
 
     def bot_config(self) -> BotConfig:
         return BotConfig(count=self.bot_cars, speed=self.bot_speed, lane_change=self.lane_change)
@@ -271,7 +271,7 @@ class TrainingEnv(gym.Env[Any, Any]):
         track = world.track
         length = track.length
         s = world.status.s  # the front point's place; DeepRacer's spawn is its car's origin there
-        lanes = (track.center + track.inner) / 2, (track.center + track.outer) / 2
+        lanes = track.lanes
         box = None
         if self.bots is None and world.config.obstacles:
             gaps = [

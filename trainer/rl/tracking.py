@@ -1,16 +1,16 @@
 """RL runs in MLflow (experiment ``reinforcement-learning``), where a store is configured
 (``TrainConfig.mlflow``, or ``PADDOCK_MLFLOW``): the run's settings and hyperparameters, every
 iteration's reward, completion and lap times, the summary and the model files. Tracking never fails
-a training run: a store that cannot be reached is one warning."""
+a training run: a store that cannot be reached is one warning
+(:func:`trainer.perception.tracking.record_quietly`)."""
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from trainer.perception.tracking import Tracker
 
 RL_EXPERIMENT = "reinforcement-learning"
 
@@ -18,13 +18,9 @@ RL_EXPERIMENT = "reinforcement-learning"
 def track_rl(result: Any, files: Any, config: Any, summary_file: str) -> str | None:
     """Log a finished run (``trainer.rl.train``'s result, model files and config; typed loosely
     so this module needs nothing of the trainer's and makes no import cycle)."""
-    uri = config.mlflow or os.environ.get("PADDOCK_MLFLOW")
-    if not uri:
-        return None
-    try:
-        from trainer.perception.tracking import Tracker
+    from trainer.perception.tracking import record_quietly
 
-        tracker = Tracker(uri, RL_EXPERIMENT)
+    def record(tracker: Tracker) -> str:
         params: dict[str, Any] = {
             "model": files.directory.name,
             "track": config.track,
@@ -43,9 +39,8 @@ def track_rl(result: Any, files: Any, config: Any, summary_file: str) -> str | N
             for name in (summary_file, "model.zip", "metrics.jsonl"):
                 path = result.out / name
                 if path.exists():
-                    tracker.mlflow.log_artifact(str(path))
+                    tracker.log_artifact(path)
             tracker.set_tags({"paddock.kind": "rl", "paddock.stop_reason": result.stop_reason[:250]})
-    except Exception as exc:  # a record of the run, never a reason to lose it
-        log.warning("MLflow tracking at %s failed: %s", uri, exc)
-        return None
-    return run_id
+        return run_id
+
+    return record_quietly(config.mlflow, RL_EXPERIMENT, record)

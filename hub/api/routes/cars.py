@@ -52,8 +52,6 @@ def car_out(hub: ApiParts, row: dict[str, Any]) -> CarOut:
 
 def _assigned(hub: ApiParts, car: str, slot: str) -> dict[str, Any] | None:
     """The model assigned to one slot of ``car`` itself (None: nothing, or only its group's)."""
-    if not hub.catalog.deployment_history("car", car, slot):
-        return None
     current: dict[str, Any] | None = hub.deployer.status("car", car, slot)["current"]
     return current
 

@@ -2,8 +2,9 @@
 ``evals/{job}/``, streamed from the hub's store with byte ranges, which a browser's ``<video>``
 asks for to find the MP4 index and to seek.
 
-A ``<video>`` or ``<img>`` sends no header, so this takes the token as ``?token=`` too (the app's
-live channels do the same); with reads open (loopback) no token is needed.
+A ``<video>`` or ``<img>`` sends no header: the read check every reading route has
+(``hub.api.deps.require_read``) takes the token as ``?token=`` too; with reads open (loopback) no
+token is needed.
 """
 
 import re
@@ -11,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import Response, StreamingResponse
 
-from hub.api.deps import ERRORS, Creds, Parts, not_found, reads_protected, scope_of
+from hub.api.deps import ERRORS, Parts, not_found
 from hub.api.models import NamePath
 from hub.api.parts import ApiParts
 
@@ -47,12 +48,6 @@ def with_file_urls(hub: ApiParts, name: str, version: str, evaluation: dict[str,
         if job and isinstance(key, str) and key.startswith(EVAL_ROOT)
     }
     return {**evaluation, "files": files}
-
-
-def _check_reader(hub: ApiParts, creds: Creds, token: str | None) -> None:
-    presented = creds.credentials if creds is not None and creds.credentials else token
-    if (presented or reads_protected(hub)) and scope_of(hub, presented) is None:
-        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _artifact_key(hub: ApiParts, name: str, version: str, job: str, label: str) -> str:
@@ -126,11 +121,8 @@ def evaluation_file(
     version: NamePath,
     job: NamePath,
     label: NamePath,
-    creds: Creds,
-    token: Annotated[str | None, Query(description="the token, for <video> and <img>")] = None,
     range_header: Annotated[str | None, Header(alias="range")] = None,
 ) -> StreamingResponse:
-    _check_reader(hub, creds, token)
     key = _artifact_key(hub, name, version, job, label)
     size = hub.store.size(key)
     span = byte_range(range_header, size)
