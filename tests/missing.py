@@ -2,6 +2,7 @@
 under CI (``CI=true``), where a skipped test would hide that the run proved nothing."""
 
 import os
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -16,3 +17,11 @@ def missing(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(message)
     pytest.skip(message)
+
+
+def venv_python(venv: Path, what: str, setup: str) -> Path:
+    """The python of ``what``'s own environment (its dependencies clash with ours), made by ``setup``."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        missing(f"{what}'s environment is missing: run {setup} (expected {python})")
+    return python

@@ -30,7 +30,7 @@ from schemas.model_card import ModelManifest
 from schemas.signing import generate_private_key
 from tests.bench.bench_edge_loop import Broker, linear_pilot_envelope
 from tests.edge.detector_kit import tiny_detector
-from tests.edge.harness import RecordingDaemon, car_config, until
+from tests.edge.harness import RecordingDaemon, car_config, sim_car_config, until
 from tests.edge.modelkit import signed_envelope
 from tests.edge.trained import CARD, tiny_pilot
 
@@ -48,17 +48,8 @@ def _detector_envelope(car: str) -> bytes:
 async def _course(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
     car = "bench-course-det" if with_detector else "bench-course"
     detector = _detector_envelope(car) if with_detector else None
-    cfg = car_config(
-        tmp,
-        url,
-        KEY,
-        car=car,
-        camera={"kind": "sim"},
-        actuators={"kind": "sim"},
-        sim={"track": "oval", "clock": "lockstep", "speedup": 4, "obstacles": BOXES},
-        loop={"hz": 30, "start_mode": "stop"},
-        publish={"telemetry_hz": 5, "preview_hz": 0},
-    )
+    course = {"sim": {"obstacles": BOXES}, "loop": {"start_mode": "stop"}, "publish": {"telemetry_hz": 5}}
+    cfg = sim_car_config(tmp, url, KEY, car=car, **course)
     pilot = signed_envelope(tiny_pilot(), KEY, car=car, name="bc", version="1", model_card=CARD)
     async with RecordingDaemon(cfg) as daemon:
         assert await daemon.offer_model(pilot)

@@ -45,6 +45,26 @@ def car_config(tmp_path: Path, url: str, key: Any = None, car: str = "car-1", **
     return CarConfig.from_dict(data, "test config")
 
 
+SIM_CAR: dict[str, dict[str, Any]] = {
+    "camera": {"kind": "sim"},
+    "actuators": {"kind": "sim"},
+    "sim": {"track": "oval", "clock": "lockstep", "speedup": 4},
+    "loop": {"hz": 30, "start_mode": "autopilot"},
+    "publish": {"telemetry_hz": 10, "preview_hz": 0},
+}
+
+
+def sim_car_config(
+    tmp_path: Path, url: str, key: Any = None, car: str = "car-1", **sections: Any
+) -> CarConfig:
+    """A car on the simulator's body: the oval on the lockstep clock at 4x, 30 Hz, no preview.
+    ``sections`` change single keys of a section (``loop={"start_mode": "stop"}``) or add sections."""
+    merged = {
+        name: SIM_CAR.get(name, {}) | sections.get(name, {}) for name in SIM_CAR.keys() | sections.keys()
+    }
+    return car_config(tmp_path, url, key, car=car, **merged)
+
+
 class ConstantPilot(Pilot):
     def __init__(self, steering: float, throttle: float | None, name: str = "const") -> None:
         self.name = name

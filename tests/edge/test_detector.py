@@ -21,7 +21,7 @@ from schemas.messages import ModelState, Telemetry, parse_event
 from schemas.model_card import ClassesSpec, InputSpec, ModelCard, decode_classes, decode_outputs
 from schemas.signing import generate_private_key
 from tests.edge.detector_kit import tiny_detector
-from tests.edge.harness import Observer, RecordingDaemon, T, car_config, clear_retained, until
+from tests.edge.harness import Observer, RecordingDaemon, T, clear_retained, sim_car_config, until
 from tests.edge.modelkit import onnx_model, signed_envelope
 
 KEY = generate_private_key()
@@ -29,18 +29,8 @@ BOX_AT = 60.0  # % of the oval, on a straight: the camera sees the box from 1.6 
 
 
 def obstacle_course(tmp_path: Path, url: str, car: str, **detector: Any) -> Any:
-    return car_config(
-        tmp_path,
-        url,
-        KEY,
-        car=car,
-        camera={"kind": "sim"},
-        actuators={"kind": "sim"},
-        sim={"track": "oval", "clock": "lockstep", "speedup": 4, "obstacles": [BOX_AT]},
-        loop={"hz": 30, "start_mode": "stop", "autopilot": "expert"},
-        publish={"telemetry_hz": 10, "preview_hz": 0},
-        detector=detector,
-    )
+    sim, loop = {"obstacles": [BOX_AT]}, {"start_mode": "stop", "autopilot": "expert"}
+    return sim_car_config(tmp_path, url, KEY, car=car, sim=sim, loop=loop, detector=detector)
 
 
 def crashes(events: list[dict[str, Any]]) -> int:

@@ -14,7 +14,7 @@ from edge.pilots import Decision, Pilot
 from firmware.camera import Frame
 from schemas.messages import Telemetry
 from schemas.signing import generate_private_key
-from tests.edge.harness import Observer, RecordingDaemon, T, car_config, clear_retained, until
+from tests.edge.harness import Observer, RecordingDaemon, T, car_config, clear_retained, sim_car_config, until
 from tests.edge.modelkit import signed_envelope
 from tests.edge.trained import CARD, tiny_pilot
 
@@ -23,17 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def sim_config(tmp_path: Path, url: str, car: str, key: Any = None, **loop: Any) -> Any:
-    return car_config(
-        tmp_path,
-        url,
-        key,
-        car=car,
-        camera={"kind": "sim"},
-        actuators={"kind": "sim"},
-        sim={"track": "oval", "clock": "lockstep", "speedup": 4},
-        loop={"hz": 30, "start_mode": "autopilot", **loop},
-        publish={"telemetry_hz": 10, "preview_hz": 0},
-    )
+    return sim_car_config(tmp_path, url, key, car=car, loop=loop)
 
 
 async def test_expert_records_laps_with_ground_truth(mosquitto: Any, tmp_path: Path) -> None:

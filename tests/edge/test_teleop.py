@@ -139,12 +139,13 @@ def test_a_gamepad_drives_a_simulated_car_and_losing_it_stops_the_car(mosquitto:
     import errno
 
     from edge.teleop import DriveSender, GamepadMapper, follow_gamepad
-    from tests.edge.harness import RecordingDaemon
-    from tests.edge.test_sim_car import sim_config
+    from tests.edge.harness import RecordingDaemon, sim_car_config
 
     car = "pad-car"
-    cfg = sim_config(tmp_path, mosquitto.url, car, start_mode="manual", deadman_ms=250)
-    cfg = cfg.model_copy(update={"sim": cfg.sim.model_copy(update={"clock": "realtime", "speedup": 1.0})})
+    realtime = {"clock": "realtime", "speedup": 1.0}
+    cfg = sim_car_config(
+        tmp_path, mosquitto.url, car=car, sim=realtime, loop={"start_mode": "manual", "deadman_ms": 250}
+    )
     held = threading.Event()
     release = threading.Event()
 

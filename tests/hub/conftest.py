@@ -1,15 +1,22 @@
 """Fixtures for hub tests: a configuration per test (own data dir, topic prefix and MQTT client id,
 so tests sharing one Mosquitto never see each other's retained or queued messages)."""
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from hub.config import HubConfig
+
+if TYPE_CHECKING:
+    import httpx
+
+    from edge.config import CarConfig
+    from hub import HubService
 
 TOKEN = "test-token"
 
@@ -52,24 +59,54 @@ def wait_until(
         time.sleep(interval)
 
 
-async def eventually(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:  # noqa: ASYNC109
-    """``wait_until`` for async tests: polls without blocking the event loop (the hub's API runs on it)."""
+async def eventually(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,  # noqa: ASYNC109
+    what: str = "",
+    interval: float = 0.05,
+) -> Any:
+    """``wait_until`` for async tests: polls without blocking the event loop (the hub's API runs on it).
+    ``predicate`` may be a coroutine function (a check that asks the hub's API)."""
     import asyncio
+    import inspect
 
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
+
+
+async def register_model(
+    http: "httpx.AsyncClient", name: str, artifact: bytes, card: str, lineage: dict[str, Any]
+) -> str:
+    """Register ``artifact`` (with its card's JSON) as a new version of ``name`` by POST /models."""
+    form = {"name": name, "card": card, "lineage": json.dumps(lineage)}
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    r = await http.post("/models", data=form, files={"artifact": ("m.onnx", artifact)}, headers=headers)
+    assert r.status_code == 201, r.text
+    return str(r.json()["version"])
+
+
+def signed_sim_car(tmp_path: Path, hub: "HubService", car: str, **sections: Any) -> "CarConfig":
+    """A simulated car (tests/edge/harness.py's sim_car_config) on ``hub``'s broker and topic prefix
+    that takes only models signed by the hub's key."""
+    from tests.edge.harness import sim_car_config
+
+    pub = tmp_path / "hub.pub"
+    pub.write_text(hub.public_key_pem)
+    models = {"public_key": str(pub), "allow_unsigned": False, "preload_runtimes": ["onnx"]}
+    broker = {"prefix": hub.config.topic_prefix}
+    return sim_car_config(tmp_path, hub.config.mqtt.url, car=car, broker=broker, models=models, **sections)
 
 
 def read_session(store_root: Path, car: str, session: str) -> tuple[dict[str, Any], list[Any]]:
     """A session's manifest and every sample of its shards, read back with the trainer's reader."""
-    import json
-
     from schemas.dataset import session_manifest_key, session_prefix
     from schemas.shards import ReadStats, read_shard
 

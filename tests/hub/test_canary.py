@@ -20,10 +20,10 @@ from hub.config import MlopsConfig
 from hub.mlops.canary import Canary, CarFigures, judge
 from hub.mlops.gate import Figures
 from schemas.model_card import ModelCard
-from tests.edge.harness import RecordingDaemon, car_config
+from tests.edge.harness import RecordingDaemon
 from tests.edge.modelkit import onnx_model
 from tests.edge.trained import CARD, tiny_pilot
-from tests.hub.conftest import TOKEN
+from tests.hub.conftest import TOKEN, eventually, register_model, signed_sim_car
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CARS = ("sim-a", "sim-b")
@@ -58,27 +58,11 @@ async def register(
 ) -> str:
     metrics = metrics or await asyncio.to_thread(evaluation, model, card)
     lineage = {"metrics": metrics} | ({"dataset": dataset} if dataset else {})
-    form = {"name": "pilot", "card": card.model_dump_json(), "lineage": json.dumps(lineage)}
-    r = await http.post("/models", data=form, files={"artifact": ("m.onnx", model)}, headers=AUTH)
-    assert r.status_code == 201, r.text
-    return str(r.json()["version"])
+    return await register_model(http, "pilot", model, card.model_dump_json(), lineage)
 
 
 def sim_car(tmp_path: Path, hub: HubService, car: str) -> Any:
-    pub = tmp_path / "hub.pub"
-    pub.write_text(hub.public_key_pem)
-    return car_config(
-        tmp_path,
-        hub.config.mqtt.url,
-        car=car,
-        broker={"prefix": hub.config.topic_prefix},
-        camera={"kind": "sim"},
-        actuators={"kind": "sim"},
-        sim={"track": "oval", "clock": "lockstep", "speedup": 4},
-        loop={"hz": 30, "start_mode": "autopilot"},
-        publish={"telemetry_hz": 5, "preview_hz": 0},
-        models={"public_key": str(pub), "allow_unsigned": False, "preload_runtimes": ["onnx"]},
-    )
+    return signed_sim_car(tmp_path, hub, car, publish={"telemetry_hz": 5})
 
 
 @pytest.fixture
@@ -89,12 +73,7 @@ async def hub(mosquitto: Any, make_config: Callable[..., HubConfig]) -> AsyncIte
 
 
 async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.3)
-    return result
+    return await eventually(check, timeout, what, interval=0.3)
 
 
 async def test_a_good_model_is_promoted_and_a_bad_one_rolled_back(hub: HubService, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ keeps its model,
 a rollback acts on the detector slot alone, and each slot's envelope is refreshed before it expires."""
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,10 @@ import pytest
 from hub import HubConfig, HubService
 from schemas.model_card import ModelCard
 from tests.edge.detector_kit import tiny_detector
-from tests.edge.harness import RecordingDaemon, car_config
+from tests.edge.harness import RecordingDaemon
 from tests.edge.modelkit import onnx_model
 from tests.edge.trained import CARD
-from tests.hub.conftest import TOKEN
+from tests.hub.conftest import TOKEN, eventually, register_model, signed_sim_car
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CAR = "sim-det"
@@ -34,27 +33,11 @@ def retrained(model: bytes) -> bytes:
 
 
 async def register(http: httpx.AsyncClient, name: str, model: bytes, card: ModelCard) -> str:
-    form = {"name": name, "card": card.model_dump_json(), "lineage": json.dumps({"metrics": {}})}
-    r = await http.post("/models", data=form, files={"artifact": ("m.onnx", model)}, headers=AUTH)
-    assert r.status_code == 201, r.text
-    return str(r.json()["version"])
+    return await register_model(http, name, model, card.model_dump_json(), {"metrics": {}})
 
 
 def sim_car(tmp_path: Path, hub: HubService) -> Any:
-    pub = tmp_path / "hub.pub"
-    pub.write_text(hub.public_key_pem)
-    return car_config(
-        tmp_path,
-        hub.config.mqtt.url,
-        car=CAR,
-        broker={"prefix": hub.config.topic_prefix},
-        camera={"kind": "sim"},
-        actuators={"kind": "sim"},
-        sim={"track": "oval", "clock": "lockstep", "speedup": 4},
-        loop={"hz": 30, "start_mode": "stop"},
-        publish={"telemetry_hz": 5, "preview_hz": 0},
-        models={"public_key": str(pub), "allow_unsigned": False, "preload_runtimes": ["onnx"]},
-    )
+    return signed_sim_car(tmp_path, hub, CAR, loop={"start_mode": "stop"}, publish={"telemetry_hz": 5})
 
 
 @pytest.fixture
@@ -64,12 +47,7 @@ async def hub(mosquitto: Any, make_config: Callable[..., HubConfig]) -> AsyncIte
 
 
 async def until(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:  # noqa: ASYNC109
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.3)
-    return result
+    return await eventually(check, timeout, what, interval=0.3)
 
 
 async def test_a_classifier_deploys_into_the_detector_slot_and_rolls_back_alone(

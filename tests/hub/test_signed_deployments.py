@@ -15,28 +15,18 @@ from hub import HubConfig, HubService
 from infra.keys import load_or_create_private_key
 from schemas.signing import generate_private_key
 from schemas.topics import Topics
-from tests.edge.harness import RecordingDaemon, car_config, until
+from tests.edge.harness import RecordingDaemon, until
 from tests.edge.modelkit import card, onnx_model, signed_envelope
-from tests.hub.conftest import TOKEN
+from tests.hub.conftest import TOKEN, signed_sim_car
 from tests.servers.clients import retained_payload
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SIM = {
-    "camera": {"kind": "sim"},
-    "actuators": {"kind": "sim"},
-    "sim": {"track": "oval", "clock": "lockstep", "speedup": 2},
-    "loop": {"hz": 20, "start_mode": "autopilot"},
-    "publish": {"telemetry_hz": 2, "preview_hz": 0},
-}
+SIM = {"sim": {"speedup": 2}, "loop": {"hz": 20}, "publish": {"telemetry_hz": 2}}
 
 
 def car(tmp_path: Path, hub: HubService, car_id: str) -> RecordingDaemon:
     tmp_path.mkdir(exist_ok=True)
-    pub = tmp_path / "hub.pub"
-    pub.write_text(hub.public_key_pem)
-    prefix, models = {"prefix": hub.config.topic_prefix}, {"public_key": str(pub), "allow_unsigned": False}
-    cfg = car_config(tmp_path, hub.config.mqtt.url, None, car=car_id, broker=prefix, models=models, **SIM)
-    return RecordingDaemon(cfg)
+    return RecordingDaemon(signed_sim_car(tmp_path, hub, car_id, **SIM))
 
 
 async def deploy(http: httpx.AsyncClient, version: str, car_id: str) -> None:

@@ -335,7 +335,8 @@ def manual_mode(browser: Any, daemon: Any) -> None:
     """Put the car in manual (an e-stop released earlier in the file leaves it stopped) once the page's
     drive controls are there. Set on the car itself: these tests are about the stick and the pad, and a
     click on the page's mode button did not always reach the car under load (seen twice in full runs,
-    never alone; the keyboard test covers the page's own controls)."""
+    never alone). No test here clicks the mode buttons now: the keyboard test drives a car already in
+    manual and covers the page's drive controls, not its mode buttons."""
     poll(lambda: js(browser, "return !!window.paddockDriver"), 10, what="the drive controls")
     daemon.set_mode("manual")
     poll(lambda: daemon.loop.last.mode == "manual", 5, what="the car in manual mode")

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from hub import HubConfig, HubService
-from tests.hub.conftest import TOKEN
+from tests.hub.conftest import TOKEN, eventually
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -151,19 +151,18 @@ async def test_a_restarted_hub_shows_the_e_stop_the_broker_retains(
         async def state() -> dict[str, Any]:
             return dict((await http.get("/fleet/estop")).json())
 
-        for _ in range(100):  # the retained message arrives with the subscription
-            if (found := await state())["active"]:
-                break
-            await asyncio.sleep(0.05)
+        async def estop(active: bool) -> dict[str, Any] | None:
+            now = await state()
+            return now if now["active"] is active else None
+
+        # the retained message arrives with the subscription
+        found = await eventually(lambda: estop(True), 5, "the e-stop the broker retains")
         assert found["active"] is True and found["reason"] == "marshal" and found["ts"] > 0, found
         # someone else releases it at the broker (a car's marshal, `mosquitto_pub`): the hub follows
         _, operator = listen(mosquitto.url, hub.topics.fleet_estop())
         release = json.dumps({"active": False, "reason": "", "ts": found["ts"] + 1})
         operator.publish(hub.topics.fleet_estop(), release, qos=1, retain=True).wait_for_publish(5)
-        for _ in range(100):
-            if not (await state())["active"]:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: estop(False), 5, "the hub following the release at the broker")
         assert (await state())["active"] is False
         operator.publish(hub.topics.fleet_estop(), b"", qos=1, retain=True).wait_for_publish(5)
         operator.disconnect()

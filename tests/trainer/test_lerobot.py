@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from deploy.cli import app
 from infra.store import LocalStore
 from schemas.messages import SessionRef
-from tests.missing import missing
+from tests.missing import venv_python
 from tests.trainer.hub_thread import HubThread
 from trainer.data import load_frames
 from trainer.interop.sessions import frame_action, session_samples
@@ -72,10 +72,7 @@ def native_action(episode: int, i: int) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def lerobot_python() -> Path:
-    python = LEROBOT_VENV / "bin" / "python"
-    if not python.exists():
-        missing(f"LeRobot's environment is missing: run script/lerobot-env (expected {python})")
-    return python
+    return venv_python(LEROBOT_VENV, "LeRobot", "script/lerobot-env")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from infra.store import LocalStore
 from schemas.dataset import SessionManifest, session_manifest_key
 from schemas.messages import SessionRef
 from schemas.payloads import encode_jpeg
-from tests.missing import missing
+from tests.missing import venv_python
 from tests.trainer.hub_thread import HubThread
 from tests.trainer.synth import road_image
 from trainer.data import load_frames
@@ -63,10 +63,7 @@ print(json.dumps({"len": len(tub), "records": out}))
 
 @pytest.fixture(scope="module")
 def donkey_python() -> Path:
-    python = DONKEY_VENV / "bin" / "python"
-    if not python.exists():
-        missing(f"DonkeyCar's environment is missing: run script/donkeycar-env (expected {python})")
-    return python
+    return venv_python(DONKEY_VENV, "DonkeyCar", "script/donkeycar-env")
 
 
 def _donkey(python: Path, code: str, *args: str) -> str:
