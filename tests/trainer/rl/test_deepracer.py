@@ -6,6 +6,7 @@ racecar URDF (rear wheel joints 0.081663 m behind the car's origin) and its came
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -221,3 +222,29 @@ def test_a_stacked_model_exports_and_the_cars_pilot_feeds_it_the_last_frames(tmp
         assert (values["steering"], values["throttle"]) == pytest.approx(
             (expected.steering, expected.throttle)
         )
+    # On the car the loop may tick twice on one camera frame: the second tick must not stack it again.
+    from firmware.camera import Frame
+
+    class Inputs:
+        """The loaded model, noting each input it is given."""
+
+        def __init__(self, model: Any) -> None:
+            self.model, self.seen = model, []
+
+        def run(self, sample: Any) -> Any:
+            self.seen.append(np.array(sample))
+            return self.model.run(sample)
+
+        def close(self) -> None:
+            self.model.close()
+
+    on_car = Inputs(runtime_for("onnx").load(data, card))
+    by_frame = Inputs(runtime_for("onnx").load(data, card))
+    car_pilot = ModelPilot(manifest(data, model_card=card), on_car)
+    frame_pilot = ModelPilot(manifest(data, model_card=card), by_frame)
+    for index in (0, 1, 1, 2):
+        car_pilot.act(Frame(images[index], 0, index))
+    for index in (0, 1, 2):
+        frame_pilot.infer(images[index])
+    expected_inputs = [by_frame.seen[0], by_frame.seen[1], by_frame.seen[1], by_frame.seen[2]]
+    assert all(np.array_equal(a, b) for a, b in zip(on_car.seen, expected_inputs, strict=True))
