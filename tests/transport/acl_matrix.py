@@ -39,7 +39,15 @@ FLEET: list[tuple[str, Role, tuple[str, ...]]] = [
 PUBLISH_CASES: list[tuple[str, str, bool]] = [
     *[
         ("car-1", f"{P}/cars/car-1/{leaf}", True)
-        for leaf in ("status", "telemetry", "frames", "events", "model/state", "cmd/mode/response")
+        for leaf in (
+            "status",
+            "telemetry",
+            "frames",
+            "events",
+            "model/state",
+            "detector/state",
+            "cmd/mode/response",
+        )
     ],
     *[
         ("car-1", f"{P}/{t}", False)
@@ -133,7 +141,7 @@ SUBSCRIBE_CASES: list[tuple[str, str, str, str, bool]] = [
     ("car-1", "#", "car-2", f"{P}/cars/car-2/events", False),
     *[
         ("hub", f"{P}/cars/+/{leaf}", "car-2", f"{P}/cars/car-2/{leaf}", True)
-        for leaf in ("frames", "status", "telemetry", "events", "model/state")
+        for leaf in ("frames", "status", "telemetry", "events", "model/state", "detector/state")
     ],
     ("hub", f"{P}/cars/+/cmd/+/response", "car-1", f"{P}/cars/car-1/cmd/mode/response", True),
     ("hub", f"{P}/jobs/+/+/#", "gpu", f"{P}/jobs/train/j1/result/gpu", True),
