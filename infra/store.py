@@ -71,7 +71,10 @@ class ObjectStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get(self, key: str) -> bytes: ...
-    def open(self, key: str) -> IO[bytes]: ...
+    def open(self, key: str, start: int = 0) -> IO[bytes]:
+        """The object as a stream, from byte ``start`` on (a byte range served without reading the start)."""
+        ...
+
     def size(self, key: str) -> int: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
@@ -115,11 +118,13 @@ class LocalStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self._missing(key) from None
 
-    def open(self, key: str) -> IO[bytes]:
+    def open(self, key: str, start: int = 0) -> IO[bytes]:
         try:
-            return self._path(key).open("rb")
+            fh = self._path(key).open("rb")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise self._missing(key) from None
+        fh.seek(start)
+        return fh
 
     def size(self, key: str) -> int:
         try:
@@ -242,10 +247,11 @@ class S3Store:
         except Exception as exc:
             raise self._wrap(exc, key) from None
 
-    def open(self, key: str) -> IO[bytes]:
+    def open(self, key: str, start: int = 0) -> IO[bytes]:
         k = self._key(key)
+        span = {"Range": f"bytes={start}-"} if start else {}
         try:
-            stream: IO[bytes] = self._client.get_object(Bucket=self.bucket, Key=k)["Body"]
+            stream: IO[bytes] = self._client.get_object(Bucket=self.bucket, Key=k, **span)["Body"]
             return stream
         except Exception as exc:
             raise self._wrap(exc, key) from None

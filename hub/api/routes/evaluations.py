@@ -82,21 +82,8 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, last
 
 
-def _skip_to(fh: IO[bytes], offset: int) -> None:
-    """Seek where the store's file can (local), else read past (an S3 body streams only forward)."""
+def _chunks(fh: IO[bytes], length: int) -> Iterator[bytes]:
     try:
-        fh.seek(offset)
-        return
-    except (AttributeError, OSError, ValueError):
-        pass
-    left = offset
-    while left > 0 and (data := fh.read(min(CHUNK, left))):
-        left -= len(data)
-
-
-def _chunks(fh: IO[bytes], first: int, length: int) -> Iterator[bytes]:
-    try:
-        _skip_to(fh, first)
         left = length
         while left > 0 and (data := fh.read(min(CHUNK, left))):
             left -= len(data)
@@ -136,7 +123,7 @@ def evaluation_file(
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     media_type = MEDIA_TYPES.get(PurePosixPath(key).suffix.lower(), "application/octet-stream")
     return StreamingResponse(
-        _chunks(hub.store.open(key), first, last - first + 1),
+        _chunks(hub.store.open(key, first), last - first + 1),
         status_code=206 if span is not None else 200,
         media_type=media_type,
         headers=headers,
