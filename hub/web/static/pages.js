@@ -100,11 +100,19 @@ export async function car(view, carId) {
     driveChart.push(t.ts, [t.steering, t.throttle, t.speed]);
     loopChart.push(t.ts, [t.loop_period_ms, t.loop_late_p99_ms, t.inference_ms]);
   };
+  // The controls work from the first moment the page shows them: the history below can be slow.
+  let recording = false;
+  const command = (name, body) => api(`/cars/${enc(carId)}/commands/${name}?wait=3`, { method: "POST", body });
+  for (const b of view.querySelectorAll("[data-mode]")) {
+    b.addEventListener("click", () => act(() => command("mode", { mode: b.dataset.mode }), `mode ${b.dataset.mode}`));
+  }
+  view.querySelector("#rec").addEventListener("click", () => act(() => command("record", { action: recording ? "stop" : "start" }), recording ? "recording stopped" : "recording"));
+  const driver = setupDriving(view, carId);
   try {
     const rows = await api(`/cars/${enc(carId)}/telemetry?limit=300`);
     rows.sort((a, b) => a.ts - b.ts).forEach(addTelemetry);
   } catch { /* the SQLite sink is off: live values only */ }
-  let lastSeq = null, recording = false;
+  let lastSeq = null;
   const off = onLive((s) => {
     const c = s.cars.find((x) => x.car === carId);
     if (!c) return;
@@ -118,12 +126,6 @@ export async function car(view, carId) {
     if (t.seq !== undefined && t.seq !== lastSeq) { lastSeq = t.seq; addTelemetry(t); }
     driveChart.draw(); loopChart.draw();
   });
-  const command = (name, body) => api(`/cars/${enc(carId)}/commands/${name}?wait=3`, { method: "POST", body });
-  for (const b of view.querySelectorAll("[data-mode]")) {
-    b.addEventListener("click", () => act(() => command("mode", { mode: b.dataset.mode }), `mode ${b.dataset.mode}`));
-  }
-  view.querySelector("#rec").addEventListener("click", () => act(() => command("record", { action: recording ? "stop" : "start" }), recording ? "recording stopped" : "recording"));
-  const driver = setupDriving(view, carId);
   return () => { off(); cam.close(); clearInterval(fpsTimer); driver.close(); };
 }
 
