@@ -281,6 +281,21 @@ class FeedbackSection(_Section):
     )
 
 
+class MetricsSection(_Section):
+    """The car's own Prometheus ``/metrics`` (edge/metrics.py): loop lateness, ticks, inference,
+    confidence, interventions, laps, input drift, the model and the outbox. Off by default; served
+    by prometheus_client's HTTP server on its own thread, so a scrape never waits on the loop."""
+
+    enabled: bool = Field(default=False, description="Serve /metrics.")
+    bind: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to listen on: loopback by default; 0.0.0.0 (or the car's LAN address) "
+        "lets a Prometheus elsewhere scrape it.",
+    )
+    port: int = Field(default=9110, ge=0, le=65535, description="Port to listen on (0: any free port).")
+
+
 class ModelsSection(_Section):
     cache_dir: Path | None = Field(default=None, description="Verified models; default {state_dir}/models.")
     public_key: Path | None = Field(
@@ -437,6 +452,7 @@ class CarConfig(_Section):
     models: ModelsSection = Field(default_factory=ModelsSection)
     sim: SimSection = Field(default_factory=SimSection)
     detector: DetectorSection = Field(default_factory=DetectorSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -32,6 +32,7 @@ from edge.detector_slot import detector_manager
 from edge.feedback import FeedbackCapture
 from edge.hotswap import ModelManager, load_model_keys, model_manager
 from edge.loop import ControlLoop, TickResult
+from edge.metrics import CarMetrics, CarReadings
 from edge.mqtt import BdseqStore, MqttLink
 from edge.outbox import EventLog, Outbox
 from edge.pilots import Pilot, pilot_plugins
@@ -119,6 +120,10 @@ class CarDaemon:
         self._started = False
         self._closed = False
         self._aloop: asyncio.AbstractEventLoop | None = None
+        self.metrics: CarMetrics | None = None  # the car's own /metrics ([metrics] enabled)
+        # The last telemetry window's drift against the active model's card (None: not measured).
+        self.input_drift: float | None = None
+        self.feature_drift: float | None = None
 
     # --- components (built by start) ------------------------------------------------------------
     @property
@@ -177,6 +182,7 @@ class CarDaemon:
         await asyncio.to_thread(body.connect)
         try:
             await self._build(body, keys)
+            await asyncio.to_thread(self._serve_metrics)
             self._go()
             await asyncio.wait_for(self._first_tick.wait(), timeout=10.0)
         except BaseException:
@@ -284,6 +290,44 @@ class CarDaemon:
             on_state=self._model_state_changed,
         )
 
+    def _serve_metrics(self) -> None:
+        """Start /metrics before the loop ticks (importing prometheus_client holds the GIL a while).
+        A port that cannot be bound is logged and the car drives on without metrics."""
+        section = self.config.metrics
+        if not section.enabled:
+            return
+        metrics = CarMetrics(self.car, section, self._readings)
+        try:
+            port = metrics.start()
+        except OSError as exc:
+            log.error(
+                "cannot serve metrics on %s:%d: %s; driving without them", section.bind, section.port, exc
+            )
+            return
+        self.metrics = metrics
+        log.info("metrics on http://%s:%d/metrics", section.bind, port)
+
+    def _readings(self) -> CarReadings:
+        """What a scrape of /metrics reads (the metrics server's thread)."""
+        loop, models = self.loop, self._models
+        active = models.active if models is not None else None
+        link = self._link
+        return CarReadings(
+            ticks=loop.timer.ticks,
+            missed_ticks=loop.timer.missed,
+            interventions=loop.health.interventions,
+            off_track=loop.health.off_track,
+            last_lap_s=loop.health.last_lap_s,
+            input_drift_psi=self.input_drift,
+            feature_drift=self.feature_drift,
+            model=active.ref if active is not None else None,
+            model_sha256=active.sha256 if active is not None else None,
+            outbox_frames=self.spool.pending_records,
+            outbox_events=len(self.events.queue),
+            connected=link is not None and link.connected.is_set(),
+            mode=loop.last.mode if loop.last is not None else loop.mode,
+        )
+
     def _go(self) -> None:
         # Latency: the control thread waits at most this long for the GIL, and what exists
         # after start-up is never scanned by the garbage collector again.
@@ -323,6 +367,9 @@ class CarDaemon:
             self._feedback.on_tick(result, recorder.recording)
         recorder.offer(result, result.pilot)
         self.outbox.offer_preview(result, recorder.recording)
+        if self.metrics is not None:
+            confidence = result.decision.confidence if result.decision is not None else None
+            self.metrics.observe_tick(self.loop.timer.last_late_s, result.inference_ms, confidence)
         self.watchdog.on_tick()  # pings only while the event loop is alive too
         if not self._first_tick_seen:
             self._first_tick_seen = True
@@ -332,6 +379,8 @@ class CarDaemon:
         if self._feedback is not None:
             self._feedback.on_event(event)
         if event.get("type") == "lap":
+            if self.metrics is not None and isinstance(event.get("lap_time_s"), int | float):
+                self.metrics.observe_lap(float(event["lap_time_s"]))
             last = self.loop.last
             if last is not None:
                 event = {**event, "mode": last.mode, "model": last.pilot}
@@ -386,11 +435,11 @@ class CarDaemon:
         """A telemetry window whose inputs left the model's training statistics is a feedback moment."""
         active = self._models.active if self._models is not None else None
         reference = active.card.input_stats if active is not None else None
-        if self._feedback is None or reference is None or telemetry.input_stats is None:
+        if reference is None or telemetry.input_stats is None:
             return
-        score = input_drift(reference, telemetry.input_stats)
+        self.input_drift = score = input_drift(reference, telemetry.input_stats)
         threshold = self.config.feedback.drift_psi
-        if score > threshold:
+        if self._feedback is not None and score > threshold:
             self._feedback.request("drifted_input", f"input PSI {score:.2f} > {threshold:.2f}")
 
     # --- control API (event loop thread; the commands of edge.commands call these too) ----------
@@ -535,6 +584,8 @@ class CarDaemon:
             await asyncio.to_thread(self._spool.close)
         if self.body is not None:
             await asyncio.to_thread(self.body.disconnect)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.stop)
         self.notifier.close()
 
     async def _close_link(self) -> None:

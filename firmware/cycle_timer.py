@@ -94,6 +94,11 @@ class CycleTimer:
             await asyncio.sleep(delay)
         return self._record()
 
+    @property
+    def last_late_s(self) -> float:
+        """How late the latest tick started after its slot (0 before the first)."""
+        return self._late[-1] if self._late else 0.0
+
     def stats(self) -> TimingStats:
         late = np.asarray(self._late, dtype=np.float64) * 1000.0
         if late.size == 0:

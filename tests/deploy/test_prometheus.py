@@ -44,12 +44,31 @@ def test_promtool_accepts_the_config_which_scrapes_with_a_read_token(tmp_path: P
     token.write_text("0123456789abcdef\n")
     auth["credentials_file"] = str(token)
     config["rule_files"] = [str(PROM / "alerts.yml")]
+    [cars] = [j for j in config["scrape_configs"] if j["job_name"] == "paddock-cars"]
+    assert cars["file_sd_configs"] == [{"files": ["cars/*.yml"]}]
+    cars["file_sd_configs"] = [{"files": [str(PROM / "cars" / "*.yml")]}]  # promtool reads these too
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert done.returncode == 0, done.stdout + done.stderr
     token.unlink()
     done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
     assert done.returncode != 0 and "hub-read-token" in done.stdout + done.stderr
+
+
+def test_promtool_checks_the_cars_target_files(tmp_path: Path) -> None:
+    """The cars job's target files are checked by promtool: a listed car passes, a malformed one fails."""
+    config = yaml.safe_load((PROM / "prometheus.yml").read_text())
+    config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] == "paddock-cars"]
+    config["rule_files"] = []
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "cars").mkdir()
+    cars = tmp_path / "cars" / "fleet.yml"
+    cars.write_text(yaml.safe_dump([{"targets": ["car-1.local:9110"], "labels": {"group": "fleet"}}]))
+    done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    cars.write_text("- targets: car-1.local:9110\n")
+    done = promtool("check", "config", str(tmp_path / "prometheus.yml"))
+    assert done.returncode != 0 and "SD file" in done.stdout + done.stderr
 
 
 def test_every_alert_fires_in_its_unit_test() -> None:
