@@ -279,6 +279,14 @@ class FeedbackSection(_Section):
         description="A telemetry window whose input PSI against the model card's training statistics "
         "is above this is a moment (a model without them: never).",
     )
+    drift_features: float = Field(
+        default=0.25,
+        gt=0,
+        le=100,
+        description="A telemetry window whose feature drift (the network's features' RMS mean shift "
+        "in pooled standard deviations, less sampling noise) against the model card is above this "
+        "is a moment (a model without features: never).",
+    )
 
 
 class MetricsSection(_Section):

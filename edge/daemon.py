@@ -44,7 +44,7 @@ from edge.systemd import Notifier, Watchdog
 from edge.trust import SequenceStore, TrustPolicy
 from firmware.car_body import Body
 from firmware.cycle_timer import CycleTimer
-from schemas.input_stats import input_drift
+from schemas.input_stats import feature_drift, input_drift
 from schemas.messages import CarStatus, ModelState, Telemetry
 from schemas.signing import KeyRing
 from schemas.topics import Topics
@@ -435,12 +435,21 @@ class CarDaemon:
         """A telemetry window whose inputs left the model's training statistics is a feedback moment."""
         active = self._models.active if self._models is not None else None
         reference = active.card.input_stats if active is not None else None
-        if reference is None or telemetry.input_stats is None:
+        live = telemetry.input_stats
+        if reference is None or live is None:
             return
-        self.input_drift = score = input_drift(reference, telemetry.input_stats)
-        threshold = self.config.feedback.drift_psi
-        if self._feedback is not None and score > threshold:
-            self._feedback.request("drifted_input", f"input PSI {score:.2f} > {threshold:.2f}")
+        self.input_drift = score = input_drift(reference, live)
+        self.feature_drift = shift = None
+        if reference.features is not None and live.features is not None:
+            with contextlib.suppress(ValueError):  # another model's features: nothing to compare
+                self.feature_drift = shift = feature_drift(reference.features, live.features)
+        cfg = self.config.feedback
+        if self._feedback is None:
+            return
+        if score > cfg.drift_psi:
+            self._feedback.request("drifted_input", f"input PSI {score:.2f} > {cfg.drift_psi:.2f}")
+        elif shift is not None and shift > cfg.drift_features:
+            self._feedback.request("drifted_input", f"feature drift {shift:.2f} > {cfg.drift_features:.2f}")
 
     # --- control API (event loop thread; the commands of edge.commands call these too) ----------
     def emit(self, event: dict[str, Any]) -> None:

@@ -87,8 +87,8 @@ class _Readings:
         )
         yield gauge(
             "feature_drift",
-            "Mean shift of the network's features against the model card "
-            "(standardised: 0.2 small, 0.5 medium, 0.8 large).",
+            "Shift of the network's features against the model card, in "
+            "standard deviations (0.2 small, 0.5 medium, 0.8 large).",
             r.feature_drift,
         )
         yield gauge("outbox_frames", "Recorded frames waiting in the spool for the broker.", r.outbox_frames)

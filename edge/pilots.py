@@ -36,6 +36,8 @@ class Decision:
     inference_ms: float | None = None
     info: dict[str, Any] = field(default_factory=dict)
     confidence: float | None = None  # 0..1 where the model gives one (categorical outputs)
+    # The network's feature values for this frame, where its card declares them (the drift monitor's)
+    features: np.ndarray | None = None
 
 
 class Pilot(ABC):
@@ -66,6 +68,8 @@ class ModelPilot(Pilot):
         self.has_throttle = manifest.card.output("throttle") is not None
         self._frames = FrameStack(manifest.card.input)  # a model of several frames gets the last ones
         self._sample: tuple[int, np.ndarray] | None = None  # (frame index, its input) of the last act
+        spec = manifest.card.features
+        self._features = (spec.tensor, spec.size) if spec is not None else None
 
     @property
     def ref(self) -> str:
@@ -93,7 +97,14 @@ class ModelPilot(Pilot):
         values, raw = self._run(self._sample[1])
         ms = (time.perf_counter() - t0) * 1000
         confidence = output_confidence(self.manifest.card, raw)
-        return Decision(values.get("steering", 0.0), values.get("throttle"), ms, confidence=confidence)
+        features = None
+        if self._features is not None:  # a reference only: the telemetry samples it at its own rate
+            features = raw.get(self._features[0])
+            if features is not None and features.size != self._features[1]:
+                features = None
+        return Decision(
+            values.get("steering", 0.0), values.get("throttle"), ms, confidence=confidence, features=features
+        )
 
     def close(self) -> None:
         self.model.close()

@@ -17,7 +17,7 @@ from edge.recorder import Recorder
 from edge.spool import ForwardSpool
 from firmware.car_body import Body
 from firmware.sensors import SensorReading, SensorSuite
-from schemas.input_stats import InputStatsAccumulator
+from schemas.input_stats import FeatureStatsAccumulator, InputStats, InputStatsAccumulator
 from schemas.messages import CameraInfo, CarStatus, Telemetry
 
 
@@ -76,13 +76,16 @@ class TelemetryBuilder:
 
     Input statistics: each message samples the latest camera frame (at the telemetry rate, on
     the daemon's thread, never in the control loop) and every ``stats_every``-th message carries
-    the summary of the frames sampled since the previous one.
+    the summary of the frames sampled since the previous one. Where the model that decided on that
+    frame gave its feature values (its card's ``features``), they are summarised with it; a summary
+    whose frames were not all the model's carries no features (they would describe fewer frames).
     """
 
     def __init__(self, stats_every: int = 10) -> None:
         self._seq = 0
         self.stats_every = max(1, stats_every)
         self._input = InputStatsAccumulator()
+        self._features = FeatureStatsAccumulator()
         self._sampled_frame = -1
 
     def _sample_input(self, parts: Parts) -> None:
@@ -91,6 +94,17 @@ class TelemetryBuilder:
         if frame is not None and frame.index != self._sampled_frame:
             self._sampled_frame = frame.index
             self._input.add(frame.image)
+            features = last.decision.features if last is not None and last.decision is not None else None
+            if features is not None:
+                self._features.add(features)
+
+    def _take_input_stats(self) -> InputStats | None:
+        stats, features = self._input.stats(), self._features.stats()
+        if stats is not None and features is not None and features.samples == stats.frames:
+            stats = stats.model_copy(update={"features": features})
+        self._input.reset()
+        self._features.reset()
+        return stats
 
     def build(self, parts: Parts, loop_hz: float, model: str | None, sensors: SensorReading) -> Telemetry:
         stats = parts.loop.take_stats()
@@ -100,8 +114,7 @@ class TelemetryBuilder:
         self._sample_input(parts)
         input_stats = None
         if self._seq % self.stats_every == self.stats_every - 1:
-            input_stats = self._input.stats()
-            self._input.reset()
+            input_stats = self._take_input_stats()
         self._seq += 1
         return Telemetry(
             seq=self._seq - 1,

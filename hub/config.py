@@ -347,6 +347,15 @@ class MlopsConfig(_Section):
         "card's training statistics above which the car's inputs have drifted (0.1: moderate, "
         "0.25: a major shift, by the usual PSI reading).",
     )
+    feature_drift_threshold: float = Field(
+        default=0.25,
+        gt=0,
+        description="Feature drift (the RMS mean shift of the network's features in pooled standard "
+        "deviations, less sampling noise; schemas.input_stats.feature_drift) against the card's "
+        "training features above "
+        "which the car's inputs have drifted, also while the pixel PSI stays below its threshold "
+        "(models whose card has no features: pixels only).",
+    )
     drift_reports: int = Field(
         default=2,
         ge=1,

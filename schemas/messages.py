@@ -274,6 +274,18 @@ class DriftEvent(_Event):
     score: float = Field(ge=0, description="population stability index, live vs training inputs")
     threshold: float = Field(gt=0)
     drifted: bool
+    feature_score: float | None = Field(
+        default=None, ge=0, description="the network's feature drift, live vs training (models with features)"
+    )
+    feature_threshold: float | None = Field(default=None, gt=0)
+
+    def why(self) -> str:
+        """What parted (or came back): the pixel PSI, and the features where they crossed their threshold."""
+        text = f"PSI {self.score:.3f} {'>' if self.score > self.threshold else '<='} {self.threshold}"
+        f, ft = self.feature_score, self.feature_threshold
+        if f is not None and ft is not None and (f > ft) == self.drifted:
+            text += f", feature drift {f:.3f} {'>' if f > ft else '<='} {ft}"
+        return text
 
 
 class CanaryEvent(_Event):

@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from schemas.base import WireModel, now
 from schemas.errors import ContractError
 from schemas.ids import Name
-from schemas.input_stats import InputStats
+from schemas.input_stats import MAX_FEATURES, InputStats
 
 Colour = Literal["rgb", "bgr", "gray"]
 
@@ -195,6 +195,16 @@ def _interpolate(x: float, source: tuple[float, float], target: tuple[float, flo
     return float(target[0] + t * (target[1] - target[0]))
 
 
+class FeaturesSpec(WireModel):
+    """A second output of the model for the drift monitor: a vector of ``size`` feature values per
+    sample (the trainer's: a fixed random projection of the penultimate layer). The car summarises
+    it into its input statistics (:class:`schemas.input_stats.FeatureStats`); nothing drives from it."""
+
+    tensor: str = Field(default="features", min_length=1, description="the output tensor's name")
+    size: int = Field(ge=1, le=MAX_FEATURES, description="values per sample")
+    source: str = Field(default="", description="how the model computes them (for people)")
+
+
 ModelKind = Literal["pilot", "classifier"]
 
 
@@ -221,12 +231,20 @@ class ModelCard(WireModel):
     input_stats: InputStats | None = Field(
         default=None, description="statistics of the training images (the hub's reference for drift)"
     )
+    features: FeaturesSpec | None = Field(
+        default=None, description="the feature output the car summarises for drift (absent: none)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCard":
         names = [o.name for o in self.outputs] + [c.name for c in self.classes or []]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate outputs {names}")
+        if self.features is not None and self.features.tensor in self.output_tensors:
+            raise ValueError(f"the feature tensor {self.features.tensor!r} is also an output")
+        stats = self.input_stats.features if self.input_stats is not None else None
+        if stats is not None and (self.features is None or len(stats.mean) != self.features.size):
+            raise ValueError("input_stats.features needs a features output of the same size")
         if self.slot_kind == "pilot" and (not self.outputs or self.classes):
             raise ValueError("a pilot's card needs at least one output (steering, throttle) and no classes")
         if self.slot_kind == "classifier" and (not self.classes or self.outputs):

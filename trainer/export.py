@@ -1,7 +1,8 @@
 """Export a trained model for the car: ONNX (float), ONNX int8 (static QDQ) and TFLite.
 
 * **ONNX** — one self-contained file (``external_data=False``), a dynamic batch axis, the input
-  named as the card says (``image``) and one output per card output (``steering``, ``throttle``);
+  named as the card says (``image``), one output per card output (``steering``, ``throttle``) and
+  the card's ``features`` output last (for the drift monitor; trainer.models.FEATURE_SIZE values);
   the card is also stored in the file's metadata (``paddock.card``). Checked against torch on real
   frames: the largest difference must stay within ``1e-4``.
 * **ONNX int8** — static quantization in QDQ format (per-channel int8 weights, uint8 activations)
@@ -28,7 +29,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from schemas.model_card import ModelCard, sha256_hex
-from trainer.models import PilotModel
+from trainer.models import FEATURE_TENSOR, PilotModel
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 18
@@ -59,21 +60,34 @@ def _file(fmt: str, path: Path, **extra: Any) -> ExportedFile:
     return ExportedFile(format=fmt, path=str(path), sha256=sha256_hex(data), size=len(data), **extra)
 
 
-class _Named(torch.nn.Module):
-    """The model with outputs as a dict, so converters name them like the card."""
+def export_names(model: PilotModel) -> list[str]:
+    """The exported model's outputs, in order: the card's outputs, then the feature values."""
+    return [*model.output_names, FEATURE_TENSOR]
+
+
+class _Exported(torch.nn.Module):
+    """What the exported file computes: the outputs and the feature values."""
 
     def __init__(self, model: PilotModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self.model.output_names, self.model(image), strict=True))
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.with_features(image)
+
+
+class _Named(_Exported):
+    """The same with outputs as a dict, so converters name them like the card."""
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return dict(zip(export_names(self.model), self.model.with_features(image), strict=True))
 
 
 def _torch_outputs(model: PilotModel, x: NDArray[np.float32]) -> list[NDArray[np.float32]]:
+    """The outputs and the feature values, as the exported file gives them."""
     model.eval()
     with torch.no_grad():
-        return [o.numpy() for o in model(torch.from_numpy(x))]
+        return [o.numpy() for o in model.with_features(torch.from_numpy(x))]
 
 
 def _max_diff(a: Sequence[NDArray[np.float32]], b: Sequence[NDArray[np.float32]]) -> float:
@@ -83,8 +97,9 @@ def _max_diff(a: Sequence[NDArray[np.float32]], b: Sequence[NDArray[np.float32]]
 def _action_mae(
     model: PilotModel, ref: Sequence[NDArray[np.float32]], got: Sequence[NDArray[np.float32]]
 ) -> dict[str, float]:
-    a = model.decode([torch.from_numpy(np.asarray(r)) for r in ref]).numpy()
-    b = model.decode([torch.from_numpy(np.asarray(g)) for g in got]).numpy()
+    n = len(model.output_names)  # the feature values after them drive nothing
+    a = model.decode([torch.from_numpy(np.asarray(r)) for r in ref[:n]]).numpy()
+    b = model.decode([torch.from_numpy(np.asarray(g)) for g in got[:n]]).numpy()
     return {
         spec.name: float(np.mean(np.abs(a[:, i] - b[:, i]))) for i, spec in enumerate(model.output_specs())
     }
@@ -120,11 +135,11 @@ def export_onnx(model: PilotModel, path: str | os.PathLike[str], card: ModelCard
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         torch.onnx.export(
-            model,
+            _Exported(model).eval(),
             (sample,),
             str(path),
             input_names=[model.spec.name],
-            output_names=model.output_names,
+            output_names=export_names(model),
             dynamic_shapes=({0: batch},),
             opset_version=ONNX_OPSET,
             external_data=False,
@@ -271,7 +286,7 @@ def run_tflite(
 
 
 def check_tflite(model: PilotModel, path: str | os.PathLike[str], x: NDArray[np.float32]) -> float:
-    got = run_tflite(tflite_runner(path), model.spec.name, model.output_names, x)
+    got = run_tflite(tflite_runner(path), model.spec.name, export_names(model), x)
     return _max_diff(got, _torch_outputs(model, x))
 
 
@@ -318,7 +333,7 @@ def export_all(
         except ExportError as exc:
             errors["tflite"] = str(exc)
         else:
-            got = run_tflite(tflite_runner(tfl_path), model.spec.name, model.output_names, check)
+            got = run_tflite(tflite_runner(tfl_path), model.spec.name, export_names(model), check)
             diff = _max_diff(got, ref)
             if diff > tolerance:
                 raise ExportError(f"{tfl_path}: TFLite differs from torch by {diff:.3g} (> {tolerance:g})")

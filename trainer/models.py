@@ -14,6 +14,11 @@ as the trainer did.
 
 The default, ``mobilenet``, is chosen for inference speed on a Raspberry Pi's CPU; see
 ``DEFAULT_ARCHITECTURE``.
+
+Every model also gives :data:`FEATURE_SIZE` feature values per sample (:meth:`PilotModel.feature_values`,
+exported as the ``features`` output): a fixed random projection of the penultimate layer, the same
+for every model of a width (seeded), so the car can summarise what its network sees for the drift
+monitor (schemas.input_stats.FeatureStats) at the price of one small matrix product.
 """
 
 from __future__ import annotations
@@ -28,9 +33,19 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from schemas.model_card import Crop, InputSpec, ModelCard, Normalisation, OutputSpec
+from schemas.model_card import Crop, FeaturesSpec, InputSpec, ModelCard, Normalisation, OutputSpec
 
 ACTION_INDEX = {"steering": 0, "throttle": 1}
+FEATURE_SIZE = 16
+FEATURE_TENSOR = "features"
+FEATURE_SEED = 1729
+
+
+def feature_projection(width: int) -> torch.Tensor:
+    """The ``width × FEATURE_SIZE`` Gaussian random projection (scaled by ``1/sqrt(width)``, so the
+    values keep the activations' scale): fixed by its seed, not learned, never in a checkpoint."""
+    rng = np.random.default_rng(FEATURE_SEED)
+    return torch.from_numpy((rng.standard_normal((width, FEATURE_SIZE)) / np.sqrt(width)).astype(np.float32))
 
 
 class ModelOptions(BaseModel):
@@ -90,13 +105,46 @@ class PilotModel(nn.Module):
         ]
 
     def card(self, training: dict[str, Any] | None = None) -> ModelCard:
+        width = self.projection.shape[0]
         return ModelCard(
             architecture=self.architecture,
             input=self.spec,
             outputs=self.output_specs(),
             description=self.description,
             training=training or {},
+            features=FeaturesSpec(
+                tensor=FEATURE_TENSOR,
+                size=FEATURE_SIZE,
+                source=f"the {width} penultimate activations by a fixed random projection "
+                f"(seed {FEATURE_SEED})",
+            ),
         )
+
+    # --- the network ----------------------------------------------------------------------------
+    heads: nn.ModuleList
+    projection: torch.Tensor
+
+    def _add_heads(self, heads: list[nn.Linear]) -> None:
+        """The output layers, one per card output, on the penultimate layer (the feature values' source)."""
+        self.heads = nn.ModuleList(heads)
+        # Not persistent: checkpoints stay as they were, and the seed makes it the same every time.
+        self.register_buffer("projection", feature_projection(heads[0].in_features), persistent=False)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer's activations, ``[batch, width]``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.embed(x)
+        return tuple(head(h) for head in self.heads)
+
+    def with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The outputs, then the feature values ``[batch, FEATURE_SIZE]`` (what the export computes)."""
+        h = self.embed(x)
+        return (*(head(h) for head in self.heads), h @ self.projection)
+
+    def feature_values(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x) @ self.projection
 
     @property
     def output_names(self) -> list[str]:
@@ -176,11 +224,11 @@ class LinearPilot(PilotModel):
         super().__init__(options)
         s = self.spec
         self.body = _DonkeyBody(s.channels, s.height, s.width, options.dropout)
-        self.heads = nn.ModuleList([nn.Linear(50, 1) for _ in options.outputs])
+        self._add_heads([nn.Linear(50, 1) for _ in options.outputs])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.body(x)
-        return tuple(head(h) for head in self.heads)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
 
 
 class CategoricalPilot(PilotModel):
@@ -191,7 +239,7 @@ class CategoricalPilot(PilotModel):
         super().__init__(options)
         s = self.spec
         self.body = _DonkeyBody(s.channels, s.height, s.width, options.dropout)
-        self.heads = nn.ModuleList([nn.Linear(50, len(spec.bins)) for spec in self.output_specs()])
+        self._add_heads([nn.Linear(50, len(spec.bins)) for spec in self.output_specs()])
 
     def output_specs(self) -> list[OutputSpec]:
         specs = []
@@ -202,9 +250,9 @@ class CategoricalPilot(PilotModel):
             specs.append(OutputSpec(name=name, kind="categorical", range=(lo, hi), bins=bins))
         return specs
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.body(x)
-        return tuple(head(h) for head in self.heads)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x)
+        return out
 
     def _loss_one(self, out: torch.Tensor, y: torch.Tensor, spec: OutputSpec) -> torch.Tensor:
         return F.cross_entropy(out, bin_index(y, spec.bins), reduction="none")
@@ -253,11 +301,11 @@ class MobilePilot(PilotModel):
         self.dense = nn.Sequential(
             nn.Flatten(), nn.Dropout(options.dropout), nn.Linear(n, 64), nn.ReLU(inplace=True)
         )
-        self.heads = nn.ModuleList([nn.Linear(64, 1) for _ in options.outputs])
+        self._add_heads([nn.Linear(64, 1) for _ in options.outputs])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.dense(self.features(x))
-        return tuple(head(h) for head in self.heads)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.dense(self.features(x))
+        return out
 
 
 ARCHITECTURES: dict[str, Callable[[ModelOptions], PilotModel]] = {

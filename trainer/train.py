@@ -32,9 +32,9 @@ from torch.utils.data import DataLoader
 
 from infra.files import write_atomic, write_atomic_with
 from infra.store import open_store
-from schemas.input_stats import InputStats, InputStatsAccumulator
+from schemas.input_stats import FeatureStats, FeatureStatsAccumulator, InputStats, InputStatsAccumulator
 from schemas.messages import JobProgress, SessionRef
-from schemas.model_card import ModelCard
+from schemas.model_card import ModelCard, preprocess
 from trainer.augment import AugmentConfig
 from trainer.data import (
     DrivingDataset,
@@ -645,18 +645,48 @@ def _save_epoch(
     _print_epoch(run.console, entry, data.monitor, improved)
 
 
-def training_input_stats(table: FrameTable, limit: int = 400) -> InputStats | None:
-    """The input statistics of (an even sample of at most ``limit``) training frames, for the card."""
+def training_input_stats(
+    table: FrameTable, limit: int = 400, model: PilotModel | None = None
+) -> InputStats | None:
+    """The input statistics of (an even sample of at most ``limit``) training frames, for the card;
+    with ``model``, also its feature values on the same frames, preprocessed as the car does (a
+    model of stacked frames gets none: a sample of single frames is not what it sees)."""
     acc = InputStatsAccumulator()
     n = len(table)
-    for i in np.linspace(0, n - 1, min(n, limit)).astype(int) if n else []:
-        acc.add(table.image(int(i)))
+    images = [table.image(int(i)) for i in (np.linspace(0, n - 1, min(n, limit)).astype(int) if n else [])]
+    for image in images:
+        acc.add(image)
+    stats = acc.stats()
+    if stats is None or model is None or model.spec.frame_count != 1:
+        return stats
+    return stats.model_copy(update={"features": training_feature_stats(model, images)})
+
+
+def training_feature_stats(
+    model: PilotModel, images: list[np.ndarray], batch: int = 64
+) -> FeatureStats | None:
+    """The model's feature values on camera images (preprocessed as the car does), summarised."""
+    acc = FeatureStatsAccumulator()
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                x = np.stack([preprocess(im, model.spec) for im in images[start : start + batch]])
+                for row in model.feature_values(torch.from_numpy(x).to(device)).cpu().numpy():
+                    acc.add(row)
+    finally:
+        model.train(was_training)
     return acc.stats()
 
 
 def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, started: float) -> TrainResult:
     config, backend, history = run.config, run.backend, progress.history
     best_epoch = progress.best_epoch
+    # The card's feature statistics are those of the weights that get exported: the best epoch's.
+    best = run.ckpt_dir / "best.pt"
+    exported = load_checkpoint(best)[0] if backend.is_main and best.exists() else model
     final_metrics = history[best_epoch - 1].metrics if 0 < best_epoch <= len(history) else {}
     training = {
         "sessions": [r.to_dict() for r in data.train_refs],
@@ -671,7 +701,10 @@ def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, star
         run_dir=str(run.run_dir),
         architecture=config.architecture,
         card=model.card().model_copy(
-            update={"training": training, "input_stats": training_input_stats(data.train_table)}
+            update={
+                "training": training,
+                "input_stats": training_input_stats(data.train_table, model=exported),
+            }
         ),
         launcher=backend.name,
         world=backend.world,

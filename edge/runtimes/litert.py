@@ -106,4 +106,9 @@ class LiteRtRuntime(Runtime):
                 names = sorted(d["name"] for d in details)
                 raise ModelLoadError(f"model has no output {tensor!r} (it has {names})")
             outputs[tensor] = found[0]
+        if card.features is not None:  # only for the drift monitor: a model without it still drives
+            name = card.features.tensor
+            found = [d for d in details if _match(d["name"], name)]
+            if name in signature or found:
+                outputs[name] = signature.get(name) or found[0]
         return LiteRtModel(interpreter, inp, outputs)

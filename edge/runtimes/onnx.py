@@ -63,7 +63,10 @@ class OnnxRuntime(Runtime):
         missing = [t for t in wanted if t not in names]
         if missing:
             raise ModelLoadError(f"model has no output {missing[0]!r} (it has {sorted(names)})")
-        return OnnxModel(session, inp.name, wanted)
+        features = card.features.tensor if card.features is not None else None
+        # The feature output only feeds the drift monitor: a model without it still drives.
+        extra = [features] if features is not None and features in names else []
+        return OnnxModel(session, inp.name, wanted + extra)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from cachetools import LRUCache
 
 from hub.config import MlopsConfig
 from hub.telemetry.metrics import ModelHealthRow
-from schemas.input_stats import InputStats, input_drift
+from schemas.input_stats import InputStats, feature_drift, input_drift
 from schemas.messages import DriftEvent, Event, LapEvent, Telemetry
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class _CarState:
     detector: str | None = None  # the detector slot's model (name:version) beside the pilot
     detector_ms: float | None = None
     drift_score: float | None = None
+    feature_drift_score: float | None = None
     drifted: bool = False
     streak: int = 0  # reports in a row on the other side of the threshold
     since: float = 0.0  # when this model's first report arrived
@@ -94,9 +95,7 @@ class FleetMonitor:
             self._count(state, msg)
             event = self._drift(car, state, msg.input_stats) if msg.input_stats is not None else None
         if event is not None:
-            log.warning(
-                "model %s on %s: input drift %s (PSI %.3f)", event.model, car, event.drifted, event.score
-            )
+            log.warning("model %s on %s: input drift %s (%s)", event.model, car, event.drifted, event.why())
             self.on_event(car, event)
 
     def _count(self, state: _CarState, msg: Telemetry) -> None:
@@ -153,8 +152,10 @@ class FleetMonitor:
         if reference is None or state.model is None:
             return None
         state.drift_score = score = input_drift(reference, live)
-        threshold = self.config.drift_threshold
-        crossed = (score > threshold) != state.drifted
+        state.feature_drift_score = features = _feature_score(reference, live)
+        threshold, feature_threshold = self.config.drift_threshold, self.config.feature_drift_threshold
+        over = score > threshold or (features is not None and features > feature_threshold)
+        crossed = over != state.drifted
         state.streak = state.streak + 1 if crossed else 0
         if state.streak < self.config.drift_reports:
             return None
@@ -165,6 +166,8 @@ class FleetMonitor:
             score=round(score, 4),
             threshold=threshold,
             drifted=state.drifted,
+            feature_score=round(features, 4) if features is not None else None,
+            feature_threshold=feature_threshold if features is not None else None,
         )
 
     def rows(self) -> list[ModelHealthRow]:
@@ -197,4 +200,15 @@ class FleetMonitor:
             degraded=degraded,
             detector=s.detector,
             detector_ms=s.detector_ms,
+            feature_drift_score=s.feature_drift_score,
         )
+
+
+def _feature_score(reference: InputStats, live: InputStats) -> float | None:
+    """The feature drift where both summaries have features of the same model (None otherwise)."""
+    if reference.features is None or live.features is None:
+        return None
+    try:
+        return feature_drift(reference.features, live.features)
+    except ValueError:  # a summary of another size: not this card's features
+        return None

@@ -40,7 +40,7 @@ class RetrainPolicy:
     def on_event(self, car: str, event: DriftEvent) -> dict[str, Any] | None:
         if not (self.config.retrain_on_drift and event.drifted):
             return None
-        why = f"mlops: input drift on {car}, {event.model} PSI {event.score:.3f} > {event.threshold}"
+        why = f"mlops: input drift on {car}, {event.model} {event.why()}"
         return self.trigger(event.model, why)
 
     def on_health(self, rows: Sequence[ModelHealthRow]) -> list[dict[str, Any]]:

@@ -293,6 +293,7 @@ class ModelHealthRow:
     degraded: bool
     detector: str | None = None  # the detector slot's model (name:version), if the car runs one
     detector_ms: float | None = None
+    feature_drift_score: float | None = None  # the network's feature drift (models with features)
 
 
 _FLEET_GAUGES = [
@@ -311,6 +312,11 @@ _FLEET_GAUGES = [
         "drift_score",
         "PSI of the live input statistics against the card's training statistics.",
         "drift_score",
+    ),
+    (
+        "feature_drift_score",
+        "Mean shift of the network's features (pooled standard deviations) against the card's.",
+        "feature_drift_score",
     ),
     ("drifted", "1 while the model's inputs have drifted (thresholds in hub.toml).", "drifted"),
     ("degraded", "1 while the model drives worse than hub.toml allows.", "degraded"),

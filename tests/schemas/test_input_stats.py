@@ -54,3 +54,55 @@ def test_confidence_of_categorical_outputs_only() -> None:
     values = {"steering": np.asarray([0.0, 0.0, np.log(8.0)], dtype=np.float32)}
     assert output_confidence(linear, {"steering": np.zeros(1, dtype=np.float32)}) is None
     assert output_confidence(cat, values) == pytest.approx(0.8)
+
+
+def test_feature_summaries_and_their_drift() -> None:
+    from schemas.input_stats import FeatureStats, FeatureStatsAccumulator, feature_drift
+
+    rng = np.random.default_rng(0)
+    ref, same, moved = FeatureStatsAccumulator(), FeatureStatsAccumulator(), FeatureStatsAccumulator()
+    for _ in range(400):
+        ref.add(rng.normal(0.0, 1.0, 16))
+    for _ in range(24):
+        same.add(rng.normal(0.0, 1.0, 16))
+        moved.add(rng.normal(0.5, 1.0, 16))  # half a standard deviation
+    moved.add(np.zeros(8))  # another model's vector: ignored
+    moved.add(np.full(16, np.nan))  # not finite: ignored
+    r, s, m = ref.stats(), same.stats(), moved.stats()
+    assert r is not None and s is not None and m is not None and m.samples == 24
+    assert r.mean == pytest.approx([0.0] * 16, abs=0.2) and r.std == pytest.approx([1.0] * 16, abs=0.15)
+    assert feature_drift(r, r) == 0.0
+    assert feature_drift(r, s) < 0.15  # sampling alone is taken off
+    assert feature_drift(r, m) == pytest.approx(0.5, abs=0.15)
+    constant = FeatureStats(samples=10, mean=[1.0] * 16, std=[0.0] * 16)
+    assert feature_drift(constant, constant) == 0.0
+    with pytest.raises(ValueError):
+        feature_drift(r, FeatureStats(samples=1, mean=[0.0], std=[0.0]))
+    with pytest.raises(ValueError):
+        FeatureStats(samples=1, mean=[0.0, 1.0], std=[0.0])
+    assert FeatureStatsAccumulator().stats() is None
+
+
+def test_a_card_declares_the_features_its_statistics_hold() -> None:
+    from schemas.input_stats import FeatureStats
+    from schemas.model_card import FeaturesSpec
+
+    acc = InputStatsAccumulator()
+    acc.add(_image(100))
+    stats = acc.stats()
+    assert stats is not None
+    features = stats.model_copy(update={"features": FeatureStats(samples=1, mean=[0.0] * 4, std=[0.0] * 4)})
+    base = {
+        "architecture": "x",
+        "input": InputSpec(width=8, height=8),
+        "outputs": [OutputSpec(name="steering")],
+    }
+    card = ModelCard(**base, features=FeaturesSpec(size=4), input_stats=features)
+    assert ModelCard.from_json(card.to_json()) == card
+    with pytest.raises(ValueError, match="features"):
+        ModelCard(**base, input_stats=features)  # statistics of features the model does not give
+    with pytest.raises(ValueError, match="features"):
+        ModelCard(**base, features=FeaturesSpec(size=8), input_stats=features)
+    with pytest.raises(ValueError, match="also an output"):
+        ModelCard(**base, features=FeaturesSpec(tensor="steering", size=4))
+    assert "features" not in ModelCard(**base).to_dict()  # an older card's bytes stay as they were

@@ -48,7 +48,7 @@ def test_onnx_is_one_file_with_a_dynamic_batch_and_matches_torch(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no external .data file
     session = onnx_session(path)
     assert session.get_inputs()[0].name == "image"
-    assert [o.name for o in session.get_outputs()] == model.output_names
+    assert [o.name for o in session.get_outputs()] == [*model.output_names, "features"]
     for batch in (1, 7, len(frames)):
         out = run_onnx(session, frames[:batch])
         assert out[0].shape[0] == batch
@@ -62,6 +62,12 @@ def test_onnx_is_one_file_with_a_dynamic_batch_and_matches_torch(
     with torch.no_grad():
         expected = model.decode(model(torch.from_numpy(frames[:1])))[0].tolist()
     assert [actions[s.name] for s in card.outputs] == pytest.approx(expected, abs=1e-5)
+    # The feature values for the drift monitor: the card's size, torch's values.
+    assert card.features is not None and card.features.tensor == "features"
+    assert outputs[-1].shape == (1, card.features.size)
+    with torch.no_grad():
+        want = model.feature_values(torch.from_numpy(frames[:1])).numpy()
+    assert np.abs(outputs[-1] - want).max() <= PARITY_TOLERANCE and np.abs(want).max() > 0
 
 
 def test_int8_is_static_qdq_and_close_to_float(tmp_path: Path, frames: np.ndarray) -> None:
@@ -96,6 +102,7 @@ def test_tflite_runs_in_ai_edge_litert_like_torch(
     assert not result.errors and sorted(result.files) == ["tflite"]
     path = result.files["tflite"].path
     runner = tflite_runner(path)
-    got = run_tflite(runner, "image", model.output_names, frames[:5])
-    assert [g.shape for g in got] == [(5, o.shape[1]) for o in model(torch.from_numpy(frames[:5]))]
+    got = run_tflite(runner, "image", [*model.output_names, "features"], frames[:5])
+    want = model.with_features(torch.from_numpy(frames[:5]))
+    assert [g.shape for g in got] == [(5, o.shape[1]) for o in want]
     assert check_tflite(model, path, frames) <= PARITY_TOLERANCE

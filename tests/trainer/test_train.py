@@ -32,6 +32,9 @@ def test_training_learns_steering_and_writes_its_run(small_store: LocalStore, tm
     assert result.card.training["val_sessions"] == [s.to_dict() for s in result.val_sessions]
     stats = result.card.input_stats  # the reference the hub measures drift against
     assert stats is not None and stats.frames == 240 and abs(sum(stats.colour_hist) - 3) < 1e-3
+    # and the network's features on the same frames, for the best epoch's weights (those exported)
+    assert result.card.features is not None and stats.features is not None
+    assert stats.features.samples == 240 and len(stats.features.mean) == result.card.features.size
 
 
 class _Crash(Exception):
