@@ -436,6 +436,8 @@ class CarDaemon:
         active = self._models.active if self._models is not None else None
         reference = active.card.input_stats if active is not None else None
         live = telemetry.input_stats
+        if reference is None:  # nothing to compare with (a model without statistics, or none)
+            self.input_drift = self.feature_drift = None
         if reference is None or live is None:
             return
         self.input_drift = score = input_drift(reference, live)

@@ -35,13 +35,15 @@ def onnx_model(
     nan: bool = False,
     steering_values: int = 1,
     channel_weights: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    features: bool = False,
 ) -> bytes:
     """steering = steering + image-mean · channel_weights; throttle constant.
 
     ``pad_bytes`` adds a real MatMul over the flattened image (weights of that size, scaled by
     zero in the result) so a model of a given size costs real inference time; ``nan`` makes the
     steering 0/0; ``declared`` sets the input shape the graph declares; ``steering_values`` > 1
-    gives a wrong-shape steering output.
+    gives a wrong-shape steering output; ``features`` adds a ``features`` output: the image's three
+    channel means (the drift monitor's feature values, as the trainer's models give them).
     """
     shape = list(declared or (1, 3, height, width))
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", *shape[1:]])
@@ -84,6 +86,9 @@ def onnx_model(
         helper.make_tensor_value_info("steering", TensorProto.FLOAT, ["batch", steering_values]),
         helper.make_tensor_value_info("throttle", TensorProto.FLOAT, ["batch", 1]),
     ]
+    if features:
+        nodes.append(helper.make_node("Identity", ["means"], ["features"]))
+        outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 3]))
     graph = helper.make_graph(nodes, "pilot", [x], outputs, initializer=inits)
     graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])

@@ -118,3 +118,35 @@ async def test_inputs_unlike_the_model_cards_are_a_drifted_input_moment(
         )
     assert stopped[0]["session"].startswith("feedback-drifted-input-"), stopped
     assert stopped[0]["reason"].startswith("feedback: drifted_input: input PSI ") and stopped[0]["frames"] > 0
+
+
+async def test_features_unlike_the_model_cards_are_a_drifted_input_moment(
+    broker_url: str, tmp_path: Path
+) -> None:
+    """A model whose card says its features were far from what it sees, the pixels aside."""
+    from schemas.input_stats import BINS, FeatureStats, InputStats
+    from schemas.model_card import FeaturesSpec
+    from tests.edge.harness import RecordingDaemon, car_config, until
+    from tests.edge.modelkit import card, onnx_model, signed_envelope
+
+    elsewhere = InputStats(
+        frames=100, brightness_mean=0.5, brightness_hist=[1.0 / BINS] * BINS,
+        colour_hist=[1.0 / BINS] * 3 * BINS,
+        features=FeatureStats(samples=100, mean=[5.0] * 3, std=[0.1] * 3),
+    )  # fmt: skip
+    with_features = card().model_copy(update={"features": FeaturesSpec(size=3), "input_stats": elsewhere})
+    moments = {"enabled": True, "before_s": 0.5, "after_s": 0.2, "events": ["drifted_input"], "drift_psi": 10}
+    cfg = car_config(
+        tmp_path, broker_url, car="car-fdrift", loop={"start_mode": "autopilot"},
+        publish={"telemetry_hz": 20}, feedback=moments,
+    )  # fmt: skip
+    car = RecordingDaemon(cfg)
+    async with car:
+        model = onnx_model(features=True)
+        assert await car.offer_model(signed_envelope(model, None, model_card=with_features))
+        stopped = await until(
+            lambda: [e for e in car.local_events if e["type"] == "recording_stopped"], 10, "a capture"
+        )
+        assert car.feature_drift is not None and car.feature_drift > 1 and car.input_drift is not None
+        assert car.input_drift < 10
+    assert stopped[0]["reason"].startswith("feedback: drifted_input: feature drift "), stopped
