@@ -1,0 +1,85 @@
+"""Real car daemons as processes (``paddock car run``) for fault tests and the soak: started, killed
+with SIGKILL and started again by PID, optionally inside a :class:`tests.servers.netns.CarNetwork`."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import infra.config
+from edge.config import CarConfig
+from tests.servers.netns import CarNetwork
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CarProcess:
+    """``paddock car run --config FILE`` for ``config``, writing its log to ``log``."""
+
+    def __init__(self, config: CarConfig, workdir: Path, net: CarNetwork | None = None) -> None:
+        self.config = config
+        self.net = net
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / f"{config.car.id}.toml"
+        self.config_path.write_text(infra.config.commented_toml(config, [f"car {config.car.id}"]))
+        self.log = workdir / f"{config.car.id}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self) -> "CarProcess":
+        argv = [sys.executable, "-m", "deploy.cli", "car", "run", "--config", str(self.config_path)]
+        if self.net is not None:
+            argv = self.net.argv(argv)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.starts += 1
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no spool flush, the broker publishes the car's will."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (a clean stop); SIGKILL after ``timeout``. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                return proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                return -9
+        return proc.returncode
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def __enter__(self) -> "CarProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process (``VmRSS`` in /proc), in KiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
