@@ -5,11 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import infra.config
 from edge.config import CarConfig
+from schemas.topics import Topics
+from tests.edge.harness import Observer, until
 from tests.servers.netns import CarNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +75,40 @@ class CarProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+class Operator(Observer):
+    """The operator's client in the test's namespace: commands a car, watches what it says."""
+
+    def __init__(self, url: str, topics: Topics, car: str) -> None:
+        super().__init__(url, [f"{topics.root}/cars/{car}/#"], identifier=f"op-{car}")
+        self.t = topics
+        self.car = car
+
+    async def __aenter__(self) -> "Operator":
+        await super().__aenter__()
+        return self
+
+    def births(self) -> list[dict[str, Any]]:
+        return [s for s in self.json(self.t.car_status(self.car)) if s["state"] == "online"]
+
+    def response(self, name: str, transaction: str) -> dict[str, Any] | None:
+        found = [
+            r
+            for r in self.json(self.t.command_response(self.car, name))
+            if r.get("transaction") == transaction
+        ]
+        return found[-1] if found else None
+
+    async def command(self, name: str, body: dict[str, Any], limit_s: float = 30.0) -> dict[str, Any]:
+        tx = f"{name}-{time.monotonic_ns()}"
+        await self.publish(self.t.command(self.car, name), {**body, "transaction": tx})
+        response = await until(lambda: self.response(name, tx), limit_s, f"the car's answer to {name}")
+        assert response["status"] == "ok", response
+        return dict(response["data"] or {})
+
+    def last_telemetry(self) -> dict[str, Any]:
+        return self.json(self.t.telemetry(self.car))[-1]
 
 
 def rss_kb(pid: int) -> int:
