@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class CarProcess:
-    """``paddock car run --config FILE`` for ``config``, writing its log to ``log``."""
+    """``paddock car run --config FILE`` for ``config`` (through tests/hub/cli.py), logging to ``log``."""
 
     def __init__(self, config: CarConfig, workdir: Path, net: CarNetwork | None = None) -> None:
         self.config = config
@@ -36,7 +36,7 @@ class CarProcess:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     def start(self) -> "CarProcess":
-        argv = [sys.executable, "-m", "deploy.cli", "car", "run", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "tests.hub.cli", "car", "run", "--config", str(self.config_path)]
         if self.net is not None:
             argv = self.net.argv(argv)
         with self.log.open("ab") as out:

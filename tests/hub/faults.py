@@ -288,3 +288,34 @@ async def broker_kill_run(
     return BrokerKillRun(
         ids, [s["frames"] for s in stopped], manifests, [stats.cars[c].duplicates for c in ids]
     )
+
+
+async def broker_kill_hub_away_run(
+    broker: Mosquitto, workdir: Path, hz: int = 100, away_s: float = 3.0
+) -> Any:
+    """A bench car records while the hub is stopped (the broker queues for the hub's persistent
+    session), and the broker is killed -9 at a random moment of its 1 s autosave period."""
+    cfg = hub_config(workdir, broker.url)
+    car, session = "car-k9away", "kill9-away"
+    topics = Topics(cfg.topic_prefix)
+    async with Operator(broker.url, topics, car) as op:
+        async with HubService(cfg) as hub:
+            proc = CarProcess(bench_car(workdir, hub, car, hz), workdir / "cars").start()
+            await until(lambda: op.births(), 90, "the car's birth")
+            await op.command("record", {"action": "start", "session": session})
+            await until(lambda: persisted(hub, car) >= 200, 60, "frames at the hub")
+        try:
+            await asyncio.sleep(away_s + random.random())  # the hub is away: frames queue at the broker
+            broker.kill()
+            await asyncio.sleep(1.0)
+            broker.start()
+            await until(lambda: len(op.births()) >= 2, 90, "the car back")
+            async with HubService(cfg) as hub:
+                await asyncio.sleep(1.0)
+                stopped = await op.command("record", {"action": "stop"}, 60)
+                manifest = await hub.wait_sealed(car, session, timeout=90)
+                duplicates = hub.ingest_stats().cars[car].duplicates
+        finally:
+            code = proc.stop()
+    assert code == 0, proc.tail()
+    return BrokerKillRun([car], [stopped["frames"]], [manifest], [duplicates])

@@ -38,7 +38,7 @@ class HubProcess:
         before = self.connections()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "deploy.cli", "hub", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "tests.hub.cli", "hub", "serve", "--config", str(self.config)],
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,
