@@ -27,6 +27,11 @@ if str(ROOT) not in sys.path:
 Row = tuple[str, int, int, str]  # scenario, sent, persisted, notes
 
 
+def _row(row: Row) -> str:
+    name, sent, kept, note = row
+    return f"| {name:34s} | {sent:6d} | {kept:9d} | {sent - kept:4d} | {note}"
+
+
 async def _network_faults(workdir: Path, partition_s: float, flaps: int, car_kills: int) -> list[Row]:
     from tests.hub.faults import broker_on, car_kill_run, partition_run
     from tests.servers.netns import CarNetwork, netns_available
@@ -40,17 +45,28 @@ async def _network_faults(workdir: Path, partition_s: float, flaps: int, car_kil
         broker = broker_on(net, workdir / f"mosquitto-{scenario}")
         try:
             if scenario == 0:
-                run = await partition_run(net, broker, workdir / name, partition_s, flaps)
+                run = await partition_run(
+                    net, broker, workdir / name, partition_s, flaps, joystick_through=True
+                )
                 m = run.manifest
                 cut = len(run.between("down", "up"))
                 note = f"{cut} frames recorded while cut, {run.missed_ticks} missed ticks, gaps {m.gaps}"
+                healed = run.marks["stale_up"]
+                stale = [r for r in run.records if r["t_capture_ns"] >= healed and r["throttle"] > 0]
+                span = (stale[-1]["t_capture_ns"] - healed) / 1e6 if stale else 0.0
+                print(
+                    f"joystick kept sending through a 1.5 s partition: {len(stale)} frames driven at its "
+                    f"throttle after the link came back, the last {span:.0f} ms after it"
+                )
                 rows.append((f"partition {partition_s:.0f} s + {flaps} flaps", run.sent, m.frame_count, note))
+                print(_row(rows[-1]), flush=True)
             else:
                 killed = await car_kill_run(net, broker, workdir / name, car_kills)
                 spooled = sum(len(k.spooled) for k in killed)
                 sent, kept = sum(k.sent for k in killed), sum(len(k.seqs) for k in killed)
                 note = f"{spooled} frames on the car's spool at its deaths, gaps {[k.gaps for k in killed]}"
                 rows.append((f"car SIGKILL + restart x{car_kills}", sent, kept, note))
+                print(_row(rows[-1]), flush=True)
         finally:
             broker.stop()
             net.delete()
@@ -69,10 +85,12 @@ async def _broker_faults(workdir: Path, kills: int, seed: int) -> list[Row]:
         note = f"2 cars at 100 frames/s, hub online; duplicates {run.duplicates}"
         sent, kept = sum(run.sent), sum(m.frame_count for m in run.manifests)
         rows.append((f"broker kill -9 x{kills}", sent, kept, note))
+        print(_row(rows[-1]), flush=True)
         away = await broker_kill_hub_away_run(broker, workdir / "k9away")
         m = away.manifests[0]
         note = f"hub away 3-4 s, broker autosave 1 s; gaps {m.gaps}"
         rows.append(("broker kill -9, hub away", away.sent[0], m.frame_count, note))
+        print(_row(rows[-1]), flush=True)
     finally:
         broker.stop()
     return rows
@@ -84,6 +102,7 @@ def _hub_kills(workdir: Path, kills: int, seed: int) -> list[Row]:
 
     broker = Mosquitto(workdir / "mosquitto-hub")
     broker.start()
+    (workdir / "hubkill").mkdir()
     try:
         run = sigkill_session(
             broker.url, workdir / "hubkill", kills=kills, seed=seed, frames_per_stretch=3000
@@ -92,7 +111,9 @@ def _hub_kills(workdir: Path, kills: int, seed: int) -> list[Row]:
         broker.stop()
     where = sum("sealing" in k for k in run.kills)
     note = f"{kills - where} while recording at 3000 frames/s, {where} while sealing; seed {seed}"
-    return [(f"hub SIGKILL x{kills}", len(run.sent), len(set(run.persisted)), note)]
+    row = (f"hub SIGKILL x{kills}", len(run.sent), len(set(run.persisted)), note)
+    print(_row(row), flush=True)
+    return [row]
 
 
 def bench(
@@ -106,8 +127,8 @@ def bench(
     print(f"\nfault scenarios ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}):")
     print(f"| {'scenario':34s} | {'sent':>6s} | {'persisted':>9s} | {'lost':>4s} | notes")
     print(f"|{'-' * 36}|{'-' * 8}|{'-' * 11}|{'-' * 6}|------")
-    for name, sent, kept, note in rows:
-        print(f"| {name:34s} | {sent:6d} | {kept:9d} | {sent - kept:4d} | {note}")
+    for row in rows:
+        print(_row(row))
     return rows
 
 

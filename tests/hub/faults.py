@@ -97,10 +97,18 @@ class PartitionRun:
 
 
 async def partition_run(
-    net: CarNetwork, broker: Mosquitto, workdir: Path, partition_s: float = 5.0, flaps: int = 4
+    net: CarNetwork,
+    broker: Mosquitto,
+    workdir: Path,
+    partition_s: float = 5.0,
+    flaps: int = 4,
+    joystick_through: bool = False,
 ) -> PartitionRun:
     """A sim car recording in autopilot through a partition of ``partition_s`` and ``flaps``
-    toggles of its link (0.5 s down, 0.5 s up), then in manual through a short partition."""
+    toggles of its link (0.5 s down, 0.5 s up), then in manual through a short partition. With
+    ``joystick_through`` a second manual partition follows, during which the joystick keeps
+    sending (marks ``stale_down``/``stale_up``): what the car does with drive commands that
+    waited in the broker's socket while the link was down."""
     car, session = "car-part", "partition"
     cfg = hub_config(workdir, broker.url)
     marks: dict[str, int] = {}
@@ -128,6 +136,9 @@ async def partition_run(
                 await until(lambda: op.last_telemetry()["ts"] > time.time() - 1, 60, "fresh telemetry")
                 missed = op.last_telemetry()["missed_ticks"] - missed_before
                 await _manual_partition(op, net, marks)
+                if joystick_through:
+                    await _manual_partition(op, net, marks, "stale_", joystick_through=True)
+                    await asyncio.sleep(1.0)
                 stopped = await op.command("record", {"action": "stop"}, limit_s=60)
                 manifest = await hub.wait_sealed(car, session, timeout=120)
             finally:
@@ -138,19 +149,28 @@ async def partition_run(
     return PartitionRun(stopped["frames"], manifest, records, marks, missed)
 
 
-async def _manual_partition(op: Operator, net: CarNetwork, marks: dict[str, int]) -> None:
-    """Manual driving from a joystick, then the link goes for 1.5 s (the joystick stops with it)."""
+async def _manual_partition(
+    op: Operator,
+    net: CarNetwork,
+    marks: dict[str, int],
+    mark: str = "manual_",
+    joystick_through: bool = False,
+) -> None:
+    """Manual driving from a joystick, then the link goes for 1.5 s; the joystick stops with it,
+    or (``joystick_through``) just before it comes back."""
     await op.command("mode", {"mode": "manual"})
     stop = asyncio.Event()
     joystick = asyncio.create_task(drive_manually(op, stop, 0.4))
     await asyncio.sleep(1.5)
-    marks["manual_down"] = time.monotonic_ns()
+    marks[mark + "down"] = time.monotonic_ns()
     net.down()
+    if not joystick_through:
+        stop.set()
+    await asyncio.sleep(1.5)
     stop.set()
     await joystick
-    await asyncio.sleep(1.5)
     net.up()
-    marks["manual_up"] = time.monotonic_ns()
+    marks[mark + "up"] = time.monotonic_ns()
 
 
 # --- the car daemon killed --------------------------------------------------------------------------

