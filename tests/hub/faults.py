@@ -312,19 +312,19 @@ async def broker_kill_run(
 
 async def broker_kill_hub_away_run(
     broker: Mosquitto, workdir: Path, hz: int = 100, away_s: float = 3.0
-) -> Any:
+) -> BrokerKillRun:
     """A bench car records while the hub is stopped (the broker queues for the hub's persistent
     session), and the broker is killed -9 at a random moment of its 1 s autosave period."""
     cfg = hub_config(workdir, broker.url)
     car, session = "car-k9away", "kill9-away"
-    topics = Topics(cfg.topic_prefix)
-    async with Operator(broker.url, topics, car) as op:
-        async with HubService(cfg) as hub:
-            proc = CarProcess(bench_car(workdir, hub, car, hz), workdir / "cars").start()
-            await until(lambda: op.births(), 90, "the car's birth")
-            await op.command("record", {"action": "start", "session": session})
-            await until(lambda: persisted(hub, car) >= 200, 60, "frames at the hub")
+    async with Operator(broker.url, Topics(cfg.topic_prefix), car) as op:
+        proc: CarProcess | None = None
         try:
+            async with HubService(cfg) as hub:
+                proc = CarProcess(bench_car(workdir, hub, car, hz), workdir / "cars").start()
+                await until(lambda: op.births(), 90, "the car's birth")
+                await op.command("record", {"action": "start", "session": session})
+                await until(lambda: persisted(hub, car) >= 200, 60, "frames at the hub")
             await asyncio.sleep(away_s + random.random())  # the hub is away: frames queue at the broker
             broker.kill()
             await asyncio.sleep(1.0)
@@ -336,6 +336,6 @@ async def broker_kill_hub_away_run(
                 manifest = await hub.wait_sealed(car, session, timeout=90)
                 duplicates = hub.ingest_stats().cars[car].duplicates
         finally:
-            code = proc.stop()
-    assert code == 0, proc.tail()
+            code = proc.stop() if proc is not None else 0
+    assert code == 0 and proc is not None, proc.tail() if proc else ""
     return BrokerKillRun([car], [stopped["frames"]], [manifest], [duplicates])
