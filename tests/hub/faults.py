@@ -76,6 +76,14 @@ def max_tick_step(records: list[dict[str, Any]]) -> int:
     return max((b - a for a, b in itertools.pairwise(ticks)), default=0)
 
 
+async def settled(op: Operator, for_s: float = 3.0) -> None:
+    """Wait for telemetry the car sent ``for_s`` after a change of its link: by then a connection
+    that the change broke has been noticed and made again. A command sent while the car reconnects
+    is dropped (its session is clean, so nothing stale waits for it), so commands wait for this."""
+    since = time.time()
+    await until(lambda: op.last_telemetry()["ts"] > since + for_s, 60, "the car connected again")
+
+
 async def drive_manually(op: Operator, stop: asyncio.Event, throttle: float) -> None:
     """A joystick: drive commands at 20 Hz (QoS 0, as the web app sends them) until ``stop``."""
     while not stop.is_set():
@@ -133,12 +141,13 @@ async def partition_run(
                 await until(lambda: len(op.births()) >= 2, 60, "the car back after the partition")
                 await asyncio.to_thread(net.flap, 0.5, 0.5, flaps)
                 marks["flapped"] = time.monotonic_ns()
-                await until(lambda: op.last_telemetry()["ts"] > time.time() - 1, 60, "fresh telemetry")
+                await settled(op)
                 missed = op.last_telemetry()["missed_ticks"] - missed_before
                 await _manual_partition(op, net, marks)
+                await settled(op)
                 if joystick_through:
                     await _manual_partition(op, net, marks, "stale_", joystick_through=True)
-                    await asyncio.sleep(1.0)
+                    await settled(op)
                 stopped = await op.command("record", {"action": "stop"}, limit_s=60)
                 manifest = await hub.wait_sealed(car, session, timeout=120)
             finally:
