@@ -92,11 +92,11 @@ async def test_a_driving_car_serves_metrics_that_move(mosquitto: Any, tmp_path: 
         assert value(third, "paddock_car_model_info", model="veer:3", name="veer", version="3") == 1
         assert sha == daemon.models.active.sha256  # type: ignore[union-attr]
 
-        assert value(third, "paddock_car_interventions_total") == 0
+        before = num(third, "paddock_car_interventions_total")  # the simulator's resets count too
         daemon.set_mode("manual")  # a human takes over
-        await until(lambda: daemon.loop.health.interventions > 0, what="the takeover")
+        await until(lambda: daemon.loop.health.interventions > before, what="the takeover")
         fourth = await scrape(port)
-        assert num(fourth, "paddock_car_interventions_total") == daemon.loop.health.interventions >= 1
+        assert before < num(fourth, "paddock_car_interventions_total") <= daemon.loop.health.interventions
         assert value(fourth, "paddock_car_mode", mode="manual") == 1
         assert promtool_lint(await exposition(port)) == ""
     with pytest.raises(httpx.ConnectError):  # the server closed with the car

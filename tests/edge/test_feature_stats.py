@@ -53,7 +53,8 @@ async def test_the_car_reports_its_networks_features(mosquitto: Any, tmp_path: P
         assert features.samples == stats[0].frames >= 5 and np.abs(features.mean).max() > 0
         assert daemon.feature_drift is not None and daemon.input_drift is not None
         print(f"on the car: pixel PSI {daemon.input_drift:.3f}, feature drift {daemon.feature_drift:.3f}")
-        samples = await scrape(daemon.metrics.port)  # type: ignore[union-attr]
+        assert daemon.metrics is not None and daemon.metrics.port is not None
+        samples = await scrape(daemon.metrics.port)
         assert num(samples, "paddock_car_feature_drift", car=car) >= 0
         assert num(samples, "paddock_car_input_drift_psi", car=car) >= 0
 

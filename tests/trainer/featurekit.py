@@ -78,7 +78,7 @@ def sim_pilot(frames: int = 600, steps: int = 100, seed: int = 0) -> SimPilot:
             idx = torch.randint(0, len(x), (32,), generator=pick)
             loss = model.loss(model(x[idx]), y[idx])
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
         model.eval()
         sample = images[::3]
