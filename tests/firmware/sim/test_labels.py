@@ -79,7 +79,7 @@ def test_an_obstacle_the_camera_shows_too_small_is_ambiguous() -> None:
 @pytest.mark.parametrize("field", ["ambiguous_m", "ambiguous_side_m", "min_px"])
 def test_label_config_is_validated(field: str) -> None:
     with pytest.raises(ValueError, match=field):
-        LabelConfig(**{field: -1.0})  # type: ignore[arg-type]
+        LabelConfig(**{field: -1.0})
     with pytest.raises(ValueError, match="min_visible"):
         LabelConfig(min_visible=1.5)
 
