@@ -15,8 +15,9 @@ human (or the teacher) did there, DAgger-style.
 The kept frames of a recorded session become a session of their own, ``{session}-feedback`` of the
 same car (one shard, a manifest, a catalog row, so the sessions API shows them); a session the car
 captured is kept whole, so it is written again in place with the reasons and labels instead of
-being copied (its frames are stored once). The ``feedback`` dataset lists them all. Each kept frame says why in ``feedback`` and carries ``label``, which the trainer
-prefers to the applied action. The sessions already read are remembered in the object store.
+being copied (its frames are stored once). The ``feedback`` dataset lists them all. Each kept frame
+says why in ``feedback`` and carries ``label``, which the trainer prefers to the applied action. The
+sessions already read are remembered in the object store.
 """
 
 import json
@@ -97,7 +98,8 @@ def pick(samples: Iterator[Sample], cfg: MlopsConfig) -> Iterator[Sample]:
 
 def captured_by_car(samples: list[Sample], kept: list[Sample]) -> bool:
     """A session the car captured around a moment (``feedback-…``), every frame of it kept."""
-    return bool(samples) and len(kept) == len(samples) and all(s.record.get("feedback_event") for s in samples)
+    whole = bool(samples) and len(kept) == len(samples)
+    return whole and all(s.record.get("feedback_event") for s in samples)
 
 
 def car_marked(s: Sample, failed: str | None) -> Sample:

@@ -75,7 +75,8 @@ async def test_a_takeover_while_not_recording_reaches_the_feedback_dataset(
         assert dataset["train"] == [{"car": CAR, "session": session}]  # the capture itself, not a copy
         listed = (await http.get(f"/sessions/{CAR}/{session}")).json()
         assert (await http.get(f"/sessions/{CAR}/{session}-feedback")).status_code == 404
-        sessions = [s["session"] for s in (await http.get("/sessions", params={"car": CAR})).json()["sessions"]]
+        rows = (await http.get("/sessions", params={"car": CAR})).json()["sessions"]
+        sessions = [s["session"] for s in rows]
         assert sessions.count(session) == 1 and not [s for s in sessions if s.endswith("-feedback")]
         r = await http.post("/feedback/collect", headers=AUTH)  # read again: nothing new, no copy
         assert r.json()["sessions"] == [] and (await http.get("/feedback")).json() == dataset
