@@ -388,6 +388,14 @@ class MlopsConfig(_Section):
         default=False, description="Queue a train job on the model's dataset when its inputs drift."
     )
     retrain_epochs: int = Field(default=10, ge=1, le=10_000, description="Epochs of a triggered train job.")
+    retrain_architecture: str = Field(
+        default="mobilenet", max_length=64, description="Architecture of a triggered job's model."
+    )
+    retrain_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training options of a triggered job (the trainer's TrainConfig fields, e.g. "
+        "`{model = {width = 80, height = 40}, batch_size = 64}`).",
+    )
     retrain_evaluate_track: str | None = Field(
         default=None, description="Track of the triggered job's closed-loop evaluation (the gate's figures)."
     )

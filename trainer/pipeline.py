@@ -324,6 +324,8 @@ def _metrics(offline: _Offline, evaluations: list[dict[str, Any]]) -> dict[str, 
     metrics = {k: v for k, v in offline.metrics.items() if k != "frames"}
     for ev in evaluations:
         metrics["completion_pct"] = float(ev["completion_pct"])
+        if ev.get("off_track_count") is not None:  # the evaluation gate compares it
+            metrics["off_track_count"] = float(ev["off_track_count"])
         if ev.get("best_lap_time_s") is not None:
             metrics["best_lap_time_s"] = float(ev["best_lap_time_s"])
     return metrics
