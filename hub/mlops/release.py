@@ -118,6 +118,9 @@ class Releaser:
             except CanaryError as exc:
                 reasons = (exc.detail.get("gate") or {}).get("reasons") or []
                 r.reasons.append(f"{group}: {exc}" + (f": {'; '.join(reasons)}" if reasons else ""))
+            except Exception as exc:  # decided once: a release is never retried every second
+                log.exception("%s: releasing %s to %s failed", r.job, r.model, group)
+                r.reasons.append(f"{group}: {type(exc).__name__}: {exc}")
         r.state = ("canary" if r.mode == "canary" else "deployed") if r.groups else "refused"
         r.decided = time.time()
         with self._lock:

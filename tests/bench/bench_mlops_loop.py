@@ -57,8 +57,8 @@ DIMMED = Randomization(enabled=True, brightness=(0.45, 0.45))  # the lights dim,
 class Scale:
     """How big the scenario is: the full benchmark, or the reduced test."""
 
-    record_s: float = 12.0  # seconds of expert laps each car records (at 4x: 48 s of driving)
-    epochs: int = 10
+    record_s: float = 10.0  # seconds of expert laps each car records (at 4x: 40 s of driving)
+    epochs: int = 8
     feedback_frames: int = 150  # feedback frames that trigger the retraining
     window_s: float = 30.0  # the canary's window
     train_timeout_s: float = 900.0
