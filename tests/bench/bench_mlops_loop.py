@@ -410,6 +410,7 @@ def run(out: Path | None = None, scale: Scale = FULL) -> Timeline:
 def test_bench_mlops_loop(tmp_path: Path) -> None:
     steps = [step for _, step, _ in run(tmp_path).rows]
     assert "drift raised" in steps and "canary promoted" in steps and "canary rolled_back" in steps
+    assert "POST /deployments: 409" in steps
     assert (tmp_path / "mlops_timeline.png").stat().st_size > 0
 
 
