@@ -222,6 +222,11 @@ class RecorderSection(_Section):
     )
     segment_mb: float = Field(default=4.0, gt=0, le=256, description="Spool segment file size.")
     jpeg_quality: int = Field(default=90, ge=10, le=100, description="JPEG quality of recorded frames.")
+    lidar: bool = Field(
+        default=True,
+        description="Where the body has a lidar, record its scan with every frame (the hub writes the "
+        "session's lidar.csv).",
+    )
     queue_frames: int = Field(
         default=256,
         ge=4,
