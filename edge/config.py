@@ -333,6 +333,11 @@ class DetectorSection(_Section):
     every_n_ticks: int = Field(
         default=1, ge=1, le=100, description="Run the detector on every Nth tick (1: every tick)."
     )
+    worker: bool = Field(
+        default=True,
+        description="Run the detector's inference on a worker thread, off the control loop, on the "
+        "latest frame; the rule acts on each result from the next tick on (false: on the tick itself).",
+    )
     rule: bool = Field(default=True, description="Apply the safety rule (false: detect and report only).")
     kinds: list[str] = Field(
         default_factory=lambda: ["box", "cone", "wall", "car"],

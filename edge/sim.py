@@ -52,6 +52,10 @@ class SimCarBody(Body):
             "sensor:lidar",
         ]
 
+    @property
+    def lockstep(self) -> bool:  # type: ignore[override]
+        return self.sim.clock == "lockstep"
+
     def before_tick(self) -> None:
         if self.sim.clock == "lockstep" and self.tick_s:
             self.sim.advance(self.tick_s)

@@ -43,6 +43,9 @@ PendingScan = Callable[[], LidarScan]
 
 class Body:
     kind = "hardware"
+    # True where time stands still between control ticks (a lockstep simulator): work handed off
+    # the control thread is then waited for at the next tick, so a run stays repeatable.
+    lockstep = False
 
     def __init__(self, camera: Camera, actuators: Actuators, sensors: SensorSuite | None = None) -> None:
         self.camera = camera
