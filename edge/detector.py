@@ -110,9 +110,9 @@ class InferenceWorker:
     order for :meth:`take`. A detector retired while the thread still uses it is closed after.
 
     ``priority``: SCHED_FIFO priority of the thread (the control thread's minus one, where that one
-    has one). Without it, a busy machine preempts the worker while it holds the GIL (preprocessing,
-    decoding) and the control thread, waking, waits for it: measured p99 lateness 0.8 ms against
-    0.1–0.2 ms with the inference on the tick (docs/perception.md, "Goals and figures")."""
+    has one). Without it, a busy machine may preempt the worker while it holds the GIL
+    (preprocessing, decoding) and the control thread, waking, waits for it (docs/perception.md,
+    "Goals and figures")."""
 
     def __init__(self, priority: int | None = None) -> None:
         self.priority = priority
