@@ -150,3 +150,4 @@ def test_perceive_command_refuses_bad_data_and_trains(captured: Path, tmp_path: 
     assert SessionRef  # the layout the hub writes is what is read
     assert SURFACE_CLASSES[-1] == "offtrack"
     json.dumps({})
+
