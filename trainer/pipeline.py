@@ -252,8 +252,10 @@ def _finish(job: _Job, result: TrainResult) -> _Finished:
 
 def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: ExportResult) -> str | None:
     """Log the run to MLflow where one is configured: parameters, each epoch's losses and metrics,
-    the final metrics, the report and the exported files (experiment ``behavioural-cloning``).
+    the final metrics, the report and the exported files (experiment ``behavioural-cloning``), and
+    the ONNX file as a new version of the registered model named as the hub's (``job.name``).
     Tracking never fails a training job: a store that cannot be reached is one warning."""
+    from trainer.mlflow_registry import register_onnx
     from trainer.perception.tracking import Tracker, record_quietly
 
     def record(tracker: Tracker) -> str:
@@ -268,8 +270,14 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
             for f in exported.files.values():
                 tracker.log_artifact(Path(f.path), "model")
             tracker.log_artifact(job.run_dir / "report.json")
-            tracker.set_tags({"paddock.model": f"{job.name}:{job.version}", "paddock.kind": "train"})
-        job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri})")
+            ref = f"{job.name}:{job.version}"
+            tracker.set_tags({"paddock.model": ref, "paddock.kind": "train"})
+            onnx = exported.files.get("onnx")
+            version = (
+                register_onnx(tracker, Path(onnx.path), job.name, {"paddock.model": ref}) if onnx else None
+            )
+        registered = f", registry {job.name} version {version}" if version else ""
+        job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri}{registered})")
         return run_id
 
     return record_quietly(job.settings.mlflow, BC_EXPERIMENT, record)

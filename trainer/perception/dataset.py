@@ -12,6 +12,7 @@ gets no obstacle label (-1: left out of the loss and the metrics), counted as ``
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from infra.store import NoSuchKey, ObjectStore
-from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
+from schemas.dataset import SessionManifest, lidar_key, session_manifest_key, session_prefix
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.shards import ReadStats, ShardError, read_shard
@@ -180,3 +181,36 @@ def split_by_session(
     }
     where = np.asarray(table.sessions)
     return {split: table.subset(np.isin(where, members)) for split, members in groups.items()}
+
+
+@dataclass
+class LidarScans:
+    """A session's lidar scans (``lidar.csv``): each scan's frame seq and time, the car's pose
+    (NaN where the car does not know it) and N×beams ranges in metres."""
+
+    seqs: NDArray[np.int64]
+    t_s: NDArray[np.float64]
+    pose: NDArray[np.float64]  # N×3: x, y, yaw
+    ranges: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+def load_lidar(store: ObjectStore, ref: SessionRef) -> LidarScans | None:
+    """The scans of a session, captured (``paddock sim capture``) or recorded by a car with a
+    lidar (the hub writes the same file); None where the session has none."""
+    try:
+        text = store.get(lidar_key(ref.car, ref.session)).decode()
+    except NoSuchKey:
+        return None
+    rows = [r for r in csv.reader(io.StringIO(text))][1:]
+    beams = max((len(r) - 5 for r in rows), default=0)
+    return LidarScans(
+        seqs=np.asarray([int(r[0]) for r in rows], np.int64),
+        t_s=np.asarray([float(r[1]) for r in rows], np.float64),
+        pose=np.asarray([[float(v) if v else np.nan for v in r[2:5]] for r in rows], np.float64).reshape(
+            -1, 3
+        ),
+        ranges=np.asarray([[float(v) for v in r[5:]] for r in rows], np.float32).reshape(-1, beams),
+    )
