@@ -42,7 +42,15 @@ from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle, manifest_from_row
 from hub.storage.sealproc import make_sealer
 from hub.storage.spool import WriteAheadSpool
-from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, IngestStats
+from hub.telemetry.metrics import (
+    FeedbackMetrics,
+    FeedbackSize,
+    FleetCollector,
+    HubCollector,
+    HubGauges,
+    IngestCounters,
+    IngestStats,
+)
 from hub.telemetry.sinks import EventRecord, Fanout, IngestRecord, SqliteSink, sinks_from_config
 from infra.store import NoSuchKey, ObjectStore
 from schemas import __version__
@@ -195,6 +203,7 @@ class HubService:
         self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
         self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
         self.registry.register(CanaryCollector(self.canaries.all))
+        self.registry.register(FeedbackMetrics(self._feedback_size))
         self._start_ingest_points()
         self._mlops_thread = threading.Thread(target=self._mlops_loop, name="hub-mlops", daemon=True)
         self._mlops_thread.start()
@@ -240,6 +249,12 @@ class HubService:
         self.retrain = RetrainPolicy(
             self.config.mlops, self.catalog, self._request_train, self.feedback.training_set
         )
+
+    def _feedback_size(self) -> FeedbackSize:
+        manifest = self.feedback.dataset()
+        refs = [*manifest.get("train", []), *manifest.get("val", [])]
+        rows = [self.catalog.get_session(r["car"], r["session"]) for r in refs]
+        return FeedbackSize(len(refs), sum(row["frame_count"] for row in rows if row is not None))
 
     def _card_stats(self, ref: str) -> InputStats | None:
         """The training input statistics in the card of model ``name:version``, if registered."""

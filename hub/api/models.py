@@ -181,6 +181,12 @@ class DeploymentOut(BaseModel):
     )
 
 
+class GateCheckOut(BaseModel):
+    gate: dict[str, Any] | None = Field(
+        description="the evaluation gate's decision (passed, reasons, figures); None: the hub runs no gate"
+    )
+
+
 class _JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     job: str | None = Field(default=None, pattern=NAME_PATTERN, description="job id (generated when absent)")

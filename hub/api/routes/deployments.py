@@ -4,8 +4,16 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
-from hub.api.deps import ADMIN, ERRORS, Parts, not_found
-from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, SlotQuery, TargetPath
+from hub.api.deps import ADMIN, AUTH, ERRORS, Parts, not_found
+from hub.api.models import (
+    DeploymentIn,
+    DeploymentOut,
+    GateCheckOut,
+    KindPath,
+    Problem,
+    SlotQuery,
+    TargetPath,
+)
 from hub.mlops import gate
 from hub.mlops.canary import CanaryError
 
@@ -61,8 +69,32 @@ def _canary(hub: Parts, group: str, body: DeploymentIn) -> DeploymentOut:
     return DeploymentOut(**hub.deployer.status("group", group), canary=canary)
 
 
+@router.post(
+    "/deployments/gate",
+    summary="Ask the evaluation gate about a deployment without deploying (a pipeline's gate step)",
+    dependencies=AUTH,
+    responses=ERRORS,
+)
+def gate_check(hub: Parts, body: DeploymentIn) -> GateCheckOut:
+    """The decision the gate would take now, recorded like any other; ``gate`` is None when the
+    hub runs no gate (``[mlops] gate = false``), so every deployment would go through."""
+    kind, target = ("car", body.car) if body.car else ("group", body.group)
+    assert target is not None
+    if hub.catalog.get_model(body.model.name, body.model.version) is None:
+        raise not_found(f"model {body.model.name}:{body.model.version}")
+    return GateCheckOut(gate=_decide(hub, kind, target, body))
+
+
 def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, Any] | None:
     """The evaluation gate (``[mlops] gate``): 409 with the figures when the candidate is worse."""
+    decision = _decide(hub, kind, target, body)
+    if decision is not None and not decision["passed"] and not decision["forced"]:
+        raise HTTPException(409, {"message": "refused by the evaluation gate", "gate": decision})
+    return decision
+
+
+def _decide(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, Any] | None:
+    """The gate's decision on ``body`` for the target (None: the hub runs no gate)."""
     if hub.mlops is None or not hub.mlops.gate:
         return None
     hub.deployer.check_target(kind, target)
@@ -79,8 +111,6 @@ def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, A
         (body.model.name, body.model.version),
         force=body.force,
     ).model_dump(mode="json")
-    if not decision["passed"] and not decision["forced"]:
-        raise HTTPException(409, {"message": "refused by the evaluation gate", "gate": decision})
     return decision
 
 
