@@ -341,7 +341,7 @@ class Pipeline:
         return out
 
     def _smoke_test(self, name: str, version: str) -> dict[str, Any]:
-        from deploy.commands.mlopsctl import run_smoke_test
+        from deploy.smoke import run_smoke_test
 
         row = self.client.call("GET", f"/models/{name}/{version}")
         r = self._request("GET", f"/models/{name}/{version}/artifact")
