@@ -222,6 +222,11 @@ class RecorderSection(_Section):
     )
     segment_mb: float = Field(default=4.0, gt=0, le=256, description="Spool segment file size.")
     jpeg_quality: int = Field(default=90, ge=10, le=100, description="JPEG quality of recorded frames.")
+    lidar: bool = Field(
+        default=True,
+        description="Where the body has a lidar, record its scan with every frame (the hub writes the "
+        "session's lidar.csv).",
+    )
     queue_frames: int = Field(
         default=256,
         ge=4,
@@ -350,6 +355,11 @@ class DetectorSection(_Section):
 
     every_n_ticks: int = Field(
         default=1, ge=1, le=100, description="Run the detector on every Nth tick (1: every tick)."
+    )
+    worker: bool = Field(
+        default=True,
+        description="Run the detector's inference on a worker thread, off the control loop, on the "
+        "latest frame; the rule acts on each result from the next tick on (false: on the tick itself).",
     )
     rule: bool = Field(default=True, description="Apply the safety rule (false: detect and report only).")
     kinds: list[str] = Field(

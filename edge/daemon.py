@@ -231,6 +231,7 @@ class CarDaemon:
             jpeg_quality=cfg.recorder.jpeg_quality,
             queue_frames=cfg.recorder.queue_frames,
             on_event=self._recorder_event,
+            lidar=body.lidar_scan if cfg.recorder.lidar else None,
         )
         self._recorder.start()
         self._feedback = FeedbackCapture(

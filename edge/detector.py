@@ -7,9 +7,13 @@ none or a kind; ``surface``). It arrives by the same signed hot-swap as a pilot
 :func:`detector_manager`) and lives in a :class:`DetectorStage`, which the control loop calls once
 per tick:
 
-* :meth:`DetectorStage.step` runs the detector on the tick's frame every ``every_n_ticks`` ticks
+* :meth:`DetectorStage.step` hands the tick's frame to the detector every ``every_n_ticks`` ticks
   (a new frame only) and keeps the last :class:`Detection`; a new detector takes over between two
-  ticks, like a pilot;
+  ticks, like a pilot. The inference runs on a worker thread (``worker = true``, the default): the
+  control thread only hands over the frame (the newest replaces one not yet started) and takes the
+  finished results at the next tick, so the detector's milliseconds never lengthen a tick (ONNX
+  Runtime releases the GIL while it runs). On a lockstep simulator the tick waits for the result of
+  the previous tick's frame, so runs stay repeatable;
 * :meth:`DetectorStage.guard` applies the safety rule to the autopilot's throttle: when an
   obstacle of a configured kind is ahead, with at least ``min_probability``, for ``confirm_ticks``
   runs in a row, and (where the body measures one) within ``distance_m``, the car stops (throttle 0,
@@ -17,10 +21,12 @@ per tick:
   it. The start of a hold is an ``intervention`` event (``source: safety_rule``), so the car's
   model health counts it; a change of the obstacle class is a ``detection`` event.
 
-Everything here on the control thread is non-blocking: the detector's inference is the only work.
+Everything here on the control thread is non-blocking (with ``worker = false`` the inference runs
+on the tick itself).
 """
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -88,6 +94,103 @@ class _Pending:
     on_installed: Callable[[int, int], None] | None
 
 
+@dataclass(slots=True)
+class _Job:
+    detector: Detector
+    tick: int
+    image: np.ndarray
+    classes: dict[str, tuple[str, float]] | None = None
+    ms: float = 0.0
+    error: Exception | None = None
+
+
+class InferenceWorker:
+    """One thread that runs the detector on the newest frame it was given. A frame handed over
+    while the previous one is still waiting replaces it (counted in ``skipped``); results wait in
+    order for :meth:`take`. A detector retired while the thread still uses it is closed after.
+
+    ``priority``: SCHED_FIFO priority of the thread (the control thread's minus one, where that one
+    has one). Without it, a busy machine may preempt the worker while it holds the GIL
+    (preprocessing, decoding) and the control thread, waking, waits for it (docs/perception.md,
+    "Goals and figures")."""
+
+    def __init__(self, priority: int | None = None) -> None:
+        self.priority = priority
+        self._cond = threading.Condition()
+        self._waiting: _Job | None = None
+        self._running: _Job | None = None
+        self._done: list[_Job] = []
+        self._retired: list[tuple[Detector, Callable[[Detector], None]]] = []
+        self._stop = False
+        self.skipped = 0
+        self._thread = threading.Thread(target=self._run, name="detector", daemon=True)
+        self._thread.start()
+
+    def submit(self, detector: Detector, tick: int, image: np.ndarray) -> None:
+        with self._cond:
+            if self._waiting is not None:
+                self.skipped += 1
+            self._waiting = _Job(detector, tick, image)
+            self._cond.notify_all()
+
+    def take(self) -> list[_Job]:
+        with self._cond:
+            done, self._done = self._done, []
+        return done
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until nothing waits or runs (a lockstep tick); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._waiting is None and self._running is None, timeout)
+
+    def retire(self, detector: Detector, close: Callable[[Detector], None]) -> None:
+        """``close(detector)`` once the thread no longer uses it (now, if it does not)."""
+        with self._cond:
+            if self._waiting is not None and self._waiting.detector is detector:
+                self._waiting = None
+            if self._running is not None and self._running.detector is detector:
+                self._retired.append((detector, close))
+                return
+        close(detector)
+
+    def _raise_priority(self) -> None:
+        if self.priority is None:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))  # this thread only
+        except (PermissionError, OSError, AttributeError) as exc:
+            log.warning("cannot give the detector thread real-time priority %d (%s)", self.priority, exc)
+
+    def _run(self) -> None:
+        self._raise_priority()
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or self._waiting is not None)
+                if self._stop:
+                    return
+                job, self._waiting = self._waiting, None
+                self._running = job
+            assert job is not None
+            try:
+                job.classes, job.ms = job.detector.detect(job.image)
+            except Exception as exc:
+                job.error = exc
+            with self._cond:
+                self._running = None
+                self._done.append(job)
+                retired = [r for r in self._retired if r[0] is job.detector]
+                self._retired = [r for r in self._retired if r[0] is not job.detector]
+                self._cond.notify_all()
+            for detector, close in retired:
+                close(detector)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+
 class DetectorStage:
     """The detector slot in the control loop (see the module docstring)."""
 
@@ -98,8 +201,11 @@ class DetectorStage:
         *,
         emit: Callable[[dict[str, Any]], None],
         on_replaced: Callable[[Detector], None] | None = None,
+        realtime_priority: int | None = None,
     ) -> None:
         self.config = config
+        # The worker runs just below the control thread, where that one is real-time.
+        self._worker_priority = max(1, realtime_priority - 1) if realtime_priority else None
         self.body = body
         self._emit = emit
         self._on_replaced = on_replaced or (lambda d: d.close())
@@ -115,6 +221,7 @@ class DetectorStage:
         self._ms_n = 0
         self.runs = 0
         self.holds = 0
+        self._worker: InferenceWorker | None = None
 
     # --- any thread -------------------------------------------------------------------------------
     def install(
@@ -135,6 +242,9 @@ class DetectorStage:
         return ms
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         with self._lock:
             pending, self._pending = self._pending, []
         for p in pending:
@@ -146,26 +256,47 @@ class DetectorStage:
 
     # --- the control thread -----------------------------------------------------------------------
     def step(self, index: int, t_ns: int, frame: Frame | None, new_frame: bool) -> Detection | None:
-        """Install a pending detector, run the detector if due; the newest detection (or None)."""
+        """Install a pending detector, take finished results, hand this tick's frame over if due;
+        the newest detection (or None)."""
         self._install_pending(index, t_ns)
+        worker = self._worker
+        if worker is not None:
+            if self.body.lockstep:
+                worker.wait_idle(1.0)
+            for job in worker.take():
+                self._result(job)
         detector = self.detector
         if detector is None or frame is None or not new_frame or index % self.config.every_n_ticks:
             return self.last
-        try:
-            classes, ms = detector.detect(frame.image)
-        except Exception as exc:
+        if not self.config.worker:
+            job = _Job(detector, index, frame.image)
+            try:
+                job.classes, job.ms = detector.detect(frame.image)
+            except Exception as exc:
+                job.error = exc
+            self._result(job)
+            return self.last
+        if worker is None:
+            worker = self._worker = InferenceWorker(self._worker_priority)
+        worker.submit(detector, index, frame.image)
+        return self.last
+
+    def _result(self, job: _Job) -> None:
+        """Account one finished run of the current detector (a retired one's result is dropped)."""
+        if job.detector is not self.detector:
+            return
+        if job.error is not None or job.classes is None:
             # A failing detector must not stop the car by itself: it reports and keeps the last
             # result out of the rule.
-            log.warning("detector %s failed: %s", detector.ref, exc)
+            log.warning("detector %s failed: %s", job.detector.ref, job.error)
             self.last = None
-            return None
+            return
         with self._lock:
-            self._ms_sum += ms
+            self._ms_sum += job.ms
             self._ms_n += 1
         self.runs += 1
-        self.last = Detection(index, detector.ref, classes, ms)
+        self.last = Detection(job.tick, job.detector.ref, job.classes, job.ms)
         self._track(self.last)
-        return self.last
 
     def _install_pending(self, index: int, t_ns: int) -> None:
         if not self._pending:  # the usual tick: no lock (an install racing this is taken next tick)
@@ -176,7 +307,10 @@ class DetectorStage:
             old, self.detector = self.detector, p.detector
             self.last, self._seen, self._clear = None, 0, 0
             if old is not None and old is not p.detector:
-                self._on_replaced(old)
+                if self._worker is not None:  # closed once the worker is done with it
+                    self._worker.retire(old, self._on_replaced)
+                else:
+                    self._on_replaced(old)
             if p.on_installed is not None:
                 p.on_installed(index, t_ns)
 

@@ -135,7 +135,13 @@ class ControlLoop:
         # The detector slot (None: this loop has none); its safety rule acts on the autopilot.
         self.detector: DetectorStage | None = None
         if detector is not None:
-            self.detector = DetectorStage(detector, body, emit=self._emit, on_replaced=self._on_replaced)
+            self.detector = DetectorStage(
+                detector,
+                body,
+                emit=self._emit,
+                on_replaced=self._on_replaced,
+                realtime_priority=config.realtime_priority,
+            )
         self._lock = threading.Lock()
         # inputs (written by other threads under _lock, read by the loop)
         self._mode: Mode = config.start_mode

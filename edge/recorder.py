@@ -1,6 +1,8 @@
 """The recorder: while recording, every new camera frame and the action applied with it go to the
 on-disk spool as a frame envelope (FrameRecord header + JPEG), from where the sender publishes
-them with QoS 1.
+them with QoS 1. Where the body has a lidar, the scan of the frame's tick travels in the same
+header (``lidar``), so scans are exactly as loss-free as frames; the hub writes them into the
+session's ``lidar.csv``.
 
 The control thread only offers frames to a bounded queue (never blocks); a writer thread encodes
 the JPEG and appends to the spool. Sequence numbers are given on the control thread, so a frame
@@ -18,7 +20,8 @@ from typing import Any
 from edge.loop import TickResult
 from edge.queues import DropQueue
 from edge.spool import ForwardSpool, SpoolFull
-from schemas.messages import FrameRecord
+from firmware.car_body import PendingScan
+from schemas.messages import FrameRecord, LidarRecord
 from schemas.payloads import encode_frame, encode_jpeg
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,19 @@ def frame_envelope(
     return encode_frame(record, encode_jpeg(frame.image, quality))
 
 
+def lidar_fields(scan: PendingScan) -> dict[str, Any]:
+    """The ``lidar`` field of a frame record: the scan worked out now (off the control thread)."""
+    s = scan()
+    record = LidarRecord(
+        t_capture_ns=s.t_ns,
+        ranges=[round(float(r), 3) for r in s.ranges],
+        min_range=s.min_range,
+        max_range=s.max_range,
+        fov_deg=s.fov_deg,
+    )
+    return {"lidar": record.to_dict()}
+
+
 @dataclass(slots=True)
 class _Item:
     seq: int
@@ -90,6 +106,7 @@ class _Item:
     result: TickResult
     model: str | None
     extra: dict[str, Any]
+    scan: PendingScan | None = None
 
 
 class FrameSeq:
@@ -123,8 +140,10 @@ class Recorder:
         jpeg_quality: int = 90,
         queue_frames: int = 256,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        lidar: Callable[[], PendingScan | None] | None = None,
     ) -> None:
         self.car = car
+        self.lidar = lidar  # the body's lidar_scan, where it has a lidar
         self.spool = spool
         self.seq = seq
         self.jpeg_quality = jpeg_quality
@@ -136,6 +155,7 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.written = 0
+        self.scans = 0  # lidar scans spooled with their frames
         self.dropped_full = 0
         self.pending = 0  # frames handed to the writer thread and not yet spooled (or given up)
         self.extra: dict[str, Any] = {}
@@ -179,8 +199,9 @@ class Recorder:
         with self._lock:
             self._frames += 1
             self.pending += 1
+        scan = self.lidar() if self.lidar is not None else None
         queued = self.queue.put(
-            _Item(self.seq.next(), session, result, model, {**self.extra, "recorded": True})
+            _Item(self.seq.next(), session, result, model, {**self.extra, "recorded": True}, scan)
         )
         if not queued:
             with self._lock:
@@ -210,8 +231,9 @@ class Recorder:
 
     def _write(self, item: _Item) -> None:
         try:
+            extra = item.extra if item.scan is None else item.extra | lidar_fields(item.scan)
             data = frame_envelope(
-                self.car, item.session, item.seq, item.result, item.model, item.extra, self.jpeg_quality
+                self.car, item.session, item.seq, item.result, item.model, extra, self.jpeg_quality
             )
         except Exception:
             log.exception("cannot encode frame %d", item.seq)
@@ -219,6 +241,7 @@ class Recorder:
         try:
             self.spool.append(data)
             self.written += 1
+            self.scans += item.scan is not None
         except SpoolFull as exc:
             # Frames of the session still queued are tried too (the sender may free space);
             # those that do not fit are counted, and their seqs show up as gaps.

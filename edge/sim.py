@@ -13,6 +13,7 @@ driver (pure pursuit with a speed profile) what to do; the demo records its trai
 
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -20,9 +21,10 @@ import numpy as np
 from edge.config import CarConfig, ConfigError
 from edge.pilots import Decision, Pilot
 from firmware.camera import Frame
-from firmware.car_body import Body, BodyState
+from firmware.car_body import Body, BodyState, LidarScan, PendingScan
 from firmware.sim import ExpertConfig, ExpertDriver, Randomization, RenderConfig, SimBody, WorldConfig
-from firmware.sim.obstacles import place_obstacles
+from firmware.sim.lidar import Lidar
+from firmware.sim.obstacles import Obstacle, place_obstacles
 from firmware.sim.race_line import RaceLineDriver
 from firmware.sim.track import TrackError
 from firmware.sim.tracks import get_track
@@ -38,6 +40,8 @@ class SimCarBody(Body):
         self.sim = sim
         self.tick_s = tick_s  # lockstep: simulated seconds per control tick
         self._off_track_in_lap = 0
+        self._scanner: tuple[Lidar, tuple[Obstacle, ...]] | None = None  # recorded scans' own lidar
+        self._scanner_lock = threading.Lock()
 
     @property
     def capabilities(self) -> list[str]:
@@ -45,7 +49,12 @@ class SimCarBody(Body):
             *super().capabilities,
             f"sim:track:{self.sim.world.track.name}",
             f"sim:clock:{self.sim.clock}",
+            "sensor:lidar",
         ]
+
+    @property
+    def lockstep(self) -> bool:  # type: ignore[override]
+        return self.sim.clock == "lockstep"
 
     def before_tick(self) -> None:
         if self.sim.clock == "lockstep" and self.tick_s:
@@ -79,6 +88,29 @@ class SimCarBody(Body):
             return None
         car = world.config.car
         return max(0.0, float(ahead.min()) - (car.length - car.rear_overhang))
+
+    def lidar_scan(self) -> PendingScan:
+        """The simulated lidar's scan of this instant. The control thread only notes the pose and
+        the obstacles (bot cars move); the ray casting (about 1 ms) happens when the scan is read,
+        on the recorder's thread, with a lidar of its own (the world's is the control thread's)."""
+        truth = self.sim.ground_truth()
+        s, world = truth.state, self.sim.world
+        t_ns, obstacles = self.sim.now_ns(), world.config.obstacles
+        x, y, yaw = float(s.x), float(s.y), float(s.yaw)
+        c = world.config.lidar
+
+        def scan() -> LidarScan:
+            with self._scanner_lock:
+                if self._scanner is None:
+                    self._scanner = (Lidar(world.track, c, obstacles), obstacles)
+                lidar, known = self._scanner
+                if known is not obstacles:
+                    lidar.set_obstacles(obstacles)
+                    self._scanner = (lidar, obstacles)
+                ranges = lidar.scan(x, y, yaw)  # no noise: the world's generator is the control thread's
+            return LidarScan(t_ns, ranges.tolist(), c.min_range, c.max_range, c.fov_deg)
+
+        return scan
 
     def poll_events(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -162,6 +162,7 @@ def status(parts: Parts, model: str | None, preview_dropped: int, events_dropped
         "recording": parts.recorder.session,
         "spool_frames": parts.spool.pending_records,
         "frames_dropped": frames_dropped(parts.recorder),
+        "lidar_scans": parts.recorder.scans,
         "preview_dropped": preview_dropped,
         "events_dropped": events_dropped,
         "ticks": loop.timer.ticks,

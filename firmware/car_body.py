@@ -5,6 +5,7 @@ The control loop calls :meth:`Body.state` and :meth:`Body.poll_events` once per 
 control thread, so both must be cheap and never block.
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,27 @@ class BodyState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class LidarScan:
+    """One planar lidar scan: when it was taken (the body's clock, as frame timestamps) and the
+    range of every beam in metres, first beam on the right, spread over ``fov_deg``."""
+
+    t_ns: int
+    ranges: Sequence[float]
+    min_range: float
+    max_range: float
+    fov_deg: float
+
+
+# A scan of one instant whose ranges may be worked out later, off the control thread.
+PendingScan = Callable[[], LidarScan]
+
+
 class Body:
     kind = "hardware"
+    # True where time stands still between control ticks (a lockstep simulator): work handed off
+    # the control thread is then waited for at the next tick, so a run stays repeatable.
+    lockstep = False
 
     def __init__(self, camera: Camera, actuators: Actuators, sensors: SensorSuite | None = None) -> None:
         self.camera = camera
@@ -68,6 +88,14 @@ class Body:
     def range_ahead(self, half_angle_deg: float = 10.0) -> float | None:
         """Metres from the car's nose to the nearest thing within ``half_angle_deg`` of straight
         ahead, where the body has a range sensor (a lidar); None where it has none."""
+        return None
+
+    def lidar_scan(self) -> PendingScan | None:
+        """The lidar's scan of this instant, where the body has a lidar (None where it has none).
+
+        Called on the control thread, so it only notes what the scan needs (a driver's latest
+        scan, or a simulator's pose); calling the result gives the :class:`LidarScan`, on whatever
+        thread wants it (the recorder's writer)."""
         return None
 
     def poll_events(self) -> list[dict[str, Any]]:

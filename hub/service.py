@@ -36,12 +36,21 @@ from hub.ingest.receiver import Ingest
 from hub.mlops.canary import CanaryCollector, CanaryController
 from hub.mlops.feedback import FeedbackCollector
 from hub.mlops.monitor import FleetMonitor
+from hub.mlops.release import Releaser
 from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle, manifest_from_row
 from hub.storage.sealproc import make_sealer
 from hub.storage.spool import WriteAheadSpool
-from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, IngestStats
+from hub.telemetry.metrics import (
+    FeedbackMetrics,
+    FeedbackSize,
+    FleetCollector,
+    HubCollector,
+    HubGauges,
+    IngestCounters,
+    IngestStats,
+)
 from hub.telemetry.sinks import EventRecord, Fanout, IngestRecord, SqliteSink, sinks_from_config
 from infra.store import NoSuchKey, ObjectStore
 from schemas import __version__
@@ -98,6 +107,7 @@ class HubService:
         self.monitor: FleetMonitor
         self.retrain: RetrainPolicy
         self.canaries: CanaryController
+        self.releaser: Releaser
         self.feedback: FeedbackCollector
         self._mlops_thread: threading.Thread | None = None
 
@@ -193,6 +203,7 @@ class HubService:
         self.registry.register(HubCollector(self.counters, self.sinks.workers, self._gauges))
         self.registry.register(FleetCollector(self.monitor.rows, self.config.mlops.drift_threshold))
         self.registry.register(CanaryCollector(self.canaries.all))
+        self.registry.register(FeedbackMetrics(self._feedback_size))
         self._start_ingest_points()
         self._mlops_thread = threading.Thread(target=self._mlops_loop, name="hub-mlops", daemon=True)
         self._mlops_thread.start()
@@ -238,6 +249,12 @@ class HubService:
         self.retrain = RetrainPolicy(
             self.config.mlops, self.catalog, self._request_train, self.feedback.training_set
         )
+
+    def _feedback_size(self) -> FeedbackSize:
+        manifest = self.feedback.dataset()
+        refs = [*manifest.get("train", []), *manifest.get("val", [])]
+        rows = [self.catalog.get_session(r["car"], r["session"]) for r in refs]
+        return FeedbackSize(len(refs), sum(row["frame_count"] for row in rows if row is not None))
 
     def _card_stats(self, ref: str) -> InputStats | None:
         """The training input statistics in the card of model ``name:version``, if registered."""
@@ -292,13 +309,17 @@ class HubService:
             self.config.mlops, self.catalog, self.store, self.deployer, self.monitor, self._raise_event
         )
         self.ingest.event_observers.append(self.canaries.on_car_event)
+        self.releaser = Releaser(self.config.mlops, self.catalog, self.store, self.deployer, self.canaries)
+        self.ingest.job_observers.append(self.releaser.on_job_result)
 
     def _mlops_loop(self) -> None:
-        """The MLOps policies that run on time: canaries each second, feedback, degradation, schedule."""
+        """The MLOps policies that run on time: canaries and releases each second, feedback,
+        degradation, schedule."""
         next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
         while not self._stop_event.wait(1.0):
             try:
                 self.canaries.tick()
+                self.releaser.tick()
                 self.retrain.on_health(self.monitor.rows())
                 self.retrain.on_schedule(self._deployed_models())
                 if self.config.mlops.feedback and time.monotonic() >= next_scan:
@@ -404,6 +425,7 @@ class HubService:
             scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
             canaries=self.canaries,
+            releases=self.releaser.all,
             feedback=self.feedback.dataset,
             collect_feedback=self.collect_feedback,
         )

@@ -4,6 +4,8 @@ Object-store keys::
 
     datasets/{car}/{session}/shard-{n:06d}.tar     WebDataset: {seq:09d}.jpg + {seq:09d}.json
     datasets/{car}/{session}/manifest.json         SessionManifest
+    datasets/{car}/{session}/lidar.csv             one row per lidar scan (where the car has a lidar)
+    datasets/{car}/{session}/lidar-{n:06d}.csv     the rows of shard n (the hub's, merged into lidar.csv)
     datasets/_sets/{name}/manifest.json            DatasetManifest (a named set of sessions)
     models/{name}/{version}/                       model files, card, training report
     evals/{id}/                                    report, simtrace CSV, video
@@ -11,7 +13,7 @@ Object-store keys::
 Every key is built here from validated ids, so no id can reach outside the store.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -41,6 +43,37 @@ def session_manifest_key(car: str, session: str) -> str:
 def sample_key(seq: int) -> str:
     """WebDataset sample key of a frame: its seq, zero-padded so lexical order is seq order."""
     return f"{seq:09d}"
+
+
+LIDAR_FILE = "lidar.csv"
+LIDAR_POSE = ("x", "y", "yaw")
+
+
+def lidar_key(car: str, session: str) -> str:
+    """The session's lidar scans: ``seq, t_s, x, y, yaw`` then one column per beam (metres)."""
+    return session_prefix(car, session) + LIDAR_FILE
+
+
+def lidar_part_key(car: str, session: str, index: int) -> str:
+    """The lidar rows of shard ``index`` (the hub writes one per shard and merges them on close)."""
+    if index < 0:
+        raise ValueError("shard index must be >= 0")
+    return session_prefix(car, session) + f"lidar-{index:06d}.csv"
+
+
+def lidar_columns(beams: int) -> list[str]:
+    return ["seq", "t_s", *LIDAR_POSE, *(f"r{i:03d}" for i in range(beams))]
+
+
+def lidar_row(record: dict[str, Any]) -> list[str] | None:
+    """The ``lidar.csv`` row of a frame record (a dict as stored), or None if it has no scan. The
+    pose is the record's ``x, y, yaw`` where it has one (a simulated car), else left empty."""
+    scan = record.get("lidar")
+    if not isinstance(scan, dict) or not isinstance(scan.get("ranges"), list):
+        return None
+    pose = [f"{v:.5f}" if isinstance(v := record.get(k), int | float) else "" for k in LIDAR_POSE]
+    t_s = f"{scan.get('t_capture_ns', 0) / 1e9:.4f}"
+    return [str(record["seq"]), t_s, *pose, *(f"{float(r):.3f}" for r in scan["ranges"])]
 
 
 def dataset_manifest_key(name: str) -> str:

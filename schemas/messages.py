@@ -120,6 +120,21 @@ class ActionLabel(WireModel):
     throttle: Unit
 
 
+MAX_LIDAR_BEAMS = 4096
+
+
+class LidarRecord(WireModel):
+    """The lidar scan recorded with a frame (where the body has a lidar): when it was taken and
+    every beam's range in metres, first beam on the right, evenly spread over ``fov_deg``. The hub
+    writes these into the session's ``lidar.csv`` (docs/wire.md, "Storage layout")."""
+
+    t_capture_ns: int = Field(strict=True, ge=0, lt=MAX_T_CAPTURE_NS)
+    ranges: list[Annotated[float, Field(ge=0, le=1e4)]] = Field(min_length=1, max_length=MAX_LIDAR_BEAMS)
+    min_range: float = Field(ge=0, le=1e4)
+    max_range: float = Field(gt=0, le=1e4)
+    fov_deg: float = Field(gt=0, le=360)
+
+
 class FrameRecord(WireModel):
     """Header of a frame envelope: one training record (the action travels with its image).
 
@@ -147,6 +162,9 @@ class FrameRecord(WireModel):
         default=None,
         description="a teacher's action for this image when the car applied another one (noise-injection "
         "recording, as in DART); learners prefer it to `steering`/`throttle`",
+    )
+    lidar: LidarRecord | None = Field(
+        default=None, description="the lidar's scan taken with this frame, where the car has a lidar"
     )
 
     @model_validator(mode="after")

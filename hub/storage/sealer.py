@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hub.config import ShardsConfig
+from hub.storage import lidar
 from hub.storage.catalog import Catalog
 from hub.storage.seqset import SeqSet
 from hub.storage.shards import shard_bytes
@@ -32,7 +33,10 @@ from schemas.dataset import (
     SessionManifest,
     SessionStats,
     ShardInfo,
+    lidar_key,
+    lidar_part_key,
     session_manifest_key,
+    session_prefix,
     shard_key,
     shard_name,
 )
@@ -567,6 +571,9 @@ class Sealer:
             samples = [Sample(seq, state.buffer[seq][1], state.buffer[seq][0]) for seq in seqs]
             data = shard_bytes(samples)
             index = state.next_shard
+            scans = lidar.part_csv(samples)
+            if scans is not None:  # before the shard: a shard in the store always has its scans
+                self._put(lidar_part_key(state.car, state.session, index), scans)
             self._put(shard_key(state.car, state.session, index), data)
             state.add_shard(shard_name(index), samples, data)
             state.buffer.clear()
@@ -579,8 +586,18 @@ class Sealer:
             return
         if close:
             state.state = "sealed"
+            self._merge_lidar(state.car, state.session)
         state.updated = time.time()
         self._commit(state)
+
+    def _merge_lidar(self, car: str, session: str) -> None:
+        """Write the session's ``lidar.csv`` from its parts (nothing for a car without a lidar)."""
+        parts = lidar.part_keys(self.store.list(session_prefix(car, session)), car, session)
+        merged = lidar.merged_csv(parts, self.store.get) if parts else None
+        if merged is not None:
+            self._put(lidar_key(car, session), merged)
+        elif self.store.exists(lidar_key(car, session)):
+            self.store.delete(lidar_key(car, session))  # every scan was trimmed away
 
     def _commit(self, state: SessionState) -> None:
         """Catalog first (it decides what is sealed), then the manifest object."""
@@ -625,6 +642,11 @@ class Sealer:
                     continue
                 samples = self._read(key)
                 kept = [s for s in samples if not start <= s.seq <= end]
+                part, scans = lidar_part_key(car, session, int(info.name[6:12])), lidar.part_csv(kept)
+                if scans is not None:
+                    self._put(part, scans)
+                elif self.store.exists(part):
+                    self.store.delete(part)
                 if not kept:
                     self.store.delete(key)
                     continue
@@ -651,6 +673,8 @@ class Sealer:
                     state.acc.add(sample.record)
             state.bytes = sum(s.bytes for s in state.shards)
             state.updated = time.time()
+            if state.state == "sealed":
+                self._merge_lidar(car, session)
             self._commit(state)
             return state.manifest()
 
@@ -664,6 +688,10 @@ class Sealer:
             shards = state.shards if state is not None else [ShardInfo.from_dict(s) for s in row["shards"]]  # type: ignore[index]
             for info in shards:
                 self.store.delete(shard_key(car, session, int(info.name[6:12])))
+            listing = self.store.list(session_prefix(car, session))
+            for key in [*lidar.part_keys(listing, car, session), lidar_key(car, session)]:
+                if key in listing:
+                    self.store.delete(key)
             self.store.delete(session_manifest_key(car, session))
             position = position or self.spool.durable
             self.catalog.delete_session(car, session, position)

@@ -365,3 +365,28 @@ def _detector_gauges(rows: Sequence[ModelHealthRow]) -> Iterator[Metric]:
             inference.add_metric([r.car, r.detector], r.detector_ms)
     yield running
     yield inference
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackSize:
+    """The feedback dataset: the sessions of frames where a model failed, and their frames."""
+
+    sessions: int
+    frames: int
+
+
+class FeedbackMetrics(Collector):
+    """``paddock_feedback_sessions`` and ``paddock_feedback_frames``: how much the feedback dataset
+    holds for the next retraining."""
+
+    def __init__(self, size: Callable[[], FeedbackSize]) -> None:
+        self.size = size
+
+    def collect(self) -> Iterator[Metric]:
+        size = self.size()
+        yield GaugeMetricFamily(
+            "paddock_feedback_sessions", "Sessions in the feedback dataset.", value=size.sessions
+        )
+        yield GaugeMetricFamily(
+            "paddock_feedback_frames", "Frames in the feedback dataset's sessions.", value=size.frames
+        )

@@ -8,8 +8,11 @@ lateness with the pilot alone and with pilot and detector together, in one run.
   (tests/edge/detector_kit.py, trained on the course's look) and its safety rule. Collisions are
   the simulator's crash events.
 * **Loop timing**: the same daemon at 30 Hz on the realtime clock (as on a car), connected to a
-  broker, recording, with the trainer's DonkeyCar-style linear pilot; lateness p50 / p99 / max and
-  missed ticks, for the pilot alone and for the pilot plus the detector on every tick.
+  broker, recording (frames and lidar scans), with the trainer's DonkeyCar-style linear pilot;
+  lateness p50 / p99 / max, missed ticks and the tick's own duration, for the pilot alone, the
+  pilot plus the detector on every tick with its inference on the tick (``detector.worker =
+  false``) and on its worker thread (the default); each under default scheduling and with the
+  control thread real-time (``loop.realtime_priority = 10``, as the car's unit allows).
 
     python -m pytest tests/bench/bench_detector.py -s -p no:cacheprovider -o python_files='bench_*.py'
     python -m tests.bench.bench_detector [--tflite]
@@ -75,9 +78,12 @@ async def _course(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
     }
 
 
-async def _timing(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
-    name = "bench-timing-det" if with_detector else "bench-timing"
-    pilot, detector = _signed_linear_pilot(name), _detector_envelope(name) if with_detector else None
+async def _timing(url: str, tmp: Path, detector_mode: str | None, rt: bool) -> dict[str, Any]:
+    """``detector_mode``: None (pilot alone), ``"tick"`` or ``"worker"``."""
+    name = f"bench-timing-{detector_mode or 'pilot'}{'-rt' if rt else ''}"
+    pilot = _signed_linear_pilot(name)
+    detector = _detector_envelope(name) if detector_mode else None
+    loop: dict[str, Any] = {"hz": 30, "start_mode": "autopilot"} | ({"realtime_priority": 10} if rt else {})
     cfg = car_config(
         tmp,
         url,
@@ -86,8 +92,9 @@ async def _timing(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
         camera={"kind": "sim"},
         actuators={"kind": "sim"},
         sim={"track": "oval", "clock": "realtime"},
-        loop={"hz": 30, "start_mode": "autopilot"},
+        loop=loop,
         publish={"telemetry_hz": 5},
+        detector={"worker": detector_mode == "worker"},
     )
     async with RecordingDaemon(cfg) as car:
         assert await car.offer_model(pilot)
@@ -107,7 +114,8 @@ async def _timing(url: str, tmp: Path, with_detector: bool) -> dict[str, Any]:
     detections = {id(t.detection): t.detection for t in ticks if t.detection is not None}
     det_ms = [d.inference_ms for d in detections.values()]
     return {
-        "models": "pilot + detector" if detector else "pilot",
+        "models": f"pilot + detector ({detector_mode})" if detector_mode else "pilot",
+        "sched": "fifo 10" if rt else "default",
         "ticks": len(ticks),
         "p50": timing.late_p50_ms,
         "p99": timing.late_p99_ms,
@@ -164,7 +172,8 @@ def run() -> dict[str, list[dict[str, Any]]]:
     with Broker() as url, tempfile.TemporaryDirectory() as tmp:
         course = [asyncio.run(_course(url, Path(tmp), d)) for d in (False, True)]
         _print_course(course)
-        timing = [asyncio.run(_timing(url, Path(tmp), d)) for d in (False, True)]
+        modes = (None, "tick", "worker")
+        timing = [asyncio.run(_timing(url, Path(tmp), m, rt)) for rt in (False, True) for m in modes]
         _print_timing(timing)
     return {"course": course, "timing": timing}
 
@@ -185,16 +194,16 @@ def _print_course(course: list[dict[str, Any]]) -> None:
 
 def _print_timing(timing: list[dict[str, Any]]) -> None:
     print()
-    print(f"control loop at 30 Hz, realtime sim body, recording, {TIMING_S:.0f} s each")
+    print(f"control loop at 30 Hz, realtime sim body, recording, {TIMING_S:.0f} s each; lateness in ms")
     print(
-        f"{'models':<18} {'ticks':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'missed':>6}"
+        f"{'models':<27} {'sched':<8} {'ticks':>6} {'p50':>7} {'p99':>7} {'max':>7} {'missed':>6}"
         f" {'pilot ms':>8} {'det ms':>7}"
     )
     for r in timing:
         det = f"{r['detector_ms']:.2f}" if r["detector_ms"] is not None else "-"
         print(
-            f"{r['models']:<18} {r['ticks']:>6} {r['p50']:>7.3f} {r['p99']:>7.3f} {r['max']:>7.3f}"
-            f" {r['missed']:>6} {r['pilot_ms']:>8.2f} {det:>7}"
+            f"{r['models']:<27} {r['sched']:<8} {r['ticks']:>6} {r['p50']:>7.3f} {r['p99']:>7.3f}"
+            f" {r['max']:>7.3f} {r['missed']:>6} {r['pilot_ms']:>8.2f} {det:>7}"
         )
 
 

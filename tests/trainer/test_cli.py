@@ -33,11 +33,14 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
          "--mlflow", f"sqlite:///{tmp_path / 'mlflow.db'}"],
     )  # fmt: skip
     assert train.exit_code == 0, train.output
-    from trainer.perception.tracking import list_runs
+    from trainer.perception.tracking import list_runs, model_versions
 
     (tracked,) = list_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "behavioural-cloning")
     assert tracked["name"] == "pilot:v1" and tracked["status"] == "FINISHED"
     assert {"train_loss", "val_loss", "steering_mae"} <= set(tracked["metrics"]), tracked["metrics"]
+    (version,) = model_versions(f"sqlite:///{tmp_path / 'mlflow.db'}", "pilot")
+    assert version["run_id"] == tracked["run_id"] and str(version["version"]) == "1"
+    assert "registry pilot version 1" in train.output
     result = json.loads(train.output[train.output.index("{") :])
     assert result["status"] == "succeeded" and result["artifacts"]["onnx"] == "models/pilot/v1/model.onnx"
     checkpoint = tmp_path / "runs" / "pilot-v1" / "checkpoints" / "best.pt"

@@ -4,11 +4,15 @@ Frames come from the object store in the hub's layout (WebDataset shards listed 
 manifest, read with :func:`schemas.shards.read_shard`); each keeps its JPEG decoded and resized
 to the network's input (60×80 by default: small enough to train in minutes on two CPU cores) and
 its labels from the record's ``labels`` (``obstacle_ahead``, ``surface_ahead``). A frame without
-labels, or whose JPEG does not decode, is counted and left out, never a crash.
+labels, or whose JPEG does not decode, is counted and left out, never a crash. A frame whose
+obstacle label is ambiguous (``ahead_ambiguous``: an obstacle just outside the corridor ahead, or
+one in it that the camera hardly shows; :mod:`firmware.sim.labels`) keeps its surface label and
+gets no obstacle label (-1: left out of the loss and the metrics), counted as ``obstacle_ambiguous``.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from collections.abc import Callable, Sequence
@@ -20,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from infra.store import NoSuchKey, ObjectStore
-from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
+from schemas.dataset import SessionManifest, lidar_key, session_manifest_key, session_prefix
 from schemas.errors import ContractError
 from schemas.messages import SessionRef
 from schemas.shards import ReadStats, ShardError, read_shard
@@ -62,14 +66,15 @@ class PerceptionTable:
         return list(dict.fromkeys(self.sessions))
 
 
-def _labels(record: dict[str, Any]) -> dict[str, str] | None:
+def _labels(record: dict[str, Any]) -> dict[str, str | None] | None:
+    """The record's class per task; ``None`` for an ambiguous obstacle label."""
     labels = record.get("labels")
     if not isinstance(labels, dict):
         return None
     obstacle, surface = labels.get("obstacle_ahead"), labels.get("surface_ahead")
     if not isinstance(obstacle, str) or not isinstance(surface, str):
         return None
-    return {"obstacle": obstacle, "surface": surface}
+    return {"obstacle": None if labels.get("ahead_ambiguous") is True else obstacle, "surface": surface}
 
 
 def _frame_stats(rgb: NDArray[np.uint8]) -> tuple[float, float, float]:
@@ -98,6 +103,7 @@ def load_table(
     records: list[dict[str, Any]] = []
     stats: list[tuple[float, float, float]] = []
     skipped = {"unreadable": 0, "unlabelled": 0, "unknown_class": 0, "missing_shards": 0}
+    ambiguous = 0
     for ref in refs:
         for sample in _session_samples(store, ref, skipped):
             rgb = decode_jpeg(sample.jpeg)
@@ -108,13 +114,15 @@ def load_table(
             if found is None:
                 skipped["unlabelled"] += 1
                 continue
-            if any(found[t] not in TASKS[t] for t in TASKS):
+            if any(found[t] is not None and found[t] not in TASKS[t] for t in TASKS):
                 skipped["unknown_class"] += 1
                 continue
+            ambiguous += found["obstacle"] is None
             stats.append(_frame_stats(rgb))
             images.append(np.asarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), np.uint8))
             for task, classes in TASKS.items():
-                labels[task].append(classes.index(found[task]))
+                value = found[task]
+                labels[task].append(classes.index(value) if value is not None else -1)
             names.append(f"{ref.car}/{ref.session}")
             seqs.append(sample.seq)
             records.append(sample.record)
@@ -127,7 +135,7 @@ def load_table(
         sessions=names,
         seqs=np.asarray(seqs, dtype=np.int64),
         records=records,
-        skipped=skipped,
+        skipped=skipped | {"obstacle_ambiguous": ambiguous},
         raw_stats={"sharpness": arr[:, 0], "brightness": arr[:, 1], "clipped": arr[:, 2]},
     )
 
@@ -173,3 +181,36 @@ def split_by_session(
     }
     where = np.asarray(table.sessions)
     return {split: table.subset(np.isin(where, members)) for split, members in groups.items()}
+
+
+@dataclass
+class LidarScans:
+    """A session's lidar scans (``lidar.csv``): each scan's frame seq and time, the car's pose
+    (NaN where the car does not know it) and N×beams ranges in metres."""
+
+    seqs: NDArray[np.int64]
+    t_s: NDArray[np.float64]
+    pose: NDArray[np.float64]  # N×3: x, y, yaw
+    ranges: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+def load_lidar(store: ObjectStore, ref: SessionRef) -> LidarScans | None:
+    """The scans of a session, captured (``paddock sim capture``) or recorded by a car with a
+    lidar (the hub writes the same file); None where the session has none."""
+    try:
+        text = store.get(lidar_key(ref.car, ref.session)).decode()
+    except NoSuchKey:
+        return None
+    rows = [r for r in csv.reader(io.StringIO(text))][1:]
+    beams = max((len(r) - 5 for r in rows), default=0)
+    return LidarScans(
+        seqs=np.asarray([int(r[0]) for r in rows], np.int64),
+        t_s=np.asarray([float(r[1]) for r in rows], np.float64),
+        pose=np.asarray([[float(v) if v else np.nan for v in r[2:5]] for r in rows], np.float64).reshape(
+            -1, 3
+        ),
+        ranges=np.asarray([[float(v) for v in r[5:]] for r in rows], np.float32).reshape(-1, beams),
+    )

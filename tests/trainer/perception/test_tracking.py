@@ -66,3 +66,31 @@ def test_run_is_tracked_on_the_server(captured: Path, tmp_path: Path, mlflow_ser
     out = json.loads(listed.stdout)
     assert {r["name"] for r in out["runs"]} >= {"tracked", "trial-0", "trial-1"}
     assert out["model_versions"][0]["version"] == "1"
+
+
+@pytest.mark.timeout(900)
+def test_a_pilot_onnx_becomes_a_registry_version_on_the_server(
+    tmp_path: Path, mlflow_server: MlflowServer
+) -> None:
+    """Behavioural-cloning and RL runs register the ONNX the car runs (trainer/mlflow_registry.py;
+    their own tests check the wiring on an SQLite store)."""
+    import mlflow.onnx
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    from tests.edge.modelkit import onnx_model
+    from trainer.mlflow_registry import register_onnx
+    from trainer.perception.tracking import Tracker
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(onnx_model(width=80, height=60))
+    tracker = Tracker(mlflow_server.url, "behavioural-cloning")
+    with tracker.run("pilot:v7") as run_id:
+        version = register_onnx(tracker, path, "bc-pilot", {"paddock.model": "bc-pilot:v7"})
+    assert version == "1"
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    (registered,) = client.search_model_versions("name='bc-pilot'")
+    assert registered.run_id == run_id and registered.tags["paddock.model"] == "bc-pilot:v7"
+    mlflow.set_tracking_uri(mlflow_server.url)
+    loaded = mlflow.onnx.load_model("models:/bc-pilot/1")
+    assert loaded.SerializeToString() == onnx.load(str(path)).SerializeToString()

@@ -48,11 +48,20 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_run_is_tracked_in_mlflow(trained: Path) -> None:
-    from trainer.perception.tracking import list_runs
+    import mlflow.onnx
 
-    (run,) = list_runs(f"sqlite:///{trained.parent / 'mlflow.db'}", "reinforcement-learning")
+    from trainer.perception.tracking import list_runs, model_versions
+
+    uri = f"sqlite:///{trained.parent / 'mlflow.db'}"
+    (run,) = list_runs(uri, "reinforcement-learning")
     assert run["status"] == "FINISHED" and run["name"] == "model on oval"
     assert {"mean_reward", "completion_pct", "steps"} <= set(run["metrics"])
+    # The policy the car runs is a version in the registry, logged by the run.
+    (version,) = model_versions(uri, "model")
+    assert version["run_id"] == run["run_id"] and str(version["version"]) == "1"
+    mlflow.set_tracking_uri(uri)
+    onnx_model = mlflow.onnx.load_model("models:/model/1")
+    assert [o.name for o in onnx_model.graph.output] == ["action", "steering", "throttle"]
 
 
 def test_checkpoint_resume_and_monitoring(trained: Path) -> None:

@@ -1,0 +1,57 @@
+"""Recorded lidar scans, as the simulator's capture writes them: ``lidar.csv`` in the session's
+folder, one row per scan (``seq, t_s, x, y, yaw`` then one column per beam, metres).
+
+A car with a lidar sends each scan in its frame's header (``FrameRecord.lidar``), so scans arrive
+exactly as loss-free as frames. The sealer writes the rows of every shard as ``lidar-{n:06d}.csv``
+next to it (before the shard, so a shard never lacks its scans) and merges the parts into
+``lidar.csv`` when the session closes: rewriting one growing object at every shard would read the
+whole session's scans again each time.
+"""
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable
+
+from schemas.dataset import lidar_columns, lidar_row, session_prefix
+from schemas.shards import Sample
+
+_PART = re.compile(r"lidar-\d{6}\.csv$")
+
+
+def part_csv(samples: Iterable[Sample]) -> bytes | None:
+    """The ``lidar-{n}.csv`` of a shard's samples (header and one row per scan), or None if no
+    sample carries a scan."""
+    rows = [row for s in samples if (row := lidar_row(s.record)) is not None]
+    if not rows:
+        return None
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(lidar_columns(max(len(r) for r in rows) - 5))
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def part_keys(keys: Iterable[str], car: str, session: str) -> list[str]:
+    """The session's lidar parts among ``keys`` (a listing of its folder), in shard order."""
+    prefix = session_prefix(car, session)
+    return sorted(k for k in keys if k.startswith(prefix) and _PART.fullmatch(k[len(prefix) :]))
+
+
+def merged_csv(parts: list[str], get: Callable[[str], bytes]) -> bytes | None:
+    """``lidar.csv`` from the parts (one header, rows in seq order), or None without any rows."""
+    header: list[str] = []
+    rows: list[list[str]] = []
+    for key in parts:
+        part = list(csv.reader(io.StringIO(get(key).decode())))
+        if len(part) > 1:
+            header = part[0] if len(part[0]) > len(header) else header
+            rows += part[1:]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: int(r[0]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
