@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +53,37 @@ RUNTIME_SETTINGS = {
 }
 
 
+class DriveFreshness:
+    """Drops drive commands that arrive later than the deadman after they were sent.
+
+    A link that drops for less than the keepalive queues the joystick's commands, and they arrive
+    together when it returns: followed, they would drive the car on a stick released seconds ago.
+    The sender's clock need not agree with the car's: the smallest delay seen in the last
+    ``window_s`` (clock offset plus the link's own latency) is the reference, and a command is stale
+    when its delay exceeds that by more than the deadman. A sender's clock stepped backwards makes
+    its commands stale until the step leaves the window."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        self.window_s = window_s
+        self.stale = 0
+        self._delays: deque[tuple[float, float]] = deque()  # (arrival, delay), delays increasing
+
+    def fresh(self, sent_ts: float | None, max_age_s: float, now: float | None = None) -> bool:
+        if sent_ts is None:
+            return True  # a sender that says nothing of its time cannot be judged
+        now = time.time() if now is None else now
+        delay = now - sent_ts
+        while self._delays and self._delays[0][0] < now - self.window_s:
+            self._delays.popleft()
+        while self._delays and self._delays[-1][1] >= delay:
+            self._delays.pop()  # a later, smaller delay is the better reference for the window
+        self._delays.append((now, delay))
+        if delay - self._delays[0][1] <= max_age_s:
+            return True
+        self.stale += 1
+        return False
+
+
 class CarControl(Protocol):
     """What commands act on (the daemon)."""
 
@@ -89,6 +121,7 @@ class CommandHandler:
         self._detectors = detectors
         self._birth = birth
         self.tasks: list[asyncio.Task[None]] = []
+        self.drive_freshness = DriveFreshness()
 
     def on_message(self, message: aiomqtt.Message) -> None:
         arrival_ns = time.monotonic_ns()
@@ -131,6 +164,8 @@ class CommandHandler:
         """Apply a parsed command; return the response data."""
         control = self.control
         if isinstance(command, DriveCommand):
+            if not self.drive_freshness.fresh(command.ts, control.loop.deadman_s):
+                return {"mode": control.loop.mode, "stale": True}
             control.drive(command.steering, command.throttle)
             return {"mode": control.loop.mode}
         if isinstance(command, ModeCommand):

@@ -182,6 +182,10 @@ class ControlLoop:
             self._mode = mode
 
     @property
+    def deadman_s(self) -> float:
+        return self._deadman_ns / 1e9
+
+    @property
     def mode(self) -> Mode:
         return self._mode
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edge.commands import DriveFreshness
 from schemas.messages import CarStatus, ModelState, Telemetry
 from schemas.payloads import decode_frame
 from schemas.signing import generate_private_key
@@ -171,6 +172,54 @@ async def test_deadman_and_estop_stop_the_car(broker_url: str, tmp_path: Path) -
     async with d3:
         await asyncio.sleep(0.2)
         assert d3.ticks and all(r.estop and r.throttle == 0.0 for r in d3.ticks)
+
+
+async def test_drive_commands_older_than_the_deadman_are_not_followed(
+    broker_url: str, tmp_path: Path
+) -> None:
+    """A link that drops for less than the keepalive delivers the joystick's queued commands at
+    once when it returns: the car must not drive on them. The sender's clock is 100 s off."""
+    car = "car-stale"
+    cfg = car_config(tmp_path, broker_url, car=car, loop={"deadman_ms": 250})
+    body, _ = bench_body()
+    skew = -100.0
+    async with (
+        Observer(broker_url, [f"paddock/v1/cars/{car}/#"]) as obs,
+        RecordingDaemon(cfg, body=body) as daemon,
+    ):
+        await until(lambda: daemon.link.connected.is_set())
+        for _ in range(10):  # on time: followed
+            await obs.publish(
+                T.command(car, "drive"), {"steering": 0.2, "throttle": 0.4, "ts": time.time() + skew}
+            )
+            await asyncio.sleep(0.05)
+        await until(lambda: daemon.ticks[-1].throttle == pytest.approx(0.4), what="fresh commands followed")
+        t_burst = time.monotonic_ns()
+        sent = time.time() + skew - 1.5
+        for i in range(10):  # a backlog sent over the last 1.5 s, arriving together
+            payload = {"steering": 0.9, "throttle": 0.9, "ts": sent + i * 0.1, "transaction": f"b{i}"}
+            await obs.publish(T.command(car, "drive"), payload)
+        responses = await until(
+            lambda: (
+                [r for r in obs.json(T.command_response(car, "drive")) if r.get("transaction")][9:]
+                and [r for r in obs.json(T.command_response(car, "drive")) if r.get("transaction")]
+            ),
+            what="the backlog's responses",
+        )
+        assert all(r["status"] == "ok" and r["data"]["stale"] for r in responses)
+        await asyncio.sleep(0.2)
+        assert all(r.throttle != pytest.approx(0.9) for r in daemon.ticks if r.t_ns > t_burst)
+        assert daemon.commands.drive_freshness.stale == 10
+
+
+def test_drive_freshness_follows_the_fastest_delay_in_its_window() -> None:
+    fresh = DriveFreshness(window_s=5.0)
+    assert fresh.fresh(None, 0.25, now=0.0)
+    assert all(fresh.fresh(t - 50.003, 0.25, now=t) for t in (1.0, 1.05, 1.1))  # clock 50 s off
+    assert fresh.fresh(1.2 - 50.2, 0.25, now=1.2)  # 0.2 s late: within the deadman
+    assert not fresh.fresh(3.0 - 50.5, 0.25, now=3.0)  # 0.5 s late
+    assert fresh.fresh(20.0 - 50.5, 0.25, now=20.0)  # the old reference has left the window
+    assert fresh.stale == 1
 
 
 async def test_broker_restart_while_recording_loses_no_frame(mosquitto_factory: Any, tmp_path: Path) -> None:
