@@ -6,6 +6,7 @@ whole file with each field's description. Relative paths in a TOML file are rela
 """
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -54,6 +55,12 @@ class MqttConfig(_Section):
     ca_file: Path | None = Field(
         default=None, description="CA certificate (PEM) for mqtts:// brokers; the system's CAs when unset."
     )
+    cert_file: Path | None = Field(
+        default=None,
+        description="The hub's client certificate (PEM, `paddock fleet ca`) for a broker that requires "
+        "one (mqtts:// only); needs key_file.",
+    )
+    key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
     reconnect_min_s: int = Field(default=1, ge=1, le=3600, description="First reconnect delay in seconds.")
     reconnect_max_s: int = Field(default=10, ge=1, le=3600, description="Longest reconnect delay in seconds.")
     connect_wait_s: float = Field(
@@ -78,6 +85,20 @@ class MqttConfig(_Section):
     @property
     def broker(self) -> BrokerUrl:
         return BrokerUrl.parse(self.url)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """How the hub verifies an mqtts:// broker (and, with ``cert_file``, proves who it is)."""
+        if not self.broker.tls:
+            return None
+        if (self.cert_file is None) != (self.key_file is None):
+            raise HubConfigError("mqtt.cert_file and mqtt.key_file go together: set both or neither")
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise HubConfigError(f"mqtt.cert_file/key_file: {exc}") from None
+        return context
 
     def password(self) -> str | None:
         """The broker password: ``password_file``'s content when set, else the url's."""
@@ -538,6 +559,8 @@ class HubConfig(_Section):
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
         config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        config.mqtt.cert_file = fix(self.mqtt.cert_file)
+        config.mqtt.key_file = fix(self.mqtt.key_file)
         config.mqtt.password_file = fix(self.mqtt.password_file)
         url = self.store.url
         if url is not None and "://" not in url:
