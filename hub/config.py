@@ -148,6 +148,16 @@ class ApiConfig(_Section):
         default=512, gt=0, description="Largest model artifact or uploaded session tar accepted."
     )
     access_log: bool = Field(default=False, description="Log every HTTP request.")
+    cert_file: Path | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (PEM; `paddock fleet ca` writes tls/hub-api.crt, "
+        "signed by the fleet's CA); needs key_file. Default: plain HTTP.",
+    )
+    key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
 
     @field_validator("public_url")
     @classmethod
@@ -559,6 +569,8 @@ class HubConfig(_Section):
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
         config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        config.api.cert_file = fix(self.api.cert_file)
+        config.api.key_file = fix(self.api.key_file)
         config.mqtt.cert_file = fix(self.mqtt.cert_file)
         config.mqtt.key_file = fix(self.mqtt.key_file)
         config.mqtt.password_file = fix(self.mqtt.password_file)

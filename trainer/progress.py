@@ -11,13 +11,13 @@ import time
 import uuid
 from typing import Protocol
 
+from infra.tls import CA_FILE_ENV  # the fleet's CA (mqtts:// and https://), for the agent's jobs
 from schemas.messages import JobProgress, JobResult
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import DEFAULT_PREFIX, Topics
 
 log = logging.getLogger(__name__)
 
-CA_FILE_ENV = "PADDOCK_CA_FILE"  # the CA of an mqtts:// broker, for job processes the agent starts
 # Set by the trainer agent for the jobs it starts: a job writes its progress there (JSON lines) and
 # the agent publishes it, on its own connection. A second connection under the trainer's identity
 # would take the agent's session over on a broker that ties client ids to identities.

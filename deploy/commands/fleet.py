@@ -142,13 +142,23 @@ def ca(
             "Default: the fleet's broker host, localhost and 127.0.0.1.",
         ),
     ] = None,
+    api_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-host",
+            help="A name or address clients use to reach the hub's API (repeatable), for its HTTPS "
+            "certificate tls/hub-api.crt. Default: the --host list.",
+        ),
+    ] = None,
     directory: DirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make the fleet's CA (once), a broker certificate, and a client certificate per identity.
+    """Make the fleet's CA (once), the broker's and the hub API's certificates, and a client
+    certificate per identity.
 
     Existing bundles get the CA certificate (and a car's car.toml its ca_file); point Mosquitto's
-    mqtts:// listener at tls/broker.crt and tls/broker.key (see deploy/compose/mosquitto.conf)."""
+    mqtts:// listener at tls/broker.crt and tls/broker.key (see deploy/compose/mosquitto.conf), and
+    the hub's [api] cert_file and key_file at tls/hub-api.crt and tls/hub-api.key."""
     store = _open(directory)
     tls = store.directory / TLS_DIR
     hosts = list(dict.fromkeys(host or [BrokerUrl.parse(store.broker_url).host, "localhost", "127.0.0.1"]))
@@ -157,6 +167,8 @@ def ca(
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot use the CA in {tls}: {exc}") from None
     issue(authority, tls / "broker.key", tls / "broker.crt", "paddock broker", hosts=hosts)
+    api_hosts = list(dict.fromkeys(api_host or hosts))
+    issue(authority, tls / "hub-api.key", tls / "hub-api.crt", "paddock hub API", hosts=api_hosts)
     bundles = refresh_ca(store)
     for out in bundles:
         name = out.name
@@ -166,6 +178,8 @@ def ca(
         "new_ca": new,
         "broker_cert": str(tls / "broker.crt"),
         "hosts": hosts,
+        "api_cert": str(tls / "hub-api.crt"),
+        "api_hosts": api_hosts,
         "bundles": [str(bundle_dir(store, b.name)) for b in bundles],
     }
     if as_json:
@@ -173,6 +187,9 @@ def ca(
         return
     typer.echo(f"{'made' if new else 'kept'} the fleet CA {tls / 'ca.crt'}")
     typer.echo(f"broker certificate {tls / 'broker.crt'} for {', '.join(hosts)}")
+    typer.echo(
+        f"hub API certificate {tls / 'hub-api.crt'} for {', '.join(api_hosts)} (hub.toml [api] cert_file)"
+    )
     typer.echo(
         f"CA and client certificates in {len(bundles)} bundle(s); restart Mosquitto to load its certificate"
     )
