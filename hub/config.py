@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 import infra.config
 from infra.store import ObjectStore, open_store
@@ -110,12 +110,42 @@ class MqttConfig(_Section):
             raise HubConfigError(f"mqtt.password_file: {self.password_file}: {exc.strerror}") from None
 
 
-class ApiToken(_Section):
-    """A bearer token with a scope."""
+def read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
+    """A secret given inline or as a file (``paddock fleet secrets``, compose secrets): the file's
+    content, stripped; a file that cannot be read or is empty is the operator's error."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise HubConfigError(f"{what}: {path}: {exc.strerror}") from None
+    if not secret:
+        raise HubConfigError(f"{what}: {path} is empty")
+    return secret
 
-    token: SecretStr = Field(description="The secret (long and random: `openssl rand -hex 24`).")
+
+class ApiToken(_Section):
+    """A bearer token with a scope: ``token``, or ``token_file`` holding it."""
+
+    token: SecretStr | None = Field(
+        default=None, description="The secret (long and random: `openssl rand -hex 24`)."
+    )
+    token_file: Path | None = Field(default=None, description="A file holding the secret, instead of token.")
     scope: Literal["read", "operate", "admin"] = Field(description="What it may do.")
     name: str = Field(default="", description="Who holds it (for the operator's notes).")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("an api token needs exactly one of token and token_file")
+        return self
+
+    def secret(self) -> str:
+        value = read_secret(self.token, self.token_file, f"api token {self.name or self.scope}")
+        assert value is not None
+        return value
 
 
 class ApiConfig(_Section):
@@ -128,6 +158,9 @@ class ApiConfig(_Section):
         description="Bearer token required on every mutating route. When unset, the environment "
         "variable PADDOCK_HUB_TOKEN is used, else a token is generated on first start and kept in "
         "{data_dir}/api-token (mode 0600).",
+    )
+    token_file: Path | None = Field(
+        default=None, description="A file holding the admin token (mode 0600), instead of token."
     )
     protect_reads: bool | None = Field(
         default=None,
@@ -315,6 +348,7 @@ class InfluxSinkConfig(SinkQueueConfig):
     token: SecretStr | None = Field(
         default=None, description="v2 API token (for InfluxDB 1.8 use 'user:password')."
     )
+    token_file: Path | None = Field(default=None, description="A file holding the token, instead of token.")
     org: str = Field(default="paddock", description="v2 organisation.")
     bucket: str = Field(default="paddock", description="v2 bucket (for InfluxDB 1.8: 'database/rp').")
     database: str = Field(default="paddock", description="v1 database.")
@@ -569,6 +603,10 @@ class HubConfig(_Section):
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
         config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        config.api.token_file = fix(self.api.token_file)
+        for token in config.api.tokens:
+            token.token_file = fix(token.token_file)
+        config.sinks.influxdb.token_file = fix(self.sinks.influxdb.token_file)
         config.api.cert_file = fix(self.api.cert_file)
         config.api.key_file = fix(self.api.key_file)
         config.mqtt.cert_file = fix(self.mqtt.cert_file)
@@ -592,9 +630,9 @@ class HubConfig(_Section):
         )
 
     def api_token_from_env(self) -> str | None:
-        if self.api.token is not None:
-            return self.api.token.get_secret_value()
-        return os.environ.get("PADDOCK_HUB_TOKEN") or None
+        """The admin token: ``api.token``, ``api.token_file``'s, else ``PADDOCK_HUB_TOKEN``."""
+        given = read_secret(self.api.token, self.api.token_file, "api.token_file")
+        return given or os.environ.get("PADDOCK_HUB_TOKEN") or None
 
 
 def default_toml() -> str:

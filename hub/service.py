@@ -416,7 +416,7 @@ class HubService:
             public_url=lambda: self.public_url,
             health=self.health,
             ingest_stats=self.ingest_stats,
-            scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
+            scoped_tokens=tuple((t.secret(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
             canaries=self.canaries,
             feedback=self.feedback.dataset,

@@ -1,4 +1,5 @@
-"""``paddock fleet``: the fleet's broker identities, their ACLs, and the TLS certificates.
+"""``paddock fleet``: the fleet's broker identities, their ACLs, the TLS certificates, and the LAN
+stack's generated secrets.
 
 Every change rewrites Mosquitto's password and ACL files in the fleet directory; send Mosquitto a
 SIGHUP (``docker compose kill -s HUP mosquitto``) to make it read them again.
@@ -15,8 +16,10 @@ from deploy.errors import UserError
 from deploy.fleet.bundles import bundle_dir, refresh_ca, remove_bundle, write_bundle
 from deploy.fleet.identities import FleetError, FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
+from deploy.fleet.secrets import STACK_SECRETS, write_stack_secrets
 from deploy.fleet.tls import TLS_DIR, issue, load_or_make_ca
 from deploy.options import JsonOpt, broker_option
+from infra.files import write_atomic
 from schemas.mqtt_url import BrokerUrl
 
 fleet_app = typer.Typer(
@@ -193,6 +196,34 @@ def ca(
     typer.echo(
         f"CA and client certificates in {len(bundles)} bundle(s); restart Mosquitto to load its certificate"
     )
+
+
+@fleet_app.command("secrets")
+def secrets_cmd(
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace every secret (InfluxDB's only on a fresh volume).")
+    ] = False,
+    env: Annotated[
+        Path | None,
+        typer.Option("--env", help="Also write this compose .env (PADDOCK_FLEET_DIR), mode 0600."),
+    ] = None,
+    directory: DirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate the LAN stack's secrets (InfluxDB, Grafana, the hub's tokens) into secrets/, mode 0600.
+
+    Existing ones are kept. deploy/compose/docker-compose.yml reads them as compose secrets."""
+    store = _open(directory)
+    made = write_stack_secrets(store.directory, rotate)
+    if env is not None:
+        write_atomic(env, f"PADDOCK_FLEET_DIR={store.directory.resolve()}\n".encode(), mode=0o600)
+    if as_json:
+        typer.echo(json.dumps({n: {"file": str(p), "new": new} for n, (p, new) in made.items()}))
+        return
+    for name, (path, new) in made.items():
+        typer.echo(f"{'made' if new else 'kept'} {path}: {STACK_SECRETS[name]}")
+    if env is not None:
+        typer.echo(f"wrote {env}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,53 +1,42 @@
 """Identities on real Mosquitto with the shipped configs' options.
 
-- ``deploy/compose/mosquitto-mtls.conf``: a client proves who it is with the certificate
+- ``deploy/compose/mosquitto-mtls.conf``, run as shipped: a client proves who it is with the certificate
   `paddock fleet ca` put in its bundle; the broker holds it to that identity's ACL. No
   certificate, or one from another CA, is refused. The car's link, the hub and the trainer agent
   present theirs from their configuration.
-- ``use_username_as_clientid`` (both shipped configs): an identity connecting with a car's client
-  id does not throw the car off; the embedded broker refuses such a client.
+- ``use_username_as_clientid`` (both shipped configs; ``mosquitto.conf`` run as shipped): an
+  identity connecting with a car's client id does not throw the car off; the embedded broker
+  refuses such a client.
 """
 
 import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from deploy.broker import EmbeddedBroker, free_port
+from deploy.broker import EmbeddedBroker
 from deploy.cli import app
-from deploy.fleet.mosquitto import ACL_FILE, PASSWORD_FILE
 from deploy.fleet.tls import issue, load_or_make_ca
 from edge.config import load_config
 from edge.mqtt import BdseqStore, MqttLink
 from hub import HubConfig, HubService
 from schemas.messages import CarStatus
 from schemas.topics import Topics
+from tests.hub.test_compose import ComposeMosquitto, make_compose_fleet
 from tests.servers.mosquitto import Mosquitto
-from tests.transport.acl_matrix import Client, make_fleet
+from tests.transport.acl_matrix import Client
 
-COMPOSE = Path(__file__).resolve().parents[2] / "deploy" / "compose"
-# The listener's identity options: what the shipped file must say, and what the test broker takes.
-IDENTITY_OPTIONS = ("require_certificate", "use_identity_as_username", "use_username_as_clientid")
 P = "paddock/v1"
 runner = CliRunner()
 
 
-def shipped_options(name: str) -> dict[str, str]:
-    """The identity options ``deploy/compose/{name}`` sets."""
-    options = {}
-    for line in (COMPOSE / name).read_text().splitlines():
-        words = line.split()
-        if len(words) == 2 and words[0] in IDENTITY_OPTIONS:
-            options[words[0]] = words[1]
-    return options
+class MtlsMosquitto(ComposeMosquitto):
+    """Mosquitto running deploy/compose/mosquitto-mtls.conf as shipped (on a loopback port)."""
 
-
-def _config(options: dict[str, str]) -> str:
-    return "".join(f"{k} {v}\n" for k, v in options.items())
+    conf = "mosquitto-mtls.conf"
 
 
 def _fleet(directory: Path, *args: str) -> None:
@@ -57,25 +46,15 @@ def _fleet(directory: Path, *args: str) -> None:
 
 @pytest.fixture
 def mtls(tmp_path: Path) -> Iterator[tuple[Path, Mosquitto]]:
-    """A fleet with client certificates, and Mosquitto with the mTLS config's options."""
-    options = shipped_options("mosquitto-mtls.conf")
-    assert options == {o: "true" for o in IDENTITY_OPTIONS}, options
-    fleet, port = tmp_path / "fleet", free_port()
-    _fleet(fleet, "add", "car-1", "--broker", f"mqtts://127.0.0.1:{port}")
+    """A fleet with client certificates, and Mosquitto with the shipped mTLS config."""
+    fleet = tmp_path / "fleet"
+    server = MtlsMosquitto(tmp_path / "mosquitto", fleet)
+    _fleet(fleet, "add", "car-1", "--broker", f"mqtts://127.0.0.1:{server.port}")
     _fleet(fleet, "add", "car-2")
     _fleet(fleet, "add", "ops", "--role", "operator")
     _fleet(fleet, "add", "hub", "--role", "hub")
     _fleet(fleet, "ca")
     _fleet(fleet, "add", "gpu-1", "--role", "trainer")  # added after the CA: gets its certificate now
-    tls = fleet / "tls"
-    listener = f"cafile {tls / 'ca.crt'}\ncertfile {tls / 'broker.crt'}\nkeyfile {tls / 'broker.key'}\n"
-    server = Mosquitto(
-        tmp_path / "mosquitto",
-        port,
-        extra_config=listener + _config(options),
-        password_file=fleet / PASSWORD_FILE,
-        acl_file=fleet / ACL_FILE,
-    )
     server.start()
     try:
         yield fleet, server
@@ -185,42 +164,38 @@ async def test_the_car_the_hub_and_the_trainer_agent_present_their_certificates(
 
 
 @pytest.fixture(params=["mosquitto", "amqtt"])
-def plain_fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Any]]:
-    """A password-only broker on the test fleet: Mosquitto with mosquitto.conf's identity options."""
-    fleet = tmp_path / "fleet"
-    passwords = make_fleet(fleet)
+def plain_fleet(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str], Path | None]]:
+    """(url, passwords, CA) of a broker with passwords: Mosquitto running the shipped mosquitto.conf
+    (TLS), or the embedded broker."""
+    fleet, logins = make_compose_fleet(tmp_path)
+    passwords = {name: pw for name, (_, pw) in logins.items()}
     if request.param == "amqtt":
         with EmbeddedBroker(fleet_dir=fleet) as broker:
-            yield broker.url, passwords, request.param
+            yield broker.url, passwords, None
         return
-    options = shipped_options("mosquitto.conf")
-    assert options == {"use_username_as_clientid": "true"}, options
-    server = Mosquitto(
-        tmp_path / "mosquitto",
-        extra_config=_config(options),
-        password_file=fleet / PASSWORD_FILE,
-        acl_file=fleet / ACL_FILE,
-    )
-    server.start()
+    server = ComposeMosquitto(tmp_path / "compose", fleet).start()
     try:
-        yield server.url, passwords, request.param
+        yield f"mqtt://{server.host}:{server.port}", passwords, fleet / "tls" / "ca.crt"
     finally:
         server.stop()
 
 
 def test_another_identity_with_a_cars_client_id_does_not_throw_the_car_off(
-    plain_fleet: tuple[str, dict[str, str], str],
+    plain_fleet: tuple[str, dict[str, str], Path | None],
 ) -> None:
-    url, passwords, broker = plain_fleet
+    url, passwords, ca = plain_fleet
+    broker = "mosquitto" if ca else "amqtt"
     car_id = "paddock-car-car-1"
     car = Client(url, "car-1", passwords["car-1"], client_id=car_id)
     ops = Client(url, "ops", passwords["ops"])
-    assert car.connect() == 0 and ops.connect() == 0
+    assert car.connect(ca) == 0 and ops.connect(ca) == 0
     try:
         assert ops.subscribe(f"{P}/cars/+/telemetry") == 1
         for who in ("car-2", "gpu", "hub"):
             intruder = Client(url, who, passwords[who], client_id=car_id)
-            rc = intruder.connect()
+            rc = intruder.connect(ca)
             # Mosquitto lets it in under its own name; the embedded broker refuses it
             assert rc == (0 if broker == "mosquitto" else 135), f"{who}: CONNACK {rc}"
             intruder.close()
