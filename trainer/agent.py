@@ -35,13 +35,14 @@ from typing import Any
 from pydantic import Field
 from rich.console import Console
 
+from infra.tls import CA_FILE_ENV
 from schemas.errors import ContractError
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, parse_job
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import TopicKind, Topics
 from trainer.pipeline import TrainerSettings
-from trainer.progress import CA_FILE_ENV, PROGRESS_FILE_ENV
+from trainer.progress import PROGRESS_FILE_ENV
 
 log = logging.getLogger(__name__)
 KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
