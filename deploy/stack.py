@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from rich.console import Console
 
+from deploy import smoke
 from deploy.broker import EmbeddedBroker
 from deploy.fleet.bundles import BUNDLES_DIR, with_credentials, write_bundle
 from deploy.fleet.identities import FleetStore, Role
@@ -184,6 +185,7 @@ class LocalStack:
                 ),
                 # the agent's own lines go to a file; the demo shows jobs through the hub
                 console=Console(file=self._agent_log(), width=120, soft_wrap=True),
+                after_train=smoke.after_train(self.hub.api_url, self.hub.api_token),
             )
             self.agent.start()
             # The embedded broker keeps no messages for clients that are away: a job requested

@@ -453,6 +453,14 @@ class MlopsConfig(_Section):
         default=False, description="Queue a train job on the model's dataset when its inputs drift."
     )
     retrain_epochs: int = Field(default=10, ge=1, le=10_000, description="Epochs of a triggered train job.")
+    retrain_architecture: str = Field(
+        default="mobilenet", max_length=64, description="Architecture of a triggered job's model."
+    )
+    retrain_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training options of a triggered job (the trainer's TrainConfig fields, e.g. "
+        "`{model = {width = 80, height = 40}, batch_size = 64}`).",
+    )
     retrain_evaluate_track: str | None = Field(
         default=None, description="Track of the triggered job's closed-loop evaluation (the gate's figures)."
     )
@@ -518,6 +526,37 @@ class MlopsConfig(_Section):
         ge=1,
         description="Off-track moments and interventions on the canary that roll it back at once.",
     )
+    canary_groups: list[Annotated[str, Field(pattern=r"^(\*|[a-z0-9-]{1,32})$")]] = Field(
+        default_factory=list,
+        description="Groups whose `POST /deployments` starts a canary (one car first, the hub decides) "
+        "instead of deploying to every car; `*`: every group. A request's `canary` overrides it.",
+    )
+    auto_deploy: Literal["off", "canary", "group"] = Field(
+        default="off",
+        description="What happens to the model a triggered train job registers: `off`: registered "
+        "only; `canary`: the gate (with the car-side smoke test the trainer agent records), then a "
+        "canary on each group that drives the retrained model, promoted or rolled back by the hub; "
+        "`group`: the gate, then deployed to those groups. Needs `gate` and `gate_smoke_test`.",
+    )
+    auto_deploy_smoke_wait_s: float = Field(
+        default=120,
+        ge=0,
+        le=86400,
+        description="How long a triggered job's model waits for its smoke test before the gate judges it.",
+    )
+
+    @model_validator(mode="after")
+    def _auto_deploy_is_gated(self) -> Self:
+        if self.auto_deploy != "off" and not (self.gate and self.gate_smoke_test):
+            raise ValueError(
+                f"auto_deploy = {self.auto_deploy!r} needs gate = true and gate_smoke_test = true: "
+                "a model no human looked at is deployed only once it passed both"
+            )
+        return self
+
+    def canaries_group(self, group: str) -> bool:
+        """Whether a deployment to ``group`` starts a canary (``canary_groups``)."""
+        return "*" in self.canary_groups or group in self.canary_groups
 
 
 class HubConfig(_Section):

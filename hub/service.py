@@ -36,6 +36,7 @@ from hub.ingest.receiver import Ingest
 from hub.mlops.canary import CanaryCollector, CanaryController
 from hub.mlops.feedback import FeedbackCollector
 from hub.mlops.monitor import FleetMonitor
+from hub.mlops.release import Releaser
 from hub.mlops.triggers import RetrainPolicy
 from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle, manifest_from_row
@@ -98,6 +99,7 @@ class HubService:
         self.monitor: FleetMonitor
         self.retrain: RetrainPolicy
         self.canaries: CanaryController
+        self.releaser: Releaser
         self.feedback: FeedbackCollector
         self._mlops_thread: threading.Thread | None = None
 
@@ -292,13 +294,17 @@ class HubService:
             self.config.mlops, self.catalog, self.store, self.deployer, self.monitor, self._raise_event
         )
         self.ingest.event_observers.append(self.canaries.on_car_event)
+        self.releaser = Releaser(self.config.mlops, self.catalog, self.store, self.deployer, self.canaries)
+        self.ingest.job_observers.append(self.releaser.on_job_result)
 
     def _mlops_loop(self) -> None:
-        """The MLOps policies that run on time: canaries each second, feedback, degradation, schedule."""
+        """The MLOps policies that run on time: canaries and releases each second, feedback,
+        degradation, schedule."""
         next_scan = time.monotonic() + self.config.mlops.feedback_scan_s
         while not self._stop_event.wait(1.0):
             try:
                 self.canaries.tick()
+                self.releaser.tick()
                 self.retrain.on_health(self.monitor.rows())
                 self.retrain.on_schedule(self._deployed_models())
                 if self.config.mlops.feedback and time.monotonic() >= next_scan:
@@ -419,6 +425,7 @@ class HubService:
             scoped_tokens=tuple((t.secret(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
             canaries=self.canaries,
+            releases=self.releaser.all,
             feedback=self.feedback.dataset,
             collect_feedback=self.collect_feedback,
         )

@@ -13,6 +13,10 @@ already on disk (``{work_dir}/jobs/{job}/result.json``) is not run twice; its re
 A request that is not valid JSON or not a valid job is answered with a ``failed`` result when its
 job id can be read, and otherwise logged and dropped (there is no topic to answer on).
 
+A train job's model can be checked further in the agent before its result goes out: ``after_train``
+(the composition root passes the car's own smoke test, ``deploy.smoke``, which records the outcome on
+the hub for the evaluation gate); what it returns joins the result's metrics.
+
 Several agents can share the work on Mosquitto through a shared subscription
 (``share_group``: ``$share/{group}/…``); without it every agent receives every job.
 """
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ from trainer.progress import PROGRESS_FILE_ENV
 
 log = logging.getLogger(__name__)
 KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
+AfterTrain = Callable[[JobResult], dict[str, float]]  # a registered model's check -> its metrics
+
 CLAIM_WAIT_S = 10.0  # how long the agent waits to see the first claim on a job before it runs it anyway
 RELAY_EVERY_S = 0.5  # how often the agent publishes what its job process reported
 
@@ -72,7 +79,9 @@ class AgentSettings(TrainerSettings):
 
 
 class TrainerAgent:
-    def __init__(self, settings: AgentSettings, console: Console | None = None) -> None:
+    def __init__(
+        self, settings: AgentSettings, console: Console | None = None, after_train: AfterTrain | None = None
+    ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
@@ -82,6 +91,7 @@ class TrainerAgent:
             if kind not in KINDS:
                 raise ValueError(f"this agent runs {', '.join(KINDS)} jobs, not {kind!r}")
         self.settings = settings
+        self.after_train = after_train
         self.console = console or Console(stderr=True)
         self.topics = Topics(settings.topic_prefix)
         self.url = BrokerUrl.parse(settings.broker)
@@ -259,6 +269,8 @@ class TrainerAgent:
         started = time.monotonic()
         result = self._run(job.job, job.kind, job_dir)
         result = result.model_copy(update={"duration_s": result.duration_s or time.monotonic() - started})
+        if result.status == "succeeded" and result.kind == "train" and result.model is not None:
+            result = self._after_train(result, result_path)
         colour = "green" if result.status == "succeeded" else "red"
         self.console.print(
             f"[{colour}]job {job.job} {result.status}[/]" + (f": {result.error}" if result.error else "")
@@ -323,6 +335,22 @@ class TrainerAgent:
             except ContractError as exc:
                 log.warning("the job process reported nonsense: %s", exc)
         return offset + sum(len(line) + 1 for line in lines)
+
+    def _after_train(self, result: JobResult, result_path: Path) -> JobResult:
+        """The ``after_train`` check of the model a train job registered; a check that fails to run
+        is a warning, never a failed job (the gate refuses a model that has no check)."""
+        if self.after_train is None or not self.settings.hub:
+            return result
+        try:
+            extra = self.after_train(result)
+        except Exception as exc:
+            log.warning("job %s: checking its model failed: %s", result.job, exc)
+            self.console.print(f"[yellow]job {result.job}: checking its model failed[/]: {exc}")
+            return result
+        checked = result.model_copy(update={"metrics": result.metrics | extra})
+        result_path.write_bytes(checked.to_json())
+        self.console.print(f"job {result.job}: model checked: {extra}")
+        return checked
 
     def _failed(self, job: str, kind: str, error: str) -> JobResult:
         result = JobResult(job=job, kind=kind, status="failed", error=error, ts=time.time())

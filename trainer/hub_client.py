@@ -35,6 +35,9 @@ class Lineage(BaseModel):
     dataset: str | None = Field(default=None, description="the hub's dataset name, when trained on one")
     run: str | None = Field(default=None, description="the training run (its folder name)")
     job: str | None = None
+    requested_by: str | None = Field(
+        default=None, description="why the job ran: who asked, or the MLOps trigger and its figures"
+    )
     parent: str | None = Field(default=None, description="name:version this model was fine-tuned from")
     metrics: dict[str, float] = Field(default_factory=dict)
     sessions: list[SessionRef] = Field(default_factory=list, description="training sessions")
@@ -126,6 +129,10 @@ class HubClient:
                 f"GET {self.base_url}{MODELS_PATH}/{name}/{version}/artifact: {response.status_code}"
             )
         return response.content
+
+    def record_smoke_test(self, name: str, version: str, result: dict[str, Any]) -> None:
+        """``POST /models/{name}/{version}/smoke-tests``: the car's smoke test of a model, for the gate."""
+        self._request("POST", f"{MODELS_PATH}/{name}/{version}/smoke-tests", json=result)
 
     def dataset(self, name: str) -> DatasetManifest:
         """``GET /datasets/{name}``: the named dataset's sessions, split into train and val."""

@@ -33,7 +33,9 @@ def run_job(
     console = console or Console(stderr=True)
     try:
         if isinstance(job, TrainJob):
-            return run_train_job(job.params, settings, job=job.job, console=console)
+            return run_train_job(
+                job.params, settings, job=job.job, console=console, requested_by=job.requested_by
+            )
         if isinstance(job, OptimizeJob):
             from trainer.race.job import run_optimize_job
 

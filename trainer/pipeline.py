@@ -100,8 +100,10 @@ def run_train_job(
     job: str | None = None,
     sink: ProgressSink | None = None,
     console: Console | None = None,
+    requested_by: str | None = None,
 ) -> JobResult:
-    """Run a whole training job (see the module docstring); raise on failure."""
+    """Run a whole training job (see the module docstring); raise on failure. ``requested_by`` (why
+    the job ran: a person, an MLOps trigger with its figures) goes into the model's lineage."""
     started = time.monotonic()
     console = console or Console(stderr=True)
     name = params.model_name
@@ -120,7 +122,7 @@ def run_train_job(
         workers = settings.workers or params.workers
         stages.start(f"training {config.architecture} with {launcher} × {workers}")
         result = launch(config, launcher, workers, hosts=settings.hosts)
-        finished = _finish(_Job(params, settings, name, version, run_dir, job, stages), result)
+        finished = _finish(_Job(params, settings, name, version, run_dir, job, stages, requested_by), result)
         return JobResult(
             job=job or f"{name}-{version}",
             kind="train",
@@ -187,6 +189,7 @@ class _Job:
     run_dir: Path
     job: str | None
     stages: _Stages
+    requested_by: str | None = None
 
     @property
     def console(self) -> Console:
@@ -321,6 +324,8 @@ def _metrics(offline: _Offline, evaluations: list[dict[str, Any]]) -> dict[str, 
     metrics = {k: v for k, v in offline.metrics.items() if k != "frames"}
     for ev in evaluations:
         metrics["completion_pct"] = float(ev["completion_pct"])
+        if ev.get("off_track_count") is not None:  # the evaluation gate compares it
+            metrics["off_track_count"] = float(ev["off_track_count"])
         if ev.get("best_lap_time_s") is not None:
             metrics["best_lap_time_s"] = float(ev["best_lap_time_s"])
     return metrics
@@ -370,6 +375,7 @@ def _lineage(
         dataset=job.params.dataset,
         run=job.run_dir.name,
         job=job.job,
+        requested_by=job.requested_by,
         metrics=metrics,
         sessions=result.train_sessions,
         val_sessions=result.val_sessions,

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from deploy.demo import Demo, DemoOptions, summary_table
 from deploy.errors import as_user_error
 from deploy.options import broker_option
 from firmware.sim import get_track
 from hub.config import MqttConfig
+
+if TYPE_CHECKING:
+    from deploy.demo import Demo
+
+# The demo runs the hub and the trainer: it is offered only where they can run. Checked by name,
+# because importing them (torch alone takes seconds) would slow every other `paddock` command.
+_NEEDS = ("httpx", "fastapi", "uvicorn", "torch", "cv2")
+_MISSING = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
+if _MISSING:
+    raise ImportError(f"No module named {_MISSING[0]!r}")
 
 
 def demo(
@@ -59,6 +69,8 @@ def demo(
     The report (JSON, lap-time plot, track traces, a video of an autonomous lap) is written to
     OUT/report.
     """
+    from deploy.demo import Demo, DemoOptions, summary_table
+
     console = Console(soft_wrap=True)
     get_track(track)  # an unknown track or a bad URL stops here, before anything starts
     if broker is not None:

@@ -4,8 +4,7 @@ a canary (one car of a group first, the hub promotes or rolls back); the canarie
 
 from __future__ import annotations
 
-import platform
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -21,33 +20,7 @@ from deploy.commands.hubctl import (
 )
 from deploy.errors import UserError, WorkFailed
 from deploy.options import CaFileOpt, JsonOpt
-
-
-def run_smoke_test(row: dict[str, Any], data: bytes, latency_ms: float) -> dict[str, Any]:
-    """The car's smoke test (edge.hotswap.load_and_test) on a model file: the result to record."""
-    from edge.hotswap import ModelRejected, load_and_test
-    from edge.runtimes import preload
-    from schemas.model_card import ModelCard, ModelManifest
-
-    manifest = ModelManifest(
-        name=row["name"],
-        version=row["version"],
-        sha256=row["sha256"],
-        size=row["size"],
-        format=row["format"],
-        card=ModelCard.from_dict(row["card"]),
-        created=row["created"],
-    )
-    preload([manifest.format])
-    runtime = f"{manifest.format} on {platform.machine()}"
-    try:
-        loaded = load_and_test(
-            manifest, data, threads=1, warmup_runs=5, max_latency_ms=latency_ms, frame=None
-        )
-    except ModelRejected as exc:
-        return {"passed": False, "reason": exc.reason, "runtime": runtime}
-    loaded.pilot.close()
-    return {"passed": True, "latency_ms": round(loaded.latency_ms, 3), "runtime": runtime}
+from deploy.smoke import run_smoke_test
 
 
 @hub_app.command("smoke-test", short_help="Run the car's smoke test on a model; record it for the gate.")

@@ -371,6 +371,7 @@ def agent(
     ] = None,
 ) -> None:
     """Take train and evaluate jobs from MQTT (jobs/train, jobs/evaluate) and run them one at a time."""
+    from deploy import smoke
     from trainer.agent import AgentSettings, TrainerAgent
 
     _check_store(store)
@@ -393,7 +394,9 @@ def agent(
     if client_id:
         values["client_id"] = client_id
     with as_user_error(ValueError):
-        agent = TrainerAgent(AgentSettings.model_validate(values))
+        settings = AgentSettings.model_validate(values)
+        check = smoke.after_train(hub, token) if hub else None
+        agent = TrainerAgent(settings, after_train=check)
     agent.run_forever()
 
 

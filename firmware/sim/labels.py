@@ -2,6 +2,7 @@
 
     labels = frame_labels(world)                 # or world.labels()
     labels.obstacle_ahead   # "none" or the kind of the nearest obstacle in the corridor ahead
+    labels.ahead_ambiguous  # True: the frame is neither clearly "none" nor clearly that kind
     labels.surface_ahead    # "asphalt" | "wood" | "carpet" | "tile" | "offtrack"
     labels.in_view          # [ObstacleInView(kind, distance, bearing), ...] nearest first
 
@@ -10,6 +11,14 @@ The corridor ahead is a rectangle in front of the car's nose, as wide as the car
 camera to the nearest point of the obstacle's footprint; bearings are of its centre, degrees,
 positive to the left. Labels are pure geometry (no occlusion test): the nearest obstacle in the
 corridor is the one the camera sees in front.
+
+A whole-frame classifier cannot place an obstacle to the centimetre, so frames near the corridor's
+edge are *ambiguous* (``ahead_ambiguous``): an obstacle the camera shows clearly in a band
+``ambiguous_m`` beyond the corridor's end or ``ambiguous_side_m`` beside it, with none in the
+corridor (it looks just like one ahead), or an obstacle in the corridor that the camera shows
+smaller than ``min_px`` pixels either way or with less than ``min_visible`` of it inside the
+frame. Trainers leave the obstacle label of those frames out of the loss and the metrics; the
+surface label stays.
 """
 
 from __future__ import annotations
@@ -48,13 +57,20 @@ class LabelConfig:
     ahead_m: float = 1.0  # corridor length beyond the car's nose
     corridor_margin_m: float = 0.05  # added to each side of the car's width
     surface_ahead_m: float = 0.35  # the ground point whose surface is "ahead" (from the camera)
+    ambiguous_m: float = 0.5  # the band beyond the corridor's end where "none" is ambiguous
+    ambiguous_side_m: float = 0.15  # and beside the corridor, on each side
+    min_px: float = 6.0  # an obstacle ahead must show at least this wide and tall (camera pixels)
+    min_visible: float = 0.5  # and at least this fraction of its projected box inside the frame
 
     def __post_init__(self) -> None:
         for name in ("view_range_m", "ahead_m", "surface_ahead_m"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"LabelConfig.{name} must be positive")
-        if not self.corridor_margin_m >= 0:
-            raise ValueError("LabelConfig.corridor_margin_m must be >= 0")
+        for name in ("corridor_margin_m", "ambiguous_m", "ambiguous_side_m", "min_px"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"LabelConfig.{name} must be >= 0")
+        if not 0 <= self.min_visible <= 1:
+            raise ValueError("LabelConfig.min_visible must be in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,7 @@ class FrameLabels:
     surface_under: str
     surface_ahead: str
     in_view: tuple[ObstacleInView, ...]
+    ahead_ambiguous: bool = False  # near the corridor's edge or hardly shown: no obstacle label
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -98,8 +115,17 @@ def frame_labels(world: World, config: LabelConfig | None = None) -> FrameLabels
         bearing = math.degrees(_wrap(math.atan2(ob.y - cam_y, ob.x - cam_x) - state.yaw))
         in_view.append(ObstacleInView(ob.kind, distance, bearing, i))
     in_view.sort(key=lambda o: o.distance)
-    corridor = _corridor(world, c)
-    ahead = [o for o in in_view if rectangles_overlap(corridor, world.config.obstacles[o.index].corners())]
+    obstacles = world.config.obstacles
+    corridor = _corridor(world, c, c.ahead_m, c.corridor_margin_m)
+    ahead = [o for o in in_view if rectangles_overlap(corridor, obstacles[o.index].corners())]
+    if ahead:
+        ambiguous = not _shown(world, obstacles[ahead[0].index], c)
+    else:
+        band = _corridor(world, c, c.ahead_m + c.ambiguous_m, c.corridor_margin_m + c.ambiguous_side_m)
+        ambiguous = any(
+            rectangles_overlap(band, obstacles[o.index].corners()) and _shown(world, obstacles[o.index], c)
+            for o in in_view
+        )
     cos, sin = math.cos(state.yaw), math.sin(state.yaw)
     mid = world.config.car.wheelbase / 2
     under = (state.x + mid * cos, state.y + mid * sin)
@@ -110,6 +136,7 @@ def frame_labels(world: World, config: LabelConfig | None = None) -> FrameLabels
         surface_under=surface_at(world, *under),
         surface_ahead=surface_at(world, *front),
         in_view=tuple(in_view),
+        ahead_ambiguous=ambiguous,
     )
 
 
@@ -120,20 +147,28 @@ def surface_at(world: World, x: float, y: float) -> str:
     return OFF_TRACK
 
 
-def _corridor(world: World, c: LabelConfig) -> list[tuple[float, float]]:
+def _corridor(world: World, c: LabelConfig, length: float, margin: float) -> list[tuple[float, float]]:
+    """The rectangle ``length`` long in front of the car's nose, its width plus ``margin`` a side."""
     s = world.car.state
     car = world.config.car
     nose = car.length - car.rear_overhang  # the body's front, from the rear axle
-    half = car.width / 2 + c.corridor_margin_m
+    half = car.width / 2 + margin
     box = Obstacle(
-        s.x + (nose + c.ahead_m / 2) * math.cos(s.yaw),
-        s.y + (nose + c.ahead_m / 2) * math.sin(s.yaw),
+        s.x + (nose + length / 2) * math.cos(s.yaw),
+        s.y + (nose + length / 2) * math.sin(s.yaw),
         s.yaw,
-        c.ahead_m,
+        length,
         2 * half,
         0.1,
     )
     return box.corners()
+
+
+def _shown(world: World, ob: Obstacle, c: LabelConfig) -> bool:
+    """Whether the camera shows ``ob`` at a usable size, mostly inside the frame."""
+    s = world.car.state
+    width, height, inside = world.renderer.visible_extent(s.x, s.y, s.yaw, ob)
+    return width >= c.min_px and height >= c.min_px and inside >= c.min_visible
 
 
 def _visible(world: World, ob: Obstacle) -> bool:

@@ -9,8 +9,10 @@ blur and sensor noise per frame, all driven by the world's seed.
 
 The road is one of several floor surfaces (:data:`SURFACES`: asphalt, wood planks, carpet, tiles),
 drawn as a pattern inside the borders; with ``Randomization.surfaces`` each reset draws a surface
-and an off-track floor. Obstacles are drawn by kind: cartons, tapered cones, light wall segments
-and parked cars with a dark cabin.
+and an off-track floor. Obstacles are drawn by kind, each in its own shape and colours so that a
+camera of 160×120 pixels tells them apart a metre away: boxes (orange by default; magenta
+crates in randomised scenes), tapered orange cones with a white band, teal-and-white striped wall
+segments and white or silver parked cars with a dark cabin.
 """
 
 from __future__ import annotations
@@ -114,14 +116,21 @@ _OFF_FLOORS: list[RGB] = [(72, 104, 64), (110, 112, 104), (40, 62, 40), (96, 120
 _SURFACE_RGB: dict[str, list[RGB]] = {
     "asphalt": _ROADS,
     "wood": [(150, 104, 60), (176, 128, 80), (120, 80, 46)],
-    "carpet": [(140, 40, 44), (44, 62, 132), (96, 44, 104), (150, 90, 40)],
+    "carpet": [(140, 40, 44), (44, 62, 132), (96, 44, 104)],  # no brown: that is the wood's
     "tile": [(206, 204, 196), (190, 180, 160), (170, 190, 196)],
 }
+# Obstacle colours per kind: hues no other kind, surface or floor has (a box used to be the
+# cone's orange, a wall the tile's grey, a car the grass's green or the wall's red: the classifier
+# mixed them).
 _KIND_RGB: dict[str, list[RGB]] = {
     "cone": [(250, 96, 20), (245, 120, 10)],
-    "wall": [(205, 205, 200), (190, 196, 205)],
-    "car": [(30, 60, 170), (175, 30, 30), (235, 235, 235), (30, 140, 60)],
+    "wall": [(20, 150, 160), (30, 130, 150)],  # teal, with white stripes
+    "car": [(228, 228, 232), (200, 202, 210)],  # white or silver, the cabin dark
 }
+# Boxes in randomised scenes: crates in colours unlike the cone's orange and every surface's.
+_SCENE_BOX_RGB: list[RGB] = [(200, 40, 160), (170, 50, 190), (215, 70, 175)]
+_STRIPE_RGB: RGB = (240, 240, 235)  # a cone's band and a wall's stripes
+_WALL_STRIPES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +262,7 @@ class Renderer:
             return tuple(int(np.clip(v + rng.uniform(-amount, amount), 0, 255)) for v in rgb)  # type: ignore[return-value]
 
         surface = choices[int(rng.integers(len(choices)))]
-        kinds = tuple((k, pick(v, 20)) for k, v in _KIND_RGB.items())
+        kinds = tuple((k, pick(v, 20)) for k, v in ({"box": _SCENE_BOX_RGB} | _KIND_RGB).items())
         return replace(
             look,
             surface=surface,
@@ -349,6 +358,7 @@ class Renderer:
         self._obstacle_shades = shades(look.obstacle)
         self._kind_shades = {kind: shades(rgb) for kind, rgb in look.kind_rgb}
         self._cabin_shades = shades((28, 30, 36))
+        self._stripe_shades = shades(_STRIPE_RGB)
 
     def _backdrop(self, rng: np.random.Generator, gain: NDArray[np.float32]) -> Image:
         """A 360° strip above the horizon: sky gradient and a skyline of walls and blocks.
@@ -479,13 +489,17 @@ class Renderer:
         for ob in order:
             if (ob.x - cam[0]) * forward[0] + (ob.y - cam[1]) * forward[1] < -ob.radius:
                 continue  # wholly behind the camera
-            ground = ob.corners()
-            top = ground
-            if ob.kind == "cone":  # a tapered cone: the top is a fifth of the base
-                top = [(ob.x + 0.2 * (gx - ob.x), ob.y + 0.2 * (gy - ob.y)) for gx, gy in ground]
-            verts = np.array([[gx, gy, 0.0] for gx, gy in ground] + [[gx, gy, ob.height] for gx, gy in top])
             palette = self._kind_shades.get(ob.kind, self._obstacle_shades)
-            self._draw_solid(frame, R, cam, verts, np.array([ob.x, ob.y, ob.height / 2]), palette)
+            if ob.kind == "wall":
+                self._draw_wall(frame, R, cam, ob, palette)
+                continue
+            taper = 0.8 if ob.kind == "cone" else 0.0  # a cone's top is a fifth of its base
+            self._draw_solid(
+                frame, R, cam, _frustum(ob, 0.0, ob.height, taper), _centre(ob, 0, ob.height), palette
+            )
+            if ob.kind == "cone":  # the white band round its middle, a touch proud of the body
+                band = _frustum(ob, 0.45 * ob.height, 0.65 * ob.height, taper, grow=1.04)
+                self._draw_solid(frame, R, cam, band, _centre(ob, 0, ob.height), self._stripe_shades)
             if ob.kind == "car":  # a dark cabin on the body's middle
                 cabin = Obstacle(ob.x, ob.y, ob.yaw, ob.length * 0.5, ob.width * 0.8, 0.08)
                 cg = cabin.corners()
@@ -496,6 +510,28 @@ class Renderer:
                 self._draw_solid(
                     frame, R, cam, cverts, np.array([ob.x, ob.y, ob.height + 0.04]), self._cabin_shades
                 )
+
+    def _draw_wall(
+        self,
+        frame: Image,
+        R: NDArray[np.float64],
+        cam: NDArray[np.float64],
+        ob: Obstacle,
+        palette: Sequence[tuple[float, ...]],
+    ) -> None:
+        """A wall segment in alternating red and white stripes along its length, far stripes first."""
+        c, s = math.cos(ob.yaw), math.sin(ob.yaw)
+        step = ob.length / _WALL_STRIPES
+        stripes = []
+        for k in range(_WALL_STRIPES):
+            along = -ob.length / 2 + (k + 0.5) * step
+            part = Obstacle(ob.x + along * c, ob.y + along * s, ob.yaw, step, ob.width, ob.height)
+            stripes.append((-math.hypot(part.x - cam[0], part.y - cam[1]), k, part))
+        for _, k, part in sorted(stripes, key=lambda t: t[0]):
+            shades = palette if k % 2 == 0 else self._stripe_shades
+            self._draw_solid(
+                frame, R, cam, _frustum(part, 0.0, part.height, 0.0), _centre(part, 0, part.height), shades
+            )
 
     def _draw_solid(
         self,
@@ -527,6 +563,25 @@ class Renderer:
             v = self._fx * poly[:, 1] / poly[:, 2] + self._cy
             pts = np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
             cv2.fillConvexPoly(frame, pts, palette[face[4]], cv2.LINE_AA, shift=4)
+
+    def visible_extent(self, x: float, y: float, yaw: float, ob: Obstacle) -> tuple[float, float, float]:
+        """How big the camera shows ``ob`` for this car pose: the width and height in pixels of
+        its projected bounding box clipped to the image, and the fraction of that box inside the
+        image (0 when it is wholly behind the camera or outside the frame). No occlusion test."""
+        cam_x, cam_y, cam_h = self.camera_pose(x, y, yaw)
+        R = self._rotation(yaw)
+        verts = np.array([[gx, gy, z] for gx, gy in ob.corners() for z in (0.0, ob.height)])
+        pts = (verts - np.array([cam_x, cam_y, cam_h])) @ R.T
+        pts = pts[pts[:, 2] > 0.02]
+        if len(pts) == 0:
+            return 0.0, 0.0, 0.0
+        u = self._fx * pts[:, 0] / pts[:, 2] + self._cx
+        v = self._fx * pts[:, 1] / pts[:, 2] + self._cy
+        w, h = self.config.width, self.config.height
+        full = max(float(u.max() - u.min()), 1e-6) * max(float(v.max() - v.min()), 1e-6)
+        cw = max(0.0, min(float(u.max()), w - 0.5) - max(float(u.min()), -0.5))
+        ch = max(0.0, min(float(v.max()), h - 0.5) - max(float(v.min()), -0.5))
+        return cw, ch, min(1.0, cw * ch / full)
 
     def object_in_view(self, x: float, y: float, yaw: float, ox: float, oy: float) -> bool:
         """Whether a ground point ``(ox, oy)`` projects inside the image for this car pose."""
@@ -574,6 +629,20 @@ def _surface_pattern(
     else:
         k = np.ones((h, w), np.float32)
     return np.asarray(np.clip(rgb[None, None, :] * np.asarray(k, np.float32)[:, :, None], 0, 255), np.float32)
+
+
+def _frustum(ob: Obstacle, z0: float, z1: float, taper: float, grow: float = 1.0) -> NDArray[np.float64]:
+    """The 8 vertices (4 at ``z0``, 4 at ``z1``) of ``ob``'s footprint between two heights, the
+    footprint shrinking linearly by ``taper`` of its size from the ground to the top."""
+    out = []
+    for z in (z0, z1):
+        k = grow * (1.0 - taper * z / ob.height)
+        out += [[ob.x + k * (gx - ob.x), ob.y + k * (gy - ob.y), z] for gx, gy in ob.corners()]
+    return np.array(out)
+
+
+def _centre(ob: Obstacle, z0: float, z1: float) -> NDArray[np.float64]:
+    return np.array([ob.x, ob.y, (z0 + z1) / 2])
 
 
 def _clip_near(poly: NDArray[np.float64], near: float) -> NDArray[np.float64]:

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.mlops.canary import Canary
 from schemas.dataset import SessionManifest
 from schemas.ids import CAR_ID_PATTERN, GROUP_ID_PATTERN, NAME_PATTERN
 from schemas.messages import EvaluateParams, OptimizeParams, RlParams, TrainParams
@@ -122,11 +123,18 @@ class DeploymentIn(BaseModel):
     group: str | None = Field(default=None, pattern=GROUP_ID_PATTERN)
     requested_by: str | None = Field(default=None, max_length=200)
     force: bool = Field(default=False, description="deploy even if the evaluation gate refuses (recorded)")
+    canary: bool | None = Field(
+        default=None,
+        description="a group only: true starts a canary (one car first, the hub promotes or rolls back), "
+        "false deploys to every car; default: a canary where `[mlops] canary_groups` names the group",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> "DeploymentIn":
         if (self.car is None) == (self.group is None):
             raise ValueError("give exactly one of car and group")
+        if self.car is not None and self.canary:
+            raise ValueError("a canary is for a group: give group, not car")
         return self
 
 
@@ -168,6 +176,9 @@ class DeploymentOut(BaseModel):
     published: bool | None = Field(default=None, description="the broker acknowledged the retained message")
     history: list[dict[str, Any]] | None = None
     gate: dict[str, Any] | None = Field(default=None, description="the evaluation gate's decision")
+    canary: Canary | None = Field(
+        default=None, description="the canary started instead (the group keeps its model until promoted)"
+    )
 
 
 class _JobIn(BaseModel):

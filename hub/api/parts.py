@@ -14,6 +14,7 @@ from hub.config import ApiConfig, MlopsConfig
 from hub.fleet.deployments import Deployer
 from hub.ingest.receiver import Ingest
 from hub.mlops.canary import CanaryController
+from hub.mlops.release import Release
 from hub.storage.catalog import Catalog
 from hub.storage.sealer import SealerHandle
 from hub.telemetry.metrics import IngestCounters, IngestStats
@@ -41,5 +42,6 @@ class ApiParts:
     scoped_tokens: tuple[tuple[str, str], ...] = ()  # (token, "read" | "operate" | "admin")
     mlops: MlopsConfig | None = None  # the evaluation gate's rules
     canaries: CanaryController | None = None
+    releases: Callable[[], list[Release]] | None = None  # triggered jobs' models, what became of them
     feedback: Callable[[], dict[str, Any]] | None = None  # the feedback dataset's manifest
     collect_feedback: Callable[[], dict[str, Any]] | None = None  # read new sessions for feedback now

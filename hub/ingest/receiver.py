@@ -158,6 +158,7 @@ class Ingest:
         # called on the ingest thread with each valid telemetry message (the fleet monitor); must not block
         self.telemetry_observers: list[Callable[[str, Telemetry], None]] = []
         self.event_observers: list[Callable[[str, Event], None]] = []  # the MLOps policies
+        self.job_observers: list[Callable[[str, JobResult], None]] = []  # job id, its result
         self.max_frame = int(config.shards.max_frame_mb * 1024 * 1024)
         self._topic_cache: OrderedDict[str, ParsedTopic | None] = OrderedDict()
         self._control: queue.Queue[tuple[ParsedTopic, str, bytes, AckToken | None] | None] = queue.Queue()
@@ -477,6 +478,11 @@ class Ingest:
             job = parsed.job or result.job
             self.catalog.job_result(job, parsed.job_kind or result.kind, result.to_dict())
             self._record_evaluation(job, result)
+            for notify in self.job_observers:
+                try:
+                    notify(job, result)
+                except Exception:
+                    log.exception("job observer failed")
         elif kind is TopicKind.COMMAND_RESPONSE:
             response = CommandResponse.from_json(payload)
             if response.transaction:

@@ -48,6 +48,7 @@ class Deployments(Protocol):
 
     def check_target(self, kind: str, target: str) -> None: ...
     def status(self, kind: str, target: str) -> dict[str, Any]: ...
+    def all_status(self) -> list[dict[str, Any]]: ...
     def deploy(
         self, kind: str, target: str, name: str, version: str, requested_by: str | None = None
     ) -> dict[str, Any]: ...
@@ -104,6 +105,7 @@ class Canary(BaseModel):
     canary_figures: list[CarFigures] = Field(default_factory=list)
     baseline_figures: list[CarFigures] = Field(default_factory=list)
     evaluation: gate.Figures | None = None
+    forced: bool = Field(default=False, description="started although the evaluation gate refused it")
 
     @property
     def due(self) -> float:
@@ -227,7 +229,8 @@ class CanaryController:
             if current is None:
                 raise CanaryError(409, f"group {group} has no model yet: deploy one to it first")
             baseline = f"{current['name']}:{current['version']}"
-            evaluation = self._gate(group, (current["name"], current["version"]), (name, version), force)
+            baseline_ref = (current["name"], current["version"])
+            evaluation, forced = self._gate(group, baseline_ref, (name, version), force)
             members = self.members(baseline)
             chosen = self._choose(members, cars)
             canary = Canary(
@@ -241,6 +244,7 @@ class CanaryController:
                 window_s=self.config.canary_window_s,
                 requested_by=requested_by,
                 evaluation=evaluation,
+                forced=forced,
             )
             for car in chosen:
                 self.deployer.deploy("car", car, name, version, requested_by=f"{canary.id}: canary")
@@ -253,8 +257,10 @@ class CanaryController:
 
     def _gate(
         self, group: str, current: tuple[str, str], candidate: tuple[str, str], force: bool
-    ) -> gate.Figures | None:
-        """The evaluation gate before the canary (when on); the candidate's evaluation either way."""
+    ) -> tuple[gate.Figures | None, bool]:
+        """The evaluation gate before the canary (when on): the candidate's evaluation, and whether
+        ``force`` took it past a refusal."""
+        forced = False
         if self.config.gate:
             decision = gate.check(
                 self.catalog, self.store, self.config, f"group/{group}", current, candidate, force=force
@@ -262,7 +268,8 @@ class CanaryController:
             if not decision.passed and not decision.forced:
                 detail = {"gate": decision.model_dump(mode="json")}
                 raise CanaryError(409, "refused by the evaluation gate", detail)
-        return gate.figures_of(self.catalog, *candidate)
+            forced = decision.forced
+        return gate.figures_of(self.catalog, *candidate), forced
 
     def members(self, baseline: str) -> list[str]:
         """The group's cars: online, driving ``baseline``, without a deployment of their own."""

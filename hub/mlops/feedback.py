@@ -12,10 +12,12 @@ human (or the teacher) did there, DAgger-style.
 - frames a **model** drove where the recorded teacher's ``label`` (the simulator's expert, a safety
   rule) differs from the applied steering by at least ``feedback_min_disagreement``.
 
-The kept frames of a session become a session of their own, ``{session}-feedback`` of the same car
-(one shard, a manifest, a catalog row, so the sessions API shows them), and the ``feedback`` dataset
-lists them all. Each kept frame says why in ``feedback`` and carries ``label``, which the trainer
-prefers to the applied action. The sessions already read are remembered in the object store.
+The kept frames of a recorded session become a session of their own, ``{session}-feedback`` of the
+same car (one shard, a manifest, a catalog row, so the sessions API shows them); a session the car
+captured is kept whole, so it is written again in place with the reasons and labels instead of
+being copied (its frames are stored once). The ``feedback`` dataset lists them all. Each kept frame
+says why in ``feedback`` and carries ``label``, which the trainer prefers to the applied action. The
+sessions already read are remembered in the object store.
 """
 
 import json
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 DATASET = "feedback"
 SUFFIX = "-feedback"
+CAPTURE_PREFIX = "feedback-"  # the car's own captures (edge.feedback.session_name)
 SCANNED_KEY = "feedback/scanned.json"
 DESCRIPTION = "frames where a model failed, labelled by the human or the teacher (DAgger)"
 
@@ -91,6 +94,12 @@ def pick(samples: Iterator[Sample], cfg: MlopsConfig) -> Iterator[Sample]:
             if gap >= cfg.feedback_min_disagreement:
                 why = {"feedback": f"teacher disagreed by {gap:.2f}", "feedback_model": model}
                 yield Sample(s.seq, s.jpeg, r | why)
+
+
+def captured_by_car(samples: list[Sample], kept: list[Sample]) -> bool:
+    """A session the car captured around a moment (``feedback-…``), every frame of it kept."""
+    whole = bool(samples) and len(kept) == len(samples)
+    return whole and all(s.record.get("feedback_event") for s in samples)
 
 
 def car_marked(s: Sample, failed: str | None) -> Sample:
@@ -139,15 +148,43 @@ class FeedbackCollector:
 
     def _collect(self, car: str, session: str, batch: Batch) -> None:
         manifest = SessionManifest.from_json(self.store.get(session_manifest_key(car, session)))
-        kept = list(pick(self._samples(manifest), self.config))
-        name = f"{session}{SUFFIX}"[:64]
+        if session.startswith(CAPTURE_PREFIX):  # small: read whole to see whether the car kept it all
+            samples = list(self._samples(manifest))
+            kept = list(pick(iter(samples), self.config))
+        else:
+            samples, kept = [], list(pick(self._samples(manifest), self.config))
         if not kept:
             return
         for s in kept:
             model = str(s.record.get("feedback_model") or "unknown")
             batch.frames[model] = batch.frames.get(model, 0) + 1
-        self._write_session(car, name, kept)
+        if captured_by_car(samples, kept):
+            self._annotate(car, manifest, kept)
+            name = session
+        else:
+            name = f"{session}{SUFFIX}"[:64]
+            self._write_session(car, name, kept)
         batch.sessions.append(SessionRef(car=car, session=name))
+
+    def _annotate(self, car: str, manifest: SessionManifest, kept: list[Sample]) -> None:
+        """Write the car's own capture again, under the same keys, with each frame's reason and
+        label: its frames are stored once, and the feedback dataset lists the session itself."""
+        session = manifest.session
+        row = self.catalog.get_session(car, session)
+        old = SessionState.from_row(row) if row else None
+        created = old.created if old else manifest.created
+        state = SessionState(car=car, session=session, created=created, updated=time.time(), state="sealed")
+        if old is not None:
+            state.trimmed = old.trimmed
+        by_seq = {s.seq: s for s in kept}
+        for info in manifest.shards:
+            part = [by_seq[q] for q in sorted(by_seq) if info.seq_first <= q <= info.seq_last]
+            data = shard_bytes(part)
+            self.store.put(session_prefix(car, session) + info.name, data)
+            state.add_shard(info.name, part, data)
+        state.next_shard = max(state.next_shard, old.next_shard if old else 0)
+        self.catalog.save_session(state.to_row())
+        self.store.put(session_manifest_key(car, session), state.manifest().to_json())
 
     def _samples(self, manifest: SessionManifest) -> Iterator[Sample]:
         prefix = session_prefix(manifest.car, manifest.session)

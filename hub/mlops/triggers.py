@@ -101,6 +101,8 @@ class RetrainPolicy:
             dataset=self.dataset_for(dataset),
             model_name=name,
             epochs=cfg.retrain_epochs,
+            architecture=cfg.retrain_architecture,
+            options=cfg.retrain_options,
             evaluate_track=cfg.retrain_evaluate_track,
             evaluate_laps=cfg.retrain_evaluate_laps if cfg.retrain_evaluate_track else 0,
         )

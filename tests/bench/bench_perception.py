@@ -7,13 +7,15 @@
   (goal ≥ 0.95) on held-out sessions of randomised scenes, after capture → validation → Optuna
   search → training with early stopping.
 
-    python tests/bench/bench_perception.py [--sessions 20] [--frames 200] [--trials 3] [--epochs 20]
+    python tests/bench/bench_perception.py [--sessions 30] [--frames 80] [--trials 2] [--epochs 16]
+        [--out DIR] [--skip-expert]
     python -m pytest tests/bench/bench_perception.py -s -p no:cacheprovider -o python_files='bench_*.py'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -58,26 +60,31 @@ def bench_avoiding_expert(laps: int = 2) -> bool:
     return ok
 
 
-def bench_classifiers(sessions: int, frames: int, trials: int, epochs: int) -> bool:
+def bench_classifiers(sessions: int, frames: int, trials: int, epochs: int, out: Path | None = None) -> bool:
+    with tempfile.TemporaryDirectory() as tmp:
+        return _classifiers(out or Path(tmp), sessions, frames, trials, epochs)
+
+
+def _classifiers(root: Path, sessions: int, frames: int, trials: int, epochs: int) -> bool:
     from trainer.perception.pipeline import RunConfig, run
     from trainer.perception.train import TrainConfig
 
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        started = time.perf_counter()
-        for i, track in enumerate(("oval", "s-curve", "technical")):
-            capture(data, track, CaptureConfig(sessions=sessions, frames=frames), seed=1000 * i)
-        print(f"captured {3 * sessions} sessions × {frames} frames in {time.perf_counter() - started:.0f} s")
-        config = RunConfig(
-            data=str(data),
-            out=Path(tmp) / "run",
-            train=TrainConfig(epochs=epochs, patience=6),
-            trials=trials,
-            epochs_per_trial=4,
-            tracking_uri=f"sqlite:///{Path(tmp) / 'mlflow.db'}",
-            export=True,
-        )
-        summary = run(config, progress=lambda msg: print(f"  {msg}", flush=True))
+    data = root / "data"
+    started = time.perf_counter()
+    for i, track in enumerate(("oval", "s-curve", "technical")):
+        capture(data, track, CaptureConfig(sessions=sessions, frames=frames), seed=1000 * i)
+    print(f"captured {3 * sessions} sessions × {frames} frames in {time.perf_counter() - started:.0f} s")
+    config = RunConfig(
+        data=str(data),
+        out=root / "run",
+        train=TrainConfig(epochs=epochs, patience=5),
+        trials=trials,
+        epochs_per_trial=3,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        export=True,
+    )
+    summary = run(config, progress=lambda msg: print(f"  {msg}", flush=True))
+    _print_report(root / "run" / "report")
     f1 = summary["test"]["obstacle"]["macro_f1"]
     acc = summary["test"]["surface"]["accuracy"]
     print(
@@ -101,19 +108,39 @@ def bench_classifiers(sessions: int, frames: int, trials: int, epochs: int) -> b
     return f1 >= GOAL_F1 and acc >= GOAL_SURFACE
 
 
+def _print_report(report: Path) -> None:
+    """Per-class figures and the confusion matrix of each task on the held-out sessions."""
+    metrics = json.loads((report / "metrics.json").read_text())
+    for task, m in metrics["tasks"].items():
+        classes = list(m["per_class"])
+        print(f"{task}: {m['frames']} labelled test frames")
+        print(f"  {'class':<9} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>8} {'auc':>6}")
+        for name, c in m["per_class"].items():
+            auc = m["roc_auc"].get(name)
+            print(
+                f"  {name:<9} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>6.3f} {c['support']:>8} "
+                f"{'-' if auc is None else f'{auc:.3f}':>6}"
+            )
+        print("  confusion (rows true, columns predicted): " + " ".join(f"{c:>8}" for c in classes))
+        for name, row in zip(classes, m["confusion"], strict=True):
+            print(f"  {name:>41} " + " ".join(f"{v:>8}" for v in row))
+    print("report files: " + ", ".join(sorted(p.name for p in report.iterdir())))
+
+
 def test_bench_perception() -> None:
     assert bench_avoiding_expert()
-    bench_classifiers(sessions=20, frames=200, trials=3, epochs=20)
+    bench_classifiers(sessions=30, frames=80, trials=2, epochs=16)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=20, help="per track")
-    parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--sessions", type=int, default=30, help="per track (three tracks)")
+    parser.add_argument("--frames", type=int, default=80, help="per session")
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=None, help="keep the data and the run here")
     parser.add_argument("--skip-expert", action="store_true")
     args = parser.parse_args()
     if not args.skip_expert:
         bench_avoiding_expert()
-    bench_classifiers(args.sessions, args.frames, args.trials, args.epochs)
+    bench_classifiers(args.sessions, args.frames, args.trials, args.epochs, args.out)

@@ -183,3 +183,61 @@ def test_judge_compares_the_canary_with_the_group_and_its_evaluation() -> None:
     ]
     never = canary.model_copy(update={"canary_figures": [figures("a", "p:1")], "refused": {"a": "too slow"}})
     assert judge(cfg, never) == ["a refused p:2: too slow", "a never drove p:2"]
+
+
+async def test_a_deployment_to_a_canary_group_starts_a_canary(
+    mosquitto: Any, make_config: Callable[..., HubConfig], tmp_path: Path
+) -> None:
+    """``[mlops] canary_groups``: POST /deployments to the group tries the model on one car first,
+    the gate judging it before (a forced start is recorded); ``canary: false`` deploys to all."""
+    mlops = {"gate": True, "canary_groups": ["fleet"], "canary_window_s": 600}
+    steady = {"completion_pct": 100.0, "best_lap_time_s": 11.0, "off_track_count": 0}
+    card = CARD.model_copy(update={"input": CARD.input.model_copy(update={"width": 160, "height": 120})})
+    async with (
+        HubService(make_config(mosquitto.url, mlops=mlops)) as hub,
+        httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http,
+        AsyncExitStack() as stack,
+    ):
+        v1 = await register(http, hub, onnx_model(steering=0.0, throttle=0.3), card, metrics=steady)
+        good = await register(http, hub, onnx_model(steering=0.01, throttle=0.3), card, metrics=steady)
+        bad = await register(http, hub, onnx_model(steering=-1.0), card, metrics={"completion_pct": 0.0})
+
+        async def deploy(version: str, **options: Any) -> httpx.Response:
+            body = {"model": {"name": "pilot", "version": version}, "group": "fleet", **options}
+            return await http.post("/deployments", json=body, headers=AUTH)
+
+        first = await deploy(v1)  # the group's first model: nothing to compare a canary with
+        assert first.status_code == 201 and first.json()["canary"] is None, first.text
+        for car in CARS:
+            await stack.enter_async_context(RecordingDaemon(sim_car(tmp_path, hub, car)))
+
+        async def active(model: str, cars: tuple[str, ...] = CARS) -> bool:
+            rows = {c["car"]: c for c in (await http.get("/cars")).json()}
+            return all((rows.get(car, {}).get("model_state") or {}).get("active") == model for car in cars)
+
+        await until(lambda: active(f"pilot:{v1}"), "both cars on the group's model")
+        refused = await deploy(bad, requested_by="test")
+        assert refused.status_code == 409, refused.text
+        assert "completion 0.0% < current 100.0%" in refused.json()["detail"]["gate"]["reasons"]
+        assert (await http.get("/canaries")).json() == []
+
+        forced = await deploy(bad, requested_by="test", force=True)
+        assert forced.status_code == 201, forced.text
+        out = forced.json()
+        canary = Canary.model_validate(out["canary"])
+        assert canary.forced and canary.model == f"pilot:{bad}" and canary.requested_by == "test"
+        assert out["current"]["version"] == v1  # the group keeps its model until the canary is promoted
+        [car] = canary.cars
+        await until(lambda: active(f"pilot:{bad}", (car,)), "the canary car on the candidate")
+        assert await active(f"pilot:{v1}", tuple(c for c in CARS if c != car))
+        listed = [Canary.model_validate(c) for c in (await http.get("/canaries")).json()]
+        assert [(c.id, c.state, c.forced) for c in listed] == [(canary.id, "running", True)]
+        r = await http.post(f"/canaries/{canary.id}/rollback", headers=AUTH)
+        assert r.status_code == 200 and r.json()["state"] == "rolled_back", r.text
+        await until(lambda: active(f"pilot:{v1}"), "the canary car back on the group's model")
+
+        direct = await deploy(good, canary=False)
+        assert direct.status_code == 201 and direct.json()["canary"] is None, direct.text
+        assert direct.json()["current"]["version"] == good and direct.json()["gate"]["passed"]
+        await until(lambda: active(f"pilot:{good}"), "every car on the model deployed without a canary")
+        assert len((await http.get("/canaries")).json()) == 1

@@ -72,8 +72,14 @@ async def test_a_takeover_while_not_recording_reaches_the_feedback_dataset(
         r = await http.post("/feedback/collect", headers=AUTH)
         assert r.status_code == 200, r.text
         dataset = (await http.get("/feedback")).json()
-        assert dataset["train"] == [{"car": CAR, "session": f"{session}-feedback"}]
-        listed = (await http.get(f"/sessions/{CAR}/{session}-feedback")).json()
+        assert dataset["train"] == [{"car": CAR, "session": session}]  # the capture itself, not a copy
+        listed = (await http.get(f"/sessions/{CAR}/{session}")).json()
+        assert (await http.get(f"/sessions/{CAR}/{session}-feedback")).status_code == 404
+        rows = (await http.get("/sessions", params={"car": CAR})).json()["sessions"]
+        sessions = [s["session"] for s in rows]
+        assert sessions.count(session) == 1 and not [s for s in sessions if s.endswith("-feedback")]
+        r = await http.post("/feedback/collect", headers=AUTH)  # read again: nothing new, no copy
+        assert r.json()["sessions"] == [] and (await http.get("/feedback")).json() == dataset
 
     assert session.startswith("feedback-intervention-") and stopped[0]["frames"] == sent
     assert car.feedback.captures == 1 and len(stopped) == 1
@@ -83,7 +89,10 @@ async def test_a_takeover_while_not_recording_reaches_the_feedback_dataset(
     first, last = manifest.seq_first, manifest.seq_last
     assert first is not None and last is not None
     assert manifest.gaps == [] and last - first + 1 == sent
-    _, samples = read_session(hub.config.data_dir / "store", CAR, f"{session}-feedback")
+    stored, samples = read_session(hub.config.data_dir / "store", CAR, session)
+    assert stored["frame_count"] == sent and [i["name"] for i in stored["shards"]] == [
+        i.name for i in manifest.shards
+    ]
     seqs = [s.seq for s in samples]
     assert seqs == list(range(first, last + 1))
     indices = [s.record["frame_index"] for s in samples]

@@ -59,6 +59,8 @@ def test_relative_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ("[shards]\ntarget_mb = -1\n", "shards.target_mb"),
         ("[mqtt]\nclient_idd = 'x'\n", "mqtt.client_idd"),
         ('topic_prefix = "a/#"\n', "topic_prefix"),
+        ('[mlops]\nauto_deploy = "canary"\n', "needs gate = true and gate_smoke_test = true"),
+        ('[mlops]\ncanary_groups = ["Fleet"]\n', "mlops.canary_groups"),
     ],
 )
 def test_errors_name_the_file_and_the_field(tmp_path: Path, text: str, needle: str) -> None:

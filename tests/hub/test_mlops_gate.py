@@ -109,3 +109,70 @@ async def test_drift_queues_a_train_job_that_says_why(
     )
     await asyncio.sleep(0.5)
     assert len(hub.catalog.list_jobs("train")) == 1
+
+
+async def test_a_triggered_jobs_model_goes_to_the_group_once_it_passes_the_gate(
+    mosquitto: Any, make_config: Callable[..., HubConfig]
+) -> None:
+    """``auto_deploy = "group"``: the model of a triggered job reaches the groups that drive its name
+    once its smoke test is in and the gate passes; a worse one is refused with the reasons; a job a
+    person asked for is left to them."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from schemas.messages import JobResult, ModelRef, TrainParams
+    from schemas.mqtt_url import BrokerUrl
+
+    mlops = {"gate": True, "gate_smoke_test": True, "auto_deploy": "group", "auto_deploy_smoke_wait_s": 2}
+    async with (
+        HubService(make_config(mosquitto.url, mlops=mlops)) as hub,
+        httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http,
+    ):
+        steady = {"completion_pct": 100.0, "best_lap_time_s": 10.0, "off_track_count": 0}
+        v1, good, bad, asked = [await register(http, {"metrics": steady}) for _ in range(4)]
+        hub.catalog.add_evaluation("pilot", bad, "evaluate-1", {"completion_pct": 40.0}, {})
+        for version in (v1, good, asked):
+            r = await http.post(f"/models/pilot/{version}/smoke-tests", json={"passed": True}, headers=AUTH)
+            assert r.status_code in (200, 201), r.text
+        body = {"model": {"name": "pilot", "version": v1}, "group": "fleet"}
+        assert (await http.post("/deployments", json=body, headers=AUTH)).status_code == 201
+
+        params = TrainParams(model_name="pilot").model_dump(mode="json")
+        jobs = {}
+        for version, why in ((good, "mlops: test trigger"), (bad, "mlops: test trigger"), (asked, "alice")):
+            jobs[version] = f"train-{version}"
+            hub.catalog.create_job(jobs[version], "train", {"params": params, "requested_by": why})
+        url = BrokerUrl.parse(mosquitto.url)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        client.connect(url.host, url.port)
+        client.loop_start()
+        try:
+            for version, job in jobs.items():
+                result = JobResult(
+                    job=job,
+                    kind="train",
+                    status="succeeded",
+                    ts=0,
+                    model=ModelRef(name="pilot", version=version),
+                )
+                topic = hub.topics.job_result("train", job)
+                client.publish(topic, result.to_json(), qos=1).wait_for_publish(10)
+
+            async def decided() -> list[Any]:
+                rows = (await http.get("/releases")).json()
+                return rows if len(rows) == 2 and all(r["state"] != "waiting" for r in rows) else []
+
+            releases = {r["model"]: r for r in await poll(decided, "both releases decided")}
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        assert set(releases) == {f"pilot:{good}", f"pilot:{bad}"}  # not the one alice asked for
+        assert releases[f"pilot:{good}"]["state"] == "deployed" and releases[f"pilot:{good}"]["groups"] == [
+            "fleet"
+        ]
+        refused = releases[f"pilot:{bad}"]
+        assert refused["state"] == "refused" and refused["smoke_test"] is None
+        assert "completion 40.0% < current 100.0%" in refused["reasons"][0]
+        assert "no car-side smoke test" in refused["reasons"][0]
+        current = (await http.get("/deployments/group/fleet")).json()["current"]
+        assert current["version"] == good

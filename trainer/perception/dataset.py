@@ -4,7 +4,10 @@ Frames come from the object store in the hub's layout (WebDataset shards listed 
 manifest, read with :func:`schemas.shards.read_shard`); each keeps its JPEG decoded and resized
 to the network's input (60×80 by default: small enough to train in minutes on two CPU cores) and
 its labels from the record's ``labels`` (``obstacle_ahead``, ``surface_ahead``). A frame without
-labels, or whose JPEG does not decode, is counted and left out, never a crash.
+labels, or whose JPEG does not decode, is counted and left out, never a crash. A frame whose
+obstacle label is ambiguous (``ahead_ambiguous``: an obstacle just outside the corridor ahead, or
+one in it that the camera hardly shows; :mod:`firmware.sim.labels`) keeps its surface label and
+gets no obstacle label (-1: left out of the loss and the metrics), counted as ``obstacle_ambiguous``.
 """
 
 from __future__ import annotations
@@ -62,14 +65,15 @@ class PerceptionTable:
         return list(dict.fromkeys(self.sessions))
 
 
-def _labels(record: dict[str, Any]) -> dict[str, str] | None:
+def _labels(record: dict[str, Any]) -> dict[str, str | None] | None:
+    """The record's class per task; ``None`` for an ambiguous obstacle label."""
     labels = record.get("labels")
     if not isinstance(labels, dict):
         return None
     obstacle, surface = labels.get("obstacle_ahead"), labels.get("surface_ahead")
     if not isinstance(obstacle, str) or not isinstance(surface, str):
         return None
-    return {"obstacle": obstacle, "surface": surface}
+    return {"obstacle": None if labels.get("ahead_ambiguous") is True else obstacle, "surface": surface}
 
 
 def _frame_stats(rgb: NDArray[np.uint8]) -> tuple[float, float, float]:
@@ -98,6 +102,7 @@ def load_table(
     records: list[dict[str, Any]] = []
     stats: list[tuple[float, float, float]] = []
     skipped = {"unreadable": 0, "unlabelled": 0, "unknown_class": 0, "missing_shards": 0}
+    ambiguous = 0
     for ref in refs:
         for sample in _session_samples(store, ref, skipped):
             rgb = decode_jpeg(sample.jpeg)
@@ -108,13 +113,15 @@ def load_table(
             if found is None:
                 skipped["unlabelled"] += 1
                 continue
-            if any(found[t] not in TASKS[t] for t in TASKS):
+            if any(found[t] is not None and found[t] not in TASKS[t] for t in TASKS):
                 skipped["unknown_class"] += 1
                 continue
+            ambiguous += found["obstacle"] is None
             stats.append(_frame_stats(rgb))
             images.append(np.asarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), np.uint8))
             for task, classes in TASKS.items():
-                labels[task].append(classes.index(found[task]))
+                value = found[task]
+                labels[task].append(classes.index(value) if value is not None else -1)
             names.append(f"{ref.car}/{ref.session}")
             seqs.append(sample.seq)
             records.append(sample.record)
@@ -127,7 +134,7 @@ def load_table(
         sessions=names,
         seqs=np.asarray(seqs, dtype=np.int64),
         records=records,
-        skipped=skipped,
+        skipped=skipped | {"obstacle_ambiguous": ambiguous},
         raw_stats={"sharpness": arr[:, 0], "brightness": arr[:, 1], "clipped": arr[:, 2]},
     )
 

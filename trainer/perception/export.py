@@ -132,7 +132,7 @@ def tflite_accuracy(path: Path, tasks: list[str], table: PerceptionTable) -> dic
     from trainer.export import run_tflite, tflite_runner
 
     outs = run_tflite(tflite_runner(path), "image", tasks, to_input(table.images).numpy())
-    return {t: float((o.argmax(axis=1) == table.labels[t]).mean()) for t, o in zip(tasks, outs, strict=True)}
+    return _labelled_accuracy(tasks, outs, table)
 
 
 def _accuracy(session: Any, tasks: list[str], table: PerceptionTable) -> dict[str, float]:
@@ -141,7 +141,19 @@ def _accuracy(session: Any, tasks: list[str], table: PerceptionTable) -> dict[st
         np.concatenate(p)
         for p in zip(*(run_onnx(session, x[i : i + 256]) for i in range(0, len(x), 256)), strict=True)
     ]
-    return {t: float((o.argmax(axis=1) == table.labels[t]).mean()) for t, o in zip(tasks, outs, strict=True)}
+    return _labelled_accuracy(tasks, outs, table)
+
+
+def _labelled_accuracy(tasks: list[str], outs: list[Any], table: PerceptionTable) -> dict[str, float]:
+    """Accuracy per task over the frames labelled for it (an ambiguous obstacle label is -1)."""
+    accuracy = {}
+    for task, probs in zip(tasks, outs, strict=True):
+        y = table.labels[task]
+        keep = y >= 0
+        accuracy[task] = (
+            float((np.asarray(probs).argmax(axis=1)[keep] == y[keep]).mean()) if keep.any() else 0.0
+        )
+    return accuracy
 
 
 def export_detector(

@@ -51,14 +51,15 @@ class TrainConfig(BaseModel):
     net: NetOptions = Field(default_factory=NetOptions)
     augment: AugmentConfig = Field(default_factory=_default_augment)
     colour_cast_p: float = Field(
-        default=0.8,
+        default=0.0,
         ge=0,
         le=1,
-        description="probability of a colour cast: the channels shuffled and each scaled by its own gain "
-        "(scenes draw their colours, so a class must be learnt from shape and texture)",
+        description="probability of a colour cast: the channels shuffled and each scaled by its own gain. "
+        "Off by default: each obstacle kind and surface has its own colour family in the scenes, and "
+        "the cast erased that cue (docs/perception.md)",
     )
     channel_gain: float = Field(default=0.3, ge=0, le=1, description="largest relative gain of one channel")
-    grey_p: float = Field(default=0.1, ge=0, le=1, description="probability of a grey frame")
+    grey_p: float = Field(default=0.0, ge=0, le=1, description="probability of a grey frame")
     threads: int = Field(default=1, ge=1, le=256)
     seed: int = 0
 

@@ -5,6 +5,7 @@ from fastapi import APIRouter, HTTPException
 from hub.api.deps import ADMIN, ERRORS, Parts, not_found
 from hub.api.models import CanaryIn, NamePath, Problem
 from hub.mlops.canary import Canary, CanaryController, CanaryError
+from hub.mlops.release import Release
 
 router = APIRouter(tags=["canaries"])
 
@@ -68,3 +69,11 @@ def rollback(hub: Parts, canary: NamePath) -> Canary:
         return _controller(hub).rollback(canary)
     except KeyError:
         raise not_found(f"canary {canary}") from None
+
+
+@router.get(
+    "/releases",
+    summary="Models of triggered train jobs and what the hub did with them ([mlops] auto_deploy)",
+)
+def releases(hub: Parts) -> list[Release]:
+    return hub.releases() if hub.releases is not None else []

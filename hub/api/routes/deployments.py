@@ -7,6 +7,7 @@ from fastapi import APIRouter, HTTPException
 from hub.api.deps import ADMIN, ERRORS, Parts, not_found
 from hub.api.models import DeploymentIn, DeploymentOut, KindPath, Problem, SlotQuery, TargetPath
 from hub.mlops import gate
+from hub.mlops.canary import CanaryError
 
 router = APIRouter(tags=["deployments"])
 
@@ -18,7 +19,8 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
 
 @router.post(
     "/deployments",
-    summary="Deploy a model to a car or group: a signed, retained envelope (a classifier: to the detector)",
+    summary="Deploy a model to a car or group: a signed, retained envelope (a classifier: to the "
+    "detector); to a group with `canary` (or `[mlops] canary_groups`), one car first",
     status_code=201,
     dependencies=ADMIN,
     responses={409: {"model": Problem}, 503: {"model": Problem}, **ERRORS},
@@ -26,9 +28,37 @@ def deployments(hub: Parts) -> list[DeploymentOut]:
 def deploy(hub: Parts, body: DeploymentIn) -> DeploymentOut:
     kind, target = ("car", body.car) if body.car else ("group", body.group)
     assert target is not None
+    if kind == "group" and _as_canary(hub, target, body):
+        return _canary(hub, target, body)
     decision = _gate(hub, kind, target, body)
     out = hub.deployer.deploy(kind, target, body.model.name, body.model.version, body.requested_by)
     return DeploymentOut(**out, gate=decision)
+
+
+def _as_canary(hub: Parts, group: str, body: DeploymentIn) -> bool:
+    """A canary when asked, or where ``canary_groups`` names the group and it has a model already
+    (the first model of a group has nothing to be compared with)."""
+    if body.canary is not None:
+        return body.canary
+    if hub.mlops is None or hub.canaries is None or not hub.mlops.canaries_group(group):
+        return False
+    if hub.catalog.get_model(body.model.name, body.model.version) is None:
+        return False  # the deployer answers 404
+    slot = hub.deployer.slot_of(body.model.name, body.model.version)
+    return slot == "pilot" and hub.deployer.status("group", group, slot)["current"] is not None
+
+
+def _canary(hub: Parts, group: str, body: DeploymentIn) -> DeploymentOut:
+    """Start a canary instead (as ``POST /canaries``): the group's status, with the canary."""
+    if hub.canaries is None:
+        raise HTTPException(503, "this hub runs no canaries")
+    try:
+        canary = hub.canaries.start(
+            group, body.model.name, body.model.version, requested_by=body.requested_by, force=body.force
+        )
+    except CanaryError as exc:
+        raise HTTPException(exc.status, {"message": str(exc), **exc.detail}) from None
+    return DeploymentOut(**hub.deployer.status("group", group), canary=canary)
 
 
 def _gate(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ def test_capture_writes_shards_labels_lidar_and_manifest(tmp_path: Path) -> None
         for s in samples:
             labels = s.record["labels"]
             assert labels["obstacle_ahead"] in ("none", "box", "cone", "wall", "car")
+            assert isinstance(labels["ahead_ambiguous"], bool)
             assert labels["surface_ahead"] in ("asphalt", "wood", "carpet", "tile", "offtrack")
             assert all({"kind", "distance", "bearing"} <= set(o) for o in labels["in_view"])
             assert -1 <= s.record["steering"] <= 1

@@ -29,8 +29,13 @@ LOOSE = Thresholds(min_per_class=0, max_imbalance=1e9)
 def test_load_and_split_by_session(captured: Path) -> None:
     table = load_table(open_store(str(captured)))
     assert len(table) == 160 and table.images.shape[1:] == (60, 80, 3)
-    assert set(table.labels["obstacle"]) <= set(range(len(OBSTACLE_CLASSES)))
+    assert set(table.labels["obstacle"]) <= set(range(-1, len(OBSTACLE_CLASSES)))
     assert (table.labels["obstacle"] > 0).sum() > 20  # the shots see obstacles ahead
+    # An ambiguous obstacle label (an obstacle just outside the corridor ahead) is left out (-1);
+    # the frame keeps its surface label.
+    ambiguous = np.array([r["labels"]["ahead_ambiguous"] for r in table.records])
+    assert ambiguous.any() and table.skipped["obstacle_ambiguous"] == ambiguous.sum()
+    assert ((table.labels["obstacle"] == -1) == ambiguous).all() and (table.labels["surface"] >= 0).all()
     splits = split_by_session(table, 0.25, 0.25)
     names = [set(s.session_names()) for s in splits.values()]
     assert all(names) and not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
@@ -150,4 +155,3 @@ def test_perceive_command_refuses_bad_data_and_trains(captured: Path, tmp_path: 
     assert SessionRef  # the layout the hub writes is what is read
     assert SURFACE_CLASSES[-1] == "offtrack"
     json.dumps({})
-

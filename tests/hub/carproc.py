@@ -1,0 +1,122 @@
+"""Real car daemons as processes (``paddock car run``) for fault tests and the soak: started, killed
+with SIGKILL and started again by PID, optionally inside a :class:`tests.servers.netns.CarNetwork`."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import infra.config
+from edge.config import CarConfig
+from schemas.topics import Topics
+from tests.edge.harness import Observer, until
+from tests.servers.netns import CarNetwork
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class CarProcess:
+    """``paddock car run --config FILE`` for ``config`` (through tests/hub/cli.py), logging to ``log``."""
+
+    def __init__(self, config: CarConfig, workdir: Path, net: CarNetwork | None = None) -> None:
+        self.config = config
+        self.net = net
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / f"{config.car.id}.toml"
+        self.config_path.write_text(infra.config.commented_toml(config, [f"car {config.car.id}"]))
+        self.log = workdir / f"{config.car.id}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    def start(self) -> "CarProcess":
+        argv = [sys.executable, "-m", "tests.hub.cli", "car", "run", "--config", str(self.config_path)]
+        if self.net is not None:
+            argv = self.net.argv(argv)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.starts += 1
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, no spool flush, the broker publishes the car's will."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (a clean stop); SIGKILL after ``timeout``. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                return proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                return -9
+        return proc.returncode
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def __enter__(self) -> "CarProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Operator(Observer):
+    """The operator's client in the test's namespace: commands a car, watches what it says."""
+
+    def __init__(self, url: str, topics: Topics, car: str) -> None:
+        super().__init__(url, [f"{topics.root}/cars/{car}/#"], identifier=f"op-{car}")
+        self.t = topics
+        self.car = car
+
+    async def __aenter__(self) -> "Operator":
+        await super().__aenter__()
+        return self
+
+    def births(self) -> list[dict[str, Any]]:
+        return [s for s in self.json(self.t.car_status(self.car)) if s["state"] == "online"]
+
+    def response(self, name: str, transaction: str) -> dict[str, Any] | None:
+        found = [
+            r
+            for r in self.json(self.t.command_response(self.car, name))
+            if r.get("transaction") == transaction
+        ]
+        return found[-1] if found else None
+
+    async def command(self, name: str, body: dict[str, Any], limit_s: float = 30.0) -> dict[str, Any]:
+        tx = f"{name}-{time.monotonic_ns()}"
+        await self.publish(self.t.command(self.car, name), {**body, "transaction": tx})
+        response = await until(lambda: self.response(name, tx), limit_s, f"the car's answer to {name}")
+        assert response["status"] == "ok", response
+        return dict(response["data"] or {})
+
+    def last_telemetry(self) -> dict[str, Any]:
+        return self.json(self.t.telemetry(self.car))[-1]
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process (``VmRSS`` in /proc), in KiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
