@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,13 @@ ENV_MLFLOW = "PADDOCK_MLFLOW"
 ENV_TOKEN_LEGACY = "PADDOCK_HUB_TOKEN"
 
 STORE_HELP = "Object store: a directory, file://… or s3://bucket/prefix?endpoint=http://host:9000."
+
+
+def ca_file_option(help: str = "The fleet's CA certificate (ca.crt): verifies an https:// hub.") -> Any:
+    return typer.Option("--ca-file", envvar="PADDOCK_CA_FILE", help=help, metavar="FILE")
+
+
+CaFileOpt = Annotated[Path | None, ca_file_option()]
 
 
 def broker_option(help: str) -> Any:

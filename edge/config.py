@@ -50,6 +50,12 @@ class BrokerSection(_Section):
         default=None, description="File holding the broker password (instead of putting it in the url)."
     )
     ca_file: Path | None = Field(default=None, description="CA certificate for mqtts:// brokers.")
+    cert_file: Path | None = Field(
+        default=None,
+        description="This car's client certificate (PEM, from `paddock fleet ca`), for brokers that "
+        "require one (mqtts:// only); needs key_file.",
+    )
+    key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
     keepalive_s: int = Field(
         default=10, ge=2, le=600, description="MQTT keepalive; the broker declares the car dead after 1.5x."
     )
@@ -80,6 +86,8 @@ class BrokerSection(_Section):
     def _backoff(self) -> Self:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: set both or neither")
         return self
 
 
@@ -542,6 +550,8 @@ def _resolve_paths(config: CarConfig, base: Path) -> CarConfig:
     data["state_dir"] = fix(config.state_dir)
     data["broker"]["password_file"] = fix(config.broker.password_file)
     data["broker"]["ca_file"] = fix(config.broker.ca_file)
+    data["broker"]["cert_file"] = fix(config.broker.cert_file)
+    data["broker"]["key_file"] = fix(config.broker.key_file)
     data["actuators"]["calibration"] = fix(config.actuators.calibration)
     data["recorder"]["spool_dir"] = fix(config.recorder.spool_dir)
     data["models"]["cache_dir"] = fix(config.models.cache_dir)

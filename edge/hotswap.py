@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import ssl
 import statistics
 import time
 import urllib.request
@@ -189,14 +190,18 @@ def verify_envelope(
     return Verified(data, trusted, env.header)
 
 
-def http_download(manifest: ModelManifest, max_bytes: int, timeout: float) -> bytes:
-    """Fetch a model by its manifest's url, never reading more than the manifest's size + 1."""
+def http_download(
+    manifest: ModelManifest, max_bytes: int, timeout: float, ca_file: Path | None = None
+) -> bytes:
+    """Fetch a model by its manifest's url, never reading more than the manifest's size + 1; an
+    https:// hub is verified with ``ca_file`` (the fleet's CA, ``broker.ca_file``) when given."""
     assert manifest.url is not None
     if not manifest.url.startswith(("http://", "https://")):
         raise ModelRejected(f"model {manifest.ref}: unsupported url {manifest.url!r}", manifest)
     limit = min(manifest.size, max_bytes) + 1
     try:
-        with urllib.request.urlopen(manifest.url, timeout=timeout) as resp:
+        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        with urllib.request.urlopen(manifest.url, timeout=timeout, context=context) as resp:
             chunks = []
             total = 0
             while total < limit:
@@ -320,6 +325,7 @@ class ModelManager:
         on_state: Callable[[ModelState], None],
         kind: ModelKind = "pilot",
         install: Callable[[Loaded, Callable[[int, int], None]], None] | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         # kind and install make this the manager of another model slot (edge.detector_slot).
         self.kind = kind
@@ -332,6 +338,7 @@ class ModelManager:
         self.warmup_runs = warmup_runs
         self.max_latency_ms = max_latency_ms
         self.download_timeout_s = download_timeout_s
+        self.ca_file = ca_file  # verifies an https:// hub that large models download from
         self.latest_frame = latest_frame
         self.on_event = on_event
         self.on_state = on_state
@@ -392,7 +399,7 @@ class ModelManager:
                 self.trust,
                 source,
                 self.max_bytes,
-                lambda m: http_download(m, self.max_bytes, self.download_timeout_s),
+                lambda m: http_download(m, self.max_bytes, self.download_timeout_s, self.ca_file),
             )
             manifest = verified.manifest
             check_kind(manifest, self.kind)
@@ -549,6 +556,7 @@ def model_manager(
         on_state=on_state,
         kind=kind,
         install=install,
+        ca_file=config.broker.ca_file,  # the fleet's CA signs the hub API's certificate too
     )
 
 

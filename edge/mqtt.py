@@ -93,8 +93,13 @@ class MqttLink:
     def _tls(self) -> aiomqtt.TLSParameters | None:
         if not self.url.tls:
             return None
-        ca = self.config.broker.ca_file
-        return aiomqtt.TLSParameters(ca_certs=str(ca) if ca else None, cert_reqs=ssl.CERT_REQUIRED)
+        b = self.config.broker
+        return aiomqtt.TLSParameters(
+            ca_certs=str(b.ca_file) if b.ca_file else None,
+            certfile=str(b.cert_file) if b.cert_file else None,
+            keyfile=str(b.key_file) if b.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
 
     def subscriptions(self) -> list[tuple[str, int]]:
         car = self.config.car.id

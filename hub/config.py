@@ -6,6 +6,7 @@ whole file with each field's description. Relative paths in a TOML file are rela
 """
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
@@ -54,6 +55,12 @@ class MqttConfig(_Section):
     ca_file: Path | None = Field(
         default=None, description="CA certificate (PEM) for mqtts:// brokers; the system's CAs when unset."
     )
+    cert_file: Path | None = Field(
+        default=None,
+        description="The hub's client certificate (PEM, `paddock fleet ca`) for a broker that requires "
+        "one (mqtts:// only); needs key_file.",
+    )
+    key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
     reconnect_min_s: int = Field(default=1, ge=1, le=3600, description="First reconnect delay in seconds.")
     reconnect_max_s: int = Field(default=10, ge=1, le=3600, description="Longest reconnect delay in seconds.")
     connect_wait_s: float = Field(
@@ -79,6 +86,20 @@ class MqttConfig(_Section):
     def broker(self) -> BrokerUrl:
         return BrokerUrl.parse(self.url)
 
+    def tls_context(self) -> ssl.SSLContext | None:
+        """How the hub verifies an mqtts:// broker (and, with ``cert_file``, proves who it is)."""
+        if not self.broker.tls:
+            return None
+        if (self.cert_file is None) != (self.key_file is None):
+            raise HubConfigError("mqtt.cert_file and mqtt.key_file go together: set both or neither")
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None and self.key_file is not None:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise HubConfigError(f"mqtt.cert_file/key_file: {exc}") from None
+        return context
+
     def password(self) -> str | None:
         """The broker password: ``password_file``'s content when set, else the url's."""
         if self.password_file is None:
@@ -89,12 +110,42 @@ class MqttConfig(_Section):
             raise HubConfigError(f"mqtt.password_file: {self.password_file}: {exc.strerror}") from None
 
 
-class ApiToken(_Section):
-    """A bearer token with a scope."""
+def read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
+    """A secret given inline or as a file (``paddock fleet secrets``, compose secrets): the file's
+    content, stripped; a file that cannot be read or is empty is the operator's error."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        secret = path.read_text().strip()
+    except OSError as exc:
+        raise HubConfigError(f"{what}: {path}: {exc.strerror}") from None
+    if not secret:
+        raise HubConfigError(f"{what}: {path} is empty")
+    return secret
 
-    token: SecretStr = Field(description="The secret (long and random: `openssl rand -hex 24`).")
+
+class ApiToken(_Section):
+    """A bearer token with a scope: ``token``, or ``token_file`` holding it."""
+
+    token: SecretStr | None = Field(
+        default=None, description="The secret (long and random: `openssl rand -hex 24`)."
+    )
+    token_file: Path | None = Field(default=None, description="A file holding the secret, instead of token.")
     scope: Literal["read", "operate", "admin"] = Field(description="What it may do.")
     name: str = Field(default="", description="Who holds it (for the operator's notes).")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.token is None) == (self.token_file is None):
+            raise ValueError("an api token needs exactly one of token and token_file")
+        return self
+
+    def secret(self) -> str:
+        value = read_secret(self.token, self.token_file, f"api token {self.name or self.scope}")
+        assert value is not None
+        return value
 
 
 class ApiConfig(_Section):
@@ -107,6 +158,9 @@ class ApiConfig(_Section):
         description="Bearer token required on every mutating route. When unset, the environment "
         "variable PADDOCK_HUB_TOKEN is used, else a token is generated on first start and kept in "
         "{data_dir}/api-token (mode 0600).",
+    )
+    token_file: Path | None = Field(
+        default=None, description="A file holding the admin token (mode 0600), instead of token."
     )
     protect_reads: bool | None = Field(
         default=None,
@@ -127,6 +181,16 @@ class ApiConfig(_Section):
         default=512, gt=0, description="Largest model artifact or uploaded session tar accepted."
     )
     access_log: bool = Field(default=False, description="Log every HTTP request.")
+    cert_file: Path | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate (PEM; `paddock fleet ca` writes tls/hub-api.crt, "
+        "signed by the fleet's CA); needs key_file. Default: plain HTTP.",
+    )
+    key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
 
     @field_validator("public_url")
     @classmethod
@@ -284,6 +348,7 @@ class InfluxSinkConfig(SinkQueueConfig):
     token: SecretStr | None = Field(
         default=None, description="v2 API token (for InfluxDB 1.8 use 'user:password')."
     )
+    token_file: Path | None = Field(default=None, description="A file holding the token, instead of token.")
     org: str = Field(default="paddock", description="v2 organisation.")
     bucket: str = Field(default="paddock", description="v2 bucket (for InfluxDB 1.8: 'database/rp').")
     database: str = Field(default="paddock", description="v1 database.")
@@ -586,6 +651,14 @@ class HubConfig(_Section):
         config.sinks.sqlite.path = fix(self.sinks.sqlite.path)
         config.deployments.key_path = fix(self.deployments.key_path)
         config.mqtt.ca_file = fix(self.mqtt.ca_file)
+        config.api.token_file = fix(self.api.token_file)
+        for token in config.api.tokens:
+            token.token_file = fix(token.token_file)
+        config.sinks.influxdb.token_file = fix(self.sinks.influxdb.token_file)
+        config.api.cert_file = fix(self.api.cert_file)
+        config.api.key_file = fix(self.api.key_file)
+        config.mqtt.cert_file = fix(self.mqtt.cert_file)
+        config.mqtt.key_file = fix(self.mqtt.key_file)
         config.mqtt.password_file = fix(self.mqtt.password_file)
         url = self.store.url
         if url is not None and "://" not in url:
@@ -605,9 +678,9 @@ class HubConfig(_Section):
         )
 
     def api_token_from_env(self) -> str | None:
-        if self.api.token is not None:
-            return self.api.token.get_secret_value()
-        return os.environ.get("PADDOCK_HUB_TOKEN") or None
+        """The admin token: ``api.token``, ``api.token_file``'s, else ``PADDOCK_HUB_TOKEN``."""
+        given = read_secret(self.api.token, self.api.token_file, "api.token_file")
+        return given or os.environ.get("PADDOCK_HUB_TOKEN") or None
 
 
 def default_toml() -> str:

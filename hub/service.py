@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from hub.api.app import create_app
 from hub.api.parts import ApiParts
-from hub.config import HubConfig
+from hub.config import HubConfig, HubConfigError
 from hub.fleet.deployments import Deployer, load_signing_key
 from hub.fleet.jobs import request_job
 from hub.ingest.receiver import Ingest
@@ -183,7 +183,7 @@ class HubService:
         elif ":" in host:
             host = f"[{host}]"
         self._api_socket = sock
-        self._api_url = f"http://{host}:{port}"
+        self._api_url = f"{'https' if cfg.tls else 'http'}://{host}:{port}"
 
     def _start_components(self) -> None:
         """Build the parts along the frame's path, then start them in the order that loses nothing."""
@@ -389,12 +389,15 @@ class HubService:
 
     async def _start_api(self) -> None:
         app = create_app(self._api_parts())
+        cert, key = self._api_tls()
         config = uvicorn.Config(
             app,
             log_level="warning",
             access_log=self.config.api.access_log,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
         server = _EmbeddedServer(config)
         assert self._api_socket is not None
@@ -405,6 +408,18 @@ class HubService:
                 self._server_task.result()
                 raise RuntimeError("the API server stopped while starting")
             await asyncio.sleep(0.01)
+
+    def _api_tls(self) -> tuple[str | None, str | None]:
+        """The API's certificate and key files from ``[api]``: both, or neither (plain HTTP)."""
+        api = self.config.api
+        if (api.cert_file is None) != (api.key_file is None):
+            raise HubConfigError("api.cert_file and api.key_file go together: set both or neither")
+        if api.cert_file is None or api.key_file is None:
+            return None, None
+        for path in (api.cert_file, api.key_file):
+            if not path.is_file():
+                raise HubConfigError(f"api: no such file {path}")
+        return str(api.cert_file), str(api.key_file)
 
     def _api_parts(self) -> ApiParts:
         return ApiParts(
@@ -422,7 +437,7 @@ class HubService:
             public_url=lambda: self.public_url,
             health=self.health,
             ingest_stats=self.ingest_stats,
-            scoped_tokens=tuple((t.token.get_secret_value(), t.scope) for t in self.config.api.tokens),
+            scoped_tokens=tuple((t.secret(), t.scope) for t in self.config.api.tokens),
             mlops=self.config.mlops,
             canaries=self.canaries,
             releases=self.releaser.all,

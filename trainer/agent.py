@@ -40,17 +40,29 @@ from typing import Any
 from pydantic import Field
 from rich.console import Console
 
+from infra.tls import CA_FILE_ENV
 from schemas.errors import ContractError
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, parse_job
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import TopicKind, Topics
 from trainer.pipeline import TrainerSettings
-from trainer.progress import CA_FILE_ENV
+from trainer.progress import PROGRESS_FILE_ENV
 
 log = logging.getLogger(__name__)
 KINDS = ("train", "evaluate", "optimize", "rl")  # rl: trainer/rl/job.py
 AfterTrain = Callable[[JobResult], dict[str, float]]  # a registered model's check -> its metrics
+
+CLAIM_WAIT_S = 10.0  # how long the agent waits to see the first claim on a job before it runs it anyway
+RELAY_EVERY_S = 0.5  # how often the agent publishes what its job process reported
+
+
+class _Claim:
+    """The first trainer seen reporting on one job, since the agent subscribed to its reports."""
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+        self.seen = threading.Event()
 
 
 class AgentSettings(TrainerSettings):
@@ -60,6 +72,10 @@ class AgentSettings(TrainerSettings):
     job_timeout_s: float | None = Field(default=6 * 3600, gt=0)
     kinds: list[str] = Field(default_factory=lambda: list(KINDS))
     ca_file: str | None = Field(default=None, description="CA certificate for mqtts:// (the fleet's CA)")
+    cert_file: str | None = Field(
+        default=None, description="The trainer's client certificate (PEM) for a broker that requires one"
+    )
+    key_file: str | None = Field(default=None, description="The private key of cert_file (PEM)")
 
 
 class TrainerAgent:
@@ -81,10 +97,14 @@ class TrainerAgent:
         self.url = BrokerUrl.parse(settings.broker)
         self.work_dir = Path(settings.work_dir)
         self.results: list[JobResult] = []
+        self.left: list[str] = []  # jobs another trainer claimed first
         self.subscribed = threading.Event()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._current: subprocess.Popen[bytes] | None = None
+        self._claims: dict[str, _Claim] = {}  # a job's progress topic without the trainer -> claim
+        self._subacks: set[int] = set()
+        self._subacked = threading.Condition()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=settings.client_id,
@@ -95,11 +115,15 @@ class TrainerAgent:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
-            self._client.tls_set(ca_certs=settings.ca_file)
+            if (settings.cert_file is None) != (settings.key_file is None):
+                raise ValueError("cert_file and key_file go together: give both or neither")
+            self._client.tls_set(
+                ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
+            )
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
-        self._client.on_subscribe = lambda *_a: self.subscribed.set()
-        self._client.on_message = lambda _c, _u, msg: self._queue.put(msg)
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
         self._worker = threading.Thread(target=self._work, name="trainer-agent", daemon=True)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -147,6 +171,52 @@ class TrainerAgent:
             return
         client.subscribe([(f, 1) for f in self._filters()])
 
+    def _on_subscribe(self, _client: Any, _userdata: Any, mid: int, _codes: Any, _props: Any) -> None:
+        self.subscribed.set()
+        with self._subacked:
+            self._subacks.add(mid)
+            self._subacked.notify_all()
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        """Job requests go to the worker; trainers' reports decide claims (and are never jobs)."""
+        base, _, trainer = msg.topic.rpartition("/")
+        if base.endswith("/progress"):
+            claim = self._claims.get(base)
+            if claim is not None and msg.payload and claim.first is None:
+                claim.first = trainer
+                claim.seen.set()
+            self._client.ack(msg.mid, msg.qos)
+            return
+        self._queue.put(msg)
+
+    # --- claims -----------------------------------------------------------------------------------
+    def _claim(self, kind: str, job: str) -> str:
+        """Claim ``job``: returns the trainer that took it, this one's name when it did.
+
+        The first trainer to report on a job takes it (the hub counts only its reports). Each
+        agent subscribes to every trainer's reports on the job, then publishes its claim, retained:
+        Mosquitto hands every subscriber the messages in one order, so each agent sees the same
+        claim first, and an agent that comes later gets the retained ones as it subscribes."""
+        me = self.url.username or ""
+        base = self.topics.job_progress(kind, job)
+        claim = self._claims[base] = _Claim()
+        try:
+            _, mid = self._client.subscribe(f"{base}/+", qos=1)
+            with self._subacked:
+                self._subacked.wait_for(lambda: mid in self._subacks, CLAIM_WAIT_S)
+            claiming = JobProgress(job=job, kind=kind, state="running", stage="starting", ts=time.time())
+            self._publish(self.topics.job_progress(kind, job, me), claiming.to_json(), retain=True)
+            if not claim.seen.wait(CLAIM_WAIT_S):
+                log.warning("job %s: no claim came back (can this trainer read jobs/+/+/progress/+?)", job)
+                return me
+        finally:
+            self._client.unsubscribe(f"{base}/+")
+            self._claims.pop(base, None)
+        winner = claim.first or me
+        if winner != me:  # withdraw the claim: a later agent must not take it for the first
+            self._publish(self.topics.job_progress(kind, job, me), b"", retain=True)
+        return winner
+
     # --- jobs -------------------------------------------------------------------------------------
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -178,6 +248,12 @@ class TrainerAgent:
         if result_path.exists():
             self.console.print(f"job {job.job}: already done, publishing its result again")
             return JobResult.from_json(result_path.read_bytes())
+        if self.url.username:  # a broker with identities: several trainers may see this job
+            winner = self._claim(job.kind, job.job)
+            if winner != self.url.username:
+                self.console.print(f"job {job.job}: trainer {winner} took it; leaving it")
+                self.left.append(job.job)
+                return None
         job_dir.mkdir(parents=True, exist_ok=True)
         (job_dir / "job.json").write_bytes(payload)
         settings = self.settings.model_dump(mode="json", include=set(TrainerSettings.model_fields)) | {
@@ -185,9 +261,10 @@ class TrainerAgent:
             "progress_bar": False,
         }
         (job_dir / "settings.json").write_text(json.dumps(settings))
-        self._progress(
-            JobProgress(job=job.job, kind=job.kind, state="running", stage="starting", ts=time.time())
-        )
+        if not self.url.username:  # with identities, the claim said so
+            self._progress(
+                JobProgress(job=job.job, kind=job.kind, state="running", stage="starting", ts=time.time())
+            )
         self.console.print(f"[bold]job {job.job}[/] ({job.kind}) started; log: {job_dir / 'log.txt'}")
         started = time.monotonic()
         result = self._run(job.job, job.kind, job_dir)
@@ -204,16 +281,19 @@ class TrainerAgent:
         result_path = job_dir / "result.json"
         cmd = [sys.executable, "-m", "trainer.job", str(job_dir / "job.json"), str(job_dir / "settings.json"),
                str(result_path)]  # fmt: skip
+        relay = job_dir / "progress.jsonl"
+        relay.unlink(missing_ok=True)
         with open(job_dir / "log.txt", "ab") as logf:
             env = {**os.environ, "PADDOCK_AGENT_PID": str(os.getpid())}
-            if self.settings.ca_file:  # the job's own progress publisher verifies the broker the same way
+            env[PROGRESS_FILE_ENV] = str(relay.resolve())  # the job reports there, the agent publishes
+            if self.settings.ca_file:
                 env[CA_FILE_ENV] = str(Path(self.settings.ca_file).resolve())
             proc = subprocess.Popen(
                 cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
             self._current = proc
             try:
-                code = proc.wait(timeout=self.settings.job_timeout_s)
+                code = self._wait_relaying(proc, relay)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
                 return self._failed(job, kind, f"timed out after {self.settings.job_timeout_s:g} s")
@@ -223,6 +303,38 @@ class TrainerAgent:
             return JobResult.from_json(result_path.read_bytes())
         tail = _tail(job_dir / "log.txt")
         return self._failed(job, kind, f"job process exited with status {code} without a result; log: {tail}")
+
+    def _wait_relaying(self, proc: subprocess.Popen[bytes], relay: Path) -> int:
+        """Wait for the job process, publishing the progress it writes to ``relay`` meanwhile."""
+        timeout = self.settings.job_timeout_s
+        deadline = None if timeout is None else time.monotonic() + timeout
+        offset = 0
+        while True:
+            try:
+                code = proc.wait(timeout=RELAY_EVERY_S)
+            except subprocess.TimeoutExpired:
+                code = None
+            offset = self._relay(relay, offset)
+            if code is not None:
+                return code
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(proc.args, timeout or 0)
+
+    def _relay(self, relay: Path, offset: int) -> int:
+        """Publish the whole lines written to ``relay`` after ``offset``; returns the new offset."""
+        try:
+            with open(relay, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            return offset
+        lines = data.split(b"\n")[:-1]  # an unfinished last line waits for the next look
+        for line in lines:
+            try:
+                self._progress(JobProgress.from_json(line))
+            except ContractError as exc:
+                log.warning("the job process reported nonsense: %s", exc)
+        return offset + sum(len(line) + 1 for line in lines)
 
     def _after_train(self, result: JobResult, result_path: Path) -> JobResult:
         """The ``after_train`` check of the model a train job registered; a check that fails to run
@@ -262,17 +374,16 @@ class TrainerAgent:
         return JobResult(job=job_id, kind=kind, status="failed", error=reason, ts=time.time())
 
     # --- publishing -------------------------------------------------------------------------------
-    def _publish(self, topic: str, payload: bytes) -> None:
-        info = self._client.publish(topic, payload, qos=1)
+    def _publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
         try:
             info.wait_for_publish(10)
         except (RuntimeError, ValueError) as exc:
             log.warning("publishing %s failed: %s", topic, exc)
 
-    def _progress(self, progress: JobProgress) -> None:
-        self._publish(
-            self.topics.job_progress(progress.kind, progress.job, self.url.username), progress.to_json()
-        )
+    def _progress(self, progress: JobProgress, retain: bool = False) -> None:
+        topic = self.topics.job_progress(progress.kind, progress.job, self.url.username)
+        self._publish(topic, progress.to_json(), retain)
 
     def _publish_result(self, result: JobResult) -> None:
         state = "succeeded" if result.status == "succeeded" else "failed"
@@ -284,7 +395,8 @@ class TrainerAgent:
                 stage="done",
                 message=result.error,
                 ts=time.time(),
-            )
+            ),
+            retain=bool(self.url.username),  # replaces the retained claim: the job's last word
         )
         self._publish(self.topics.job_result(result.kind, result.job, self.url.username), result.to_json())
         self.results.append(result)

@@ -52,12 +52,20 @@ class Lineage(BaseModel):
 
 
 class HubClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout_s: float = 60.0, ca_file: str | None = None
+    ) -> None:
+        """``ca_file`` (default: ``PADDOCK_CA_FILE``, which the trainer agent hands its jobs)
+        verifies an https:// hub."""
         import httpx
+
+        from infra.tls import https_verify
 
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout_s, verify=https_verify(ca_file)
+        )
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx

@@ -11,13 +11,17 @@ import time
 import uuid
 from typing import Protocol
 
+from infra.tls import CA_FILE_ENV  # the fleet's CA (mqtts:// and https://), for the agent's jobs
 from schemas.messages import JobProgress, JobResult
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import DEFAULT_PREFIX, Topics
 
 log = logging.getLogger(__name__)
 
-CA_FILE_ENV = "PADDOCK_CA_FILE"  # the CA of an mqtts:// broker, for job processes the agent starts
+# Set by the trainer agent for the jobs it starts: a job writes its progress there (JSON lines) and
+# the agent publishes it, on its own connection. A second connection under the trainer's identity
+# would take the agent's session over on a broker that ties client ids to identities.
+PROGRESS_FILE_ENV = "PADDOCK_PROGRESS_FILE"
 
 
 class ProgressSink(Protocol):
@@ -81,6 +85,31 @@ class MqttPublisher:
         self._client.disconnect()
 
 
+def _throttled(progress: JobProgress, last: float, min_interval_s: float) -> bool:
+    """Step updates go out at most every ``min_interval_s``; state changes and epoch ends always do."""
+    stepping = progress.step is not None and progress.stage == "train"
+    return stepping and time.monotonic() - last < min_interval_s
+
+
+class FileProgress:
+    """Appends :class:`JobProgress` (one JSON line each) to the file the trainer agent relays."""
+
+    def __init__(self, path: str, min_interval_s: float = 1.0) -> None:
+        self.path = path
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def emit(self, progress: JobProgress) -> None:
+        if _throttled(progress, self._last, self.min_interval_s):
+            return
+        self._last = time.monotonic()
+        with open(self.path, "ab") as f:  # a whole line per write: the agent reads only whole lines
+            f.write(progress.to_json() + b"\n")
+
+    def close(self) -> None:
+        pass
+
+
 class MqttProgress:
     """Publishes :class:`JobProgress` for one job (QoS 1), at most every ``min_interval_s`` unless final."""
 
@@ -101,11 +130,9 @@ class MqttProgress:
         self._last = 0.0
 
     def emit(self, progress: JobProgress) -> None:
-        now = time.monotonic()
-        # Step updates are throttled; state changes and epoch ends always go out.
-        if progress.step is not None and progress.stage == "train" and now - self._last < self.min_interval_s:
+        if _throttled(progress, self._last, self.min_interval_s):
             return
-        self._last = now
+        self._last = time.monotonic()
         self.publisher.publish(self.topic, progress.to_json())
 
     def close(self) -> None:
@@ -114,7 +141,11 @@ class MqttProgress:
 
 
 def job_sink(broker: str | None, job: str | None, kind: str, topic_prefix: str) -> ProgressSink:
-    """Where a job's progress goes: the broker when there is one and the run is a job, else nowhere."""
+    """Where a job's progress goes: the agent's relay file when the agent started the job, else the
+    broker when there is one and the run is a job, else nowhere."""
+    relay = os.environ.get(PROGRESS_FILE_ENV)
+    if relay and job:
+        return FileProgress(relay)
     if broker and job:
         return MqttProgress(broker, job, kind, topic_prefix)
     return NullSink()

@@ -49,7 +49,7 @@ from trainer.data import (
 )
 from trainer.distributed import Backend, detect
 from trainer.models import ACTION_INDEX, DEFAULT_ARCHITECTURE, ModelOptions, PilotModel, build_model
-from trainer.progress import MqttProgress, NullSink, ProgressSink
+from trainer.progress import NullSink, ProgressSink, job_sink
 
 log = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
@@ -281,8 +281,8 @@ def fit(
     own_sink = sink is None
     if sink is None:
         sink = (
-            MqttProgress(config.broker, config.job, config.job_kind, config.topic_prefix)
-            if config.broker and config.job and backend.is_main
+            job_sink(config.broker, config.job, config.job_kind, config.topic_prefix)
+            if backend.is_main
             else NullSink()
         )
     try:

@@ -1,4 +1,5 @@
-"""``paddock fleet``: the fleet's broker identities, their ACLs, and the TLS certificates.
+"""``paddock fleet``: the fleet's broker identities, their ACLs, the TLS certificates, and the LAN
+stack's generated secrets.
 
 Every change rewrites Mosquitto's password and ACL files in the fleet directory; send Mosquitto a
 SIGHUP (``docker compose kill -s HUP mosquitto``) to make it read them again.
@@ -15,8 +16,10 @@ from deploy.errors import UserError
 from deploy.fleet.bundles import bundle_dir, refresh_ca, remove_bundle, write_bundle
 from deploy.fleet.identities import FleetError, FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
+from deploy.fleet.secrets import STACK_SECRETS, write_stack_secrets
 from deploy.fleet.tls import TLS_DIR, issue, load_or_make_ca
 from deploy.options import JsonOpt, broker_option
+from infra.files import write_atomic
 from schemas.mqtt_url import BrokerUrl
 
 fleet_app = typer.Typer(
@@ -142,13 +145,23 @@ def ca(
             "Default: the fleet's broker host, localhost and 127.0.0.1.",
         ),
     ] = None,
+    api_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-host",
+            help="A name or address clients use to reach the hub's API (repeatable), for its HTTPS "
+            "certificate tls/hub-api.crt. Default: the --host list.",
+        ),
+    ] = None,
     directory: DirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make the fleet's CA (once), a broker certificate, and a client certificate per identity.
+    """Make the fleet's CA (once), the broker's and the hub API's certificates, and a client
+    certificate per identity.
 
     Existing bundles get the CA certificate (and a car's car.toml its ca_file); point Mosquitto's
-    mqtts:// listener at tls/broker.crt and tls/broker.key (see deploy/compose/mosquitto.conf)."""
+    mqtts:// listener at tls/broker.crt and tls/broker.key (see deploy/compose/mosquitto.conf), and
+    the hub's [api] cert_file and key_file at tls/hub-api.crt and tls/hub-api.key."""
     store = _open(directory)
     tls = store.directory / TLS_DIR
     hosts = list(dict.fromkeys(host or [BrokerUrl.parse(store.broker_url).host, "localhost", "127.0.0.1"]))
@@ -157,6 +170,8 @@ def ca(
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot use the CA in {tls}: {exc}") from None
     issue(authority, tls / "broker.key", tls / "broker.crt", "paddock broker", hosts=hosts)
+    api_hosts = list(dict.fromkeys(api_host or hosts))
+    issue(authority, tls / "hub-api.key", tls / "hub-api.crt", "paddock hub API", hosts=api_hosts)
     bundles = refresh_ca(store)
     for out in bundles:
         name = out.name
@@ -166,6 +181,8 @@ def ca(
         "new_ca": new,
         "broker_cert": str(tls / "broker.crt"),
         "hosts": hosts,
+        "api_cert": str(tls / "hub-api.crt"),
+        "api_hosts": api_hosts,
         "bundles": [str(bundle_dir(store, b.name)) for b in bundles],
     }
     if as_json:
@@ -174,8 +191,39 @@ def ca(
     typer.echo(f"{'made' if new else 'kept'} the fleet CA {tls / 'ca.crt'}")
     typer.echo(f"broker certificate {tls / 'broker.crt'} for {', '.join(hosts)}")
     typer.echo(
+        f"hub API certificate {tls / 'hub-api.crt'} for {', '.join(api_hosts)} (hub.toml [api] cert_file)"
+    )
+    typer.echo(
         f"CA and client certificates in {len(bundles)} bundle(s); restart Mosquitto to load its certificate"
     )
+
+
+@fleet_app.command("secrets")
+def secrets_cmd(
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="Replace every secret (InfluxDB's only on a fresh volume).")
+    ] = False,
+    env: Annotated[
+        Path | None,
+        typer.Option("--env", help="Also write this compose .env (PADDOCK_FLEET_DIR), mode 0600."),
+    ] = None,
+    directory: DirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate the LAN stack's secrets (InfluxDB, Grafana, the hub's tokens) into secrets/, mode 0600.
+
+    Existing ones are kept. deploy/compose/docker-compose.yml reads them as compose secrets."""
+    store = _open(directory)
+    made = write_stack_secrets(store.directory, rotate)
+    if env is not None:
+        write_atomic(env, f"PADDOCK_FLEET_DIR={store.directory.resolve()}\n".encode(), mode=0o600)
+    if as_json:
+        typer.echo(json.dumps({n: {"file": str(p), "new": new} for n, (p, new) in made.items()}))
+        return
+    for name, (path, new) in made.items():
+        typer.echo(f"{'made' if new else 'kept'} {path}: {STACK_SECRETS[name]}")
+    if env is not None:
+        typer.echo(f"wrote {env}")
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ import typer
 
 from deploy.commands.hub import hub_app
 from deploy.errors import UserError, WorkFailed
-from deploy.options import JsonOpt, hub_option, token_option
+from deploy.options import CaFileOpt, JsonOpt, hub_option, token_option
 
 DEFAULT_HUB = "http://127.0.0.1:8080"
 HubOpt = Annotated[str, hub_option("The hub's API address.")]
@@ -29,8 +29,14 @@ TokenFileOpt = Annotated[
 
 
 class HubClient:
-    def __init__(self, url: str, token: str | None, token_file: Path | None) -> None:
+    def __init__(
+        self, url: str, token: str | None, token_file: Path | None, ca_file: Path | None = None
+    ) -> None:
+        import ssl
+
         import httpx
+
+        from infra.tls import https_verify
 
         if token is None and token_file is not None:
             try:
@@ -39,7 +45,11 @@ class HubClient:
                 raise UserError(f"cannot read the token file {token_file}: {exc.strerror}") from None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        try:  # an https:// hub is verified with the fleet's CA (--ca-file, PADDOCK_CA_FILE)
+            verify = https_verify(ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UserError(f"cannot use the CA file {ca_file}: {exc}") from None
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=verify)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -63,8 +73,8 @@ def _detail(r: Any) -> str:
         return str(r.text[:200])
 
 
-def _client(hub: str, token: str | None, token_file: Path | None) -> HubClient:
-    return HubClient(hub, token, token_file)
+def _client(hub: str, token: str | None, token_file: Path | None, ca_file: Path | None) -> HubClient:
+    return HubClient(hub, token, token_file, ca_file)
 
 
 def show_rows(data: Any, as_json: bool, columns: list[tuple[str, Any]], title: str) -> None:
@@ -103,9 +113,10 @@ def cars(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    data = _client(hub, token, token_file).call("GET", "/cars")
+    data = _client(hub, token, token_file, ca_file).call("GET", "/cars")
     tel = _field("telemetry")
     show_rows(data, as_json, [
         ("car", lambda c: c["car"]), ("state", lambda c: c["state"]), ("mode", tel("mode")),
@@ -122,10 +133,11 @@ def sessions(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     params: dict[str, Any] = {"limit": limit} | ({"car": car} if car else {})
-    data = _client(hub, token, token_file).call("GET", "/sessions", params=params)["sessions"]
+    data = _client(hub, token, token_file, ca_file).call("GET", "/sessions", params=params)["sessions"]
     show_rows(data, as_json, [
         ("car", lambda s: s["car"]), ("session", lambda s: s["session"]),
         ("frames", lambda s: s["frame_count"]),
@@ -138,9 +150,10 @@ def datasets(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    data = _client(hub, token, token_file).call("GET", "/datasets")
+    data = _client(hub, token, token_file, ca_file).call("GET", "/datasets")
     show_rows(data, as_json, [
         ("name", lambda d: d["name"]), ("train", lambda d: len(d["train"])), ("val", lambda d: len(d["val"])),
     ], "datasets")  # fmt: skip
@@ -152,9 +165,12 @@ def models(
     name: Annotated[str | None, typer.Option(help="Only this model's versions.")] = None,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    data = _client(hub, token, token_file).call("GET", "/models", params={"name": name} if name else {})
+    data = _client(hub, token, token_file, ca_file).call(
+        "GET", "/models", params={"name": name} if name else {}
+    )
     show_rows(data, as_json, [
         ("name", lambda m: m["name"]), ("version", lambda m: m["version"]), ("format", lambda m: m["format"]),
         ("dataset", lambda m: m["lineage"].get("dataset")), ("job", lambda m: m["lineage"].get("job")),
@@ -184,12 +200,13 @@ def deploy(  # a classifier's card sends it to the detector slot (the hub decide
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     name, version = model_ref(model)
     kind, target = _target(car, group)
     body = {"model": {"name": name, "version": version}, kind: target, "requested_by": "paddock hub deploy"}
-    out = _client(hub, token, token_file).call("POST", "/deployments", json=body)
+    out = _client(hub, token, token_file, ca_file).call("POST", "/deployments", json=body)
     slot = out.get("slot", "pilot")
     _report(
         out,
@@ -208,11 +225,14 @@ def rollback(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     kind, target = _target(car, group)
     slot = "detector" if detector else "pilot"
-    out = _client(hub, token, token_file).call("POST", f"/deployments/{kind}/{target}/rollback?slot={slot}")
+    out = _client(hub, token, token_file, ca_file).call(
+        "POST", f"/deployments/{kind}/{target}/rollback?slot={slot}"
+    )
     current = out.get("current") or {}
     runs = f"{current.get('name', 'nothing')}:{current.get('version', '')}"
     _report(out, as_json, f"{kind} {target} now runs {runs}" + (" as its detector" if detector else ""))
@@ -232,10 +252,11 @@ def jobs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 30,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     params: dict[str, Any] = {"limit": limit} | ({"kind": kind} if kind else {})
-    data = _client(hub, token, token_file).call("GET", "/jobs", params=params)
+    data = _client(hub, token, token_file, ca_file).call("GET", "/jobs", params=params)
     prog = _field("progress")
     show_rows(data, as_json, [
         ("job", lambda j: j["job"]), ("kind", lambda j: j["kind"]), ("state", lambda j: j["state"]),
@@ -250,11 +271,12 @@ def estop(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
 ) -> None:
     if state not in ("on", "off"):
         raise UserError(f"estop takes on or off, got {state!r}")
     body = {"active": state == "on", "reason": reason or ("paddock hub estop" if state == "on" else "")}
-    _client(hub, token, token_file).call("POST", "/fleet/estop", json=body)
+    _client(hub, token, token_file, ca_file).call("POST", "/fleet/estop", json=body)
     typer.echo(f"fleet e-stop {'set' if state == 'on' else 'released'}")
 
 

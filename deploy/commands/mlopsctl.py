@@ -19,7 +19,7 @@ from deploy.commands.hubctl import (
     show_rows,
 )
 from deploy.errors import UserError, WorkFailed
-from deploy.options import JsonOpt
+from deploy.options import CaFileOpt, JsonOpt
 from deploy.smoke import run_smoke_test
 
 
@@ -32,6 +32,7 @@ def smoke_test(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download the model from the hub, load it in the car's runtime and run the car's own smoke test
@@ -41,7 +42,7 @@ def smoke_test(
     import json
 
     name, version = model_ref(model)
-    client = HubClient(hub, token, token_file)
+    client = HubClient(hub, token, token_file, ca_file)
     row = client.call("GET", f"/models/{name}/{version}")
     r = client.http.get(f"/models/{name}/{version}/artifact")
     if r.status_code != 200:
@@ -69,6 +70,7 @@ def canary(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     import json
@@ -76,7 +78,7 @@ def canary(
     name, version = model_ref(model)
     body = {"model": {"name": name, "version": version}, "group": group, "force": force}
     body |= {"cars": car} if car else {}
-    out = HubClient(hub, token, token_file).call(
+    out = HubClient(hub, token, token_file, ca_file).call(
         "POST", "/canaries", json=body | {"requested_by": "paddock hub canary"}
     )
     if as_json:
@@ -93,9 +95,10 @@ def canaries(
     hub: HubOpt = DEFAULT_HUB,
     token: TokenOpt = None,
     token_file: TokenFileOpt = None,
+    ca_file: CaFileOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    data = HubClient(hub, token, token_file).call("GET", "/canaries")
+    data = HubClient(hub, token, token_file, ca_file).call("GET", "/canaries")
     columns = [
         ("id", lambda c: c["id"]),
         ("group", lambda c: c["group"]),

@@ -358,6 +358,17 @@ def agent(
             envvar="PADDOCK_CA_FILE", help="CA certificate of an mqtts:// broker (the fleet's ca.crt)."
         ),
     ] = None,
+    cert_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="PADDOCK_CERT_FILE",
+            help="This trainer's client certificate (its bundle's client.crt), for brokers that ask for one.",
+        ),
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(envvar="PADDOCK_KEY_FILE", help="The private key of --cert-file (client.key)."),
+    ] = None,
 ) -> None:
     """Take train and evaluate jobs from MQTT (jobs/train, jobs/evaluate) and run them one at a time."""
     from deploy import smoke
@@ -377,6 +388,8 @@ def agent(
         "export_formats": [f.strip() for f in formats.split(",") if f.strip()],
         "job_timeout_s": job_timeout,
         "ca_file": str(ca_file) if ca_file else None,
+        "cert_file": str(cert_file) if cert_file else None,
+        "key_file": str(key_file) if key_file else None,
     }
     if client_id:
         values["client_id"] = client_id

@@ -12,7 +12,8 @@ ACL file (:mod:`deploy.fleet.mosquitto`) and the embedded broker checks them thr
 - an operator publishes commands, models and the e-stop, and reads everything under the prefix;
 - a trainer reads job requests and publishes job progress and results on topics that end in its own
   name (``jobs/{kind}/{job}/result/{trainer}``), so the hub knows which trainer took a job and
-  refuses another's reports for it.
+  refuses another's reports for it; it reads every trainer's progress, so that of two agents that
+  see one job only the first to claim it runs it.
 
 docs/security.md has the matrix as a table.
 
@@ -82,7 +83,8 @@ def rules(identity: Identity, topics: Topics) -> Rules:
                     f"{root}/jobs/+/+/progress/{identity.name}",
                     f"{root}/jobs/+/+/result/{identity.name}",
                 ),
-                subscribe=(f"{root}/jobs/+",),
+                # every trainer's progress: the agents see each other's claims (trainer/agent.py)
+                subscribe=(f"{root}/jobs/+", f"{root}/jobs/+/+/progress/+"),
             )
     raise AssertionError(f"no rules for role {identity.role}")
 

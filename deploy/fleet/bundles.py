@@ -3,7 +3,9 @@
 ``bundles/{name}/`` holds:
 
 - ``username``, ``password`` (mode 0600) and ``broker-url`` (the URL with the user name, no password);
-- ``ca.crt`` when the fleet has a CA (``paddock fleet ca``), for ``mqtts://`` brokers;
+- ``ca.crt`` when the fleet has a CA (``paddock fleet ca``), for ``mqtts://`` brokers, and the
+  identity's client certificate ``client.crt``/``client.key`` (common name: the identity's name),
+  for a broker that requires one (``deploy/compose/mosquitto-mtls.conf``);
 - for a car, ``car.toml``: the ``[car]`` and ``[broker]`` sections of its configuration, with the
   password and CA as files beside it (the car daemon resolves relative paths from the file);
 - for the other roles, ``broker.env``: ``PADDOCK_BROKER=`` the full URL with the password (mode
@@ -71,8 +73,8 @@ def _car_toml(store: FleetStore, identity: Identity, url: str, has_ca: bool) -> 
     if identity.groups:
         lines.append(f'group = "{identity.groups[0]}"')
     lines += ["", "[broker]", f'url = "{url}"', f'prefix = "{store.prefix}"', 'password_file = "password"']
-    if has_ca:
-        lines.append('ca_file = "ca.crt"')
+    if has_ca:  # `paddock fleet ca` and `fleet add` put the client certificate beside it
+        lines += ['ca_file = "ca.crt"', 'cert_file = "client.crt"', 'key_file = "client.key"']
     return "\n".join(lines) + "\n"
 
 

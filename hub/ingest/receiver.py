@@ -11,7 +11,6 @@ acknowledged so the broker does not resend it; it never stops ingest.
 import json
 import logging
 import queue
-import ssl
 import struct
 import threading
 import time
@@ -178,9 +177,7 @@ class Ingest:
     def _make_client(self) -> MqttClient:
         cfg = self.config.mqtt
         broker = cfg.broker
-        tls = None
-        if broker.tls:
-            tls = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        tls = cfg.tls_context()
         t = self.topics
         offline = HubStatus(state="offline", version=__version__, ts=time.time()).to_json()
         return MqttClient(

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from hub.config import SinkQueueConfig, SinksConfig
+from hub.config import SinkQueueConfig, SinksConfig, read_secret
 from infra.sqlite import ThreadConnections
 from schemas.messages import CarStatus, Event, JobProgress, LapEvent, Telemetry
 
@@ -564,7 +564,7 @@ def sinks_from_config(config: SinksConfig, telemetry_path: Path) -> tuple[Fanout
         influx = InfluxSink(
             i.url,
             api=i.api,
-            token=i.token.get_secret_value() if i.token else None,
+            token=read_secret(i.token, i.token_file, "sinks.influxdb.token_file"),
             org=i.org,
             bucket=i.bucket,
             database=i.database,

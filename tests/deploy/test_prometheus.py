@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
+from deploy.fleet.tls import load_or_make_ca
 from hub.mlops.canary import Canary, CanaryCollector
 from hub.telemetry.metrics import FleetCollector, HubCollector, HubGauges, IngestCounters, ModelHealthRow
 from hub.telemetry.sinks import SinkWorker, SqliteSink
@@ -38,7 +39,11 @@ def test_promtool_accepts_the_config_which_scrapes_with_a_read_token(tmp_path: P
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     [job] = [j for j in config["scrape_configs"] if j["job_name"] == "paddock-hub"]
     auth = job["authorization"]
-    assert auth["type"] == "Bearer" and auth["credentials_file"] == "/run/secrets/paddock-hub-read-token"
+    assert auth["type"] == "Bearer" and auth["credentials_file"] == "/run/secrets/prometheus-token"
+    # the hub serves HTTPS: Prometheus verifies it with the fleet's CA, for the hub's compose name
+    assert job["scheme"] == "https" and job["tls_config"]["server_name"] == "hub"
+    load_or_make_ca(tmp_path / "tls")
+    job["tls_config"]["ca_file"] = str(tmp_path / "tls" / "ca.crt")
     # promtool checks that the token file exists: the same config with a token file of the test's
     token = tmp_path / "hub-read-token"
     token.write_text("0123456789abcdef\n")

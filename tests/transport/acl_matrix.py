@@ -155,6 +155,7 @@ SUBSCRIBE_CASES: list[tuple[str, str, str, str, bool]] = [
     ("gpu", f"{P}/jobs/+", "hub", f"{P}/jobs/train", True),
     ("gpu", f"{P}/jobs/evaluate", "hub", f"{P}/jobs/evaluate", True),
     ("gpu", f"{P}/jobs/+/+/result/+", "gpu", f"{P}/jobs/train/j1/result/gpu", False),
+    ("gpu", f"{P}/jobs/train/j1/progress/+", "gpu", f"{P}/jobs/train/j1/progress/gpu", True),  # claims
     ("gpu", f"{P}/cars/+/frames", "car-1", f"{P}/cars/car-1/frames", False),
     ("gpu", f"{P}/cars/car-1/cmd/+", "ops", f"{P}/cars/car-1/cmd/mode", False),
     ("gpu", f"{P}/fleet/estop", "ops", f"{P}/fleet/estop", False),

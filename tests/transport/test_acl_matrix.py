@@ -195,8 +195,8 @@ def test_a_last_will_obeys_the_acl(fleet_broker: tuple[str, dict[str, str]]) -> 
 
 
 def test_the_embedded_broker_keeps_a_client_id_to_its_identity(tmp_path: Path) -> None:
-    """A car cannot take over the hub's session by using its client id (Mosquitto 2.0 has no such
-    check without a plugin: docs/security.md)."""
+    """A car cannot take over the hub's session by using its client id (on Mosquitto the shipped
+    configs' use_username_as_clientid does it: tests/transport/test_client_certs.py)."""
     fleet = tmp_path / "fleet"
     passwords = make_fleet(fleet)
     with EmbeddedBroker(fleet_dir=fleet) as broker:
