@@ -277,7 +277,9 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
                 register_onnx(tracker, Path(onnx.path), job.name, {"paddock.model": ref}) if onnx else None
             )
         registered = f", registry {job.name} version {version}" if version else ""
-        job.console.print(f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri}{registered})")
+        # soft_wrap: a long store URI is not broken across lines (logs are read and grepped)
+        line = f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri}{registered})"
+        job.console.print(line, soft_wrap=True)
         return run_id
 
     return record_quietly(job.settings.mlflow, BC_EXPERIMENT, record)

@@ -40,7 +40,7 @@ def test_record_train_export_evaluate(tmp_path: Path) -> None:
     assert {"train_loss", "val_loss", "steering_mae"} <= set(tracked["metrics"]), tracked["metrics"]
     (version,) = model_versions(f"sqlite:///{tmp_path / 'mlflow.db'}", "pilot")
     assert version["run_id"] == tracked["run_id"] and str(version["version"]) == "1"
-    assert "registry pilot version 1" in train.output
+    assert "registry pilot version 1" in " ".join(train.output.split())
     result = json.loads(train.output[train.output.index("{") :])
     assert result["status"] == "succeeded" and result["artifacts"]["onnx"] == "models/pilot/v1/model.onnx"
     checkpoint = tmp_path / "runs" / "pilot-v1" / "checkpoints" / "best.pt"
