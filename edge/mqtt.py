@@ -22,6 +22,7 @@ import aiomqtt
 
 from edge.config import CarConfig
 from infra.files import write_atomic
+from infra.tls import client_context
 from schemas.messages import CarStatus
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
@@ -90,16 +91,11 @@ class MqttLink:
             return pf.read_text().strip()
         return self.url.password
 
-    def _tls(self) -> aiomqtt.TLSParameters | None:
+    def _tls(self) -> ssl.SSLContext | None:
         if not self.url.tls:
             return None
         b = self.config.broker
-        return aiomqtt.TLSParameters(
-            ca_certs=str(b.ca_file) if b.ca_file else None,
-            certfile=str(b.cert_file) if b.cert_file else None,
-            keyfile=str(b.key_file) if b.key_file else None,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
+        return client_context(b.ca_file, b.cert_file, b.key_file)
 
     def subscriptions(self) -> list[tuple[str, int]]:
         car = self.config.car.id
@@ -133,7 +129,7 @@ class MqttLink:
                     clean_session=True,
                     keepalive=b.keepalive_s,
                     timeout=b.connect_timeout_s,
-                    tls_params=self._tls(),
+                    tls_context=self._tls(),
                     max_inflight_messages=self.inflight + 16,
                 )
                 client.pending_calls_threshold = 100_000  # our own windows bound what is pending

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 import infra.config
 from infra.store import ObjectStore, open_store
+from infra.tls import client_context
 from schemas.errors import ContractError
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
@@ -92,13 +93,10 @@ class MqttConfig(_Section):
             return None
         if (self.cert_file is None) != (self.key_file is None):
             raise HubConfigError("mqtt.cert_file and mqtt.key_file go together: set both or neither")
-        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-        if self.cert_file is not None and self.key_file is not None:
-            try:
-                context.load_cert_chain(self.cert_file, self.key_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise HubConfigError(f"mqtt.cert_file/key_file: {exc}") from None
-        return context
+        try:
+            return client_context(self.ca_file, self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise HubConfigError(f"mqtt.ca_file/cert_file/key_file: {exc}") from None
 
     def password(self) -> str | None:
         """The broker password: ``password_file``'s content when set, else the url's."""

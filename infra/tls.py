@@ -1,8 +1,9 @@
-"""What an HTTPS client of the hub trusts: the fleet's CA when one is named, else the system's.
+"""How paddock's clients verify TLS servers (and prove who they are): one place for every client.
 
-The hub's API serves HTTPS with a certificate that the fleet's CA signed (``paddock fleet ca``);
-the CLI, the trainer agent and its jobs verify it with that CA: ``--ca-file`` or, for every
-process alike, ``PADDOCK_CA_FILE`` (the same CA verifies an ``mqtts://`` broker).
+The fleet's CA (``paddock fleet ca``) signs the broker's and the hub API's certificates and each
+identity's client certificate. The car, the hub and the trainer build their ``mqtts://`` context
+here; the CLI, the trainer agent and its jobs verify an ``https://`` hub with the CA given as
+``--ca-file`` or, for every process alike, ``PADDOCK_CA_FILE``.
 """
 
 import os
@@ -12,10 +13,22 @@ from pathlib import Path
 CA_FILE_ENV = "PADDOCK_CA_FILE"
 
 
+def client_context(
+    ca_file: str | Path | None = None, cert_file: str | Path | None = None, key_file: str | Path | None = None
+) -> ssl.SSLContext:
+    """A client context that trusts ``ca_file`` (else the system's CAs), verifies the server's
+    name and, with ``cert_file`` and its ``key_file``, presents that client certificate. Raises
+    OSError or ssl.SSLError for a file it cannot use."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if cert_file is not None:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
 def https_verify(ca_file: str | Path | None = None) -> ssl.SSLContext | bool:
     """For httpx's ``verify``: a context trusting ``ca_file`` (or ``PADDOCK_CA_FILE``'s), else True
     (the system's CAs). Raises OSError or ssl.SSLError for a CA file it cannot use."""
     path = ca_file or os.environ.get(CA_FILE_ENV) or None
     if path is None:
         return True
-    return ssl.create_default_context(cafile=str(path))
+    return client_context(path)
