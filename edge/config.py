@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 import infra.config
 from edge import plugins
+from infra.tls import require_key_pair
 from schemas.ids import CarId, GroupId
 from schemas.messages import Mode
 from schemas.mqtt_url import BrokerUrl
@@ -86,8 +87,7 @@ class BrokerSection(_Section):
     def _backoff(self) -> Self:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together: set both or neither")
+        require_key_pair(self.cert_file, self.key_file)
         return self
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 import infra.config
 from infra.store import ObjectStore, open_store
-from infra.tls import client_context
+from infra.tls import client_context, require_key_pair
 from schemas.errors import ContractError
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import Topics
@@ -83,6 +83,11 @@ class MqttConfig(_Section):
             raise ValueError(str(exc)) from None
         return value
 
+    @model_validator(mode="after")
+    def _key_pair(self) -> Self:
+        require_key_pair(self.cert_file, self.key_file)
+        return self
+
     @property
     def broker(self) -> BrokerUrl:
         return BrokerUrl.parse(self.url)
@@ -91,8 +96,6 @@ class MqttConfig(_Section):
         """How the hub verifies an mqtts:// broker (and, with ``cert_file``, proves who it is)."""
         if not self.broker.tls:
             return None
-        if (self.cert_file is None) != (self.key_file is None):
-            raise HubConfigError("mqtt.cert_file and mqtt.key_file go together: set both or neither")
         try:
             return client_context(self.ca_file, self.cert_file, self.key_file)
         except (OSError, ssl.SSLError) as exc:
@@ -185,6 +188,11 @@ class ApiConfig(_Section):
         "signed by the fleet's CA); needs key_file. Default: plain HTTP.",
     )
     key_file: Path | None = Field(default=None, description="The private key of cert_file (PEM, mode 0600).")
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> Self:
+        require_key_pair(self.cert_file, self.key_file)
+        return self
 
     @property
     def tls(self) -> bool:

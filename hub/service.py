@@ -410,10 +410,9 @@ class HubService:
             await asyncio.sleep(0.01)
 
     def _api_tls(self) -> tuple[str | None, str | None]:
-        """The API's certificate and key files from ``[api]``: both, or neither (plain HTTP)."""
+        """The API's certificate and key files from ``[api]``: both, or neither (plain HTTP; the
+        config checked that they come together)."""
         api = self.config.api
-        if (api.cert_file is None) != (api.key_file is None):
-            raise HubConfigError("api.cert_file and api.key_file go together: set both or neither")
         if api.cert_file is None or api.key_file is None:
             return None, None
         for path in (api.cert_file, api.key_file):

@@ -13,6 +13,12 @@ from pathlib import Path
 CA_FILE_ENV = "PADDOCK_CA_FILE"
 
 
+def require_key_pair(cert_file: Path | None, key_file: Path | None) -> None:
+    """A config's client or server certificate comes with its key: both or neither (ValueError)."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together: set both or neither")
+
+
 def client_context(
     ca_file: str | Path | None = None, cert_file: str | Path | None = None, key_file: str | Path | None = None
 ) -> ssl.SSLContext:

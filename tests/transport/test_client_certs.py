@@ -163,6 +163,28 @@ async def test_the_car_the_hub_and_the_trainer_agent_present_their_certificates(
         agent.stop(5)
 
 
+def _config_with_only_a_cert(section: str, tmp_path: Path) -> object:
+    from edge.config import CarConfig
+
+    only_cert = {"cert_file": str(tmp_path / "client.crt")}
+    if section == "car broker":
+        broker = {"url": "mqtts://b:8883", **only_cert}
+        return CarConfig.model_validate({"car": {"id": "car-1"}, "broker": broker})
+    if section == "hub mqtt":
+        return HubConfig(data_dir=tmp_path, mqtt={"url": "mqtts://b:8883", **only_cert})
+    return HubConfig(data_dir=tmp_path, api=only_cert)
+
+
+@pytest.mark.parametrize("section", ["car broker", "hub mqtt", "hub api"])
+def test_a_certificate_without_its_key_is_refused_when_the_config_is_read(
+    section: str, tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cert_file and key_file go together"):
+        _config_with_only_a_cert(section, tmp_path)
+
+
 @pytest.fixture(params=["mosquitto", "amqtt"])
 def plain_fleet(
     request: pytest.FixtureRequest, tmp_path: Path
