@@ -16,10 +16,9 @@ from deploy.errors import UserError
 from deploy.fleet.bundles import bundle_dir, refresh_ca, remove_bundle, write_bundle
 from deploy.fleet.identities import FleetError, FleetStore, Role
 from deploy.fleet.mosquitto import write_broker_files
-from deploy.fleet.secrets import STACK_SECRETS, write_stack_secrets
+from deploy.fleet.secrets import STACK_SECRETS, write_compose_env, write_stack_secrets
 from deploy.fleet.tls import TLS_DIR, issue, load_or_make_ca
 from deploy.options import JsonOpt, broker_option
-from infra.files import write_atomic
 from schemas.mqtt_url import BrokerUrl
 
 fleet_app = typer.Typer(
@@ -205,7 +204,9 @@ def secrets_cmd(
     ] = False,
     env: Annotated[
         Path | None,
-        typer.Option("--env", help="Also write this compose .env (PADDOCK_FLEET_DIR), mode 0600."),
+        typer.Option(
+            "--env", help="Also set PADDOCK_FLEET_DIR in this compose .env (its other lines stay), mode 0600."
+        ),
     ] = None,
     directory: DirOption = None,
     as_json: JsonOption = False,
@@ -216,7 +217,7 @@ def secrets_cmd(
     store = _open(directory)
     made = write_stack_secrets(store.directory, rotate)
     if env is not None:
-        write_atomic(env, f"PADDOCK_FLEET_DIR={store.directory.resolve()}\n".encode(), mode=0o600)
+        write_compose_env(env, store.directory)
     if as_json:
         typer.echo(json.dumps({n: {"file": str(p), "new": new} for n, (p, new) in made.items()}))
         return

@@ -14,6 +14,7 @@ from pathlib import Path
 from infra.files import write_atomic
 
 SECRETS_DIR = "secrets"
+FLEET_DIR_VAR = "PADDOCK_FLEET_DIR"  # the compose file finds the fleet directory by it
 # name -> what it is (the compose file's secrets are these names)
 STACK_SECRETS = {
     "influxdb-password": "InfluxDB's first user (paddock): its password",
@@ -37,3 +38,12 @@ def write_stack_secrets(fleet_dir: Path, rotate: bool = False) -> dict[str, tupl
             write_atomic(path, (secrets.token_urlsafe(32) + "\n").encode(), mode=0o600)
         done[name] = (path, new)
     return done
+
+
+def write_compose_env(env: Path, fleet_dir: Path) -> None:
+    """Point the compose ``.env`` at ``fleet_dir`` (mode 0600), keeping the other settings it holds
+    (``PADDOCK_MOSQUITTO_CONF``)."""
+    line = f"{FLEET_DIR_VAR}={fleet_dir.resolve()}"
+    kept = env.read_text().splitlines() if env.exists() else []
+    kept = [k for k in kept if not k.startswith(f"{FLEET_DIR_VAR}=")]
+    write_atomic(env, "\n".join([line, *kept]).encode() + b"\n", mode=0o600)

@@ -39,7 +39,12 @@ def test_generation_writes_distinct_random_secrets_readable_by_the_owner_only(tm
     assert len(set(values.values())) == len(values)
     assert (fleet / "secrets").stat().st_mode & 0o077 == 0
     assert env.read_text() == f"PADDOCK_FLEET_DIR={fleet.resolve()}\n" and env.stat().st_mode & 0o777 == 0o600
-    again = _secrets(fleet)  # kept: a running stack's InfluxDB keeps its first token
+    env.write_text(env.read_text() + "PADDOCK_MOSQUITTO_CONF=mosquitto-mtls.conf\n")
+    again = _secrets(fleet, "--env", str(env))  # kept: a running stack's InfluxDB keeps its first token
+    assert env.read_text().splitlines() == [
+        f"PADDOCK_FLEET_DIR={fleet.resolve()}",
+        "PADDOCK_MOSQUITTO_CONF=mosquitto-mtls.conf",  # the operator's own setting stays
+    ]
     assert not any(m["new"] for m in again.values())
     assert {n: Path(str(m["file"])).read_text().strip() for n, m in again.items()} == values
     rotated = _secrets(fleet, "--rotate")
