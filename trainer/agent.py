@@ -102,7 +102,7 @@ class TrainerAgent:
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stop = threading.Event()
         self._current: subprocess.Popen[bytes] | None = None
-        self._claims: dict[str, _Claim] = {}  # a job's progress topic without the trainer -> claim
+        self._claims: dict[tuple[str | None, str | None], _Claim] = {}  # (kind, job) -> its claim
         self._subacks: set[int] = set()
         self._subacked = threading.Condition()
         self._client = mqtt.Client(
@@ -179,11 +179,14 @@ class TrainerAgent:
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         """Job requests go to the worker; trainers' reports decide claims (and are never jobs)."""
-        base, _, trainer = msg.topic.rpartition("/")
-        if base.endswith("/progress"):
-            claim = self._claims.get(base)
+        try:
+            parsed = self.topics.parse(msg.topic)
+        except ContractError:  # the worker answers it (handle parses it again)
+            parsed = None
+        if parsed is not None and parsed.kind == TopicKind.JOB_PROGRESS:
+            claim = self._claims.get((parsed.job_kind, parsed.job))
             if claim is not None and msg.payload and claim.first is None:
-                claim.first = trainer
+                claim.first = parsed.trainer
                 claim.seen.set()
             self._client.ack(msg.mid, msg.qos)
             return
@@ -199,11 +202,12 @@ class TrainerAgent:
         claim first, and an agent that comes later gets the retained ones as it subscribes."""
         me = self.url.username or ""
         base = self.topics.job_progress(kind, job)
-        claim = self._claims[base] = _Claim()
+        claim = self._claims[(kind, job)] = _Claim()
         try:
             _, mid = self._client.subscribe(f"{base}/+", qos=1)
             with self._subacked:
                 self._subacked.wait_for(lambda: mid in self._subacks, CLAIM_WAIT_S)
+                self._subacks.discard(mid)
             claiming = JobProgress(job=job, kind=kind, state="running", stage="starting", ts=time.time())
             self._publish(self.topics.job_progress(kind, job, me), claiming.to_json(), retain=True)
             if not claim.seen.wait(CLAIM_WAIT_S):
@@ -211,7 +215,7 @@ class TrainerAgent:
                 return me
         finally:
             self._client.unsubscribe(f"{base}/+")
-            self._claims.pop(base, None)
+            self._claims.pop((kind, job), None)
         winner = claim.first or me
         if winner != me:  # withdraw the claim: a later agent must not take it for the first
             self._publish(self.topics.job_progress(kind, job, me), b"", retain=True)

@@ -255,7 +255,6 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
     the final metrics, the report and the exported files (experiment ``behavioural-cloning``), and
     the ONNX file as a new version of the registered model named as the hub's (``job.name``).
     Tracking never fails a training job: a store that cannot be reached is one warning."""
-    from trainer.mlflow_registry import register_onnx
     from trainer.perception.tracking import Tracker, record_quietly
 
     def record(tracker: Tracker) -> str:
@@ -273,9 +272,7 @@ def _track(job: _Job, result: TrainResult, metrics: dict[str, float], exported: 
             ref = f"{job.name}:{job.version}"
             tracker.set_tags({"paddock.model": ref, "paddock.kind": "train"})
             onnx = exported.files.get("onnx")
-            version = (
-                register_onnx(tracker, Path(onnx.path), job.name, {"paddock.model": ref}) if onnx else None
-            )
+            version = tracker.log_onnx(Path(onnx.path), job.name, {"paddock.model": ref}) if onnx else None
         registered = f", registry {job.name} version {version}" if version else ""
         # soft_wrap: a long store URI is not broken across lines (logs are read and grepped)
         line = f"MLflow run {run_id} ({BC_EXPERIMENT} at {tracker.uri}{registered})"

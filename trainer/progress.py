@@ -85,10 +85,20 @@ class MqttPublisher:
         self._client.disconnect()
 
 
-def _throttled(progress: JobProgress, last: float, min_interval_s: float) -> bool:
-    """Step updates go out at most every ``min_interval_s``; state changes and epoch ends always do."""
-    stepping = progress.step is not None and progress.stage == "train"
-    return stepping and time.monotonic() - last < min_interval_s
+class _Throttle:
+    """Step updates pass at most every ``min_interval_s``; state changes and epoch ends always do."""
+
+    def __init__(self, min_interval_s: float) -> None:
+        self.min_interval_s = min_interval_s
+        self._last = 0.0
+
+    def passes(self, progress: JobProgress) -> bool:
+        now = time.monotonic()
+        stepping = progress.step is not None and progress.stage == "train"
+        if stepping and now - self._last < self.min_interval_s:
+            return False
+        self._last = now
+        return True
 
 
 class FileProgress:
@@ -96,15 +106,12 @@ class FileProgress:
 
     def __init__(self, path: str, min_interval_s: float = 1.0) -> None:
         self.path = path
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self._throttle = _Throttle(min_interval_s)
 
     def emit(self, progress: JobProgress) -> None:
-        if _throttled(progress, self._last, self.min_interval_s):
-            return
-        self._last = time.monotonic()
-        with open(self.path, "ab") as f:  # a whole line per write: the agent reads only whole lines
-            f.write(progress.to_json() + b"\n")
+        if self._throttle.passes(progress):
+            with open(self.path, "ab") as f:  # a whole line per write: the agent reads only whole lines
+                f.write(progress.to_json() + b"\n")
 
     def close(self) -> None:
         pass
@@ -126,14 +133,11 @@ class MqttProgress:
         self.publisher = publisher or MqttPublisher(broker_url, prefix)
         # on the trainer's own topic (its broker user name), as the broker's ACL requires
         self.topic = self.publisher.topics.job_progress(kind, job, self.publisher.url.username)
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
+        self._throttle = _Throttle(min_interval_s)
 
     def emit(self, progress: JobProgress) -> None:
-        if _throttled(progress, self._last, self.min_interval_s):
-            return
-        self._last = time.monotonic()
-        self.publisher.publish(self.topic, progress.to_json())
+        if self._throttle.passes(progress):
+            self.publisher.publish(self.topic, progress.to_json())
 
     def close(self) -> None:
         if self._own:

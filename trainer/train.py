@@ -685,8 +685,9 @@ def _result(run: _Run, data: _Data, model: PilotModel, progress: _Progress, star
     config, backend, history = run.config, run.backend, progress.history
     best_epoch = progress.best_epoch
     # The card's feature statistics are those of the weights that get exported: the best epoch's.
+    # Only rank 0's result is kept (it writes result.json), so only rank 0 computes them.
     best = run.ckpt_dir / "best.pt"
-    exported = load_checkpoint(best)[0] if backend.is_main and best.exists() else model
+    exported = (load_checkpoint(best)[0] if best.exists() else model) if backend.is_main else None
     final_metrics = history[best_epoch - 1].metrics if 0 < best_epoch <= len(history) else {}
     training = {
         "sessions": [r.to_dict() for r in data.train_refs],

@@ -502,14 +502,9 @@ class Renderer:
                 self._draw_solid(frame, R, cam, band, _centre(ob, 0, ob.height), self._stripe_shades)
             if ob.kind == "car":  # a dark cabin on the body's middle
                 cabin = Obstacle(ob.x, ob.y, ob.yaw, ob.length * 0.5, ob.width * 0.8, 0.08)
-                cg = cabin.corners()
-                cverts = np.array(
-                    [[gx, gy, ob.height] for gx, gy in cg]
-                    + [[gx, gy, ob.height + cabin.height] for gx, gy in cg]
-                )
-                self._draw_solid(
-                    frame, R, cam, cverts, np.array([ob.x, ob.y, ob.height + 0.04]), self._cabin_shades
-                )
+                top = ob.height + cabin.height
+                cverts = _frustum(cabin, ob.height, top, 0.0)
+                self._draw_solid(frame, R, cam, cverts, _centre(cabin, ob.height, top), self._cabin_shades)
 
     def _draw_wall(
         self,
@@ -519,7 +514,7 @@ class Renderer:
         ob: Obstacle,
         palette: Sequence[tuple[float, ...]],
     ) -> None:
-        """A wall segment in alternating red and white stripes along its length, far stripes first."""
+        """A wall segment in stripes of its colour and white along its length, far stripes first."""
         c, s = math.cos(ob.yaw), math.sin(ob.yaw)
         step = ob.length / _WALL_STRIPES
         stripes = []
@@ -559,8 +554,7 @@ class Renderer:
             poly = _clip_near(cam_pts[idx], near)
             if len(poly) < 3:
                 continue
-            u = self._fx * poly[:, 0] / poly[:, 2] + self._cx
-            v = self._fx * poly[:, 1] / poly[:, 2] + self._cy
+            u, v = self._pixels(poly)
             pts = np.round(np.stack([u, v], axis=1) * 16).astype(np.int32)
             cv2.fillConvexPoly(frame, pts, palette[face[4]], cv2.LINE_AA, shift=4)
 
@@ -570,18 +564,20 @@ class Renderer:
         image (0 when it is wholly behind the camera or outside the frame). No occlusion test."""
         cam_x, cam_y, cam_h = self.camera_pose(x, y, yaw)
         R = self._rotation(yaw)
-        verts = np.array([[gx, gy, z] for gx, gy in ob.corners() for z in (0.0, ob.height)])
-        pts = (verts - np.array([cam_x, cam_y, cam_h])) @ R.T
+        pts = (_frustum(ob, 0.0, ob.height, 0.0) - np.array([cam_x, cam_y, cam_h])) @ R.T
         pts = pts[pts[:, 2] > 0.02]
         if len(pts) == 0:
             return 0.0, 0.0, 0.0
-        u = self._fx * pts[:, 0] / pts[:, 2] + self._cx
-        v = self._fx * pts[:, 1] / pts[:, 2] + self._cy
+        u, v = self._pixels(pts)
         w, h = self.config.width, self.config.height
         full = max(float(u.max() - u.min()), 1e-6) * max(float(v.max() - v.min()), 1e-6)
         cw = max(0.0, min(float(u.max()), w - 0.5) - max(float(u.min()), -0.5))
         ch = max(0.0, min(float(v.max()), h - 0.5) - max(float(v.min()), -0.5))
         return cw, ch, min(1.0, cw * ch / full)
+
+    def _pixels(self, pts: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Image coordinates ``(u, v)`` of camera-frame points (N×3, in front of the camera)."""
+        return self._fx * pts[:, 0] / pts[:, 2] + self._cx, self._fx * pts[:, 1] / pts[:, 2] + self._cy
 
     def object_in_view(self, x: float, y: float, yaw: float, ox: float, oy: float) -> bool:
         """Whether a ground point ``(ox, oy)`` projects inside the image for this car pose."""

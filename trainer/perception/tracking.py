@@ -1,5 +1,6 @@
-"""MLflow tracking for perception runs: parameters, per-epoch metrics, artefacts, the model and
-its version in MLflow's model registry.
+"""MLflow tracking for perception runs (and the pilots' runs: behavioural cloning, RL): parameters,
+per-epoch metrics, artefacts, the model (PyTorch, or the pilot's ONNX file) and its version in
+MLflow's model registry.
 
 The store is a URL: ``sqlite:///path/mlflow.db`` (the default: ``mlflow.db`` in the current
 directory, artefacts beside it in ``mlartifacts/``), a ``file:`` folder, or a tracking server's
@@ -85,8 +86,28 @@ class Tracker:
             registered_model_name=register,
             serialization_format="pickle",
         )
-        version = getattr(info, "registered_model_version", None)
-        return str(version) if version is not None else None
+        return _version(info)
+
+    def log_onnx(self, path: Path, register: str, tags: dict[str, str] | None = None) -> str | None:
+        """Log ``path`` (an ONNX model: the exact file the car runs, loadable by
+        ``mlflow.onnx.load_model``) with MLflow's ``onnx`` flavour into the active run (artefact
+        ``model``) and register it as a new version of ``register``, tagged with ``tags`` (the hub's
+        ``name:version``); return the version (None where the store has no registry)."""
+        import onnx
+
+        info = self.mlflow.onnx.log_model(
+            onnx.load(str(path)),
+            name="model",
+            registered_model_name=register,
+            pip_requirements=["onnxruntime"],
+            save_as_external_data=False,
+        )
+        version = _version(info)
+        if version is not None and tags:
+            client = self.mlflow.MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+            for key, value in tags.items():
+                client.set_model_version_tag(register, version, key, value)
+        return version
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.mlflow.set_tags(tags)
@@ -105,6 +126,12 @@ def record_quietly(uri: str | None, experiment: str, record: Callable[[Tracker],
     except Exception as exc:
         log.warning("MLflow tracking at %s failed: %s", uri, exc)
         return None
+
+
+def _version(info: Any) -> str | None:
+    """The registered version of a logged model, None where the store has no registry."""
+    version = getattr(info, "registered_model_version", None)
+    return str(version) if version is not None else None
 
 
 def _signature(model: Any, example: Any) -> Any:

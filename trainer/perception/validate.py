@@ -10,9 +10,7 @@ that fails (:class:`DatasetRefused`).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.store import NoSuchKey, ObjectStore
 from schemas.dataset import session_prefix
+from schemas.messages import SessionRef
 from trainer.perception import TASKS
-from trainer.perception.dataset import PerceptionTable
+from trainer.perception.dataset import PerceptionTable, load_lidar
 
 
 class DatasetRefused(ValueError):
@@ -103,9 +102,8 @@ def _lidar(store: ObjectStore, table: PerceptionTable) -> dict[str, Any]:
     for name in table.session_names():
         car, session = name.split("/", 1)
         prefix = session_prefix(car, session)
-        try:
-            text = store.get(prefix + "lidar.csv").decode()
-        except NoSuchKey:
+        scans = load_lidar(store, SessionRef(car=car, session=session))
+        if scans is None:
             out[name] = {"present": False}
             continue
         limits = {"min_range": 0.0, "max_range": float("inf")}
@@ -113,10 +111,7 @@ def _lidar(store: ObjectStore, table: PerceptionTable) -> dict[str, Any]:
             limits |= json.loads(store.get(prefix + "scene.json"))["lidar"]
         except (NoSuchKey, KeyError, ValueError):
             pass
-        rows = list(csv.reader(io.StringIO(text)))[1:]
-        values = np.array(
-            [[float(v) for v in r[5:]] for r in rows if len(r) > 5] or [[0.0]], dtype=np.float64
-        )
+        values = scans.ranges.astype(np.float64) if scans.ranges.size else np.zeros((1, 1))
         finite = np.isfinite(values)
         bad = int(
             (~finite).sum()
@@ -124,7 +119,7 @@ def _lidar(store: ObjectStore, table: PerceptionTable) -> dict[str, Any]:
         )
         out[name] = {
             "present": True,
-            "rows": len(rows),
+            "rows": len(scans),
             "frames": frames[name],
             "beams": int(values.shape[1]),
             "min": float(values[finite].min()) if finite.any() else None,

@@ -56,7 +56,6 @@ def track_rl(result: Any, files: Any, config: Any, summary_file: str) -> str | N
 def _register(tracker: Tracker, out: Path, name: str) -> str | None:
     """Export the trained policy to ONNX (into a scratch folder: the run's own files stay as they
     were) and register it; a policy the car cannot run (a lidar model) is logged, not registered."""
-    from trainer.mlflow_registry import register_onnx
     from trainer.rl.export import export
     from trainer.rl.files import ModelFileError
 
@@ -67,4 +66,4 @@ def _register(tracker: Tracker, out: Path, name: str) -> str | None:
             log.warning("not registered in MLflow: %s", exc)
             tracker.set_tags({"paddock.registered": "no: the car cannot run this policy"})
             return None
-        return register_onnx(tracker, path, name)
+        return tracker.log_onnx(path, name)

@@ -72,21 +72,20 @@ def test_run_is_tracked_on_the_server(captured: Path, tmp_path: Path, mlflow_ser
 def test_a_pilot_onnx_becomes_a_registry_version_on_the_server(
     tmp_path: Path, mlflow_server: MlflowServer
 ) -> None:
-    """Behavioural-cloning and RL runs register the ONNX the car runs (trainer/mlflow_registry.py;
+    """Behavioural-cloning and RL runs register the ONNX the car runs (Tracker.log_onnx;
     their own tests check the wiring on an SQLite store)."""
     import mlflow.onnx
     import onnx
     from mlflow.tracking import MlflowClient
 
     from tests.edge.modelkit import onnx_model
-    from trainer.mlflow_registry import register_onnx
     from trainer.perception.tracking import Tracker
 
     path = tmp_path / "model.onnx"
     path.write_bytes(onnx_model(width=80, height=60))
     tracker = Tracker(mlflow_server.url, "behavioural-cloning")
     with tracker.run("pilot:v7") as run_id:
-        version = register_onnx(tracker, path, "bc-pilot", {"paddock.model": "bc-pilot:v7"})
+        version = tracker.log_onnx(path, "bc-pilot", {"paddock.model": "bc-pilot:v7"})
     assert version == "1"
     client = MlflowClient(tracking_uri=mlflow_server.url)
     (registered,) = client.search_model_versions("name='bc-pilot'")
