@@ -178,8 +178,8 @@ class InferenceWorker:
             with self._cond:
                 self._running = None
                 self._done.append(job)
-                retired = [r for r in self._retired if r[0] is job.detector]
-                self._retired = [r for r in self._retired if r[0] is not job.detector]
+                # Only the running detector is ever kept back (retire closes any other at once).
+                retired, self._retired = self._retired, []
                 self._cond.notify_all()
             for detector, close in retired:
                 close(detector)
