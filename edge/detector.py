@@ -26,7 +26,6 @@ on the tick itself).
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge.config import DetectorSection
+from edge.realtime import raise_thread_priority
 from edge.runtimes import LoadedModel
 from firmware.camera import Frame
 from firmware.car_body import Body
@@ -153,16 +153,8 @@ class InferenceWorker:
                 return
         close(detector)
 
-    def _raise_priority(self) -> None:
-        if self.priority is None:
-            return
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))  # this thread only
-        except (PermissionError, OSError, AttributeError) as exc:
-            log.warning("cannot give the detector thread real-time priority %d (%s)", self.priority, exc)
-
     def _run(self) -> None:
-        self._raise_priority()
+        raise_thread_priority(self.priority, "detector")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._stop or self._waiting is not None)
@@ -178,8 +170,8 @@ class InferenceWorker:
             with self._cond:
                 self._running = None
                 self._done.append(job)
-                retired = [r for r in self._retired if r[0] is job.detector]
-                self._retired = [r for r in self._retired if r[0] is not job.detector]
+                # Only the running detector is ever kept back (retire closes any other at once).
+                retired, self._retired = self._retired, []
                 self._cond.notify_all()
             for detector, close in retired:
                 close(detector)

@@ -17,7 +17,6 @@ action the actuators applied after clipping.
 """
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from edge.config import DetectorSection, LoopSection
 from edge.detector import Detection, Detector, DetectorStage
 from edge.health import ModelHealth
 from edge.pilots import Decision, Pilot
+from edge.realtime import raise_thread_priority
 from firmware.actuators import Applied, clip_unit
 from firmware.camera import CameraError, Frame
 from firmware.car_body import Body, BodyState
@@ -427,21 +427,9 @@ class ControlLoop:
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
         self._thread.start()
 
-    def _raise_priority(self) -> None:
-        prio = self.config.realtime_priority
-        if prio is None:
-            return
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))  # this thread only
-            log.info("control thread runs SCHED_FIFO at priority %d", prio)
-        except (PermissionError, OSError, AttributeError) as exc:
-            log.warning(
-                "cannot give the control thread real-time priority %d (%s); it needs CAP_SYS_NICE", prio, exc
-            )
-
     def _run(self) -> None:
         failures_in_row = 0
-        self._raise_priority()
+        raise_thread_priority(self.config.realtime_priority, "control")
         try:
             while not self._stop.is_set():
                 index = self.timer.wait()

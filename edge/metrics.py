@@ -125,7 +125,7 @@ class CarMetrics:
             "paddock_car_loop_lateness_seconds", "How late each control tick started.", LATENESS_BUCKETS
         )
         self._inference = histogram(
-            "paddock_car_inference_seconds", "The pilot's time per autopilot tick.", INFERENCE_BUCKETS
+            "paddock_car_inference_seconds", "The pilot's time per inference.", INFERENCE_BUCKETS
         )
         self._confidence = histogram(
             "paddock_car_confidence",

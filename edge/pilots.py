@@ -67,7 +67,7 @@ class ModelPilot(Pilot):
         self.name = "model"
         self.has_throttle = manifest.card.output("throttle") is not None
         self._frames = FrameStack(manifest.card.input)  # a model of several frames gets the last ones
-        self._sample: tuple[int, np.ndarray] | None = None  # (frame index, its input) of the last act
+        self._last: tuple[int, Decision] | None = None  # (frame index, the decision a repeat gets)
         spec = manifest.card.features
         self._features = (spec.tensor, spec.size) if spec is not None else None
 
@@ -80,21 +80,19 @@ class ModelPilot(Pilot):
         return self.manifest.sha256
 
     def infer(self, image: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        return self._run(self._frames.push(preprocess(image, self.manifest.card.input)))
-
-    def _run(self, sample: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-        raw = self.model.run(sample)
+        raw = self.model.run(self._frames.push(preprocess(image, self.manifest.card.input)))
         return decode_outputs(self.manifest.card, raw), raw
 
     def act(self, frame: Frame | None) -> Decision:
         if frame is None:
             raise ValueError("the model pilot needs a camera frame")
+        # A tick that sees the frame of the previous one (the loop ticks faster than the camera
+        # captures) takes the decision made on it: the same input gives the same outputs, so the
+        # network does not run again (nor does a model's frame stack take the frame twice).
+        if self._last is not None and self._last[0] == frame.index:
+            return self._last[1]
         t0 = time.perf_counter()
-        # A tick that sees the frame of the previous one (the loop ticks as fast as the camera
-        # captures) neither preprocesses it again nor pushes it twice into a model's frame stack.
-        if self._sample is None or self._sample[0] != frame.index:
-            self._sample = (frame.index, self._frames.push(preprocess(frame.image, self.manifest.card.input)))
-        values, raw = self._run(self._sample[1])
+        values, raw = self.infer(frame.image)
         ms = (time.perf_counter() - t0) * 1000
         confidence = output_confidence(self.manifest.card, raw)
         features = None
@@ -102,9 +100,11 @@ class ModelPilot(Pilot):
             features = raw.get(self._features[0])
             if features is not None and features.size != self._features[1]:
                 features = None
-        return Decision(
-            values.get("steering", 0.0), values.get("throttle"), ms, confidence=confidence, features=features
-        )
+        steering, throttle = values.get("steering", 0.0), values.get("throttle")
+        # A repeated tick reports no inference time: it ran none.
+        again = Decision(steering, throttle, None, confidence=confidence, features=features)
+        self._last = (frame.index, again)
+        return Decision(steering, throttle, ms, confidence=confidence, features=features)
 
     def close(self) -> None:
         self.model.close()

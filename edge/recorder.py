@@ -87,7 +87,8 @@ def frame_envelope(
 
 
 def lidar_fields(scan: PendingScan) -> dict[str, Any]:
-    """The ``lidar`` field of a frame record: the scan worked out now (off the control thread)."""
+    """The ``lidar`` field of a frame record: the scan worked out now (off the control thread),
+    validated once here (the record takes the model as it is)."""
     s = scan()
     record = LidarRecord(
         t_capture_ns=s.t_ns,
@@ -96,7 +97,7 @@ def lidar_fields(scan: PendingScan) -> dict[str, Any]:
         max_range=s.max_range,
         fov_deg=s.fov_deg,
     )
-    return {"lidar": record.to_dict()}
+    return {"lidar": record}
 
 
 @dataclass(slots=True)

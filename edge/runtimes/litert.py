@@ -45,6 +45,15 @@ def _match(name: str, wanted: str) -> bool:
     return name == wanted or name.split(":")[0] == wanted
 
 
+def _output(
+    tensor: str, signature: dict[str, dict[str, Any]], details: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The output detail of ``tensor`` (None: the model has no such output)."""
+    if tensor in signature:  # litert-torch names a dict's outputs in the signature only
+        return signature[tensor]
+    return next((d for d in details if _match(d["name"], tensor)), None)
+
+
 class LiteRtModel(LoadedModel):
     runtime = "litert"
 
@@ -98,17 +107,13 @@ class LiteRtRuntime(Runtime):
         outputs: dict[str, dict[str, Any]] = {}
         signature = _signature_outputs(interpreter)
         for tensor in card.output_tensors:
-            if tensor in signature:  # litert-torch names a dict's outputs in the signature only
-                outputs[tensor] = signature[tensor]
-                continue
-            found = [d for d in details if _match(d["name"], tensor)]
-            if not found:
+            detail = _output(tensor, signature, details)
+            if detail is None:
                 names = sorted(d["name"] for d in details)
                 raise ModelLoadError(f"model has no output {tensor!r} (it has {names})")
-            outputs[tensor] = found[0]
+            outputs[tensor] = detail
         if card.features is not None:  # only for the drift monitor: a model without it still drives
-            name = card.features.tensor
-            found = [d for d in details if _match(d["name"], name)]
-            if name in signature or found:
-                outputs[name] = signature.get(name) or found[0]
+            detail = _output(card.features.tensor, signature, details)
+            if detail is not None:
+                outputs[card.features.tensor] = detail
         return LiteRtModel(interpreter, inp, outputs)

@@ -40,12 +40,13 @@ from firmware.sim.world import World, WorldConfig
 from schemas.dataset import (
     SessionManifest,
     ShardInfo,
+    lidar_columns,
+    lidar_key,
     session_manifest_key,
     session_prefix,
 )
 from schemas.shards import Sample
 
-LIDAR_FILE = "lidar.csv"
 SCENE_FILE = "scene.json"
 
 
@@ -102,7 +103,7 @@ class _SessionWriter:
         self.shards: list[ShardInfo] = []
         self.lidar = io.StringIO()
         self.csv = csv.writer(self.lidar, lineterminator="\n")
-        self.csv.writerow(["seq", "t_s", "x", "y", "yaw", *(f"r{i:03d}" for i in range(beams))])
+        self.csv.writerow(lidar_columns(beams))  # the layout the hub writes for recorded scans
         self.actions: list[tuple[float, float, float]] = []
 
     def add(self, sample: Sample, t_s: float, pose: tuple[float, float, float], ranges: np.ndarray) -> None:
@@ -127,7 +128,7 @@ class _SessionWriter:
     def seal(self, world: World, scene: dict[str, object]) -> SessionManifest:
         self.flush()
         prefix = session_prefix(self.car, self.session)
-        _put(self.root, prefix + LIDAR_FILE, self.lidar.getvalue().encode())
+        _put(self.root, lidar_key(self.car, self.session), self.lidar.getvalue().encode())
         _put(self.root, prefix + SCENE_FILE, json.dumps(scene, indent=1).encode())
         manifest = sealed_manifest(world, self.car, self.session, self.shards, self.actions, world.time)
         _put(self.root, session_manifest_key(self.car, self.session), manifest.to_json())

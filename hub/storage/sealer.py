@@ -636,13 +636,14 @@ class Sealer:
             hi = end if state.received.last is None else min(end, state.received.last)
             new_shards: list[ShardInfo] = []
             for info in state.shards:
-                key = shard_key(car, session, int(info.name[6:12]))
+                index = int(info.name[6:12])
+                key = shard_key(car, session, index)
                 if info.seq_last < start or info.seq_first > end:
                     new_shards.append(info)
                     continue
                 samples = self._read(key)
                 kept = [s for s in samples if not start <= s.seq <= end]
-                part, scans = lidar_part_key(car, session, int(info.name[6:12])), lidar.part_csv(kept)
+                part, scans = lidar_part_key(car, session, index), lidar.part_csv(kept)
                 if scans is not None:
                     self._put(part, scans)
                 elif self.store.exists(part):

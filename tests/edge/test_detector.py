@@ -7,6 +7,7 @@ events.
 """
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge.config import DetectorSection
-from edge.detector import Detection, DetectorStage
+from edge.detector import Detection, Detector, DetectorStage, InferenceWorker
 from firmware.car_body import Body
 from schemas.errors import ContractError
 from schemas.messages import ModelState, Telemetry, parse_event
@@ -77,6 +78,53 @@ def test_the_rule_holds_after_confirmed_detections_and_lets_go_after_clear_ones(
     stage.configure(DetectorSection(action="slow", slow_throttle=0.1, confirm_ticks=1))
     assert run("cone") == (0.1, True)
     assert stage.guard(False, 0.5) == (0.5, False)  # manual driving: the rule stays out
+
+
+class _HeldDetector(Detector):
+    """A detector whose runs wait for ``go`` (the worker's bookkeeping, without a model)."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.go, self.started, self.runs = name, threading.Event(), threading.Event(), 0
+
+    @property
+    def ref(self) -> str:
+        return self.name
+
+    def detect(self, image: np.ndarray) -> tuple[dict[str, tuple[str, float]], float]:
+        self.started.set()
+        assert self.go.wait(10)
+        self.runs += 1
+        return {"obstacle": ("none", 1.0)}, 1.0
+
+
+def test_the_worker_closes_a_retired_detector_only_once_it_is_done_with_it() -> None:
+    closed: list[str] = []
+    closed_busy = threading.Event()
+
+    def close_busy(detector: Detector) -> None:
+        closed.append(detector.ref)
+        closed_busy.set()
+
+    worker = InferenceWorker()
+    busy, idle = _HeldDetector("busy:1"), _HeldDetector("idle:1")
+    image = np.zeros((4, 4, 3), np.uint8)
+    try:
+        worker.submit(busy, 0, image)
+        assert busy.started.wait(10)
+        worker.submit(busy, 1, image)
+        worker.submit(busy, 2, image)  # replaces tick 1's frame, not started yet
+        assert worker.skipped == 1
+        worker.retire(idle, lambda d: closed.append(d.ref))  # not in use: closed now
+        worker.retire(busy, close_busy)  # running: closed after its run; its waiting frame dropped
+        assert closed == ["idle:1"]
+        assert not closed_busy.wait(0.2)  # still running
+        busy.go.set()
+        assert worker.wait_idle(10) and closed_busy.wait(10)  # closed just after its run ends
+        assert closed == ["idle:1", "busy:1"] and busy.runs == 1
+        assert [(j.tick, j.classes) for j in worker.take()] == [(0, {"obstacle": ("none", 1.0)})]
+    finally:
+        busy.go.set()
+        worker.stop()
 
 
 async def test_the_detector_stops_the_car_that_crashes_without_it(mosquitto: Any, tmp_path: Path) -> None:

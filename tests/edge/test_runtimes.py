@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edge.pilots import ModelPilot
-from edge.runtimes import ModelLoadError, RuntimeUnavailable, available_runtimes, runtime_for
+from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, available_runtimes, runtime_for
 from edge.runtimes.litert import LiteRtRuntime
 from edge.runtimes.onnx import OnnxRuntime
 from firmware.camera import Frame
@@ -37,6 +37,30 @@ def test_onnx_pilot_preprocesses_with_the_card_and_decodes_outputs() -> None:
     assert values == pytest.approx({"steering": 0.1, "throttle": 0.3})
     sample = preprocess(_image(), m.card.input)
     assert sample.shape == (3, 120, 160)
+
+
+class _Counted(LoadedModel):
+    """A loaded model that counts its runs."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model, self.runs = model, 0
+
+    def run(self, sample: np.ndarray) -> dict[str, np.ndarray]:
+        self.runs += 1
+        return self.model.run(sample)
+
+
+def test_a_tick_on_the_same_frame_takes_the_decision_made_on_it() -> None:
+    data = onnx_model(steering=0.1, channel_weights=(0.5, 0.0, 0.0))
+    m = manifest(data)
+    model = _Counted(OnnxRuntime().load(data, m.card))
+    pilot = ModelPilot(m, model)
+    first = pilot.act(Frame(_image(), t_capture_ns=0, index=7))
+    again = pilot.act(Frame(_image(), t_capture_ns=0, index=7))
+    assert model.runs == 1 and first.inference_ms is not None and again.inference_ms is None
+    assert (again.steering, again.throttle) == (first.steering, first.throttle)
+    black = pilot.act(Frame(_image((0, 0, 0)), t_capture_ns=1, index=8))  # a new frame: a new run
+    assert model.runs == 2 and black.steering == pytest.approx(0.1, abs=1e-5)
 
 
 def test_litert_gives_the_same_answer_for_an_nhwc_card() -> None:
