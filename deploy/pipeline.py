@@ -333,14 +333,9 @@ class Pipeline:
         return out
 
     def _smoke_test(self, name: str, version: str) -> dict[str, Any]:
-        from deploy.smoke import run_smoke_test
+        from deploy.smoke import smoke_test_on_hub
 
-        row = self.client.call("GET", f"/models/{name}/{version}")
-        r = self.client.request("GET", f"/models/{name}/{version}/artifact")
-        if r.status_code != 200:
-            raise StepFailed(f"cannot download {name}:{version}: {r.status_code}")
-        result = run_smoke_test(row, r.content, self.cfg.latency_ms) | {"tested_by": REQUESTED_BY}
-        self.client.call("POST", f"/models/{name}/{version}/smoke-tests", json=result)
+        result = smoke_test_on_hub(self.client, name, version, self.cfg.latency_ms, REQUESTED_BY, StepFailed)
         self.report(f"gate: the car's smoke test {'passed' if result['passed'] else 'failed'}")
         return result
 
