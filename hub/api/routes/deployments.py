@@ -100,18 +100,10 @@ def _decide(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str,
     hub.deployer.check_target(kind, target)
     if hub.catalog.get_model(body.model.name, body.model.version) is None:
         return None  # the deployer answers 404
-    slot = hub.deployer.slot_of(body.model.name, body.model.version)
-    current = hub.deployer.status(kind, target, slot)["current"]
-    decision = gate.check(
-        hub.catalog,
-        hub.store,
-        hub.mlops,
-        f"{kind}/{target}",
-        (current["name"], current["version"]) if current else None,
-        (body.model.name, body.model.version),
-        force=body.force,
-    ).model_dump(mode="json")
-    return decision
+    status = hub.deployer.status(kind, target, hub.deployer.slot_of(body.model.name, body.model.version))
+    candidate = (body.model.name, body.model.version)
+    decision = gate.check_target(hub.catalog, hub.store, hub.mlops, status, candidate, force=body.force)
+    return decision.model_dump(mode="json")
 
 
 @router.get("/deployments/{kind}/{target}", summary="A target's current model and history", responses=ERRORS)
