@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from hub.config import MlopsConfig
 from hub.mlops import gate
 from hub.mlops.canary import CanaryController, CanaryError, Deployments
+from hub.mlops.triggers import TRIGGERED
 from hub.storage.catalog import Catalog
 from infra.store import ObjectStore
 from schemas.messages import JobResult
@@ -27,7 +28,6 @@ from schemas.messages import JobResult
 log = logging.getLogger(__name__)
 
 PREFIX = "releases/"
-TRIGGERED = "mlops:"  # how RetrainPolicy's requested_by begins
 
 
 class Release(BaseModel):
