@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from deploy.commands.hubctl import HubClient
@@ -118,17 +117,10 @@ class Pipeline:
         step: Callable[[], dict[str, Any]] = getattr(self, name)
         return step()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """The hub's raw answer (the caller reads its status); unreachable: one line, exit code 2."""
-        try:
-            return self.client.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise UserError(f"cannot reach the hub at {self.client.url}: {exc}") from None
-
     def _get(self, path: str) -> Any | None:
         """GET ``path``; None for a 404 (something this run has not made yet)."""
-        r = self._request("GET", path)
-        return None if r.status_code == 404 else self.client.call("GET", path)
+        r = self.client.request("GET", path)
+        return None if r.status_code == 404 else self.client.answer(r)
 
     # --- collect and validate -----------------------------------------------------------------
     def collect(self) -> dict[str, Any]:
@@ -175,7 +167,7 @@ class Pipeline:
     def _feedback_sessions(self) -> set[tuple[str, str]]:
         if not self.cfg.feedback:
             return set()
-        if self._request("POST", "/feedback/collect").status_code == 503:
+        if self.client.request("POST", "/feedback/collect").status_code == 503:
             return set()  # this hub collects no feedback
         found = self.client.call("GET", "/feedback")
         refs = {(r["car"], r["session"]) for r in found.get("train", []) + found.get("val", [])}
@@ -341,14 +333,9 @@ class Pipeline:
         return out
 
     def _smoke_test(self, name: str, version: str) -> dict[str, Any]:
-        from deploy.smoke import run_smoke_test
+        from deploy.smoke import smoke_test_on_hub
 
-        row = self.client.call("GET", f"/models/{name}/{version}")
-        r = self._request("GET", f"/models/{name}/{version}/artifact")
-        if r.status_code != 200:
-            raise StepFailed(f"cannot download {name}:{version}: {r.status_code}")
-        result = run_smoke_test(row, r.content, self.cfg.latency_ms) | {"tested_by": REQUESTED_BY}
-        self.client.call("POST", f"/models/{name}/{version}/smoke-tests", json=result)
+        result = smoke_test_on_hub(self.client, name, version, self.cfg.latency_ms, REQUESTED_BY, StepFailed)
         self.report(f"gate: the car's smoke test {'passed' if result['passed'] else 'failed'}")
         return result
 
@@ -364,7 +351,7 @@ class Pipeline:
             self.report(f"deploy: {kind} {target} already runs {name}:{version}")
             return {"model": f"{name}:{version}", "target": f"{kind}/{target}", "new": False}
         body = {"model": model, kind: target, "force": self.cfg.force, "requested_by": REQUESTED_BY}
-        r = self._request("POST", "/deployments", json=body)
+        r = self.client.request("POST", "/deployments", json=body)
         detail = r.json().get("detail") if r.status_code >= 400 else None
         if r.status_code == 409 and isinstance(detail, dict) and isinstance(gate := detail.get("gate"), dict):
             raise GateRefused(f"the gate refuses {name}:{version}: {'; '.join(gate['reasons'])}", gate)

@@ -6,11 +6,14 @@ recorded. The hub cannot run it itself: it has no model runtime."""
 from __future__ import annotations
 
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from schemas.messages import JobResult
 from trainer.agent import AfterTrain
 from trainer.hub_client import HubClient
+
+if TYPE_CHECKING:
+    from deploy.commands.hubctl import HubClient as CliClient
 
 DEFAULT_LATENCY_MS = 40.0  # a car's default budget: 80% of a 20 Hz tick
 
@@ -40,6 +43,26 @@ def run_smoke_test(row: dict[str, Any], data: bytes, latency_ms: float) -> dict[
         return {"passed": False, "reason": exc.reason, "runtime": runtime}
     loaded.pilot.close()
     return {"passed": True, "latency_ms": round(loaded.latency_ms, 3), "runtime": runtime}
+
+
+def smoke_test_on_hub(
+    client: CliClient,
+    name: str,
+    version: str,
+    latency_ms: float,
+    tested_by: str,
+    download_failed: type[Exception],
+) -> dict[str, Any]:
+    """A registered model downloaded as a car would, smoke-tested, the result recorded on the hub
+    (``paddock hub smoke-test``, the pipeline's gate step); ``download_failed`` says how the caller
+    reports a model file the hub does not hand out."""
+    row = client.call("GET", f"/models/{name}/{version}")
+    r = client.request("GET", f"/models/{name}/{version}/artifact")
+    if r.status_code != 200:
+        raise download_failed(f"cannot download {name}:{version}: {r.status_code}")
+    result = run_smoke_test(row, r.content, latency_ms) | {"tested_by": tested_by}
+    client.call("POST", f"/models/{name}/{version}/smoke-tests", json=result)
+    return result
 
 
 def after_train(hub: str, token: str | None, latency_ms: float = DEFAULT_LATENCY_MS) -> AfterTrain:

@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from deploy.commands.hub import hub_app
 from deploy.errors import UserError, WorkFailed
 from deploy.options import CaFileOpt, JsonOpt, hub_option, token_option
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_HUB = "http://127.0.0.1:8080"
 HubOpt = Annotated[str, hub_option("The hub's API address.")]
@@ -52,12 +55,20 @@ class HubClient:
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=verify)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The hub's JSON answer; an error status is one line (exit code 2, or 1 for the hub's own)."""
+        return self.answer(self.request(method, path, **kwargs))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The hub's raw answer, whatever its status; unreachable: one line, exit code 2."""
         import httpx
 
         try:
-            r = self.http.request(method, path, **kwargs)
+            return self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise UserError(f"cannot reach the hub at {self.url}: {exc}") from None
+
+    def answer(self, r: httpx.Response) -> Any:
+        """An answer's JSON, or its error status as :meth:`call` reports it."""
         if r.status_code >= 500:
             raise WorkFailed(f"the hub answered {r.status_code}: {_detail(r)}")
         if r.status_code >= 400:

@@ -20,7 +20,7 @@ from deploy.commands.hubctl import (
 )
 from deploy.errors import UserError, WorkFailed
 from deploy.options import CaFileOpt, JsonOpt
-from deploy.smoke import run_smoke_test
+from deploy.smoke import smoke_test_on_hub
 
 
 @hub_app.command("smoke-test", short_help="Run the car's smoke test on a model; record it for the gate.")
@@ -43,12 +43,7 @@ def smoke_test(
 
     name, version = model_ref(model)
     client = HubClient(hub, token, token_file, ca_file)
-    row = client.call("GET", f"/models/{name}/{version}")
-    r = client.http.get(f"/models/{name}/{version}/artifact")
-    if r.status_code != 200:
-        raise UserError(f"cannot download {model}: {r.status_code}")
-    result = run_smoke_test(row, r.content, latency_ms) | {"tested_by": "paddock hub smoke-test"}
-    client.call("POST", f"/models/{name}/{version}/smoke-tests", json=result)
+    result = smoke_test_on_hub(client, name, version, latency_ms, "paddock hub smoke-test", UserError)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     if not result["passed"]:

@@ -147,3 +147,25 @@ def check(
     key = f"models/{candidate[0]}/{candidate[1]}/gate/{decision.ts:.6f}-{target.replace('/', '-')}.json"
     store.put(key, json.dumps(decision.model_dump(mode="json"), indent=2).encode())
     return decision
+
+
+def check_target(
+    catalog: Catalog,
+    store: ObjectStore,
+    cfg: MlopsConfig,
+    status: dict[str, Any],
+    candidate: tuple[str, str],
+    force: bool = False,
+) -> GateDecision:
+    """:func:`check` against the current model of a deployer's ``status`` of the target (its kind,
+    name and slot): what ``POST /deployments`` and an automatic release ask."""
+    current = status["current"]
+    return check(
+        catalog,
+        store,
+        cfg,
+        f"{status['target_kind']}/{status['target']}",
+        (current["name"], current["version"]) if current else None,
+        candidate,
+        force=force,
+    )

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from hub.config import MlopsConfig
 from hub.mlops import gate
 from hub.mlops.canary import CanaryController, CanaryError, Deployments
+from hub.mlops.triggers import TRIGGERED
 from hub.storage.catalog import Catalog
 from infra.store import ObjectStore
 from schemas.messages import JobResult
@@ -27,7 +28,6 @@ from schemas.messages import JobResult
 log = logging.getLogger(__name__)
 
 PREFIX = "releases/"
-TRIGGERED = "mlops:"  # how RetrainPolicy's requested_by begins
 
 
 class Release(BaseModel):
@@ -128,15 +128,8 @@ class Releaser:
         log.warning("%s %s: %s%s", r.job, r.model, r.state, f" ({'; '.join(r.reasons)})" if r.reasons else "")
 
     def _deploy(self, group: str, name: str, version: str, why: str) -> None:
-        current = self.deployer.status("group", group)["current"]
-        decision = gate.check(
-            self.catalog,
-            self.store,
-            self.config,
-            f"group/{group}",
-            (current["name"], current["version"]) if current else None,
-            (name, version),
-        )
+        status = self.deployer.status("group", group)
+        decision = gate.check_target(self.catalog, self.store, self.config, status, (name, version))
         if not decision.passed:
             detail = {"gate": decision.model_dump(mode="json")}
             raise CanaryError(409, "refused by the evaluation gate", detail)

@@ -16,6 +16,7 @@ from schemas.messages import DriftEvent, TrainParams
 
 log = logging.getLogger(__name__)
 
+TRIGGERED = "mlops:"  # how every triggered job's requested_by begins (hub.mlops.release looks)
 RequestJob = Callable[[TrainParams, str], dict[str, Any]]  # params, requested_by -> job entry
 DatasetFor = Callable[[str], str]  # the model's dataset -> the dataset to train on (with feedback)
 
@@ -40,7 +41,7 @@ class RetrainPolicy:
     def on_event(self, car: str, event: DriftEvent) -> dict[str, Any] | None:
         if not (self.config.retrain_on_drift and event.drifted):
             return None
-        why = f"mlops: input drift on {car}, {event.model} {event.why()}"
+        why = f"input drift on {car}, {event.model} {event.why()}"
         return self.trigger(event.model, why)
 
     def on_health(self, rows: Sequence[ModelHealthRow]) -> list[dict[str, Any]]:
@@ -52,7 +53,7 @@ class RetrainPolicy:
             if r.degraded and r.model:
                 i, o = r.interventions_per_min or 0, r.off_track_per_min or 0
                 rates = f"interventions {i:.2f}/min, off-track {o:.2f}/min"
-                entry = self.trigger(r.model, f"mlops: {r.model} degraded on {r.car}: {rates}")
+                entry = self.trigger(r.model, f"{r.model} degraded on {r.car}: {rates}")
                 out += [entry] if entry else []
         return out
 
@@ -64,7 +65,7 @@ class RetrainPolicy:
             self._feedback[model] = self._feedback.get(model, 0) + n
             total = self._feedback[model]
             if threshold and total >= threshold:
-                entry = self.trigger(model, f"mlops: {total} new feedback frames on {model} (>= {threshold})")
+                entry = self.trigger(model, f"{total} new feedback frames on {model} (>= {threshold})")
                 if entry:
                     self._feedback[model] = 0
                     out.append(entry)
@@ -81,12 +82,14 @@ class RetrainPolicy:
             since = self._scheduled.setdefault(model, now)
             if now - since >= every:
                 self._scheduled[model] = now
-                entry = self.trigger(model, f"mlops: schedule, {model} every {every:g} s")
+                entry = self.trigger(model, f"schedule, {model} every {every:g} s")
                 out += [entry] if entry else []
         return out
 
     def trigger(self, model_ref: str, why: str) -> dict[str, Any] | None:
-        """Queue a train job for ``model_ref`` (``name:version``) unless it is cooling down."""
+        """Queue a train job for ``model_ref`` (``name:version``) unless it is cooling down; its
+        ``requested_by`` is ``why`` after :data:`TRIGGERED`."""
+        why = f"{TRIGGERED} {why}"
         name, _, version = model_ref.partition(":")
         now = time.time()
         if now - self._last.get(name, -1e18) < self.config.retrain_cooldown_s:

@@ -14,8 +14,8 @@ from hub.api.models import (
     SlotQuery,
     TargetPath,
 )
+from hub.api.routes.canaries import start_canary
 from hub.mlops import gate
-from hub.mlops.canary import CanaryError
 
 router = APIRouter(tags=["deployments"])
 
@@ -58,14 +58,8 @@ def _as_canary(hub: Parts, group: str, body: DeploymentIn) -> bool:
 
 def _canary(hub: Parts, group: str, body: DeploymentIn) -> DeploymentOut:
     """Start a canary instead (as ``POST /canaries``): the group's status, with the canary."""
-    if hub.canaries is None:
-        raise HTTPException(503, "this hub runs no canaries")
-    try:
-        canary = hub.canaries.start(
-            group, body.model.name, body.model.version, requested_by=body.requested_by, force=body.force
-        )
-    except CanaryError as exc:
-        raise HTTPException(exc.status, {"message": str(exc), **exc.detail}) from None
+    model, by = body.model, body.requested_by
+    canary = start_canary(hub, group, model.name, model.version, requested_by=by, force=body.force)
     return DeploymentOut(**hub.deployer.status("group", group), canary=canary)
 
 
@@ -100,18 +94,10 @@ def _decide(hub: Parts, kind: str, target: str, body: DeploymentIn) -> dict[str,
     hub.deployer.check_target(kind, target)
     if hub.catalog.get_model(body.model.name, body.model.version) is None:
         return None  # the deployer answers 404
-    slot = hub.deployer.slot_of(body.model.name, body.model.version)
-    current = hub.deployer.status(kind, target, slot)["current"]
-    decision = gate.check(
-        hub.catalog,
-        hub.store,
-        hub.mlops,
-        f"{kind}/{target}",
-        (current["name"], current["version"]) if current else None,
-        (body.model.name, body.model.version),
-        force=body.force,
-    ).model_dump(mode="json")
-    return decision
+    status = hub.deployer.status(kind, target, hub.deployer.slot_of(body.model.name, body.model.version))
+    candidate = (body.model.name, body.model.version)
+    decision = gate.check_target(hub.catalog, hub.store, hub.mlops, status, candidate, force=body.force)
+    return decision.model_dump(mode="json")
 
 
 @router.get("/deployments/{kind}/{target}", summary="A target's current model and history", responses=ERRORS)
