@@ -27,10 +27,6 @@ class _Process:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
     def _spawn(self, argv: list[str]) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -75,19 +71,11 @@ class CarProcess(_Process):
         self.net = net
         self.config_path = workdir / f"{config.car.id}.toml"
         self.config_path.write_text(infra.config.commented_toml(config, [f"car {config.car.id}"]))
-        self.starts = 0
 
     def start(self) -> "CarProcess":
         argv = [*CLI, "car", "run", "--config", str(self.config_path)]
         self._spawn(self.net.argv(argv) if self.net is not None else argv)
-        self.starts += 1
         return self
-
-    def __enter__(self) -> "CarProcess":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 class HubProcess(_Process):
