@@ -46,7 +46,7 @@ from tests.edge.harness import RecordingDaemon
 from tests.edge.modelkit import onnx_model
 from tests.edge.trained import CARD, tiny_pilot
 from tests.hub.conftest import signed_sim_car
-from tests.hub.test_canary import AUTH, CARS, register, until
+from tests.hub.test_canary import AUTH, CARS, active, decision, deploy, register, until
 from tests.hub.test_mlops import sim_stats
 from trainer.agent import AgentSettings, TrainerAgent
 
@@ -71,6 +71,7 @@ class Timeline:
     def __init__(self) -> None:
         self.t0 = time.monotonic()
         self.rows: list[tuple[float, str, str]] = []
+        self.decisions: list[Canary] = []  # the canaries decided, in order
 
     def mark(self, step: str, figures: str = "") -> None:
         t = time.monotonic() - self.t0
@@ -156,7 +157,7 @@ async def scenario(url: str, tmp: Path, scale: Scale = FULL) -> Timeline:
         assert r.status_code == 201 and r.json()["canary"] is None, r.text  # the group's first model
         for car in cars:
             car.set_autopilot("model")
-        await until(lambda: _active(http, f"pilot:{v1}"), "the fleet on the group's model")
+        await until(lambda: active(http, f"pilot:{v1}"), "the fleet on the group's model")
         await asyncio.sleep(6)
         tl.mark(
             "fleet on autopilot", f"pilot:{v1} on {', '.join(CARS)}; PSI {_psi(hub)}; {_evaluation(hub, v1)}"
@@ -202,7 +203,7 @@ async def scenario(url: str, tmp: Path, scale: Scale = FULL) -> Timeline:
             "gate passed, canary started",
             f"{_evaluation(hub, good)}; on {started.cars[0]} for {started.window_s:g} s",
         )
-        promoted = await _decision(http, started, scale)
+        promoted = await _decision(http, started, tl, scale)
         tl.mark(f"canary {promoted.state}", _decided(promoted))
         await bad_candidate(hub, http, card, tl, scale)
         group = (await http.get("/deployments/group/fleet")).json()["current"]
@@ -229,7 +230,7 @@ async def bad_candidate(
         "forced: canary started",
         f"pilot:{bad} on {canary.cars[0]} for {canary.window_s:g} s (forced recorded)",
     )
-    rolled = await _decision(http, canary, scale)
+    rolled = await _decision(http, canary, tl, scale)
     tl.mark(f"canary {rolled.state}", _decided(rolled))
 
 
@@ -263,16 +264,6 @@ async def smoke_test(http: httpx.AsyncClient, version: str) -> None:
     result = await asyncio.to_thread(smoke.run_smoke_test, row, data, smoke.DEFAULT_LATENCY_MS)
     r = await http.post(f"/models/pilot/{version}/smoke-tests", json=result, headers=AUTH)
     assert r.status_code in (200, 201) and result["passed"], (r.text, result)
-
-
-async def deploy(http: httpx.AsyncClient, version: str, force: bool = False) -> httpx.Response:
-    body = {"model": {"name": "pilot", "version": version}, "group": "fleet", "force": force}
-    return await http.post("/deployments", json=body, headers=AUTH)
-
-
-async def _active(http: httpx.AsyncClient, model: str) -> bool:
-    rows = {c["car"]: c for c in (await http.get("/cars")).json()}
-    return all((rows.get(car, {}).get("model_state") or {}).get("active") == model for car in CARS)
 
 
 async def _events(http: httpx.AsyncClient, kind: str) -> list[Any]:
@@ -359,14 +350,11 @@ def _decided(c: Canary) -> str:
     return f"{figures}{vs}" + (f" -- {'; '.join(c.reasons)}" if c.reasons else "")
 
 
-async def _decision(http: httpx.AsyncClient, c: Canary, scale: Scale) -> Canary:
-    async def decided() -> Canary | None:
-        now = Canary.model_validate((await http.get(f"/canaries/{c.id}")).json())
-        return now if now.state != "running" else None
-
-    result: Canary = await until(decided, "the canary's decision", timeout=scale.window_s + 60)
+async def _decision(http: httpx.AsyncClient, c: Canary, tl: Timeline, scale: Scale) -> Canary:
+    result = await decision(http, c.id, scale.window_s + 60)
+    tl.decisions.append(result)
     model = c.model if result.state == "promoted" else result.baseline
-    await until(lambda: _active(http, model), "the fleet after the decision")
+    await until(lambda: active(http, model), "the fleet after the decision")
     return result
 
 

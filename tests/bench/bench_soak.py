@@ -101,8 +101,7 @@ async def run(cars: int = 10, minutes: float = 10, hz: float = 30) -> Soak:
     from schemas.signing import generate_private_key, public_key_pem
     from schemas.topics import Topics
     from tests.edge.harness import until
-    from tests.hub.carproc import CarProcess, Operator, rss_kb
-    from tests.hub.test_crash import HubProcess
+    from tests.hub.carproc import CarProcess, HubProcess, Operator, rss_kb
     from tests.servers.mosquitto import Mosquitto
 
     soak = Soak(cars, minutes, hz)
@@ -155,7 +154,7 @@ async def run(cars: int = 10, minutes: float = 10, hz: float = 30) -> Soak:
     finally:
         for p in procs:
             p.stop()
-        hub.terminate()
+        hub.stop(60)
         broker.stop()
     base = next((kb for m, kb, _ in soak.rss if m == 2), soak.rss[0][1])
     growth = (soak.rss[-1][1] - base) / base * 100

@@ -21,6 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
 DONKEY_VENV = Path(os.environ.get("PADDOCK_DONKEYCAR_VENV", Path.home() / ".cache/paddock/donkeycar-venv"))
 WRITE = """
 import json, sys
@@ -39,21 +43,12 @@ print("donkeycar wrote", len(actions), "records,", len(w.tub), "live")
 
 
 def expert_frames(frames: int, seed: int = 0) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    from firmware.sim import ExpertDriver, World
+    from tests.edge.trained import expert_drive
 
-    world = World("oval", seed=seed)
-    expert = ExpertDriver(world.track, world.config.car)
-    rng = np.random.default_rng(seed)
-    images, actions, disturbance = [], [], 0.0
-    for step in range(frames):
-        steering, throttle = expert.act(world.state)
+    images, actions = [], []
+    for world, steering, throttle in expert_drive("oval", frames, seed):
         images.append(world.render())
         actions.append((float(steering), float(throttle)))
-        if step % 30 == 0:
-            disturbance = float(rng.normal(0.0, 0.3))
-        applied = steering + (disturbance if step % 90 < 30 else 0.0)
-        if world.step(float(np.clip(applied, -1, 1)), throttle).off_track:
-            world.reset_to_track()
     return np.stack(images), actions
 
 

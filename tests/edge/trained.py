@@ -9,12 +9,16 @@ always the undisturbed expert's). A small CNN learns steering and throttle from 
 
 import io
 import warnings
+from collections.abc import Iterator
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from schemas.model_card import InputSpec, ModelCard, OutputSpec, preprocess
+
+if TYPE_CHECKING:
+    from firmware.sim import World
 
 CARD = ModelCard(
     architecture="tiny-cnn",
@@ -37,23 +41,30 @@ def tiny_pilot(track: str = "oval", frames: int = 1500, steps: int = 300, seed: 
         torch.set_num_threads(threads)
 
 
-def _train(track: str, frames: int, steps: int, seed: int, torch: Any, nn: Any) -> bytes:
+def expert_drive(track: str, frames: int, seed: int) -> Iterator[tuple["World", float, float]]:
+    """The simulator's expert driving ``track`` for ``frames`` steps, its steering disturbed one
+    second in three: yields the world before each step and the expert's (undisturbed) action."""
     from firmware.sim import ExpertDriver, World
 
     world = World(track, seed=seed)
     expert = ExpertDriver(world.track, world.config.car)
     rng = np.random.default_rng(seed)
-    images, labels = [], []
     disturbance = 0.0
     for step in range(frames):
         steering, throttle = expert.act(world.state)
-        images.append(preprocess(world.render(), CARD.input))
-        labels.append((steering, throttle))
+        yield world, steering, throttle
         if step % 30 == 0:
             disturbance = float(rng.normal(0.0, 0.3))
         applied = steering + (disturbance if step % 90 < 30 else 0.0)
         if world.step(float(np.clip(applied, -1, 1)), throttle).off_track:
             world.reset_to_track()
+
+
+def _train(track: str, frames: int, steps: int, seed: int, torch: Any, nn: Any) -> bytes:
+    images, labels = [], []
+    for world, steering, throttle in expert_drive(track, frames, seed):
+        images.append(preprocess(world.render(), CARD.input))
+        labels.append((steering, throttle))
     x = torch.tensor(np.stack(images))
     y = torch.tensor(np.asarray(labels, dtype=np.float32))
 

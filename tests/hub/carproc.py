@@ -1,5 +1,6 @@
-"""Real car daemons as processes (``paddock car run``) for fault tests and the soak: started, killed
-with SIGKILL and started again by PID, optionally inside a :class:`tests.servers.netns.CarNetwork`."""
+"""Real car daemons and hubs as processes (``paddock car run``, ``paddock hub serve``, through
+tests/hub/cli.py) for fault tests and the soak: started, killed with SIGKILL and started again by
+PID, a car optionally inside a :class:`tests.servers.netns.CarNetwork`."""
 
 import os
 import signal
@@ -13,41 +14,27 @@ import infra.config
 from edge.config import CarConfig
 from schemas.topics import Topics
 from tests.edge.harness import Observer, until
+from tests.hub.conftest import wait_until
 from tests.servers.netns import CarNetwork
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class CarProcess:
-    """``paddock car run --config FILE`` for ``config`` (through tests/hub/cli.py), logging to ``log``."""
+class _Process:
+    """A ``tests.hub.cli`` command as a process of its own, logging to ``log``."""
 
-    def __init__(self, config: CarConfig, workdir: Path, net: CarNetwork | None = None) -> None:
-        self.config = config
-        self.net = net
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config_path = workdir / f"{config.car.id}.toml"
-        self.config_path.write_text(infra.config.commented_toml(config, [f"car {config.car.id}"]))
-        self.log = workdir / f"{config.car.id}.log"
+    def __init__(self, log: Path) -> None:
+        self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    def start(self) -> "CarProcess":
-        argv = [sys.executable, "-m", "tests.hub.cli", "car", "run", "--config", str(self.config_path)]
-        if self.net is not None:
-            argv = self.net.argv(argv)
+    def _spawn(self, argv: list[str]) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        self.starts += 1
-        return self
 
     def kill(self) -> None:
-        """SIGKILL: no clean shutdown, no spool flush, the broker publishes the car's will."""
+        """SIGKILL: no clean shutdown, nothing flushed (a car's broker publishes its will)."""
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -70,11 +57,44 @@ class CarProcess:
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
-    def __enter__(self) -> "CarProcess":
-        return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+CLI = [sys.executable, "-m", "tests.hub.cli"]
+
+
+class CarProcess(_Process):
+    """``paddock car run --config FILE`` for ``config``."""
+
+    def __init__(self, config: CarConfig, workdir: Path, net: CarNetwork | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir / f"{config.car.id}.log")
+        self.config = config
+        self.net = net
+        self.config_path = workdir / f"{config.car.id}.toml"
+        self.config_path.write_text(infra.config.commented_toml(config, [f"car {config.car.id}"]))
+
+    def start(self) -> "CarProcess":
+        argv = [*CLI, "car", "run", "--config", str(self.config_path)]
+        self._spawn(self.net.argv(argv) if self.net is not None else argv)
+        return self
+
+
+class HubProcess(_Process):
+    """``paddock hub serve --config FILE``; :meth:`start` returns once it has connected to MQTT."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        super().__init__(log)
+        self.config = config
+
+    def connections(self) -> int:
+        return self.log.read_text(errors="replace").count("connected to mqtt://") if self.log.exists() else 0
+
+    def start(self) -> None:
+        before = self.connections()
+        self._spawn([*CLI, "hub", "serve", "--config", str(self.config)])
+        proc = self.proc
+        assert proc is not None
+        wait_until(lambda: self.connections() > before or proc.poll() is not None, 60, what="hub connected")
+        assert proc.poll() is None, self.tail()
 
 
 class Operator(Observer):

@@ -1,6 +1,7 @@
 """Fixtures for hub tests: a configuration per test (own data dir, topic prefix and MQTT client id,
 so tests sharing one Mosquitto never see each other's retained or queued messages)."""
 
+import functools
 import json
 import time
 import uuid
@@ -28,21 +29,27 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def hub_test_config(
+    tmp_path: Path, broker_url: str, data_dir: Path | None = None, **overrides: Any
+) -> HubConfig:
+    """A hub of its own under ``tmp_path`` (data dir, topic prefix, client id) on ``broker_url``,
+    sealing quickly; ``overrides`` change single keys of sections (``shards={"session_close_s": 3}``)."""
+    uid = uuid.uuid4().hex[:8]
+    base: dict[str, Any] = {
+        "data_dir": str(data_dir or tmp_path / f"hub-{uid}"),
+        "topic_prefix": f"t{uid}",
+        "mqtt": {"url": broker_url, "client_id": f"hub-{uid}", "connect_wait_s": 10},
+        "api": {"port": 0, "token": TOKEN},
+        "shards": {"idle_seal_s": 0.3, "session_close_s": 30},
+        "sinks": {"sqlite": {"flush_interval_s": 0.1}},
+    }
+    return HubConfig.from_dict(_merge(base, overrides))
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., HubConfig]:
-    def make(broker_url: str, data_dir: Path | None = None, **overrides: Any) -> HubConfig:
-        uid = uuid.uuid4().hex[:8]
-        base: dict[str, Any] = {
-            "data_dir": str(data_dir or tmp_path / f"hub-{uid}"),
-            "topic_prefix": f"t{uid}",
-            "mqtt": {"url": broker_url, "client_id": f"hub-{uid}", "connect_wait_s": 10},
-            "api": {"port": 0, "token": TOKEN},
-            "shards": {"idle_seal_s": 0.3, "session_close_s": 30},
-            "sinks": {"sqlite": {"flush_interval_s": 0.1}},
-        }
-        return HubConfig.from_dict(_merge(base, overrides))
-
-    return make
+    """:func:`hub_test_config` under the test's ``tmp_path``."""
+    return functools.partial(hub_test_config, tmp_path)
 
 
 def wait_until(

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import random
 import time
-import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from schemas.dataset import SessionManifest
 from schemas.topics import Topics
 from tests.edge.harness import car_config, until
 from tests.hub.carproc import CarProcess, Operator
-from tests.hub.conftest import read_session, signed_sim_car
+from tests.hub.conftest import hub_test_config, read_session, signed_sim_car
 from tests.servers.mosquitto import Mosquitto
 from tests.servers.netns import CarNetwork
 
@@ -34,15 +33,7 @@ NO_RUNTIMES: dict[str, Any] = {"models.preload_runtimes": []}
 
 
 def hub_config(workdir: Path, broker_url: str, **shards: Any) -> HubConfig:
-    uid = uuid.uuid4().hex[:8]
-    return HubConfig.from_dict({
-        "data_dir": str(workdir / f"hub-{uid}"),
-        "topic_prefix": f"t{uid}",
-        "mqtt": {"url": broker_url, "client_id": f"hub-{uid}", "connect_wait_s": 10},
-        "api": {"port": 0, "token": "faults"},
-        "shards": {"idle_seal_s": 0.3, "session_close_s": 30, **shards},
-        "sinks": {"sqlite": {"flush_interval_s": 0.1}},
-    })  # fmt: skip
+    return hub_test_config(workdir, broker_url, shards=shards)
 
 
 def fault_line(scenario: str, sent: int, persisted: int, **extra: Any) -> str:

@@ -76,6 +76,29 @@ async def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> A
     return await eventually(check, timeout, what, interval=0.3)
 
 
+async def active(http: httpx.AsyncClient, model: str, cars: tuple[str, ...] = CARS) -> bool:
+    """Whether each of ``cars`` says it drives ``model`` (name:version), as the hub lists them."""
+    rows = {c["car"]: c for c in (await http.get("/cars")).json()}
+    return all((rows.get(car, {}).get("model_state") or {}).get("active") == model for car in cars)
+
+
+async def deploy(http: httpx.AsyncClient, version: str, **options: Any) -> httpx.Response:
+    """``POST /deployments`` of pilot:``version`` to the group ``fleet``."""
+    body = {"model": {"name": "pilot", "version": version}, "group": "fleet", **options}
+    return await http.post("/deployments", json=body, headers=AUTH)
+
+
+async def decision(http: httpx.AsyncClient, canary: str, timeout: float) -> Canary:  # noqa: ASYNC109
+    """The canary once the hub (or someone) has decided it."""
+
+    async def decided() -> Canary | None:
+        c = Canary.model_validate((await http.get(f"/canaries/{canary}")).json())
+        return c if c.state != "running" else None
+
+    result: Canary = await until(decided, "the canary's decision", timeout=timeout)
+    return result
+
+
 async def test_a_good_model_is_promoted_and_a_bad_one_rolled_back(hub: HubService, tmp_path: Path) -> None:
     baseline_bytes = await asyncio.to_thread(tiny_pilot)
     async with httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http, AsyncExitStack() as stack:
@@ -83,17 +106,12 @@ async def test_a_good_model_is_promoted_and_a_bad_one_rolled_back(hub: HubServic
         good = await register(http, hub, same_pilot_new_bytes(baseline_bytes), CARD)
         lefty = onnx_model(width=80, height=60, steering=-1.0, throttle=0.5)
         bad = await register(http, hub, lefty, CARD)
-        body = {"model": {"name": "pilot", "version": v1}, "group": "fleet"}
-        r = await http.post("/deployments", json=body, headers=AUTH)
+        r = await deploy(http, v1)
         assert r.status_code == 201, r.text
         for car in CARS:
             await stack.enter_async_context(RecordingDaemon(sim_car(tmp_path, hub, car)))
 
-        async def active(model: str, cars: tuple[str, ...] = CARS) -> bool:
-            rows = {c["car"]: c for c in (await http.get("/cars")).json()}
-            return all((rows.get(car, {}).get("model_state") or {}).get("active") == model for car in cars)
-
-        await until(lambda: active(f"pilot:{v1}"), "both cars on the group's model")
+        await until(lambda: active(http, f"pilot:{v1}"), "both cars on the group's model")
 
         promoted = await run_canary(http, good)
         print("good candidate:", json.dumps(promoted.model_dump(mode="json"), indent=1))
@@ -105,14 +123,14 @@ async def test_a_good_model_is_promoted_and_a_bad_one_rolled_back(hub: HubServic
         group = (await http.get("/deployments/group/fleet")).json()
         assert group["current"]["version"] == good
         assert (await http.get(f"/deployments/car/{canary_car}")).json()["current"] is None
-        await until(lambda: active(f"pilot:{good}"), "the group on the promoted model")
+        await until(lambda: active(http, f"pilot:{good}"), "the group on the promoted model")
 
         rolled = await run_canary(http, bad)
         print("bad candidate:", json.dumps(rolled.model_dump(mode="json"), indent=1))
         assert rolled.state == "rolled_back" and rolled.decided_by == "hub"
         assert any("off-track" in reason for reason in rolled.reasons), rolled.reasons
         assert (await http.get("/deployments/group/fleet")).json()["current"]["version"] == good
-        await until(lambda: active(f"pilot:{good}"), "the canary car back on the group's model")
+        await until(lambda: active(http, f"pilot:{good}"), "the canary car back on the group's model")
 
         events = (await http.get(f"/cars/{rolled.cars[0]}/events", params={"type": "canary"})).json()
         states = [(e["canary"], e["state"]) for e in events]
@@ -130,13 +148,7 @@ async def run_canary(http: httpx.AsyncClient, version: str) -> Canary:
     assert started.state == "running" and len(started.cars) == 1 and len(started.others) == 1
     r = await http.post("/canaries", json=body, headers=AUTH)
     assert r.status_code == 409 and "already has a canary" in r.text
-
-    async def decided() -> Canary | None:
-        c = Canary.model_validate((await http.get(f"/canaries/{started.id}")).json())
-        return c if c.state != "running" else None
-
-    result: Canary = await until(decided, "the canary's decision", timeout=WINDOW_S + 60)
-    return result
+    return await decision(http, started.id, WINDOW_S + 60)
 
 
 def figures(car: str, model: str, laps: int = 3, lap: float = 11.0, off: int = 0) -> CarFigures:
@@ -202,42 +214,34 @@ async def test_a_deployment_to_a_canary_group_starts_a_canary(
         good = await register(http, hub, onnx_model(steering=0.01, throttle=0.3), card, metrics=steady)
         bad = await register(http, hub, onnx_model(steering=-1.0), card, metrics={"completion_pct": 0.0})
 
-        async def deploy(version: str, **options: Any) -> httpx.Response:
-            body = {"model": {"name": "pilot", "version": version}, "group": "fleet", **options}
-            return await http.post("/deployments", json=body, headers=AUTH)
-
-        first = await deploy(v1)  # the group's first model: nothing to compare a canary with
+        first = await deploy(http, v1)  # the group's first model: nothing to compare a canary with
         assert first.status_code == 201 and first.json()["canary"] is None, first.text
         for car in CARS:
             await stack.enter_async_context(RecordingDaemon(sim_car(tmp_path, hub, car)))
 
-        async def active(model: str, cars: tuple[str, ...] = CARS) -> bool:
-            rows = {c["car"]: c for c in (await http.get("/cars")).json()}
-            return all((rows.get(car, {}).get("model_state") or {}).get("active") == model for car in cars)
-
-        await until(lambda: active(f"pilot:{v1}"), "both cars on the group's model")
-        refused = await deploy(bad, requested_by="test")
+        await until(lambda: active(http, f"pilot:{v1}"), "both cars on the group's model")
+        refused = await deploy(http, bad, requested_by="test")
         assert refused.status_code == 409, refused.text
         assert "completion 0.0% < current 100.0%" in refused.json()["detail"]["gate"]["reasons"]
         assert (await http.get("/canaries")).json() == []
 
-        forced = await deploy(bad, requested_by="test", force=True)
+        forced = await deploy(http, bad, requested_by="test", force=True)
         assert forced.status_code == 201, forced.text
         out = forced.json()
         canary = Canary.model_validate(out["canary"])
         assert canary.forced and canary.model == f"pilot:{bad}" and canary.requested_by == "test"
         assert out["current"]["version"] == v1  # the group keeps its model until the canary is promoted
         [car] = canary.cars
-        await until(lambda: active(f"pilot:{bad}", (car,)), "the canary car on the candidate")
-        assert await active(f"pilot:{v1}", tuple(c for c in CARS if c != car))
+        await until(lambda: active(http, f"pilot:{bad}", (car,)), "the canary car on the candidate")
+        assert await active(http, f"pilot:{v1}", tuple(c for c in CARS if c != car))
         listed = [Canary.model_validate(c) for c in (await http.get("/canaries")).json()]
         assert [(c.id, c.state, c.forced) for c in listed] == [(canary.id, "running", True)]
         r = await http.post(f"/canaries/{canary.id}/rollback", headers=AUTH)
         assert r.status_code == 200 and r.json()["state"] == "rolled_back", r.text
-        await until(lambda: active(f"pilot:{v1}"), "the canary car back on the group's model")
+        await until(lambda: active(http, f"pilot:{v1}"), "the canary car back on the group's model")
 
-        direct = await deploy(good, canary=False)
+        direct = await deploy(http, good, canary=False)
         assert direct.status_code == 201 and direct.json()["canary"] is None, direct.text
         assert direct.json()["current"]["version"] == good and direct.json()["gate"]["passed"]
-        await until(lambda: active(f"pilot:{good}"), "every car on the model deployed without a canary")
+        await until(lambda: active(http, f"pilot:{good}"), "every car on the model deployed without a canary")
         assert len((await http.get("/canaries")).json()) == 1

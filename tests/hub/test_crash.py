@@ -9,62 +9,16 @@ printed); ``tests/bench/bench_faults.py`` kills many times.
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.hub.carproc import HubProcess
 from tests.hub.conftest import read_session, wait_until
 from tests.hub.fakecar import FakeCar
 from tests.servers.mosquitto import Mosquitto
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class HubProcess:
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def connections(self) -> int:
-        return self.log.read_text(errors="replace").count("connected to mqtt://") if self.log.exists() else 0
-
-    def start(self) -> None:
-        before = self.connections()
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.hub.cli", "hub", "serve", "--config", str(self.config)],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        wait_until(
-            lambda: self.connections() > before or self.proc.poll() is not None, 60, what="hub connected"
-        )  # type: ignore[union-attr]
-        assert self.proc.poll() is None, self.log.read_text()[-3000:]
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                return self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-                return -9
-        return self.proc.returncode
 
 
 @dataclass
@@ -137,7 +91,7 @@ def sigkill_session(
         wait_until(lambda: sealed(data_dir / "store", n), 90, what="every frame sealed")
     finally:
         car.close()
-        code = hub.terminate()
+        code = hub.stop(60)
     assert code == 0, (tmp_path / "hub.log").read_text()[-3000:]
     manifest, samples = read_session(data_dir / "store", "crash-car", "run-1")
     assert manifest["gaps"] == [] and manifest["frame_count"] == n

@@ -6,7 +6,6 @@ trainer's perception reader reads them."""
 
 import csv
 import io
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,10 @@ from firmware.sim.lidar import Lidar
 from firmware.sim.tracks import get_track
 from hub import HubConfig, HubService
 from infra.store import LocalStore
-from schemas.dataset import lidar_columns, lidar_key, session_manifest_key
+from schemas.dataset import lidar_columns, lidar_key
 from schemas.messages import SessionRef
 from tests.edge.harness import RecordingDaemon, sim_car_config, until
-from tests.hub.conftest import TOKEN, eventually, read_session
+from tests.hub.conftest import TOKEN, read_session
 from trainer.perception.dataset import load_lidar
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -55,12 +54,7 @@ async def test_recorded_scans_reach_the_store_as_the_capture_writes_them(
         recorded, written = car.recorder.scans, car.recorder.written
         assert car.status()["lidar_scans"] == recorded
         store = hub.config.data_dir / "store"
-        manifest_file = store / session_manifest_key(CAR, SESSION)
-        await eventually(
-            lambda: manifest_file.exists() and json.loads(manifest_file.read_text())["state"] == "sealed",
-            60,
-            "the session sealed",
-        )
+        await hub.wait_sealed(CAR, SESSION, timeout=60)
 
         assert recorded == written and recorded >= 80
         manifest, samples = read_session(store, CAR, SESSION)

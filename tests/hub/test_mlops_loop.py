@@ -2,8 +2,8 @@
 epochs, a shorter canary window): Mosquitto, a real hub, a real trainer agent and two simulated
 cars. After the lights change, with no human action: drift, the cars' feedback captures, a train
 job on the model's dataset plus the feedback, the trainer's model registered with why it ran and
-smoke-tested, the gate, a canary promoted; then a bad candidate deployed to the canary group is
-refused by the gate and, forced, rolled back."""
+smoke-tested, the gate, a canary that the hub decides on the candidate's own driving; then a bad
+candidate deployed to the canary group is refused by the gate and, forced, rolled back."""
 
 from pathlib import Path
 from typing import Any
@@ -37,3 +37,12 @@ async def test_the_loop_retrains_on_the_new_frames_and_decides_with_no_human_act
     candidate = figures["candidate registered"].split()[0]
     group = figures["group stays on"]
     assert (group == candidate) == (retrained == "canary promoted"), (group, candidate, retrained)
+    # Whichever way it went, the hub judged the candidate's own driving: the canary car took the
+    # model (no refusal, which would also roll it back) and drove it beside the group's car.
+    first, forced = tl.decisions
+    assert first.model == candidate and first.decided_by == "hub" and first.refused == {}, first
+    [drove] = [f for f in first.canary_figures if f.model == candidate]
+    assert drove.minutes > 0 and first.baseline_figures, first
+    assert (first.reasons == []) == (first.state == "promoted"), first.reasons
+    assert forced.forced and forced.decided_by == "hub" and forced.refused == {}, forced
+    assert any("off-track" in reason for reason in forced.reasons), forced.reasons

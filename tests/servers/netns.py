@@ -3,7 +3,7 @@
 The broker listens on the host end of the pair; a car daemon started with :meth:`CarNetwork.argv`
 runs inside the namespace and reaches the broker only over that link. Faults are made on the link:
 :meth:`down` is a partition (packets vanish, no reset: both sides find out by their keepalives),
-:meth:`up` heals it, :meth:`flap` toggles it, and :meth:`slow` limits its rate with ``tbf``.
+:meth:`up` heals it, :meth:`flap` toggles it.
 
 It needs root and iproute2 (Debian ``iproute2``); without them a test skips, or fails under CI.
 """
@@ -38,8 +38,6 @@ class CarNetwork:
         self.host_if, self.car_if = f"pdkh{uid}", f"pdkc{uid}"
         net = (os.getpid() * 7 + next(_subnets)) % 250 + 1  # a /30 of its own per link
         self.host_ip, self.car_ip = f"10.231.{net}.1", f"10.231.{net}.2"
-        self.is_up = False
-        self.changes: list[tuple[float, bool]] = []  # (wall time, up) of every change made by a test
 
     def create(self) -> "CarNetwork":
         _ip("netns", "add", self.name)
@@ -54,7 +52,6 @@ class CarNetwork:
         except Exception:
             self.delete()
             raise
-        self.is_up = True
         return self
 
     def delete(self) -> None:
@@ -68,13 +65,9 @@ class CarNetwork:
     def down(self) -> None:
         """A partition: the car's end of the link goes down, what is in flight is lost."""
         _ip("link", "set", self.car_if, "down", netns=self.name)
-        self.is_up = False
-        self.changes.append((time.time(), False))
 
     def up(self) -> None:
         _ip("link", "set", self.car_if, "up", netns=self.name)
-        self.is_up = True
-        self.changes.append((time.time(), True))
 
     def flap(self, down_s: float, up_s: float, times: int) -> None:
         """Toggle the link ``times`` times: ``down_s`` down, then ``up_s`` up."""
@@ -83,12 +76,6 @@ class CarNetwork:
             time.sleep(down_s)
             self.up()
             time.sleep(up_s)
-
-    def slow(self, rate_kbit: int) -> None:
-        """Limit what the car sends to ``rate_kbit`` (a token bucket on its end of the link)."""
-        _ip_tc = ["tc", "qdisc", "replace", "dev", self.car_if, "root", "tbf"]
-        cmd = ["ip", "netns", "exec", self.name, *_ip_tc, "rate", f"{rate_kbit}kbit", "burst", "16kb"]
-        subprocess.run([*cmd, "latency", "200ms"], check=True, capture_output=True, timeout=10)
 
 
 def netns_available() -> str | None:

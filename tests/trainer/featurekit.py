@@ -15,6 +15,7 @@ from firmware.sim.render import Randomization, Renderer
 from firmware.sim.tracks import get_track
 from schemas.input_stats import FeatureStatsAccumulator, InputStats, InputStatsAccumulator
 from schemas.model_card import preprocess
+from tests.edge.trained import expert_drive as disturbed_expert
 from trainer.models import PilotModel, build_model
 from trainer.train import training_feature_stats
 
@@ -29,24 +30,12 @@ class SimPilot:
 
 
 def expert_drive(seed: int, frames: int) -> tuple[list[Pose], list[tuple[float, float]]]:
-    """The expert's poses and actions on the oval, its steering disturbed one second in three (so
-    the frames also show the way back to the line; the labels stay the undisturbed expert's)."""
-    from firmware.sim import ExpertDriver, World
-
-    world = World("oval", seed=seed)
-    expert = ExpertDriver(world.track, world.config.car)
-    rng = np.random.default_rng(seed)
-    poses, labels, disturbance = [], [], 0.0
-    for step in range(frames):
-        steering, throttle = expert.act(world.state)
+    """The expert's poses and actions on the oval (tests/edge/trained.py's disturbed drive)."""
+    poses, labels = [], []
+    for world, steering, throttle in disturbed_expert("oval", frames, seed):
         s = world.car.state
         poses.append((s.x, s.y, s.yaw))
         labels.append((steering, throttle))
-        if step % 30 == 0:
-            disturbance = float(rng.normal(0.0, 0.3))
-        applied = steering + (disturbance if step % 90 < 30 else 0.0)
-        if world.step(float(np.clip(applied, -1, 1)), throttle).off_track:
-            world.reset_to_track()
     return poses, labels
 
 
