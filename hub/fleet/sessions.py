@@ -3,10 +3,11 @@
 import io
 import tarfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
+from hub.storage.lidar import session_csv
 from infra.store import ObjectStore
-from schemas.dataset import SessionManifest, session_manifest_key, session_prefix
+from schemas.dataset import SessionManifest, lidar_key, session_manifest_key, session_prefix
 from schemas.shards import ReadStats, Sample, read_shard
 
 
@@ -114,24 +115,27 @@ class _Pipe(io.RawIOBase):
 
 
 def export_tar(store: ObjectStore, manifest: SessionManifest) -> Iterator[bytes]:
-    """Stream a tar of the session as it lies in the store: manifest.json and its shards, under
-    ``datasets/{car}/{session}/`` (so extracting it into a store directory restores the session)."""
+    """Stream a tar of the session as it lies in the store: manifest.json, its shards and, where
+    it has scans, lidar.csv, under ``datasets/{car}/{session}/`` (so extracting it into a store
+    directory restores the session)."""
     pipe = _Pipe()
     prefix = session_prefix(manifest.car, manifest.session)
     with tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        data = manifest.to_json()
-        info = tarfile.TarInfo(session_manifest_key(manifest.car, manifest.session))
-        info.size = len(data)
-        info.mtime = int(manifest.updated)
-        tar.addfile(info, io.BytesIO(data))
-        yield pipe.take()
-        for shard in manifest.shards:
-            key = prefix + shard.name
-            size = store.size(key)
+
+        def add(key: str, size: int, fh: IO[bytes]) -> None:
             info = tarfile.TarInfo(key)
             info.size = size
             info.mtime = int(manifest.updated)
-            with store.open(key) as fh:
-                tar.addfile(info, fh)
+            tar.addfile(info, fh)
+
+        data = manifest.to_json()
+        add(session_manifest_key(manifest.car, manifest.session), len(data), io.BytesIO(data))
+        yield pipe.take()
+        for shard in manifest.shards:
+            with store.open(prefix + shard.name) as fh:
+                add(prefix + shard.name, store.size(prefix + shard.name), fh)
             yield pipe.take()
+        scans = session_csv(store.list(prefix), manifest.car, manifest.session, store.get)
+        if scans is not None:
+            add(lidar_key(manifest.car, manifest.session), len(scans), io.BytesIO(scans))
     yield pipe.take()

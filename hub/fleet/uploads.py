@@ -3,9 +3,11 @@
 store and entered in the catalog as a sealed session, listed and trained on like a recorded one.
 
 The tar holds ``datasets/{car}/{session}/manifest.json`` first, then that session's shards in
-order. Nothing in it is trusted: member names must be exactly those keys, every frame must be a
-valid frame record of that car and session, seqs must rise across shards, and the catalog row,
-shard list and stats are rebuilt from the frames, not taken from the uploaded manifest.
+order, and may end with its ``lidar.csv``. Nothing in it is trusted: member names must be exactly
+those keys, every frame must be a valid frame record of that car and session, seqs must rise
+across shards, and the catalog row, shard list and stats are rebuilt from the frames, not taken
+from the uploaded manifest. The scans are rebuilt from the frames too where the frames carry them
+(a recorded session); a captured session's ``lidar.csv`` is checked row by row against its frames.
 """
 
 import io
@@ -16,10 +18,11 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from hub.storage import lidar
 from hub.storage.catalog import Catalog, Conflict
 from hub.storage.sealer import SessionState, StatsAccumulator
 from infra.store import ObjectStore
-from schemas.dataset import SessionManifest, session_manifest_key, shard_key
+from schemas.dataset import LIDAR_FILE, SessionManifest, lidar_key, session_manifest_key, shard_key
 from schemas.messages import FrameRecord
 from schemas.shards import ReadStats, Sample, read_shard
 
@@ -74,7 +77,10 @@ def adopt_session_tar(fileobj: IO[bytes], store: ObjectStore, catalog: Catalog) 
             manifest = _manifest(tar)
             if catalog.get_session(manifest.car, manifest.session) is not None:
                 raise Conflict(f"session {manifest.car}/{manifest.session} exists; delete it first")
-            state = _write_shards(tar, manifest, store, written)
+            state, scans = _write_shards(tar, manifest, store, written)
+        if scans is not None:
+            store.put(lidar_key(manifest.car, manifest.session), scans)
+            written.append(lidar_key(manifest.car, manifest.session))
     except tarfile.TarError as exc:
         _remove(store, written)
         raise UploadRejected(f"not a readable tar: {exc}") from None
@@ -89,14 +95,21 @@ def adopt_session_tar(fileobj: IO[bytes], store: ObjectStore, catalog: Catalog) 
 
 def _write_shards(
     tar: tarfile.TarFile, manifest: SessionManifest, store: ObjectStore, written: list[str]
-) -> SessionState:
+) -> tuple[SessionState, bytes | None]:
+    """Check and write the shards; return the session's state and its lidar.csv (None: no scans)."""
     now = time.time()
     state = SessionState(manifest.car, manifest.session, created=now, updated=now, state="sealed")
     state.acc = StatsAccumulator()
     prefix = session_manifest_key(manifest.car, manifest.session).removesuffix("manifest.json")
     count = 0
+    parts: dict[str, bytes] = {}  # the scans the frames carry, per shard
+    uploaded: bytes | None = None
+    seqs: set[int] = set()
     while (member := tar.next()) is not None:  # after the manifest (iterating would replay it)
         count += 1
+        if member.name == prefix + LIDAR_FILE and member.isfile() and uploaded is None:
+            uploaded = _member_bytes(tar, member)
+            continue
         match = SHARD_RE.match(member.name.removeprefix(prefix))
         if count > MAX_MEMBERS or not member.isfile() or not member.name.startswith(prefix) or not match:
             raise UploadRejected(f"{member.name}: not a shard of {manifest.car}/{manifest.session}")
@@ -110,6 +123,9 @@ def _write_shards(
             reasons = "; ".join(stats.reasons[:3]) or "no frames"
             raise UploadRejected(f"{member.name}: unreadable frames ({reasons})")
         _check_frames(samples, manifest, state.sealed.last, member.name)
+        seqs.update(sample.seq for sample in samples)
+        if (part := lidar.part_csv(samples)) is not None:
+            parts[member.name] = part
         key = shard_key(manifest.car, manifest.session, index)
         store.put(key, data)
         written.append(key)
@@ -117,7 +133,12 @@ def _write_shards(
         state.received = state.sealed.copy()
     if not state.shards:
         raise UploadRejected(f"{manifest.car}/{manifest.session}: no shards")
-    return state
+    if parts:
+        return state, lidar.merged_csv(list(parts), parts.__getitem__)
+    try:
+        return state, None if uploaded is None else lidar.checked_csv(uploaded, seqs)
+    except ValueError as exc:
+        raise UploadRejected(f"{manifest.car}/{manifest.session}: {exc}") from None
 
 
 def _remove(store: ObjectStore, keys: list[str]) -> None:

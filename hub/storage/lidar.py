@@ -10,10 +10,11 @@ whole session's scans again each time.
 
 import csv
 import io
+import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
-from schemas.dataset import lidar_columns, lidar_row, session_prefix
+from schemas.dataset import lidar_columns, lidar_key, lidar_row, session_prefix
 from schemas.shards import Sample
 
 _PART = re.compile(r"lidar-\d{6}\.csv$")
@@ -55,3 +56,37 @@ def merged_csv(parts: list[str], get: Callable[[str], bytes]) -> bytes | None:
     writer.writerow(header)
     writer.writerows(rows)
     return out.getvalue().encode()
+
+
+def session_csv(keys: Iterable[str], car: str, session: str, get: Callable[[str], bytes]) -> bytes | None:
+    """The session's ``lidar.csv`` among ``keys`` (a listing of its folder), or one merged from its
+    parts while the session has not closed; None if it has no scans."""
+    if lidar_key(car, session) in keys:
+        return get(lidar_key(car, session))
+    return merged_csv(part_keys(keys, car, session), get)
+
+
+def checked_csv(data: bytes, seqs: Container[int]) -> bytes:
+    """An uploaded ``lidar.csv``, as it is if it is one: a header of :func:`lidar_columns` and rows
+    of that many fields, numbers (an empty pose field allowed), seqs rising and each a frame of the
+    session (``seqs``). Raises ``ValueError`` saying what is wrong."""
+    try:
+        rows = list(csv.reader(io.StringIO(data.decode())))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"lidar.csv is not CSV text: {exc}") from None
+    if not rows or len(rows[0]) <= 5 or rows[0] != lidar_columns(len(rows[0]) - 5):
+        raise ValueError("lidar.csv must start with the header seq, t_s, x, y, yaw, r000, …")
+    last = -1
+    for n, row in enumerate(rows[1:], start=2):
+        try:
+            seq = int(row[0])
+            ok = len(row) == len(rows[0]) and all(math.isfinite(float(v)) for v in (row[1], *row[5:]))
+            ok = ok and all(v == "" or math.isfinite(float(v)) for v in row[2:5])
+        except (ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise ValueError(f"lidar.csv line {n}: not a scan of {len(rows[0]) - 5} ranges")
+        if seq <= last or seq not in seqs:
+            raise ValueError(f"lidar.csv line {n}: seq {seq} is not the session's next frame")
+        last = seq
+    return data

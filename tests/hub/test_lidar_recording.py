@@ -6,6 +6,7 @@ trainer's perception reader reads them."""
 
 import csv
 import io
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,18 @@ async def test_recorded_scans_reach_the_store_as_the_capture_writes_them(
             assert r.status_code == 200, r.text
             trimmed = load_lidar(LocalStore(store), SessionRef(car=CAR, session=SESSION))
             assert trimmed is not None and trimmed.seqs.tolist() == [s.seq for s in samples[10:]]
+            # The export carries the scans, and its upload rebuilds them from the frames.
+            exported = (await http.get(f"/sessions/{CAR}/{SESSION}/export", headers=AUTH)).content
+            with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+                member = tar.extractfile(lidar_key(CAR, SESSION))
+                assert member is not None and member.read() == (store / lidar_key(CAR, SESSION)).read_bytes()
+            assert (await http.delete(f"/sessions/{CAR}/{SESSION}", headers=AUTH)).status_code == 204
+            r = await http.post("/sessions", files={"tar": ("s.tar", exported)}, headers=AUTH)
+            assert r.status_code == 201, r.text
+            uploaded = load_lidar(LocalStore(store), SessionRef(car=CAR, session=SESSION))
+            assert uploaded is not None and uploaded.seqs.tolist() == trimmed.seqs.tolist()
+            assert np.array_equal(uploaded.ranges, trimmed.ranges)
+            assert np.allclose(uploaded.pose, trimmed.pose)
             r = await http.delete(f"/sessions/{CAR}/{SESSION}", headers=AUTH)
             assert r.status_code in (200, 204), r.text
             assert not [p.name for p in (store / lidar_key(CAR, SESSION)).parent.glob("lidar*")]

@@ -76,3 +76,47 @@ async def test_an_exported_session_uploads_back_and_a_bad_tar_leaves_nothing(hub
         r = await http.post("/sessions", files={"tar": ("d.tar", b"not a tar")}, headers=AUTH)
         assert r.status_code == 422
         assert (await http.get("/sessions", params={"car": "car-u"})).json()["total"] == 1
+
+
+def _with_lidar(data: bytes, session: str, rows: list[str]) -> bytes:
+    """The tar with a captured session's ``lidar.csv`` (two beams) added at its end."""
+    out = io.BytesIO()
+    text = "\n".join(["seq,t_s,x,y,yaw,r000,r001", *rows, ""]).encode()
+    with tarfile.open(fileobj=io.BytesIO(data)) as src, tarfile.open(fileobj=out, mode="w") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+        info = tarfile.TarInfo(f"datasets/car-l/{session}/lidar.csv")
+        info.size = len(text)
+        dst.addfile(info, io.BytesIO(text))
+    return out.getvalue()
+
+
+async def _upload(http: httpx.AsyncClient, tar: bytes) -> httpx.Response:
+    return await http.post("/sessions", files={"tar": ("s.tar", tar)}, headers=AUTH)
+
+
+async def test_a_captured_sessions_lidar_csv_is_checked_and_kept(hub: HubService) -> None:
+    (await record(hub, "car-l", "run-l", 12)).close()
+    store = Path(hub.config.store_url)
+    async with httpx.AsyncClient(base_url=hub.api_url, timeout=30) as http:
+        tar = (await http.get("/sessions/car-l/run-l/export", headers=AUTH)).content
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            assert not any(n.endswith("lidar.csv") for n in t.getnames())  # its frames carry no scans
+        assert (await http.delete("/sessions/car-l/run-l", headers=AUTH)).status_code == 204
+        for bad, reason in (
+            ([f"{s},0.1,1,2,0.5,1.5,2.5" for s in (0, 1, 99)], "line 4: seq 99 is not the session's next"),
+            (["0,0.1,1,2,0.5,1.5", "1,0.2,1,2,0.5,1.5,2.5"], "line 2: not a scan of 2 ranges"),
+            (["0,0.1,,,,1.5,nan"], "line 2: not a scan of 2 ranges"),
+        ):
+            r = await _upload(http, _with_lidar(tar, "run-l", bad))
+            assert r.status_code == 422 and reason in r.text, r.text
+            assert _files(store, "car-l", "run-l") == []  # nothing of a refused upload stays
+        good = ["0,0.1,1.0,2.0,0.5,1.5,2.5", "4,0.3,,,,1.25,2.0"]  # a real car has no pose: empty
+        r = await _upload(http, _with_lidar(tar, "run-l", good))
+        assert r.status_code == 201, r.text
+        kept = (store / "datasets" / "car-l" / "run-l" / "lidar.csv").read_text().splitlines()
+        assert kept == ["seq,t_s,x,y,yaw,r000,r001", *good]
+        again = (await http.get("/sessions/car-l/run-l/export", headers=AUTH)).content
+        with tarfile.open(fileobj=io.BytesIO(again)) as t:
+            member = t.extractfile("datasets/car-l/run-l/lidar.csv")
+            assert member is not None and member.read().decode().splitlines() == kept
