@@ -24,7 +24,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import ssl
 import statistics
 import time
 import urllib.request
@@ -43,6 +42,7 @@ from edge.pilots import ModelPilot
 from edge.runtimes import LoadedModel, ModelLoadError, RuntimeUnavailable, runtime_for
 from edge.trust import Source, Trusted, TrustError, TrustPolicy
 from infra.files import write_atomic
+from infra.tls import client_context
 from schemas.envelope import EnvelopeError, EnvelopeTooLarge, decode
 from schemas.errors import ContractError
 from schemas.messages import ModelState
@@ -200,7 +200,7 @@ def http_download(
         raise ModelRejected(f"model {manifest.ref}: unsupported url {manifest.url!r}", manifest)
     limit = min(manifest.size, max_bytes) + 1
     try:
-        context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        context = client_context(ca_file) if ca_file else None
         with urllib.request.urlopen(manifest.url, timeout=timeout, context=context) as resp:
             chunks = []
             total = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 CA_FILE_ENV = "PADDOCK_CA_FILE"
 
 
-def require_key_pair(cert_file: Path | None, key_file: Path | None) -> None:
+def require_key_pair(cert_file: str | Path | None, key_file: str | Path | None) -> None:
     """A config's client or server certificate comes with its key: both or neither (ValueError)."""
     if (cert_file is None) != (key_file is None):
         raise ValueError("cert_file and key_file go together: set both or neither")
@@ -31,10 +31,15 @@ def client_context(
     return context
 
 
+def fleet_ca(ca_file: str | Path | None = None) -> str | Path | None:
+    """The CA file a client trusts: ``ca_file``, else ``PADDOCK_CA_FILE``'s, else None (the system's)."""
+    return ca_file or os.environ.get(CA_FILE_ENV) or None
+
+
 def https_verify(ca_file: str | Path | None = None) -> ssl.SSLContext | bool:
     """For httpx's ``verify``: a context trusting ``ca_file`` (or ``PADDOCK_CA_FILE``'s), else True
     (the system's CAs). Raises OSError or ssl.SSLError for a CA file it cannot use."""
-    path = ca_file or os.environ.get(CA_FILE_ENV) or None
+    path = fleet_ca(ca_file)
     if path is None:
         return True
     return client_context(path)

@@ -40,7 +40,7 @@ from typing import Any
 from pydantic import Field
 from rich.console import Console
 
-from infra.tls import CA_FILE_ENV
+from infra.tls import CA_FILE_ENV, client_context, require_key_pair
 from schemas.errors import ContractError
 from schemas.ids import check_name
 from schemas.messages import JobProgress, JobResult, parse_job
@@ -115,11 +115,9 @@ class TrainerAgent:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:
-            if (settings.cert_file is None) != (settings.key_file is None):
-                raise ValueError("cert_file and key_file go together: give both or neither")
-            self._client.tls_set(
-                ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file
-            )
+            require_key_pair(settings.cert_file, settings.key_file)
+            context = client_context(settings.ca_file, settings.cert_file, settings.key_file)
+            self._client.tls_set_context(context)
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe

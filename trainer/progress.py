@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Protocol
 
-from infra.tls import CA_FILE_ENV  # the fleet's CA (mqtts:// and https://), for the agent's jobs
+from infra.tls import client_context, fleet_ca
 from schemas.messages import JobProgress, JobResult
 from schemas.mqtt_url import BrokerUrl
 from schemas.topics import DEFAULT_PREFIX, Topics
@@ -61,7 +61,7 @@ class MqttPublisher:
         if self.url.username:
             self._client.username_pw_set(self.url.username, self.url.password)
         if self.url.tls:  # the fleet's CA (the agent passes it to its jobs), else the system's
-            self._client.tls_set(ca_certs=ca_file or os.environ.get(CA_FILE_ENV) or None)
+            self._client.tls_set_context(client_context(fleet_ca(ca_file)))
         self._connected = threading.Event()
         self._client.on_connect = lambda *_args: self._connected.set()
         self._client.connect_async(self.url.host, self.url.port, keepalive=30)
