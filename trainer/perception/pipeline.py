@@ -61,7 +61,8 @@ def run(config: RunConfig, progress: Progress | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     store = open_store(config.data)
     say("loading frames")
-    table = load_table(store)
+    net = config.train.net
+    table = load_table(store, size=(net.height, net.width))  # frames at the network's input size
     report = data_report(store, table, config.thresholds)
     write_data_report(report, out / "data")
     ensure_valid(report)

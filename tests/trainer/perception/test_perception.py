@@ -155,3 +155,25 @@ def test_perceive_command_refuses_bad_data_and_trains(captured: Path, tmp_path: 
     assert SessionRef  # the layout the hub writes is what is read
     assert SURFACE_CLASSES[-1] == "offtrack"
     json.dumps({})
+
+
+def test_a_run_reads_frames_at_the_networks_input_size(captured: Path, tmp_path: Path) -> None:
+    from trainer.perception.models import NetOptions
+    from trainer.perception.pipeline import RunConfig, run
+
+    net = NetOptions(height=48, width=64)
+    config = RunConfig(
+        data=str(captured),
+        out=tmp_path / "run",
+        train=TrainConfig(epochs=1, batch_size=32, net=net),
+        thresholds=LOOSE,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
+    summary = run(config)
+    card = json.loads((tmp_path / "run" / "model" / "detector.card.json").read_text())
+    assert (card["input"]["height"], card["input"]["width"]) == (48, 64)
+    # the exported detector takes the frames the network was trained and tested on
+    assert summary["export"]["onnx"]["test_accuracy"]["surface"] == pytest.approx(
+        summary["test"]["surface"]["accuracy"], abs=0.02
+    )
