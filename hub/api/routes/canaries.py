@@ -29,24 +29,15 @@ def canaries(hub: Parts) -> list[Canary]:
     responses={409: {"model": Problem}, **ERRORS},
 )
 def start(hub: Parts, body: CanaryIn) -> Canary:
-    return start_canary(
-        hub, body.group, body.model.name, body.model.version, body.cars, body.requested_by, body.force
-    )
+    return start_canary(hub, body)
 
 
-def start_canary(
-    hub: Parts,
-    group: str,
-    name: str,
-    version: str,
-    cars: list[str] | None = None,
-    requested_by: str | None = None,
-    force: bool = False,
-) -> Canary:
+def start_canary(hub: Parts, body: CanaryIn) -> Canary:
     """Start a canary (``POST /canaries``, or ``POST /deployments`` to a canary group); a refusal
     (the gate's, with its figures) is the HTTP answer."""
+    m = body.model
     try:
-        return _controller(hub).start(group, name, version, cars, requested_by, force)
+        return _controller(hub).start(body.group, m.name, m.version, body.cars, body.requested_by, body.force)
     except CanaryError as exc:
         raise HTTPException(exc.status, {"message": str(exc), **exc.detail}) from None
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 
 from hub.api.deps import ADMIN, AUTH, ERRORS, Parts, not_found
 from hub.api.models import (
+    CanaryIn,
     DeploymentIn,
     DeploymentOut,
     GateCheckOut,
@@ -58,8 +59,8 @@ def _as_canary(hub: Parts, group: str, body: DeploymentIn) -> bool:
 
 def _canary(hub: Parts, group: str, body: DeploymentIn) -> DeploymentOut:
     """Start a canary instead (as ``POST /canaries``): the group's status, with the canary."""
-    model, by = body.model, body.requested_by
-    canary = start_canary(hub, group, model.name, model.version, requested_by=by, force=body.force)
+    start = CanaryIn(model=body.model, group=group, requested_by=body.requested_by, force=body.force)
+    canary = start_canary(hub, start)
     return DeploymentOut(**hub.deployer.status("group", group), canary=canary)
 
 
