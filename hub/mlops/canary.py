@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from hub.config import MlopsConfig
 from hub.mlops import gate
 from hub.mlops.monitor import FleetMonitor, Window
+from hub.mlops.records import StoredRecords
 from hub.storage.catalog import Catalog, Conflict
 from infra.store import ObjectStore
 from schemas.messages import CanaryEvent, Event, ModelRejectedEvent
@@ -191,10 +192,8 @@ class CanaryController:
         self.monitor = monitor
         self.on_event = on_event
         self._lock = threading.RLock()
-        self._canaries: dict[str, Canary] = {}
-        for key in store.list(PREFIX):
-            c = Canary.model_validate_json(store.get(key))
-            self._canaries[c.id] = c
+        self._stored = StoredRecords(store, PREFIX, Canary, key=lambda c: c.id)
+        self._canaries = self._stored.records
 
     # --- reading ----------------------------------------------------------------------------------
     def all(self) -> list[Canary]:
@@ -383,8 +382,7 @@ class CanaryController:
             self.on_event(car, event)
 
     def _save(self, c: Canary) -> None:
-        self._canaries[c.id] = c
-        self.store.put(f"{PREFIX}{c.id}.json", c.model_dump_json(indent=2).encode())
+        self._stored.save(c)
 
 
 class CanaryCollector(Collector):

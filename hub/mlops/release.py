@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from hub.config import MlopsConfig
 from hub.mlops import gate
 from hub.mlops.canary import CanaryController, CanaryError, Deployments
+from hub.mlops.records import StoredRecords
 from hub.mlops.triggers import TRIGGERED
 from hub.storage.catalog import Catalog
 from infra.store import ObjectStore
@@ -59,10 +60,8 @@ class Releaser:
         self.deployer = deployer
         self.canaries = canaries
         self._lock = threading.Lock()
-        self._releases: dict[str, Release] = {}
-        for key in store.list(PREFIX):
-            r = Release.model_validate_json(store.get(key))
-            self._releases[r.job] = r
+        self._stored = StoredRecords(store, PREFIX, Release, key=lambda r: r.job)
+        self._releases = self._stored.records
 
     def all(self) -> list[Release]:
         with self._lock:
@@ -147,5 +146,4 @@ class Releaser:
         return out
 
     def _save(self, r: Release) -> None:
-        self._releases[r.job] = r
-        self.store.put(f"{PREFIX}{r.job}.json", r.model_dump_json(indent=2).encode())
+        self._stored.save(r)
