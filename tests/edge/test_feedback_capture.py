@@ -90,32 +90,43 @@ def test_a_moment_from_another_thread_is_taken_at_the_next_tick(tmp_path: Path) 
     assert {r.feedback_reason for r in records} == {"input PSI 0.80 > 0.25"}
 
 
+async def _drifted_capture(
+    broker_url: str, tmp_path: Path, car_id: str, model: bytes, card: Any, **moments: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    """A car on autopilot with ``model`` and its ``card``, capturing drifted-input moments: the
+    car and its ``recording_stopped`` events once the first capture ended."""
+    from tests.edge.harness import RecordingDaemon, car_config, until
+    from tests.edge.modelkit import signed_envelope
+
+    feedback = {"enabled": True, "before_s": 0.5, "after_s": 0.2, "events": ["drifted_input"], **moments}
+    cfg = car_config(
+        tmp_path, broker_url, car=car_id, loop={"start_mode": "autopilot"},
+        publish={"telemetry_hz": 20}, feedback=feedback,
+    )  # fmt: skip
+    car = RecordingDaemon(cfg)
+    async with car:
+        assert await car.offer_model(signed_envelope(model, None, model_card=card))
+        stopped = await until(
+            lambda: [e for e in car.local_events if e["type"] == "recording_stopped"], 10, "a capture"
+        )
+    return car, stopped
+
+
 async def test_inputs_unlike_the_model_cards_are_a_drifted_input_moment(
     broker_url: str, tmp_path: Path
 ) -> None:
     """A model whose card says it was trained on black images, driving on the test pattern."""
     from edge.hotswap import ModelManager
     from schemas.input_stats import BINS, InputStats
-    from tests.edge.harness import RecordingDaemon, car_config, until
-    from tests.edge.modelkit import card, onnx_model, signed_envelope
+    from tests.edge.modelkit import card, onnx_model
 
     black = InputStats(
         frames=100, brightness_mean=0.0, brightness_hist=[1.0] + [0.0] * (BINS - 1),
         colour_hist=([1.0] + [0.0] * (BINS - 1)) * 3,
     )  # fmt: skip
     trained_on_black = card().model_copy(update={"input_stats": black})
-    moments = {"enabled": True, "before_s": 0.5, "after_s": 0.2, "events": ["drifted_input"]}
-    cfg = car_config(
-        tmp_path, broker_url, car="car-drift", loop={"start_mode": "autopilot"},
-        publish={"telemetry_hz": 20}, feedback=moments,
-    )  # fmt: skip
-    car = RecordingDaemon(cfg)
-    async with car:
-        assert await car.offer_model(signed_envelope(onnx_model(), None, model_card=trained_on_black))
-        assert isinstance(car._models, ModelManager) and car._models.active is not None
-        stopped = await until(
-            lambda: [e for e in car.local_events if e["type"] == "recording_stopped"], 10, "a capture"
-        )
+    car, stopped = await _drifted_capture(broker_url, tmp_path, "car-drift", onnx_model(), trained_on_black)
+    assert isinstance(car._models, ModelManager) and car._models.active is not None
     assert stopped[0]["session"].startswith("feedback-drifted-input-"), stopped
     assert stopped[0]["reason"].startswith("feedback: drifted_input: input PSI ") and stopped[0]["frames"] > 0
 
@@ -126,8 +137,7 @@ async def test_features_unlike_the_model_cards_are_a_drifted_input_moment(
     """A model whose card says its features were far from what it sees, the pixels aside."""
     from schemas.input_stats import BINS, FeatureStats, InputStats
     from schemas.model_card import FeaturesSpec
-    from tests.edge.harness import RecordingDaemon, car_config, until
-    from tests.edge.modelkit import card, onnx_model, signed_envelope
+    from tests.edge.modelkit import card, onnx_model
 
     elsewhere = InputStats(
         frames=100, brightness_mean=0.5, brightness_hist=[1.0 / BINS] * BINS,
@@ -135,18 +145,10 @@ async def test_features_unlike_the_model_cards_are_a_drifted_input_moment(
         features=FeatureStats(samples=100, mean=[5.0] * 3, std=[0.1] * 3),
     )  # fmt: skip
     with_features = card().model_copy(update={"features": FeaturesSpec(size=3), "input_stats": elsewhere})
-    moments = {"enabled": True, "before_s": 0.5, "after_s": 0.2, "events": ["drifted_input"], "drift_psi": 10}
-    cfg = car_config(
-        tmp_path, broker_url, car="car-fdrift", loop={"start_mode": "autopilot"},
-        publish={"telemetry_hz": 20}, feedback=moments,
-    )  # fmt: skip
-    car = RecordingDaemon(cfg)
-    async with car:
-        model = onnx_model(features=True)
-        assert await car.offer_model(signed_envelope(model, None, model_card=with_features))
-        stopped = await until(
-            lambda: [e for e in car.local_events if e["type"] == "recording_stopped"], 10, "a capture"
-        )
-        assert car.feature_drift is not None and car.feature_drift > 1 and car.input_drift is not None
-        assert car.input_drift < 10
+    model = onnx_model(features=True)
+    car, stopped = await _drifted_capture(
+        broker_url, tmp_path, "car-fdrift", model, with_features, drift_psi=10
+    )
+    assert car.feature_drift is not None and car.feature_drift > 1 and car.input_drift is not None
+    assert car.input_drift < 10
     assert stopped[0]["reason"].startswith("feedback: drifted_input: feature drift "), stopped
