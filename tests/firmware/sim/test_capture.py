@@ -56,3 +56,25 @@ def test_capture_command(tmp_path: Path) -> None:
     assert (out / "datasets" / "sim-capture" / "scene-technical-0" / "lidar.csv").exists()
     bad = subprocess.run([*cmd, "--car", "Not Valid", "--frames", "2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid car id" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _shot_labels(tmp_path: Path, far_shots: float) -> list[dict[str, object]]:
+    config = CaptureConfig(sessions=1, frames=40, shots=0.75, far_shots=far_shots)
+    (m,) = capture(tmp_path / str(far_shots), "oval", config, seed=2)
+    folder = tmp_path / str(far_shots) / "datasets" / "sim-capture" / m.session
+    samples = [s for shard in m.shards for s in read_shard((folder / shard.name).open("rb"), ReadStats())]
+    return [s.record["labels"] for s in samples[-30:]]  # the shots come last
+
+
+def _ahead_beyond_band(seen: dict[str, float]) -> bool:
+    return 1.5 < seen["distance"] <= 3.0 and abs(seen["bearing"]) < 30
+
+
+def test_far_shots_show_an_obstacle_beyond_the_corridor_as_none(tmp_path: Path) -> None:
+    near, far = _shot_labels(tmp_path, 0.0), _shot_labels(tmp_path, 1.0)
+    assert sum(lab["obstacle_ahead"] != "none" for lab in near) >= 18  # near shots face one ahead
+    clear = [lab for lab in far if lab["obstacle_ahead"] == "none" and not lab["ahead_ambiguous"]]
+    assert len(clear) >= 24
+    # and the obstacle is in view, ahead, beyond the corridor and its band: a hard "none"
+    seen = [lab for lab in clear if any(_ahead_beyond_band(o) for o in lab["in_view"])]  # type: ignore[attr-defined]
+    assert len(seen) >= 18
