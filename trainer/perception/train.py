@@ -1,7 +1,8 @@
 """Training the perception network: augmentation, class weights, checkpoints, early stopping.
 
 One run trains every task's head at once on the train split, scores the validation split after
-each epoch (macro F1 per task, averaged: ``val_score``), keeps the best weights in
+each epoch (macro F1 per task, averaged: ``val_score``) of an exponential moving average of the
+weights (``ema``), keeps the best of those in
 ``checkpoints/best.pt`` (and the latest in ``last.pt``, so a crash loses at most an epoch) and
 stops when ``val_score`` has not improved for ``patience`` epochs. Augmentation is
 :mod:`trainer.augment`'s (colour, shadow, blur, shift, mirror), drawn from ``(seed, epoch)``; a
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.metrics import f1_score
+from torch.optim.swa_utils import AveragedModel
 
 from trainer.augment import DRAWS, AugmentConfig, augment_batch
 from trainer.perception import TASKS
@@ -60,6 +62,15 @@ class TrainConfig(BaseModel):
     )
     channel_gain: float = Field(default=0.3, ge=0, le=1, description="largest relative gain of one channel")
     grey_p: float = Field(default=0.0, ge=0, le=1, description="probability of a grey frame")
+    ema: float = Field(
+        default=0.998,
+        ge=0,
+        lt=1,
+        description="decay of the weights' exponential moving average per step, which is what is "
+        "scored, kept and returned (0: the raw weights). The raw weights' validation score jumps by "
+        "a few points from epoch to epoch at these learning rates, so early stopping kept a lucky "
+        "epoch (docs/perception.md)",
+    )
     threads: int = Field(default=1, ge=1, le=256)
     seed: int = 0
 
@@ -141,6 +152,7 @@ def _epoch(
     config: TrainConfig,
     weights: dict[str, torch.Tensor],
     epoch: int,
+    average: AveragedModel | None = None,
 ) -> float:
     model.train()
     rng = np.random.default_rng([config.seed, epoch])
@@ -167,6 +179,8 @@ def _epoch(
         opt.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
+        if average is not None:
+            average.update_parameters(model)
         total += float(loss.detach()) * len(idx)
         count += len(idx)
     return total / max(count, 1)
@@ -187,6 +201,8 @@ def train(
     if len(train_t) == 0 or len(val_t) == 0:
         raise ValueError("training needs frames in both the train and the val split")
     model = PerceptionNet(c.net)
+    average = AveragedModel(model, avg_fn=_ema(c.ema), use_buffers=True) if c.ema else None
+    kept = cast(PerceptionNet, average.module) if average is not None else model
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)
     weights = {
@@ -201,26 +217,26 @@ def train(
     started = time.perf_counter()
     stopped = False
     for epoch in range(c.epochs):
-        loss = _epoch(model, opt, train_t, c, weights, epoch)
+        loss = _epoch(model, opt, train_t, c, weights, epoch, average)
         sched.step()
         metrics = {"epoch": float(epoch), "train_loss": loss} | {
-            f"val_{k}": v for k, v in score(model, val_t).items()
+            f"val_{k}": v for k, v in score(kept, val_t).items()
         }
         history.append(metrics)
         if metrics["val_score"] > best["score"]:
-            best = {"score": metrics["val_score"], "epoch": epoch, "state": _copy_state(model)}
+            best = {"score": metrics["val_score"], "epoch": epoch, "state": _copy_state(kept)}
             if ckpt_dir is not None:
-                _save(ckpt_dir / "best.pt", model, c, epoch, metrics)
+                _save(ckpt_dir / "best.pt", kept, c, epoch, metrics)
         if ckpt_dir is not None:
-            _save(ckpt_dir / "last.pt", model, c, epoch, metrics)
+            _save(ckpt_dir / "last.pt", kept, c, epoch, metrics)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
         if epoch - best["epoch"] >= c.patience:
             stopped = True
             break
-    model.load_state_dict(best["state"])
+    kept.load_state_dict(best["state"])
     return TrainResult(
-        model=model,
+        model=kept,
         best_epoch=int(best["epoch"]),
         best_score=float(best["score"]),
         history=history,
@@ -228,6 +244,18 @@ def train(
         stopped_early=stopped,
         seconds=time.perf_counter() - started,
     )
+
+
+def _ema(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
+    """The moving average's step, its decay warmed up as ``(1 + n) / (10 + n)`` after ``n`` steps
+    (an average of about the last tenth of the steps until ``decay`` caps it), so a short run's
+    average is not stuck near its first weights."""
+
+    def step(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
+        d = min(decay, (1 + float(n)) / (10 + float(n)))
+        return averaged * d + current * (1 - d)
+
+    return step
 
 
 def _copy_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -177,3 +177,23 @@ def test_a_run_reads_frames_at_the_networks_input_size(captured: Path, tmp_path:
     assert summary["export"]["onnx"]["test_accuracy"]["surface"] == pytest.approx(
         summary["test"]["surface"]["accuracy"], abs=0.02
     )
+
+
+def test_the_moving_average_is_what_is_scored_and_kept(captured: Path) -> None:
+    import torch
+
+    from trainer.perception.train import _ema
+
+    step = _ema(0.998)
+    zero, one = torch.zeros(3), torch.ones(3)
+    assert torch.allclose(step(zero, one, 0), torch.full((3,), 0.9))  # warm-up: (1 + 0) / (10 + 0) kept
+    assert torch.allclose(step(zero, one, 10**6), torch.full((3,), 0.002))  # capped at the decay
+    splits = split_by_session(load_table(open_store(str(captured))), 0.25, 0.25)
+    raw = train(splits, TrainConfig(epochs=2, patience=2, batch_size=32, ema=0))
+    averaged = train(splits, TrainConfig(epochs=2, patience=2, batch_size=32))
+    # the same steps (same seed), so the same raw weights: the averaged model is another one
+    assert raw.history[-1]["train_loss"] == pytest.approx(averaged.history[-1]["train_loss"], rel=1e-4)
+    a, b = raw.model.state_dict(), averaged.model.state_dict()
+    assert a.keys() == b.keys() and not all(torch.equal(a[k], b[k]) for k in a)
+    probs = predict(averaged.model, splits["val"].images)["surface"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
