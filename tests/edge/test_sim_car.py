@@ -162,7 +162,8 @@ async def test_off_track_is_reported_and_the_car_put_back(tmp_path: Path) -> Non
             lambda: [e for e in daemon.local_events if e["type"] == "off_track"], 30, "off track"
         )
         assert 0 < off[0]["progress"] < 50 and off[0]["lap"] == 0
-        assert any(t.body is not None and t.body.off_track for t in daemon.ticks)
+        # the event is sent during the tick, which the harness keeps only once the tick has ended
+        await until(lambda: any(t.body is not None and t.body.off_track for t in daemon.ticks), 5, "the tick")
         recovered = await until(
             lambda: [e for e in daemon.local_events if e.get("reason") == "sim: reset to track"],
             30,
