@@ -53,6 +53,12 @@ def closed_code(url: str, send: str | None = None) -> int | None:
     return None
 
 
+def live_snapshots(url: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` snapshots the page's live socket sends."""
+    with connect(url, open_timeout=10) as ws:
+        return [json.loads(ws.recv(timeout=5)) for _ in range(count)]
+
+
 async def test_files_whoami_and_sockets_with_reads_open(
     mosquitto: Any, make_config: Callable[..., HubConfig]
 ) -> None:
@@ -73,6 +79,8 @@ async def test_files_whoami_and_sockets_with_reads_open(
                 pass
             state = json.loads(line.removeprefix("data: "))
         assert set(state) >= {"cars", "estop", "jobs", "mqtt_connected"} and state["estop"]["active"] is False
+        snapshots = await asyncio.to_thread(live_snapshots, ws_url(hub, "/live"), 2)
+        assert set(snapshots[0]) == set(state) and snapshots[1]["ts"] > snapshots[0]["ts"]
         assert (
             await http.post("/fleet/estop", json={"active": True, "reason": "test"}, headers=AUTH)
         ).status_code == 200
@@ -135,8 +143,10 @@ async def test_protected_reads_keep_the_app_loadable(
             assert (await http.get(f"{thumb}?token={TOKEN}")).status_code == 404  # let in: no such session
             stop = {"active": True, "reason": "by query"}  # a query token is for reads only
             assert (await http.post(f"/fleet/estop?token={TOKEN}", json=stop)).status_code == 401
-        refused = await asyncio.to_thread(closed_code, ws_url(hub, "/cars/car-1/camera"))
-        assert refused == 4401
+        for socket in ("/cars/car-1/camera", "/live", "/live?token=wrong"):
+            assert await asyncio.to_thread(closed_code, ws_url(hub, socket)) == 4401, socket
+        let_in = await asyncio.to_thread(live_snapshots, ws_url(hub, f"/live?token={TOKEN}"), 1)
+        assert let_in[0]["cars"] == []
 
 
 async def test_a_restarted_hub_shows_the_e_stop_the_broker_retains(

@@ -1,5 +1,10 @@
-"""Live state for the web app: a server-sent event stream of the fleet, each car's camera over a
-WebSocket, and manual driving over a WebSocket.
+"""Live state for the web app: the fleet's snapshot (a WebSocket for the page, server-sent events for
+scripts), each car's camera over a WebSocket, and manual driving over a WebSocket.
+
+The page takes the fleet over a WebSocket, not an ``EventSource``: over HTTP/1.1 a browser keeps at
+most six connections to a host, an event stream holds one for as long as it is open, and six open
+pages (a car page per car) left none for the page's commands: the mode and e-stop buttons waited.
+WebSockets are not counted in that pool.
 
 Browsers cannot put headers on an ``EventSource`` or a ``WebSocket``, so these take the token as
 ``?token=``. Driving needs the operator scope; a viewer's socket is closed with code 4403.
@@ -83,6 +88,32 @@ async def live(request: Request, hub: Parts, token: Token = None) -> StreamingRe
             await asyncio.sleep(LIVE_INTERVAL_S)
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+@router.websocket("/live")
+async def live_socket(ws: WebSocket, token: Token = None) -> None:
+    """The snapshot of ``GET /live`` as one JSON text message twice a second, until the page goes."""
+    hub: ApiParts = ws.app.state.parts
+    await ws.accept()
+    if not require_reader(hub, token):
+        await ws.close(4401, "missing or wrong token")
+        return
+    closed = asyncio.create_task(_until_closed(ws))
+    try:
+        while not closed.done():
+            data = await asyncio.to_thread(snapshot, hub, estop_state(hub))
+            await ws.send_text(json.dumps(data, default=str))
+            await asyncio.wait([closed], timeout=LIVE_INTERVAL_S)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        closed.cancel()
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    """Read (and drop) what the client sends until it closes: a send alone notices a close late."""
+    while (await ws.receive())["type"] != "websocket.disconnect":
+        pass
 
 
 @router.websocket("/cars/{car}/camera")

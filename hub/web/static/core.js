@@ -34,9 +34,12 @@ export function wsUrl(path) {
   return `${proto}//${location.host}${withToken(path)}`;
 }
 
-// --- the live fleet: one EventSource, every page subscribes -------------------------------------------
+// --- the live fleet: one WebSocket, every page subscribes ----------------------------------------------
+// A WebSocket, not an EventSource: an event stream holds one of the browser's six HTTP/1.1 connections
+// to the hub, and six open pages would leave none for the buttons' commands.
 const listeners = new Set();
-export const live = { state: null, connected: false, source: null };
+export const live = { state: null, connected: false, socket: null };
+const LIVE_RETRY_MS = 1000;
 
 export function onLive(fn) {
   listeners.add(fn);
@@ -45,16 +48,19 @@ export function onLive(fn) {
 }
 
 export function connectLive(onLink) {
-  if (live.source) live.source.close();
-  const source = new EventSource(withToken("/live"));
-  live.source = source;
-  source.addEventListener("state", (e) => {
+  if (live.socket) { live.socket.onclose = null; live.socket.close(); }
+  const socket = new WebSocket(wsUrl("/live"));
+  live.socket = socket;
+  socket.onmessage = (e) => {
     live.state = JSON.parse(e.data);
-    live.connected = true;
-    onLink(true);
+    if (!live.connected) { live.connected = true; onLink(true); }
     for (const fn of listeners) fn(live.state);
-  });
-  source.onerror = () => { live.connected = false; onLink(false); };
+  };
+  socket.onclose = () => {
+    live.connected = false;
+    onLink(false);
+    if (live.socket === socket) setTimeout(() => { if (live.socket === socket) connectLive(onLink); }, LIVE_RETRY_MS);
+  };
 }
 
 // --- DOM ---------------------------------------------------------------------------------------------
