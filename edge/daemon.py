@@ -327,7 +327,23 @@ class CarDaemon:
             outbox_events=len(self.events.queue),
             connected=link is not None and link.connected.is_set(),
             mode=loop.last.mode if loop.last is not None else loop.mode,
+            **self._detector_readings(),
         )
+
+    def _detector_readings(self) -> dict[str, Any]:
+        stage = self._loop.detector if self._loop is not None else None
+        if stage is None or stage.detector is None:
+            return {}
+        last = stage.last
+        obstacle = last.obstacle if last is not None else None
+        surface = last.surface if last is not None else None
+        return {
+            "detector": stage.detector.ref,
+            "detector_runs": stage.runs,
+            "safety_holds": stage.holds,
+            "obstacle": obstacle[0] if obstacle else None,
+            "surface": surface[0] if surface else None,
+        }
 
     def _go(self) -> None:
         # Latency: the control thread waits at most this long for the GIL, and what exists

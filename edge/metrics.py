@@ -43,6 +43,11 @@ class CarReadings:
     outbox_events: int  # events waiting for the broker
     connected: bool
     mode: str
+    detector: str | None = None  # the detector slot's model (name:version); None while empty
+    detector_runs: int = 0
+    safety_holds: int = 0
+    obstacle: str | None = None  # the detector's last obstacle-ahead class ("none" when clear)
+    surface: str | None = None
 
 
 class _Readings:
@@ -106,6 +111,40 @@ class _Readings:
             name, _, version = r.model.partition(":")
             model.add_metric([self.car, r.model, name, version, r.model_sha256 or ""], 1.0)
         yield model
+        yield from self._detector(r)
+
+    def _detector(self, r: CarReadings) -> Iterator[Any]:
+        """The detector slot: nothing at all on a car without one."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if r.detector is None:
+            return
+        info = GaugeMetricFamily(
+            "paddock_car_detector_info", "The active detector model (1).", labels=["car", "model"]
+        )
+        info.add_metric([self.car, r.detector], 1.0)
+        yield info
+        runs = CounterMetricFamily(
+            "paddock_car_detector_runs", "Detector inferences since boot.", labels=["car"]
+        )
+        runs.add_metric([self.car], r.detector_runs)
+        yield runs
+        holds = CounterMetricFamily(
+            "paddock_car_safety_holds",
+            "Times the safety rule held the car for an obstacle, since boot.",
+            labels=["car"],
+        )
+        holds.add_metric([self.car], r.safety_holds)
+        yield holds
+        for name, value in (("obstacle", r.obstacle), ("surface", r.surface)):
+            family = GaugeMetricFamily(
+                f"paddock_car_{name}_class",
+                f"1 for the detector's last {name} class.",
+                labels=["car", "class"],
+            )
+            if value is not None:
+                family.add_metric([self.car, value], 1.0)
+            yield family
 
 
 class CarMetrics:

@@ -24,6 +24,7 @@ from schemas.signing import generate_private_key
 from tests.edge.detector_kit import tiny_detector
 from tests.edge.harness import Observer, RecordingDaemon, T, clear_retained, sim_car_config, until
 from tests.edge.modelkit import onnx_model, signed_envelope
+from tests.edge.test_car_metrics import exposition, num, promtool_lint, scrape, value
 
 KEY = generate_private_key()
 BOX_AT = 60.0  # % of the oval, on a straight: the camera sees the box from 1.6 m
@@ -31,7 +32,8 @@ BOX_AT = 60.0  # % of the oval, on a straight: the camera sees the box from 1.6 
 
 def obstacle_course(tmp_path: Path, url: str, car: str, **detector: Any) -> Any:
     sim, loop = {"obstacles": [BOX_AT]}, {"start_mode": "stop", "autopilot": "expert"}
-    return sim_car_config(tmp_path, url, KEY, car=car, sim=sim, loop=loop, detector=detector)
+    metrics = {"enabled": True, "port": 0}
+    return sim_car_config(tmp_path, url, KEY, car=car, sim=sim, loop=loop, detector=detector, metrics=metrics)
 
 
 def crashes(events: list[dict[str, Any]]) -> int:
@@ -166,6 +168,9 @@ async def test_the_detector_stops_the_car_that_crashes_without_it(mosquitto: Any
         stopped_at = len(daemon.ticks)
         await until(lambda: len(daemon.ticks) > stopped_at + 120, 30, "four more simulated seconds")
         assert daemon.status()["detector"] == "detector:1" and daemon.status()["safety_holds"] >= 1
+        assert daemon.metrics is not None and daemon.metrics.port
+        scraped = await scrape(daemon.metrics.port)
+        assert promtool_lint(await exposition(daemon.metrics.port)) == ""
         body = daemon.ticks[-1].body
         assert body is not None and body.speed < 0.05 and BOX_AT - 10 < (body.progress or 0) < BOX_AT
     assert crashes(obs.events(car)) == 0
@@ -179,5 +184,9 @@ async def test_the_detector_stops_the_car_that_crashes_without_it(mosquitto: Any
     assert held[-1].interventions is not None and held[-1].interventions >= 1
     state = ModelState.from_json(obs.messages[T.detector_state(car)][-1].payload)  # type: ignore[arg-type]
     assert state.active == "detector:1"
+    assert value(scraped, "paddock_car_obstacle_class", car=car, **{"class": "box"}) == 1
+    assert value(scraped, "paddock_car_detector_info", car=car, model="detector:1") == 1
+    assert num(scraped, "paddock_car_detector_runs_total", car=car) > 10
+    assert num(scraped, "paddock_car_safety_holds_total", car=car) >= 1
     retained = [T.car_model(car), T.car_detector(car), T.detector_state(car)]
     await clear_retained(url, [T.car_status(car), T.model_state(car), *retained])
