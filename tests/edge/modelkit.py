@@ -9,7 +9,15 @@ import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 
-from schemas.model_card import InputSpec, ModelCard, ModelManifest, ModelTarget, OutputSpec, sha256_hex
+from schemas.model_card import (
+    ClassesSpec,
+    InputSpec,
+    ModelCard,
+    ModelManifest,
+    ModelTarget,
+    OutputSpec,
+    sha256_hex,
+)
 from schemas.payloads import encode_model
 
 
@@ -95,6 +103,36 @@ def onnx_model(
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def classifier(
+    heads: dict[str, dict[str, float]], width: int = 80, height: int = 60
+) -> tuple[bytes, ModelCard]:
+    """A classifier that always says the same (``{head: {class: probability}}``, in class order),
+    as ONNX, with its card: a detector for tests where what it sees must not change."""
+    x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, height, width])
+    nodes = [helper.make_node("ReduceMean", ["image", "axes23"], ["means"], keepdims=0)]
+    inits = [numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes23")]
+    outputs = []
+    for head, probabilities in heads.items():
+        n = len(probabilities)
+        inits.append(numpy_helper.from_array(np.zeros((3, n), np.float32), f"{head}_zero"))
+        constant = np.array([list(probabilities.values())], np.float32)
+        inits.append(numpy_helper.from_array(constant, f"{head}_p"))
+        nodes.append(helper.make_node("MatMul", ["means", f"{head}_zero"], [f"{head}_z"]))  # the batch
+        nodes.append(helper.make_node("Add", [f"{head}_z", f"{head}_p"], [head]))
+        outputs.append(helper.make_tensor_value_info(head, TensorProto.FLOAT, ["batch", n]))
+    graph = helper.make_graph(nodes, "classifier", [x], outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    card = ModelCard(
+        architecture="test",
+        kind="classifier",
+        input=InputSpec(width=width, height=height),
+        classes=[ClassesSpec(name=head, classes=list(p)) for head, p in heads.items()],
+    )
+    return model.SerializeToString(), card
 
 
 def manifest(

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.edge.modelkit import card, onnx_model
+from tests.edge.modelkit import card, classifier, onnx_model
 from tests.hub.webstack import StackThread, chromium, poll
 
 pytestmark = pytest.mark.timeout(240)
@@ -516,3 +516,38 @@ def test_a_gamepad_drives_and_stops_on_disconnect_and_focus_loss(browser: Any, s
         watch.close()
         browser.close()
         browser.switch_to.window(main)
+
+
+def test_the_fleet_and_car_pages_show_a_cars_detector(browser: Any, stack: StackThread) -> None:
+    """A classifier deployed to car-1's detector slot shows on its fleet card and its page, with what
+    it sees ahead (this one always sees the road clear: its rule never holds car-1)."""
+    model, detector_card = classifier(
+        {"obstacle": {"none": 0.9, "box": 0.1}, "surface": {"asphalt": 0.8, "carpet": 0.2}}
+    )
+    auth = {"Authorization": f"Bearer {stack.token}"}
+    r = httpx.post(
+        f"{stack.url}/models",
+        data={"name": "eyes", "card": detector_card.model_dump_json()},
+        files={"artifact": ("eyes.onnx", model)},
+        headers=auth,
+        timeout=30,
+    )
+    assert r.status_code == 201, r.text
+    ref = f"eyes:{r.json()['version']}"
+    body = {"model": {"name": "eyes", "version": r.json()["version"]}, "car": "car-1"}
+    deployed = httpx.post(f"{stack.url}/deployments", json=body, headers=auth, timeout=30)
+    assert deployed.status_code == 201 and deployed.json()["slot"] == "detector", deployed.text
+    try:
+        open_page(browser, stack, "fleet", None)
+        card_line = poll(
+            lambda: js(browser, "return document.querySelector('[data-car=car-1] .detector')?.textContent"),
+            30,
+            what="the detector on car-1's card",
+        )
+        assert card_line == f"{ref} · ahead none · asphalt", card_line
+        assert not js(browser, "return document.querySelector('[data-car=car-2] .detector')")
+        open_page(browser, stack, "car/car-1", None)
+        line = poll(lambda: js(browser, "return document.getElementById('car-line').textContent"), 10)
+        assert f"detector {ref}" in line, line
+    finally:
+        httpx.delete(f"{stack.url}/deployments/car/car-1", params={"slot": "detector"}, headers=auth)

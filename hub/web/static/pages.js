@@ -16,6 +16,7 @@ function carCard(c) {
     <dl class="kv">
       <dt>mode</dt><dd class="mode">${esc(t.mode || c.status?.mode || "–")}${t.recording ? " · ● rec" : ""}</dd>
       <dt>model</dt><dd>${esc(ms.active || t.model || "none")}</dd>
+      ${detectorRow(c)}
       <dt>battery</dt><dd>${num(t.battery_v, 2, " V")}</dd>
       <dt>loop</dt><dd>${num(t.loop_period_ms, 1, " ms")} · p99 late ${num(t.loop_late_p99_ms, 1, " ms")}</dd>
       <dt>speed</dt><dd>${num(t.speed, 2, " m/s")}</dd>
@@ -23,6 +24,20 @@ function carCard(c) {
     </dl>
     ${error ? `<p class="error">${esc(error)}</p>` : ""}
   </div>`;
+}
+
+// The detector slot, on cars that have one: its model and what it sees ahead (and a safety hold).
+function detectorLine(c) {
+  const t = c.telemetry || {};
+  const active = c.detector_state?.active || t.detector;
+  if (!active) return "";
+  const seen = [t.obstacle && `ahead ${t.obstacle}`, t.surface].filter(Boolean).join(" · ");
+  return `${active}${seen ? ` · ${seen}` : ""}${t.safety_hold ? " · ■ safety hold" : ""}`;
+}
+
+function detectorRow(c) {
+  const line = detectorLine(c);
+  return line ? `<dt>detector</dt><dd class="detector">${esc(line)}</dd>` : "";
 }
 
 export function fleet(view) {
@@ -119,7 +134,8 @@ export async function car(view, carId) {
     const t = c.telemetry || {};
     view.querySelector("#car-state").textContent = c.state;
     view.querySelector("#car-state").className = `pill ${c.state}`;
-    view.querySelector("#car-line").textContent = `${t.mode || "–"} · model ${c.model_state?.active || "none"} · battery ${num(t.battery_v, 2, " V")}`;
+    const detector = detectorLine(c);
+    view.querySelector("#car-line").textContent = `${t.mode || "–"} · model ${c.model_state?.active || "none"}${detector ? ` · detector ${detector}` : ""} · battery ${num(t.battery_v, 2, " V")}`;
     recording = !!t.recording;
     view.querySelector("#rec").textContent = recording ? "■ stop recording" : "● record";
     for (const b of view.querySelectorAll("[data-mode]")) b.classList.toggle("ghost", b.dataset.mode !== t.mode);
