@@ -102,7 +102,7 @@ def _write_shards(
     state.acc = StatsAccumulator()
     prefix = session_manifest_key(manifest.car, manifest.session).removesuffix("manifest.json")
     count = 0
-    parts: dict[str, bytes] = {}  # the scans the frames carry, per shard
+    scans: list[list[str]] = []  # the lidar.csv rows of the scans the frames carry
     uploaded: bytes | None = None
     seqs: set[int] = set()
     while (member := tar.next()) is not None:  # after the manifest (iterating would replay it)
@@ -124,8 +124,7 @@ def _write_shards(
             raise UploadRejected(f"{member.name}: unreadable frames ({reasons})")
         _check_frames(samples, manifest, state.sealed.last, member.name)
         seqs.update(sample.seq for sample in samples)
-        if (part := lidar.part_csv(samples)) is not None:
-            parts[member.name] = part
+        scans += lidar.scan_rows(samples)
         key = shard_key(manifest.car, manifest.session, index)
         store.put(key, data)
         written.append(key)
@@ -133,8 +132,8 @@ def _write_shards(
         state.received = state.sealed.copy()
     if not state.shards:
         raise UploadRejected(f"{manifest.car}/{manifest.session}: no shards")
-    if parts:
-        return state, lidar.merged_csv(list(parts), parts.__getitem__)
+    if scans:  # the shards came in seq order, and so did their scans
+        return state, lidar.rows_csv(scans)
     try:
         return state, None if uploaded is None else lidar.checked_csv(uploaded, seqs)
     except ValueError as exc:

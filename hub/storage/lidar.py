@@ -20,10 +20,13 @@ from schemas.shards import Sample
 _PART = re.compile(r"lidar-\d{6}\.csv$")
 
 
-def part_csv(samples: Iterable[Sample]) -> bytes | None:
-    """The ``lidar-{n}.csv`` of a shard's samples (header and one row per scan), or None if no
-    sample carries a scan."""
-    rows = [row for s in samples if (row := lidar_row(s.record)) is not None]
+def scan_rows(samples: Iterable[Sample]) -> list[list[str]]:
+    """The ``lidar.csv`` rows of the samples that carry a scan, in their order."""
+    return [row for s in samples if (row := lidar_row(s.record)) is not None]
+
+
+def rows_csv(rows: list[list[str]]) -> bytes | None:
+    """CSV text of scan rows under the header of the widest (None without rows)."""
     if not rows:
         return None
     out = io.StringIO()
@@ -31,6 +34,11 @@ def part_csv(samples: Iterable[Sample]) -> bytes | None:
     writer.writerow(lidar_columns(max(len(r) for r in rows) - 5))
     writer.writerows(rows)
     return out.getvalue().encode()
+
+
+def part_csv(samples: Iterable[Sample]) -> bytes | None:
+    """The ``lidar-{n}.csv`` of a shard's samples, or None if no sample carries a scan."""
+    return rows_csv(scan_rows(samples))
 
 
 def part_keys(keys: Iterable[str], car: str, session: str) -> list[str]:
@@ -41,21 +49,8 @@ def part_keys(keys: Iterable[str], car: str, session: str) -> list[str]:
 
 def merged_csv(parts: list[str], get: Callable[[str], bytes]) -> bytes | None:
     """``lidar.csv`` from the parts (one header, rows in seq order), or None without any rows."""
-    header: list[str] = []
-    rows: list[list[str]] = []
-    for key in parts:
-        part = list(csv.reader(io.StringIO(get(key).decode())))
-        if len(part) > 1:
-            header = part[0] if len(part[0]) > len(header) else header
-            rows += part[1:]
-    if not rows:
-        return None
-    rows.sort(key=lambda r: int(r[0]))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode()
+    rows = [row for key in parts for row in list(csv.reader(io.StringIO(get(key).decode())))[1:]]
+    return rows_csv(sorted(rows, key=lambda r: int(r[0])))
 
 
 def session_csv(keys: Iterable[str], car: str, session: str, get: Callable[[str], bytes]) -> bytes | None:
