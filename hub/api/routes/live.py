@@ -11,6 +11,7 @@ Browsers cannot put headers on an ``EventSource`` or a ``WebSocket``, so these t
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -112,8 +113,9 @@ async def live_socket(ws: WebSocket, token: Token = None) -> None:
 
 async def _until_closed(ws: WebSocket) -> None:
     """Read (and drop) what the client sends until it closes: a send alone notices a close late."""
-    while (await ws.receive())["type"] != "websocket.disconnect":
-        pass
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
 
 
 @router.websocket("/cars/{car}/camera")
