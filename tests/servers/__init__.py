@@ -27,16 +27,42 @@ def require_binary(name: str, debian_package: str) -> str:
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Until ``port`` takes connections; with ``proc``, until ``proc`` (or a child of it) is what
+    listens there: a free port picked in advance can be taken meanwhile by any process binding a
+    random one (a Dask worker's dashboard once took another worker's), and a connection alone would
+    then say that a server which is about to fail is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
         try:
             with socket.create_connection((host, port), timeout=0.2):
-                return
+                if proc is None or listens(proc.pid, port):
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` or one of its children has a listening TCP socket on ``port``."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+            for p in family
+            for c in p.net_connections(kind="tcp")
+        )
+    except psutil.Error:
+        return False
+
+
+class PortTaken(RuntimeError):
+    """The server could not bind its port: another process holds it."""
 
 
 class ServerProcess:
@@ -48,6 +74,7 @@ class ServerProcess:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self._may_move = port is None  # a port it picked itself, and never served on yet
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
@@ -62,6 +89,19 @@ class ServerProcess:
         return self.proc.pid if self.proc and self.proc.poll() is None else None
 
     def start(self) -> "ServerProcess":
+        """Start and wait until ready. A port picked for it and taken by another process before
+        the first start is picked again (twice at most); a port served on before is kept, so a
+        restarted server comes back at the same address."""
+        for _ in range(2):
+            try:
+                return self._start()
+            except PortTaken:
+                if not self._may_move:
+                    raise
+                self.port = free_port()
+        return self._start()
+
+    def _start(self) -> "ServerProcess":
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
@@ -73,7 +113,9 @@ class ServerProcess:
         except Exception as exc:
             self.stop()
             tail = self.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{type(self).__name__} did not start: {exc}\n{tail}") from exc
+            error = PortTaken if _port_taken(self.port) else RuntimeError
+            raise error(f"{type(self).__name__} did not start: {exc}\n{tail}") from exc
+        self._may_move = False
         return self
 
     def wait_ready(self) -> None:
@@ -97,3 +139,12 @@ class ServerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def _port_taken(port: int) -> bool:
+    """Whether something listens on ``port`` once the server that failed to start has stopped."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False

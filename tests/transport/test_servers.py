@@ -1,11 +1,16 @@
-"""The test servers themselves: a broker stopped and restarted by PID keeps retained messages."""
+"""The test servers themselves: a broker stopped and restarted by PID keeps retained messages; a
+server whose port another process took moves to a free one."""
 
 import os
 import signal
+import socket
+import sys
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 
+from tests.servers import PortTaken, ServerProcess, listens
 from tests.servers.clients import retained_payload
 from tests.servers.mosquitto import Mosquitto
 
@@ -56,3 +61,32 @@ def test_moto_s3_answers(s3_server) -> None:  # type: ignore[no-untyped-def]
     s3.create_bucket(Bucket="smoke")
     s3.put_object(Bucket="smoke", Key="a/b", Body=b"hello")
     assert s3.get_object(Bucket="smoke", Key="a/b")["Body"].read() == b"hello"
+
+
+class _Listener(ServerProcess):
+    """The smallest server: a Python process that listens on its port and waits."""
+
+    def command(self) -> list[str]:
+        code = (
+            "import socket, time; s = socket.socket(); "
+            f"s.bind(('127.0.0.1', {self.port})); s.listen(); time.sleep(600)"
+        )
+        return [sys.executable, "-c", code]
+
+
+def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
+    """Another process listening on the port picked for a server (as a Dask worker's dashboard once
+    took another worker's) does not pass for the server: it moves to a free port, and is up there."""
+    server = _Listener(tmp_path)
+    squatter = socket.create_server(("127.0.0.1", server.port))
+    taken = server.port
+    try:
+        server.start()
+        assert server.pid is not None and server.port != taken
+        assert listens(server.pid, server.port) and not listens(server.pid, taken)
+        fixed = _Listener(tmp_path / "fixed", port=taken)  # a port the caller chose is not moved
+        with pytest.raises(PortTaken):
+            fixed.start()
+    finally:
+        squatter.close()
+        server.stop()
