@@ -68,6 +68,27 @@ class PoolMap:
         self._executor.shutdown(cancel_futures=True)
 
 
+def _connect(scheduler: str, workers: int | None, timeout_s: float) -> Any:
+    """A client of ``scheduler`` once ``workers`` workers are there; ValueError, one line, if not."""
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout=timeout_s)  # type: ignore[no-untyped-call]
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    if workers:
+        try:
+            client.wait_for_workers(workers, timeout=timeout_s)
+        except TimeoutError:
+            there = len(client.scheduler_info(n_workers=-1)["workers"])
+            client.close()  # type: ignore[no-untyped-call]
+            raise ValueError(
+                f"{there} of {workers} Dask workers joined {scheduler} within {timeout_s:.0f} s: start "
+                f"`dask worker {scheduler}` on more machines, or ask for fewer --workers"
+            ) from None
+    return client
+
+
 class DaskMap:
     """Map over a Dask distributed cluster: ``scheduler`` is ``tcp://HOST:8786`` for machines on the
     LAN that run ``dask worker``; without one a :class:`distributed.LocalCluster` of ``workers``
@@ -91,9 +112,7 @@ class DaskMap:
             )
             self.client = Client(self._cluster, timeout=timeout_s)  # type: ignore[no-untyped-call]
         else:
-            self.client = Client(scheduler, timeout=timeout_s)  # type: ignore[no-untyped-call]
-            if workers:
-                self.client.wait_for_workers(workers, timeout=timeout_s)
+            self.client = _connect(scheduler, workers, timeout_s)
         self.chunks_per_worker = chunks_per_worker
         self.retries = retries
         self.lost_workers = 0  # seen leaving during a map

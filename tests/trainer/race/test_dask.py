@@ -1,5 +1,6 @@
 """Distributed evaluation on a real Dask scheduler and workers (subprocesses on loopback): the same
-result as in process, and a worker killed in the middle of a generation costs a retry, not the run."""
+result as in process, a worker killed in the middle of a generation costs a retry, not the run, and
+a scheduler with too few workers is one clear error."""
 
 import signal
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ import pytest
 
 from tests.servers.dask import DaskScheduler, DaskWorker
 from tests.trainer.race.conftest import RUN_ARGS, Cli, Reference, result_genes
+from trainer.race.dask_map import DaskMap
 
 
 @pytest.fixture
@@ -39,3 +41,16 @@ def test_a_worker_killed_mid_generation_costs_a_retry_not_the_run(
     assert summary["generations"] == 3
     assert result_genes(summary) == reference_run.genes
     assert summary["best_lap"] == reference_run.best_lap
+
+
+def test_too_few_workers_at_the_scheduler_is_one_clear_error(tmp_path: Path) -> None:
+    scheduler = DaskScheduler(tmp_path / "scheduler").start()
+    assert isinstance(scheduler, DaskScheduler)
+    worker = DaskWorker(tmp_path / "worker", scheduler, "w0")
+    try:
+        worker.start()
+        with pytest.raises(ValueError, match=r"^1 of 2 Dask workers joined tcp://.* within 3 s: start"):
+            DaskMap(scheduler.address, workers=2, timeout_s=3)
+    finally:
+        worker.stop()
+        scheduler.stop()
