@@ -29,8 +29,8 @@ def require_binary(name: str, debian_package: str) -> str:
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Until ``port`` takes connections; with ``proc``, until ``proc`` (or a child of it) is what
     listens there: a free port picked in advance can be taken meanwhile by any process binding a
-    random one (a Dask worker's dashboard once took another worker's), and a connection alone would
-    then say that a server which is about to fail is up."""
+    random one (a Dask worker in CI found its port taken: its bind failed while the port answered),
+    and a connection alone would then say that a server which is about to fail is up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:

@@ -75,8 +75,8 @@ class _Listener(ServerProcess):
 
 
 def test_a_server_whose_port_was_taken_starts_on_another(tmp_path: Path) -> None:
-    """Another process listening on the port picked for a server (as a Dask worker's dashboard once
-    took another worker's) does not pass for the server: it moves to a free port, and is up there."""
+    """Another process listening on the port picked for a server (a Dask worker in CI once found its
+    port taken) does not pass for the server: it moves to a free port, and is up there."""
     server = _Listener(tmp_path)
     squatter = socket.create_server(("127.0.0.1", server.port))
     taken = server.port
