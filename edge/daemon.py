@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.body_factory import build_body
 from edge.commands import CommandHandler, EStopStore, apply_settings
 from edge.config import CarConfig
-from edge.detector import Detector, telemetry_fields
+from edge.detector import Detector, slot_summary, telemetry_fields
 from edge.detector_slot import detector_manager
 from edge.feedback import FeedbackCapture
 from edge.hotswap import ModelManager, load_model_keys, model_manager
@@ -327,23 +327,8 @@ class CarDaemon:
             outbox_events=len(self.events.queue),
             connected=link is not None and link.connected.is_set(),
             mode=loop.last.mode if loop.last is not None else loop.mode,
-            **self._detector_readings(),
+            **(slot_summary(loop.detector) if loop.detector is not None else {}),
         )
-
-    def _detector_readings(self) -> dict[str, Any]:
-        stage = self._loop.detector if self._loop is not None else None
-        if stage is None or stage.detector is None:
-            return {}
-        last = stage.last
-        obstacle = last.obstacle if last is not None else None
-        surface = last.surface if last is not None else None
-        return {
-            "detector": stage.detector.ref,
-            "detector_runs": stage.runs,
-            "safety_holds": stage.holds,
-            "obstacle": obstacle[0] if obstacle else None,
-            "surface": surface[0] if surface else None,
-        }
 
     def _go(self) -> None:
         # Latency: the control thread waits at most this long for the GIL, and what exists
@@ -539,13 +524,8 @@ class CarDaemon:
         """A snapshot for programs that embed the daemon (and for tests)."""
         dropped = self.outbox.preview_queue.dropped
         snapshot = status(self._parts(), self.model_ref, dropped, self.events.dropped)
-        stage = self.loop.detector
-        if stage is not None:
-            snapshot.update(
-                detector=stage.detector.ref if stage.detector else None,
-                detector_runs=stage.runs,
-                safety_holds=stage.holds,
-            )
+        if self.loop.detector is not None:
+            snapshot.update(slot_summary(self.loop.detector))
         return snapshot
 
     def _detector_state(self) -> ModelState | None:

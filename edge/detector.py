@@ -371,6 +371,21 @@ class DetectorStage:
         )
 
 
+def slot_summary(stage: DetectorStage) -> dict[str, Any]:
+    """The detector slot in the daemon's status and its /metrics readings: the model (None while
+    the slot is empty), runs and safety holds since boot, and the last obstacle and surface class."""
+    last = stage.last
+    obstacle = last.obstacle if last is not None else None
+    surface = last.surface if last is not None else None
+    return {
+        "detector": stage.detector.ref if stage.detector else None,
+        "detector_runs": stage.runs,
+        "safety_holds": stage.holds,
+        "obstacle": obstacle[0] if obstacle else None,
+        "surface": surface[0] if surface else None,
+    }
+
+
 def telemetry_fields(stage: DetectorStage) -> dict[str, Any]:
     """The detector's part of a telemetry message (nothing while the slot is empty)."""
     detector = stage.detector

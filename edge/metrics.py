@@ -57,23 +57,35 @@ class _Readings:
         self.car = car
         self.read = read
 
+    def counter(self, name: str, doc: str, value: float) -> Any:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(f"paddock_car_{name}", doc, labels=["car"])
+        family.add_metric([self.car], value)
+        return family
+
+    def gauge(self, name: str, doc: str, value: float | None) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(f"paddock_car_{name}", doc, labels=["car"])
+        if value is not None:
+            family.add_metric([self.car], value)
+        return family
+
+    def which(self, name: str, doc: str, label: str, value: str | None) -> Any:
+        """A gauge that is 1 for the one current ``label`` (none while ``value`` is None)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(f"paddock_car_{name}", doc, labels=["car", label])
+        if value is not None:
+            family.add_metric([self.car, value], 1.0)
+        return family
+
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
         r = self.read()
-        car = [self.car]
-
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(f"paddock_car_{name}", doc, labels=["car"])
-            family.add_metric(car, value)
-            return family
-
-        def gauge(name: str, doc: str, value: float | None) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(f"paddock_car_{name}", doc, labels=["car"])
-            if value is not None:
-                family.add_metric(car, value)
-            return family
-
+        counter, gauge = self.counter, self.gauge
         yield counter("ticks", "Control ticks run since boot.", r.ticks)
         yield counter(
             "missed_ticks",
@@ -99,9 +111,7 @@ class _Readings:
         yield gauge("outbox_frames", "Recorded frames waiting in the spool for the broker.", r.outbox_frames)
         yield gauge("outbox_events", "Events waiting for the broker.", r.outbox_events)
         yield gauge("broker_connected", "1 while the car is connected to its broker.", float(r.connected))
-        mode = GaugeMetricFamily("paddock_car_mode", "1 for the car's current mode.", labels=["car", "mode"])
-        mode.add_metric([self.car, r.mode], 1.0)
-        yield mode
+        yield self.which("mode", "1 for the car's current mode.", "mode", r.mode)
         model = GaugeMetricFamily(
             "paddock_car_model_info",
             "The active pilot model (1).",
@@ -115,36 +125,15 @@ class _Readings:
 
     def _detector(self, r: CarReadings) -> Iterator[Any]:
         """The detector slot: nothing at all on a car without one."""
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
         if r.detector is None:
             return
-        info = GaugeMetricFamily(
-            "paddock_car_detector_info", "The active detector model (1).", labels=["car", "model"]
+        yield self.which("detector_info", "The active detector model (1).", "model", r.detector)
+        yield self.counter("detector_runs", "Detector inferences since boot.", r.detector_runs)
+        yield self.counter(
+            "safety_holds", "Times the safety rule held the car for an obstacle, since boot.", r.safety_holds
         )
-        info.add_metric([self.car, r.detector], 1.0)
-        yield info
-        runs = CounterMetricFamily(
-            "paddock_car_detector_runs", "Detector inferences since boot.", labels=["car"]
-        )
-        runs.add_metric([self.car], r.detector_runs)
-        yield runs
-        holds = CounterMetricFamily(
-            "paddock_car_safety_holds",
-            "Times the safety rule held the car for an obstacle, since boot.",
-            labels=["car"],
-        )
-        holds.add_metric([self.car], r.safety_holds)
-        yield holds
-        for name, value in (("obstacle", r.obstacle), ("surface", r.surface)):
-            family = GaugeMetricFamily(
-                f"paddock_car_{name}_class",
-                f"1 for the detector's last {name} class.",
-                labels=["car", "class"],
-            )
-            if value is not None:
-                family.add_metric([self.car, value], 1.0)
-            yield family
+        yield self.which("obstacle_class", "1 for the detector's last obstacle class.", "class", r.obstacle)
+        yield self.which("surface_class", "1 for the detector's last surface class.", "class", r.surface)
 
 
 class CarMetrics:
