@@ -35,14 +35,19 @@ def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[b
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                if proc is None or listens(proc.pid, port):
-                    return
-        except OSError:
-            pass
+        if answers(host, port) and (proc is None or listens(proc.pid, port)):
+            return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def answers(host: str, port: int) -> bool:
+    """Whether something takes a TCP connection on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def listens(pid: int, port: int) -> bool:
@@ -113,7 +118,7 @@ class ServerProcess:
         except Exception as exc:
             self.stop()
             tail = self.log_path.read_text(errors="replace")[-2000:]
-            error = PortTaken if _port_taken(self.port) else RuntimeError
+            error = PortTaken if answers(self.host, self.port) else RuntimeError  # after our stop
             raise error(f"{type(self).__name__} did not start: {exc}\n{tail}") from exc
         self._may_move = False
         return self
@@ -139,12 +144,3 @@ class ServerProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
-
-
-def _port_taken(port: int) -> bool:
-    """Whether something listens on ``port`` once the server that failed to start has stopped."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
